@@ -24,14 +24,14 @@ pub fn steps_per_epoch(rows: usize, batch_size: usize) -> usize {
 }
 
 /// Copies the given rows of `split` into `x` (row-major `[len, 16]`) and `y`, replacing their contents.
-/// The buffers are reused across steps, so the hot loop does not allocate for the gather itself.
-pub fn gather(split: &Split, rows: &[u32], x: &mut Vec<f32>, y: &mut Vec<i64>) {
+/// Labels are i32, the integer type burn's backends use. The buffers are reused across steps, so the hot loop does not allocate for the gather itself.
+pub fn gather(split: &Split, rows: &[u32], x: &mut Vec<f32>, y: &mut Vec<i32>) {
     x.clear();
     y.clear();
     for &r in rows {
         let r = r as usize;
         x.extend_from_slice(&split.x[r * NUM_FEATURES..(r + 1) * NUM_FEATURES]);
-        y.push(i64::from(split.y[r]));
+        y.push(i32::from(split.y[r]));
     }
 }
 

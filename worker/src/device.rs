@@ -1,0 +1,152 @@
+//! Choosing the compute device, once, at the edge: `cpu` (burn's pure-Rust `flex` backend) or
+//! `cuda:N` (burn-cuda, in builds with the `cuda` feature).
+//!
+//! burn-cuda panics on first use when there is no driver, so CUDA is probed here first: the driver
+//! library is loaded and asked how many devices it sees, and a missing driver, a missing device or a
+//! build without CUDA becomes an error that says so.
+
+use std::fmt;
+use std::ops::ControlFlow;
+use std::str::FromStr;
+
+use jetsweep_data::Prepared;
+
+use crate::error::WorkerError;
+use crate::train::{Progress, Summary, TrainConfig, train};
+
+/// Where a trial runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = WorkerError;
+
+    fn from_str(s: &str) -> Result<Self, WorkerError> {
+        match s.trim() {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| {
+                    WorkerError::Device(format!(
+                        "{other:?} is not a device: use cpu, cuda or cuda:N"
+                    ))
+                }),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Cpu => write!(f, "cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The CPU backend: flex, single-threaded (one worker process per core is the fast layout for these
+/// tiny models; see docs/speed.md).
+pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+
+/// Checks that `choice` can run here, with a clear error if not.
+pub fn check(choice: DeviceChoice) -> Result<(), WorkerError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(()),
+        DeviceChoice::Cuda(index) => probe_cuda(index),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn probe_cuda(index: usize) -> Result<(), WorkerError> {
+    Err(WorkerError::Device(format!(
+        "cuda:{index}: this jetsweep-worker was built without CUDA support; rebuild it with `cargo build --release --features cuda`, or use --device cpu"
+    )))
+}
+
+#[cfg(feature = "cuda")]
+fn probe_cuda(index: usize) -> Result<(), WorkerError> {
+    use std::os::raw::c_int;
+    let lib = ["libcuda.so.1", "libcuda.so"]
+        .iter()
+        .find_map(|name| unsafe { libloading::Library::new(name) }.ok())
+        .ok_or_else(|| {
+            WorkerError::Device(format!(
+                "cuda:{index}: no NVIDIA driver found (libcuda.so.1 could not be loaded); this machine has no usable GPU, use --device cpu"
+            ))
+        })?;
+    let count = unsafe {
+        let init: libloading::Symbol<unsafe extern "C" fn(u32) -> c_int> =
+            lib.get(b"cuInit\0").map_err(|e| {
+                WorkerError::Device(format!("cuda:{index}: libcuda has no cuInit: {e}"))
+            })?;
+        let device_count: libloading::Symbol<unsafe extern "C" fn(*mut c_int) -> c_int> =
+            lib.get(b"cuDeviceGetCount\0").map_err(|e| {
+                WorkerError::Device(format!(
+                    "cuda:{index}: libcuda has no cuDeviceGetCount: {e}"
+                ))
+            })?;
+        let status = init(0);
+        if status != 0 {
+            return Err(WorkerError::Device(format!(
+                "cuda:{index}: the NVIDIA driver failed to initialise (CUresult {status}); check nvidia-smi"
+            )));
+        }
+        let mut n: c_int = 0;
+        let status = device_count(&mut n);
+        if status != 0 {
+            return Err(WorkerError::Device(format!(
+                "cuda:{index}: cannot count CUDA devices (CUresult {status})"
+            )));
+        }
+        n as usize
+    };
+    if index >= count {
+        return Err(WorkerError::Device(format!(
+            "cuda:{index} does not exist: this machine has {count} CUDA device(s)"
+        )));
+    }
+    // burn-cuda compiles kernels with NVRTC and passes it the toolkit's headers.
+    let toolkit = std::env::var_os("CUDA_PATH")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(["/usr/local/cuda", "/opt/cuda"].map(std::path::PathBuf::from))
+        .any(|p| p.join("include").is_dir());
+    if !toolkit {
+        return Err(WorkerError::Device(format!(
+            "cuda:{index}: no CUDA toolkit headers found; set CUDA_PATH to the toolkit root (the folder with include/)"
+        )));
+    }
+    Ok(())
+}
+
+/// Trains one trial on the chosen device (see [`train`]).
+pub fn train_on(
+    choice: DeviceChoice,
+    data: &Prepared,
+    config: &TrainConfig,
+    trace_steps: usize,
+    observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
+) -> Result<Summary, WorkerError> {
+    check(choice)?;
+    match choice {
+        DeviceChoice::Cpu => {
+            train::<CpuBackend>(data, config, &Default::default(), trace_steps, observe)
+        }
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(index) => {
+            let device = burn::backend::cuda::CudaDevice::new(index);
+            train::<CudaBackend>(data, config, &device, trace_steps, observe)
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(_) => unreachable!("check() refuses CUDA in builds without it"),
+    }
+}

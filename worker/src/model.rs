@@ -1,0 +1,312 @@
+//! The JSC models, as burn modules.
+//!
+//! Every MASE JSC model has the same skeleton, so one module type, [`Mlp`], describes them all:
+//! `BatchNorm1d(16) → ReLU`, then stages of `Linear → [BatchNorm1d] → ReLU`, the last stage producing
+//! the 5 class scores. The final ReLU acts on the logits fed to cross-entropy: that is what MASE does.
+//! Tensor shapes: input `[batch, 16]` scaled features, output `[batch, 5]` non-negative logits.
+//!
+//! Parameters are initialised on the host from the trial seed with PyTorch's default distributions
+//! (Linear: weight and bias U(±1/√fan_in); BatchNorm: γ=1, β=0), so CPU and GPU start from the same
+//! numbers and a run can hand its exact starting point to the PyTorch reference.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use jetsweep_data::rng::SplitMix64;
+use jetsweep_data::{NUM_CLASSES, NUM_FEATURES};
+
+use crate::error::WorkerError;
+
+/// PyTorch's BatchNorm1d defaults.
+const BN_EPSILON: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// The shape of a model: the width each linear stage produces (the last is 5) and whether a
+/// BatchNorm follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Architecture {
+    pub name: String,
+    pub stages: Vec<StageShape>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageShape {
+    pub width: usize,
+    pub norm: bool,
+}
+
+/// Named models, with a one-line description each (shown by `--help` and in errors).
+pub const MODELS: [(&str, &str); 5] = [
+    ("jsc-tiny", "BN16 ReLU Linear16→5 ReLU; 117 params (MASE)"),
+    (
+        "jsc-toy",
+        "BN16 ReLU, Linear→BN→ReLU 16→8→8→5; 327 params (MASE)",
+    ),
+    (
+        "jsc-s",
+        "hidden 64-32-32-32, BN after the first and last linear; 5,615 params (MASE)",
+    ),
+    (
+        "jsc-tiny-x10",
+        "BN16 ReLU Linear16→48 BN48 ReLU Linear48→5 ReLU; 1,189 params, ~10x jsc-tiny (lab question 4)",
+    ),
+    (
+        "mlp:W1,W2,...",
+        "generic: BN16 ReLU, Linear→BN→ReLU for each hidden width, Linear→5 ReLU",
+    ),
+];
+
+fn stages(spec: &[(usize, bool)]) -> Vec<StageShape> {
+    spec.iter()
+        .map(|&(width, norm)| StageShape { width, norm })
+        .collect()
+}
+
+impl FromStr for Architecture {
+    type Err = WorkerError;
+
+    fn from_str(name: &str) -> Result<Self, WorkerError> {
+        let shape = match name {
+            "jsc-tiny" => stages(&[(5, false)]),
+            "jsc-toy" => stages(&[(8, true), (8, true), (5, true)]),
+            "jsc-s" => stages(&[(64, true), (32, false), (32, false), (32, false), (5, true)]),
+            "jsc-tiny-x10" => stages(&[(48, true), (5, false)]),
+            _ => match name.strip_prefix("mlp:") {
+                Some(widths) => {
+                    let mut hidden = Vec::new();
+                    for w in widths.split(',') {
+                        match w.trim().parse::<usize>() {
+                            Ok(w) if (1..=4096).contains(&w) => hidden.push((w, true)),
+                            _ => {
+                                return Err(WorkerError::UnknownModel(format!(
+                                    "{name} (hidden width {w:?} must be a whole number from 1 to 4096)"
+                                )));
+                            }
+                        }
+                    }
+                    hidden.push((NUM_CLASSES, false));
+                    stages(&hidden)
+                }
+                None => return Err(WorkerError::UnknownModel(name.to_string())),
+            },
+        };
+        Ok(Architecture {
+            name: name.to_string(),
+            stages: shape,
+        })
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Architecture {
+    /// Trainable parameters, by arithmetic (a test checks it against the built module).
+    pub fn param_count(&self) -> usize {
+        let mut n = 2 * NUM_FEATURES;
+        let mut fan_in = NUM_FEATURES;
+        for s in &self.stages {
+            n += fan_in * s.width + s.width + if s.norm { 2 * s.width } else { 0 };
+            fan_in = s.width;
+        }
+        n
+    }
+
+    /// Builds the model with parameters drawn from `seed`.
+    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> Mlp<B> {
+        let mut rng = SplitMix64::derive(seed, "init", 0);
+        let mut fan_in = NUM_FEATURES;
+        let mut built = Vec::with_capacity(self.stages.len());
+        for s in &self.stages {
+            built.push(Stage {
+                linear: Dense::init(fan_in, s.width, &mut rng, device),
+                norm: s.norm.then(|| BatchNorm1d::init(s.width, device)),
+            });
+            fan_in = s.width;
+        }
+        Mlp {
+            input_norm: BatchNorm1d::init(NUM_FEATURES, device),
+            stages: built,
+        }
+    }
+}
+
+/// A JSC model: see the module documentation.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub input_norm: BatchNorm1d<B>,
+    pub stages: Vec<Stage<B>>,
+}
+
+/// `Linear → [BatchNorm1d] → ReLU`.
+#[derive(Module, Debug)]
+pub struct Stage<B: Backend> {
+    pub linear: Dense<B>,
+    pub norm: Option<BatchNorm1d<B>>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `[batch, 16]` → `[batch, 5]` ReLU'd logits. Training statistics are used when the input lives
+    /// on an autodiff device, running statistics otherwise (burn's convention, as `model.valid()`).
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let mut x = relu(self.input_norm.forward(x));
+        for stage in &self.stages {
+            x = stage.linear.forward(x);
+            if let Some(norm) = &stage.norm {
+                x = norm.forward(x);
+            }
+            x = relu(x);
+        }
+        x
+    }
+}
+
+/// A fully connected layer: `y = x W + b`, `W` stored `[in, out]`.
+#[derive(Module, Debug)]
+pub struct Dense<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Dense<B> {
+    fn init(fan_in: usize, fan_out: usize, rng: &mut SplitMix64, device: &B::Device) -> Self {
+        // PyTorch: kaiming_uniform(a=√5) for the weight and U(±1/√fan_in) for the bias: the same bound.
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let mut uniform = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+                .collect()
+        };
+        // Drawn in PyTorch's [out, in] order, stored transposed.
+        let w_out_in = uniform(fan_in * fan_out);
+        let mut w = vec![0f32; fan_in * fan_out];
+        for o in 0..fan_out {
+            for i in 0..fan_in {
+                w[i * fan_out + o] = w_out_in[o * fan_in + i];
+            }
+        }
+        let b = uniform(fan_out);
+        Dense {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [fan_in, fan_out]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::from_data(TensorData::new(b, [fan_out]), device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        burn::tensor::module::linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+}
+
+/// BatchNorm over the feature axis of `[batch, features]`, as PyTorch's `BatchNorm1d`: batch statistics
+/// when training, running statistics otherwise; the running variance is updated with the *unbiased*
+/// batch variance, as PyTorch does (burn's own BatchNorm uses the biased one).
+#[derive(Module, Debug)]
+pub struct BatchNorm1d<B: Backend> {
+    pub gamma: Param<Tensor<B, 1>>,
+    pub beta: Param<Tensor<B, 1>>,
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    pub running_var: RunningState<Tensor<B, 1>>,
+}
+
+impl<B: Backend> BatchNorm1d<B> {
+    fn init(features: usize, device: &B::Device) -> Self {
+        BatchNorm1d {
+            gamma: Param::from_tensor(Tensor::ones([features], device)),
+            beta: Param::from_tensor(Tensor::zeros([features], device)),
+            running_mean: RunningState::new(Tensor::zeros([features], device)),
+            running_var: RunningState::new(Tensor::ones([features], device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [batch, features] = x.dims();
+        if B::ad_enabled(&x.device()) {
+            let mean = x.clone().mean_dim(0); // [1, F]
+            let centered = x - mean.clone();
+            let var = centered.clone().square().mean_dim(0); // biased, used to normalise
+            if batch > 1 {
+                let unbiased = batch as f64 / (batch - 1) as f64;
+                let rm = self.running_mean.value_sync();
+                let rv = self.running_var.value_sync();
+                self.running_mean.update(
+                    (rm.mul_scalar(1.0 - BN_MOMENTUM)
+                        + mean.detach().reshape([features]).mul_scalar(BN_MOMENTUM))
+                    .detach(),
+                );
+                self.running_var.update(
+                    (rv.mul_scalar(1.0 - BN_MOMENTUM)
+                        + var
+                            .clone()
+                            .detach()
+                            .reshape([features])
+                            .mul_scalar(BN_MOMENTUM * unbiased))
+                    .detach(),
+                );
+            }
+            self.affine(centered / var.add_scalar(BN_EPSILON).sqrt(), features)
+        } else {
+            let mean = self.running_mean.value().reshape([1, features]);
+            let std = self
+                .running_var
+                .value()
+                .add_scalar(BN_EPSILON)
+                .sqrt()
+                .reshape([1, features]);
+            self.affine((x - mean) / std, features)
+        }
+    }
+
+    fn affine(&self, normalised: Tensor<B, 2>, features: usize) -> Tensor<B, 2> {
+        normalised * self.gamma.val().reshape([1, features])
+            + self.beta.val().reshape([1, features])
+    }
+}
+
+/// A model's parameters as named host arrays in PyTorch's layout, for handing a run's exact starting
+/// point to the reference trainer (`--init-npz`). Names follow `jsc_reference.py` for jsc-tiny.
+pub fn export_jsc_tiny<B: Backend>(
+    model: &Mlp<B>,
+) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, WorkerError> {
+    if model.stages.len() != 1 || model.stages[0].norm.is_some() {
+        return Err(WorkerError::Invalid(
+            "exporting initial weights is defined for jsc-tiny only".into(),
+        ));
+    }
+    let host = |t: Tensor<B, 1>| -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap_or_default()
+    };
+    let bn = &model.input_norm;
+    let fc = &model.stages[0].linear;
+    let w = fc.weight.val(); // [16, 5]
+    let [fan_in, fan_out] = w.dims();
+    let w_out_in = host(w.transpose().reshape([fan_in * fan_out]));
+    Ok(vec![
+        ("bn_weight".into(), vec![NUM_FEATURES], host(bn.gamma.val())),
+        ("bn_bias".into(), vec![NUM_FEATURES], host(bn.beta.val())),
+        (
+            "bn_running_mean".into(),
+            vec![NUM_FEATURES],
+            host(bn.running_mean.value()),
+        ),
+        (
+            "bn_running_var".into(),
+            vec![NUM_FEATURES],
+            host(bn.running_var.value()),
+        ),
+        ("fc_weight".into(), vec![fan_out, fan_in], w_out_in),
+        ("fc_bias".into(), vec![fan_out], host(fc.bias.val())),
+    ])
+}

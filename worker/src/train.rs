@@ -1,0 +1,316 @@
+//! The training loop: MASE's `ch train` recipe in burn.
+//!
+//! Adam (β 0.9/0.999, ε 1e-8, no weight decay), cosine learning-rate decay stepped once per epoch
+//! (T_max = max_epochs, η_min = 1e-6), cross-entropy (mean over the batch) on the ReLU'd logits,
+//! a fresh shuffle every epoch with the last partial batch kept. After each epoch the model is
+//! evaluated (running BatchNorm statistics) on the validation data (the training split, as MASE, unless
+//! a held-out split exists) and on the test split. Metrics leave through the `observe` callback, which
+//! can also stop the run (a cancelled job).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::log_softmax};
+use jetsweep_data::batch::{self, batch_ranges};
+use jetsweep_data::{NUM_FEATURES, Prepared, Split, ValidationKind};
+use serde::Serialize;
+
+use crate::error::WorkerError;
+use crate::model::{Architecture, Mlp};
+
+/// Floor of the cosine schedule (MASE passes eta_min=1e-6).
+pub const ETA_MIN: f64 = 1e-6;
+/// PyTorch's Adam ε (burn's default is 1e-5).
+pub const ADAM_EPSILON: f32 = 1e-8;
+/// Rows per forward pass when evaluating; large, since evaluation keeps no graph.
+const EVAL_CHUNK: usize = 8192;
+
+/// One trial's hyperparameters.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub arch: Architecture,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Refuses values no training can use, naming them.
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        if self.batch_size == 0 {
+            return Err(WorkerError::Invalid(
+                "batch size 0: use a positive batch size, e.g. 128".into(),
+            ));
+        }
+        if self.max_epochs == 0 {
+            return Err(WorkerError::Invalid(
+                "max epochs 0: use at least 1 epoch".into(),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(WorkerError::Invalid(format!(
+                "learning rate {}: use a positive finite number, e.g. 1e-3",
+                self.lr
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// PyTorch's CosineAnnealingLR (closed form) for 0-based `epoch`.
+pub fn cosine_lr(base_lr: f64, epoch: usize, max_epochs: usize) -> f64 {
+    let progress = epoch as f64 / max_epochs as f64;
+    ETA_MIN + (base_lr - ETA_MIN) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
+}
+
+/// What one epoch measured. Losses are means over samples; accuracies are top-1 fractions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// `train-as-val` (MASE) or `held-out`.
+    pub val: ValidationKind,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    /// Wall time of the training pass alone (no evaluation).
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// The trial's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub params: usize,
+    pub epochs: usize,
+    /// Test accuracy after the last epoch.
+    pub test_acc: f64,
+    /// The epoch with the lowest validation loss, and the test accuracy there (MASE's `best.ckpt`).
+    pub best_epoch: usize,
+    pub best_test_acc: f64,
+    pub val: ValidationKind,
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The loss of one optimizer step; emitted for the first `trace_steps` steps only.
+    Step {
+        step: usize,
+        loss: f64,
+    },
+    Epoch(&'a EpochMetrics),
+}
+
+/// Mean cross-entropy of `logits` `[n, 5]` against class indices `[n]`.
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
+    log_softmax(logits, 1)
+        .gather(1, targets.reshape([n, 1]))
+        .mean()
+        .neg()
+}
+
+fn batch_tensors<B: Backend>(
+    x: &[f32],
+    y: &[i32],
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 1, Int>) {
+    let n = y.len();
+    (
+        Tensor::from_data(TensorData::new(x.to_vec(), [n, NUM_FEATURES]), device),
+        Tensor::from_data(TensorData::new(y.to_vec(), [n]), device),
+    )
+}
+
+/// Mean loss and accuracy of `model` (inference mode) over a split.
+pub fn evaluate<B: Backend>(model: &Mlp<B>, split: &Split, device: &B::Device) -> (f64, f64) {
+    let (mut loss_sum, mut correct) = (0.0f64, 0i64);
+    let labels: Vec<i32> = split.y.iter().map(|&y| i32::from(y)).collect();
+    for (x, y) in split
+        .x
+        .chunks(EVAL_CHUNK * NUM_FEATURES)
+        .zip(labels.chunks(EVAL_CHUNK))
+    {
+        let (xt, yt) = batch_tensors::<B>(x, y, device);
+        let logits = model.forward(xt);
+        correct += logits
+            .clone()
+            .argmax(1)
+            .reshape([y.len()])
+            .equal(yt.clone())
+            .int()
+            .sum()
+            .into_scalar()
+            .elem::<i64>();
+        loss_sum += cross_entropy(logits, yt).into_scalar().elem::<f64>() * y.len() as f64;
+    }
+    let n = split.len().max(1) as f64;
+    (loss_sum / n, correct as f64 / n)
+}
+
+/// A model and its optimizer, stepping through epochs.
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    device: B::Device,
+    model: Option<Mlp<B>>,
+    optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Mlp<B>, B>,
+    steps: usize,
+    // Reused gather buffers.
+    xb: Vec<f32>,
+    yb: Vec<i32>,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    pub fn new(config: TrainConfig, device: B::Device) -> Result<Self, WorkerError> {
+        config.validate()?;
+        let model = config.arch.init::<B>(config.seed, &device);
+        let optim = AdamConfig::new()
+            .with_epsilon(ADAM_EPSILON)
+            .init::<B, Mlp<B>>();
+        Ok(Trainer {
+            config,
+            device,
+            model: Some(model),
+            optim,
+            steps: 0,
+            xb: Vec::new(),
+            yb: Vec::new(),
+        })
+    }
+
+    pub fn model(&self) -> &Mlp<B> {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
+    }
+
+    /// One pass over the training split in the order of `epoch` (0-based). Returns mean loss,
+    /// accuracy, and seconds. Calls `on_step` with the loss of each of the first `trace_steps` steps.
+    pub fn train_epoch(
+        &mut self,
+        train: &Split,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, f64),
+    ) -> (f64, f64, f64) {
+        let start = Instant::now();
+        let lr = cosine_lr(self.config.lr, epoch, self.config.max_epochs);
+        let order = batch::epoch_order(train.len(), self.config.seed, epoch);
+        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+        let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
+        for range in batch_ranges(train.len(), self.config.batch_size) {
+            let rows = &order[range];
+            batch::gather(train, rows, &mut self.xb, &mut self.yb);
+            let (x, y) = batch_tensors::<B>(&self.xb, &self.yb, &self.device);
+            let model = self.model.take().expect("model present between steps");
+            let logits = model.forward(x);
+            let loss = cross_entropy(logits.clone(), y.clone());
+
+            let batch_loss = loss.clone().inner().mul_scalar(rows.len() as f64);
+            let batch_correct = logits
+                .inner()
+                .argmax(1)
+                .reshape([rows.len()])
+                .equal(y.inner())
+                .int()
+                .sum();
+            if self.steps < trace_steps {
+                on_step(
+                    self.steps,
+                    batch_loss.clone().into_scalar().elem::<f64>() / rows.len() as f64,
+                );
+            }
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + batch_loss,
+                None => batch_loss,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + batch_correct,
+                None => batch_correct,
+            });
+
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            self.model = Some(self.optim.step(lr, model, grads));
+            self.steps += 1;
+        }
+        let n = train.len().max(1) as f64;
+        let loss = loss_sum.map_or(0.0, |s| s.into_scalar().elem::<f64>()) / n;
+        let acc = correct_sum.map_or(0, |s| s.into_scalar().elem::<i64>()) as f64 / n;
+        (loss, acc, start.elapsed().as_secs_f64())
+    }
+}
+
+/// Trains one trial from scratch on `data`, reporting each epoch through `observe`; `trace_steps`
+/// step losses are reported too. `observe` returning `Break(reason)` stops the run.
+pub fn train<B: AutodiffBackend>(
+    data: &Prepared,
+    config: &TrainConfig,
+    device: &B::Device,
+    trace_steps: usize,
+    observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
+) -> Result<Summary, WorkerError> {
+    let mut trainer = Trainer::<B>::new(config.clone(), device.clone())?;
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(WorkerError::Invalid(format!(
+            "dataset {} has an empty train or test split",
+            data.provenance.source
+        )));
+    }
+    let (val_split, val_kind) = data.validation();
+    let mut best: Option<(f64, usize, f64)> = None; // (val loss, epoch, test acc)
+    let mut last_test_acc = 0.0;
+    let mut stopped: Option<String> = None;
+    for epoch in 0..config.max_epochs {
+        let lr = cosine_lr(config.lr, epoch, config.max_epochs);
+        let mut on_step = |step: usize, loss: f64| {
+            if let ControlFlow::Break(reason) = observe(Progress::Step { step, loss }) {
+                stopped.get_or_insert(reason);
+            }
+        };
+        let (train_loss, train_acc, seconds) =
+            trainer.train_epoch(&data.train, epoch, trace_steps, &mut on_step);
+        let eval_model = trainer.model().valid();
+        let (val_loss, val_acc) = evaluate(&eval_model, val_split, device);
+        let (test_loss, test_acc) = evaluate(&eval_model, &data.test, device);
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            lr,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            val: val_kind,
+            test_loss,
+            test_acc,
+            seconds,
+            samples_per_second: data.train.len() as f64 / seconds.max(1e-9),
+        };
+        last_test_acc = test_acc;
+        if best.is_none_or(|(best_loss, _, _)| val_loss < best_loss) {
+            best = Some((val_loss, epoch + 1, test_acc));
+        }
+        if let ControlFlow::Break(reason) = observe(Progress::Epoch(&metrics)) {
+            stopped.get_or_insert(reason);
+        }
+        if let Some(reason) = stopped {
+            return Err(WorkerError::Stopped(reason));
+        }
+    }
+    let (_, best_epoch, best_test_acc) = best.expect("at least one epoch ran");
+    Ok(Summary {
+        params: config.arch.param_count(),
+        epochs: config.max_epochs,
+        test_acc: last_test_acc,
+        best_epoch,
+        best_test_acc,
+        val: val_kind,
+    })
+}
