@@ -15,7 +15,9 @@ pub fn epoch_order(rows: usize, seed: u64, epoch: usize) -> Vec<u32> {
 /// Consecutive ranges of at most `batch_size` positions covering `0..rows`; the last may be short.
 pub fn batch_ranges(rows: usize, batch_size: usize) -> impl Iterator<Item = Range<usize>> {
     assert!(batch_size > 0, "batch size must be positive");
-    (0..rows).step_by(batch_size).map(move |start| start..(start + batch_size).min(rows))
+    (0..rows)
+        .step_by(batch_size)
+        .map(move |start| start..(start + batch_size).min(rows))
 }
 
 /// Number of optimizer steps in one epoch.
@@ -60,7 +62,10 @@ mod tests {
 
     #[test]
     fn gather_copies_the_chosen_rows() {
-        let split = Split { x: (0..48).map(|v| v as f32).collect(), y: vec![0, 1, 2] };
+        let split = Split {
+            x: (0..48).map(|v| v as f32).collect(),
+            y: vec![0, 1, 2],
+        };
         let (mut x, mut y) = (Vec::new(), Vec::new());
         gather(&split, &[2, 0], &mut x, &mut y);
         assert_eq!(y, vec![2, 0]);

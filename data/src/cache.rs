@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{NUM_FEATURES, Prepared, Provenance, Split, f32s_from_le_bytes, f32s_to_le_bytes};
+use crate::dataset::{
+    NUM_FEATURES, Prepared, Provenance, Split, f32s_from_le_bytes, f32s_to_le_bytes,
+};
 use crate::{DataError, Result};
 
 const MAGIC: &[u8; 16] = b"JETSWEEP-DATASET";
@@ -51,7 +53,11 @@ pub fn encode(prepared: &Prepared) -> Vec<u8> {
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
     let empty = Split::default();
-    for split in [&prepared.train, prepared.val.as_ref().unwrap_or(&empty), &prepared.test] {
+    for split in [
+        &prepared.train,
+        prepared.val.as_ref().unwrap_or(&empty),
+        &prepared.test,
+    ] {
         out.extend_from_slice(&f32s_to_le_bytes(&split.x));
         out.extend_from_slice(&split.y);
     }
@@ -62,43 +68,70 @@ pub fn encode(prepared: &Prepared) -> Vec<u8> {
 
 /// Parses and verifies a whole file's bytes; `path` only names the file in errors.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<Prepared> {
-    let corrupt = |reason: String| DataError::CorruptCache { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| DataError::CorruptCache {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < MAGIC.len() + 8 + DIGEST_LEN || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt("it does not start with the jetsweep dataset header".into()));
+        return Err(corrupt(
+            "it does not start with the jetsweep dataset header".into(),
+        ));
     }
     let version = u32::from_le_bytes(bytes[16..20].try_into().unwrap());
     if version != FORMAT_VERSION {
-        return Err(corrupt(format!("format version {version}, this build reads version {FORMAT_VERSION}")));
+        return Err(corrupt(format!(
+            "format version {version}, this build reads version {FORMAT_VERSION}"
+        )));
     }
     let (body, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
     if Sha256::digest(body).as_slice() != digest {
         return Err(corrupt("checksum mismatch (truncated or modified)".into()));
     }
     let hlen = u32::from_le_bytes(bytes[20..24].try_into().unwrap()) as usize;
-    let header_end = 24usize.checked_add(hlen).filter(|&e| e <= body.len()).ok_or_else(|| corrupt("header length past the end".into()))?;
-    let header: Header =
-        serde_json::from_slice(&body[24..header_end]).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
+    let header_end = 24usize
+        .checked_add(hlen)
+        .filter(|&e| e <= body.len())
+        .ok_or_else(|| corrupt("header length past the end".into()))?;
+    let header: Header = serde_json::from_slice(&body[24..header_end])
+        .map_err(|e| corrupt(format!("unreadable header: {e}")))?;
     let mut rest = &body[header_end..];
     let mut take = |rows: usize| -> Result<Split> {
         let need = rows * (NUM_FEATURES * 4 + 1);
         if rest.len() < need {
-            return Err(corrupt(format!("arrays shorter than the header's {rows} rows")));
+            return Err(corrupt(format!(
+                "arrays shorter than the header's {rows} rows"
+            )));
         }
         let (xb, tail) = rest.split_at(rows * NUM_FEATURES * 4);
         let (yb, tail) = tail.split_at(rows);
         rest = tail;
-        Ok(Split { x: f32s_from_le_bytes(xb), y: yb.to_vec() })
+        Ok(Split {
+            x: f32s_from_le_bytes(xb),
+            y: yb.to_vec(),
+        })
     };
     let train = take(header.train_rows)?;
     let val = take(header.val_rows.unwrap_or(0))?;
     let test = take(header.test_rows)?;
     if !rest.is_empty() {
-        return Err(corrupt(format!("{} unexpected bytes after the arrays", rest.len())));
+        return Err(corrupt(format!(
+            "{} unexpected bytes after the arrays",
+            rest.len()
+        )));
     }
-    if let Some(bad) = [&train, &val, &test].iter().flat_map(|s| s.y.iter()).find(|&&y| y as usize >= crate::NUM_CLASSES) {
+    if let Some(bad) = [&train, &val, &test]
+        .iter()
+        .flat_map(|s| s.y.iter())
+        .find(|&&y| y as usize >= crate::NUM_CLASSES)
+    {
         return Err(corrupt(format!("label {bad} out of range 0..5")));
     }
-    Ok(Prepared { train, val: header.val_rows.map(|_| val), test, provenance: header.provenance })
+    Ok(Prepared {
+        train,
+        val: header.val_rows.map(|_| val),
+        test,
+        provenance: header.provenance,
+    })
 }
 
 /// Writes a prepared dataset atomically: a temporary file in the same folder, then a rename, so a
@@ -134,7 +167,10 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A hidden, process-unique temporary name next to `path`.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
@@ -144,7 +180,14 @@ mod tests {
     use crate::synthetic;
 
     fn sample() -> Prepared {
-        synthetic::prepared(2_000, &crate::preprocess::PrepareOptions { val_fraction: 0.1, ..Default::default() }).unwrap()
+        synthetic::prepared(
+            2_000,
+            &crate::preprocess::PrepareOptions {
+                val_fraction: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -171,11 +214,17 @@ mod tests {
                 b
             }),
             ("empty", Vec::new()),
-            ("foreign", b"hello world, this is not a dataset at all......".to_vec()),
+            (
+                "foreign",
+                b"hello world, this is not a dataset at all......".to_vec(),
+            ),
         ] {
             fs::write(&path, &data).unwrap();
             let err = load(&path).unwrap_err();
-            assert!(matches!(err, DataError::CorruptCache { .. }), "{what}: {err}");
+            assert!(
+                matches!(err, DataError::CorruptCache { .. }),
+                "{what}: {err}"
+            );
             assert!(err.to_string().contains("a.jsd"), "{what}: {err}");
         }
     }

@@ -28,10 +28,16 @@ pub fn read(path: &Path) -> Result<RawTable> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
-        .map_err(|e| DataError::BadFormat { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| DataError::BadFormat {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| DataError::BadFormat { path: path.to_path_buf(), reason: e.to_string() })?
+        .map_err(|e| DataError::BadFormat {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
         .iter()
         .map(str::to_string)
         .collect();
@@ -50,7 +56,10 @@ pub fn read(path: &Path) -> Result<RawTable> {
         let mut cols = [0usize; 5];
         for (slot, name) in cols.iter_mut().zip(ONE_HOT_COLUMNS) {
             // The bare names (g, q, …) are too short to match safely: require the j_ prefix.
-            *slot = headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name)).ok_or_else(|| missing(name))?;
+            *slot = headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name))
+                .ok_or_else(|| missing(name))?;
         }
         LabelColumns::OneHot(cols)
     } else {
@@ -59,24 +68,48 @@ pub fn read(path: &Path) -> Result<RawTable> {
 
     let mut table = RawTable::default();
     for record in reader.records() {
-        let record = record.map_err(|e| DataError::BadFormat { path: path.to_path_buf(), reason: e.to_string() })?;
+        let record = record.map_err(|e| DataError::BadFormat {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let line = record.position().map_or(0, csv::Position::line);
-        let bad = |reason: String| DataError::BadRow { path: path.to_path_buf(), line, reason };
+        let bad = |reason: String| DataError::BadRow {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
         let cell = |i: usize| record.get(i).unwrap_or("");
         let mut row = [0f32; NUM_FEATURES];
         for ((v, &col), name) in row.iter_mut().zip(&feature_cols).zip(FEATURE_NAMES) {
-            *v = cell(col).parse().map_err(|_| bad(format!("{name} = {:?} is not a number", cell(col))))?;
+            *v = cell(col)
+                .parse()
+                .map_err(|_| bad(format!("{name} = {:?} is not a number", cell(col))))?;
         }
         let label = match &labels {
-            LabelColumns::Single(i) => {
-                parse_label(cell(*i)).ok_or_else(|| bad(format!("label {:?} is not one of g,q,w,z,t or 0..4", cell(*i))))?
-            }
+            LabelColumns::Single(i) => parse_label(cell(*i)).ok_or_else(|| {
+                bad(format!(
+                    "label {:?} is not one of g,q,w,z,t or 0..4",
+                    cell(*i)
+                ))
+            })?,
             LabelColumns::OneHot(cols) => {
-                let values: Vec<f32> = cols.iter().map(|&c| cell(c).parse().unwrap_or(f32::NAN)).collect();
-                let hot = values.iter().enumerate().filter(|(_, v)| **v > 0.5).map(|(i, _)| i as u8).collect::<Vec<_>>();
+                let values: Vec<f32> = cols
+                    .iter()
+                    .map(|&c| cell(c).parse().unwrap_or(f32::NAN))
+                    .collect();
+                let hot = values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0.5)
+                    .map(|(i, _)| i as u8)
+                    .collect::<Vec<_>>();
                 match hot.as_slice() {
                     [one] => *one,
-                    _ => return Err(bad(format!("one-hot label columns {values:?} do not mark exactly one class"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "one-hot label columns {values:?} do not mark exactly one class"
+                        )));
+                    }
                 }
             }
         };
@@ -90,8 +123,21 @@ mod tests {
     use super::*;
 
     const BARE: [&str; 16] = [
-        "zlogz", "c1_b0_mmdt", "c1_b1_mmdt", "c1_b2_mmdt", "c2_b1_mmdt", "c2_b2_mmdt", "d2_b1_mmdt", "d2_b2_mmdt",
-        "d2_a1_b1_mmdt", "d2_a1_b2_mmdt", "m2_b1_mmdt", "m2_b2_mmdt", "n2_b1_mmdt", "n2_b2_mmdt", "mass_mmdt",
+        "zlogz",
+        "c1_b0_mmdt",
+        "c1_b1_mmdt",
+        "c1_b2_mmdt",
+        "c2_b1_mmdt",
+        "c2_b2_mmdt",
+        "d2_b1_mmdt",
+        "d2_b2_mmdt",
+        "d2_a1_b1_mmdt",
+        "d2_a1_b2_mmdt",
+        "m2_b1_mmdt",
+        "m2_b2_mmdt",
+        "n2_b1_mmdt",
+        "n2_b2_mmdt",
+        "mass_mmdt",
         "multiplicity",
     ];
 
@@ -140,8 +186,13 @@ mod tests {
     fn a_bad_cell_names_line_and_value() {
         let dir = tempfile::tempdir().unwrap();
         let header = format!("{},label", BARE.join(","));
-        let rows = vec![format!("{},0", vec!["1"; 16].join(",")), format!("{},0", vec!["oops"; 16].join(","))];
-        let err = read(&write(dir.path(), &header, &rows)).unwrap_err().to_string();
+        let rows = vec![
+            format!("{},0", vec!["1"; 16].join(",")),
+            format!("{},0", vec!["oops"; 16].join(",")),
+        ];
+        let err = read(&write(dir.path(), &header, &rows))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("oops"), "{err}");
     }
 }

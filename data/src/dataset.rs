@@ -182,5 +182,8 @@ pub(crate) fn f32s_to_le_bytes(values: &[f32]) -> Vec<u8> {
 
 /// f32 values from little-endian bytes; `bytes.len()` must be a multiple of 4.
 pub(crate) fn f32s_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }

@@ -17,14 +17,26 @@ pub enum DataError {
         source: std::io::Error,
     },
 
-    #[error("{path}: not a usable jetsweep dataset file: {reason}. Delete it and it will be prepared again")]
+    #[error(
+        "{path}: not a usable jetsweep dataset file: {reason}. Delete it and it will be prepared again"
+    )]
     CorruptCache { path: PathBuf, reason: String },
 
-    #[error("{path}: CSV has no column {column:?} (needed: the 16 JSC features, with or without the `j_` prefix, and a label column `label`, `class` or one-hot j_g,j_q,j_w,j_z,j_t); columns found: {found}")]
-    MissingColumn { path: PathBuf, column: String, found: String },
+    #[error(
+        "{path}: CSV has no column {column:?} (needed: the 16 JSC features, with or without the `j_` prefix, and a label column `label`, `class` or one-hot j_g,j_q,j_w,j_z,j_t); columns found: {found}"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        found: String,
+    },
 
     #[error("{path}, line {line}: {reason}")]
-    BadRow { path: PathBuf, line: u64, reason: String },
+    BadRow {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
 
     #[error("{path}: {reason}")]
     BadFormat { path: PathBuf, reason: String },
@@ -35,7 +47,12 @@ pub enum DataError {
     #[error(
         "download of {url} does not match its published checksum (expected {algorithm} {expected}, got {actual}); nothing was cached. Try again, or check the mirror set by JETSWEEP_OPENML_URL"
     )]
-    ChecksumMismatch { url: String, algorithm: &'static str, expected: String, actual: String },
+    ChecksumMismatch {
+        url: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
 
     #[error("{0}")]
     Invalid(String),
@@ -47,6 +64,9 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

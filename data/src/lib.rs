@@ -26,7 +26,10 @@ pub mod rng;
 pub mod source;
 pub mod synthetic;
 
-pub use dataset::{CLASS_NAMES, FEATURE_NAMES, NUM_CLASSES, NUM_FEATURES, Prepared, Provenance, RawTable, Split, ValidationKind};
+pub use dataset::{
+    CLASS_NAMES, FEATURE_NAMES, NUM_CLASSES, NUM_FEATURES, Prepared, Provenance, RawTable, Split,
+    ValidationKind,
+};
 pub use error::DataError;
 pub use source::{DatasetSpec, LoadOptions, load};
 

@@ -61,7 +61,10 @@ struct FileInfo {
 
 fn describe(agent: &ureq::Agent, base: &str) -> Result<FileInfo> {
     let url = format!("{base}/api/v1/json/data/{DATASET_ID}");
-    let fail = |reason: String| DataError::Download { url: url.clone(), reason };
+    let fail = |reason: String| DataError::Download {
+        url: url.clone(),
+        reason,
+    };
     let text = agent
         .get(&url)
         .call()
@@ -69,16 +72,29 @@ fn describe(agent: &ureq::Agent, base: &str) -> Result<FileInfo> {
         .body_mut()
         .read_to_string()
         .map_err(|e| fail(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
     let d = &json["data_set_description"];
-    let field = |k: &str| d[k].as_str().map(str::to_string).or_else(|| d[k].as_u64().map(|n| n.to_string()));
-    let md5 = field("md5_checksum").ok_or_else(|| fail("the description has no md5_checksum".into()))?;
+    let field = |k: &str| {
+        d[k].as_str()
+            .map(str::to_string)
+            .or_else(|| d[k].as_u64().map(|n| n.to_string()))
+    };
+    let md5 =
+        field("md5_checksum").ok_or_else(|| fail("the description has no md5_checksum".into()))?;
     let url = match (field("url"), field("file_id")) {
         (Some(u), _) => u,
         (None, Some(id)) => format!("{base}/data/v1/download/{id}"),
-        (None, None) => return Err(fail("the description names no file (url or file_id)".into())),
+        (None, None) => {
+            return Err(fail(
+                "the description names no file (url or file_id)".into(),
+            ));
+        }
     };
-    Ok(FileInfo { url, md5: md5.to_ascii_lowercase() })
+    Ok(FileInfo {
+        url,
+        md5: md5.to_ascii_lowercase(),
+    })
 }
 
 /// Downloads the ARFF file into `dir` unless a verified copy is already there.
@@ -86,7 +102,10 @@ pub fn fetch(dir: &Path, base: &str, progress: bool) -> Result<Downloaded> {
     let final_path = dir.join(format!("openml-{DATASET_ID}.arff"));
     let sha_path = dir.join(format!("openml-{DATASET_ID}.arff.sha256"));
     if let (Ok(_), Ok(sha)) = (fs::metadata(&final_path), fs::read_to_string(&sha_path)) {
-        return Ok(Downloaded { path: final_path, sha256: sha.trim().to_string() });
+        return Ok(Downloaded {
+            path: final_path,
+            sha256: sha.trim().to_string(),
+        });
     }
     fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let agent = agent();
@@ -102,18 +121,33 @@ pub fn fetch(dir: &Path, base: &str, progress: bool) -> Result<Downloaded> {
     };
     fs::rename(&tmp, &final_path).map_err(|e| DataError::io(&final_path, e))?;
     crate::cache::write_atomically(&sha_path, sha256.as_bytes())?;
-    Ok(Downloaded { path: final_path, sha256 })
+    Ok(Downloaded {
+        path: final_path,
+        sha256,
+    })
 }
 
 /// Streams the file to `tmp`, hashing as it goes; returns its sha256 if the MD5 matches.
 fn stream_to(agent: &ureq::Agent, info: &FileInfo, tmp: &Path, progress: bool) -> Result<String> {
-    let fail = |reason: String| DataError::Download { url: info.url.clone(), reason };
-    let mut response = agent.get(&info.url).call().map_err(|e| fail(e.to_string()))?;
+    let fail = |reason: String| DataError::Download {
+        url: info.url.clone(),
+        reason,
+    };
+    let mut response = agent
+        .get(&info.url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?;
     let total = response.body().content_length();
-    let bar = if progress { indicatif::ProgressBar::new(total.unwrap_or(0)) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(total.unwrap_or(0))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("a fixed template is valid"),
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("a fixed template is valid"),
     );
     bar.set_message(format!("downloading OpenML {DATASET_ID}"));
     let mut reader = response.body_mut().as_reader();
@@ -127,14 +161,20 @@ fn stream_to(agent: &ureq::Agent, info: &FileInfo, tmp: &Path, progress: bool) -
         }
         md5.update(&buf[..n]);
         sha.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(|e| DataError::io(tmp, e))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| DataError::io(tmp, e))?;
         bar.inc(n as u64);
     }
     file.sync_all().map_err(|e| DataError::io(tmp, e))?;
     bar.finish_and_clear();
     let actual = hex(&md5.finalize());
     if actual != info.md5 {
-        return Err(DataError::ChecksumMismatch { url: info.url.clone(), algorithm: "md5", expected: info.md5.clone(), actual });
+        return Err(DataError::ChecksumMismatch {
+            url: info.url.clone(),
+            algorithm: "md5",
+            expected: info.md5.clone(),
+            actual,
+        });
     }
     Ok(hex(&sha.finalize()))
 }
@@ -148,7 +188,11 @@ pub fn read_arff(path: &Path) -> Result<RawTable> {
     let mut table = RawTable::default();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| DataError::io(path, e))?;
-        let bad = |reason: String| DataError::BadRow { path: path.to_path_buf(), line: n as u64 + 1, reason };
+        let bad = |reason: String| DataError::BadRow {
+            path: path.to_path_buf(),
+            line: n as u64 + 1,
+            reason,
+        };
         let text = line.trim();
         if text.is_empty() || text.starts_with('%') {
             continue;
@@ -156,17 +200,25 @@ pub fn read_arff(path: &Path) -> Result<RawTable> {
         let Some((feature_cols, class_col)) = columns else {
             let lower = text.to_ascii_lowercase();
             if lower.starts_with("@attribute") {
-                let name = text[10..].trim().split_whitespace().next().unwrap_or("").trim_matches('\'').to_ascii_lowercase();
+                let name = text[10..]
+                    .trim()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('\'')
+                    .to_ascii_lowercase();
                 attributes.push(name);
             } else if lower.starts_with("@data") {
                 let find = |name: &str| attributes.iter().position(|a| a == name);
                 let mut cols = [0; NUM_FEATURES];
                 for (slot, name) in cols.iter_mut().zip(FEATURE_NAMES) {
                     let bare = name.trim_start_matches("j_");
-                    *slot = find(bare).or_else(|| find(name)).ok_or_else(|| DataError::MissingColumn {
-                        path: path.to_path_buf(),
-                        column: bare.to_string(),
-                        found: attributes.join(","),
+                    *slot = find(bare).or_else(|| find(name)).ok_or_else(|| {
+                        DataError::MissingColumn {
+                            path: path.to_path_buf(),
+                            column: bare.to_string(),
+                            found: attributes.join(","),
+                        }
                     })?;
                 }
                 let class = find("class").ok_or_else(|| DataError::MissingColumn {
@@ -180,17 +232,34 @@ pub fn read_arff(path: &Path) -> Result<RawTable> {
         };
         let cells: Vec<&str> = text.split(',').map(str::trim).collect();
         if cells.len() != attributes.len() {
-            return Err(bad(format!("{} values, the header declares {} attributes", cells.len(), attributes.len())));
+            return Err(bad(format!(
+                "{} values, the header declares {} attributes",
+                cells.len(),
+                attributes.len()
+            )));
         }
         let mut row = [0f32; NUM_FEATURES];
         for (v, &c) in row.iter_mut().zip(&feature_cols) {
-            *v = cells[c].parse().map_err(|_| bad(format!("{} = {:?} is not a number", attributes[c], cells[c])))?;
+            *v = cells[c].parse().map_err(|_| {
+                bad(format!(
+                    "{} = {:?} is not a number",
+                    attributes[c], cells[c]
+                ))
+            })?;
         }
-        let label = parse_label(cells[class_col]).ok_or_else(|| bad(format!("class {:?} is not one of g,q,t,w,z", cells[class_col])))?;
+        let label = parse_label(cells[class_col]).ok_or_else(|| {
+            bad(format!(
+                "class {:?} is not one of g,q,t,w,z",
+                cells[class_col]
+            ))
+        })?;
         table.push(&row, label);
     }
     if columns.is_none() {
-        return Err(DataError::BadFormat { path: path.to_path_buf(), reason: "no @data section: not an ARFF file".into() });
+        return Err(DataError::BadFormat {
+            path: path.to_path_buf(),
+            reason: "no @data section: not an ARFF file".into(),
+        });
     }
     Ok(table)
 }

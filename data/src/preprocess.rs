@@ -26,7 +26,10 @@ pub struct PrepareOptions {
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        Self { split_seed: DEFAULT_SPLIT_SEED, val_fraction: 0.0 }
+        Self {
+            split_seed: DEFAULT_SPLIT_SEED,
+            val_fraction: 0.0,
+        }
     }
 }
 
@@ -140,7 +143,8 @@ pub fn prepare(raw: RawTable, info: SourceInfo, options: &PrepareOptions) -> Res
             table.rows()
         )));
     }
-    let (mut train_rows, test_rows) = split_indices(table.rows(), options.split_seed, TEST_FRACTION);
+    let (mut train_rows, test_rows) =
+        split_indices(table.rows(), options.split_seed, TEST_FRACTION);
     let val_rows = if options.val_fraction > 0.0 {
         let n_val = (options.val_fraction * train_rows.len() as f64).ceil() as usize;
         // The first rows of an already shuffled list are a random sample.
@@ -223,18 +227,32 @@ mod tests {
         let raw = table(500);
         let prepared = prepare(
             raw.clone(),
-            SourceInfo { source: "test".into(), synthetic: true, source_sha256: None },
+            SourceInfo {
+                source: "test".into(),
+                synthetic: true,
+                source_sha256: None,
+            },
             &PrepareOptions::default(),
         )
         .unwrap();
         // Training features have mean 0 and population std 1 in every column...
         let n = prepared.train.len() as f64;
         for j in 0..NUM_FEATURES {
-            let col: Vec<f64> = prepared.train.x.iter().skip(j).step_by(NUM_FEATURES).map(|&v| f64::from(v)).collect();
+            let col: Vec<f64> = prepared
+                .train
+                .x
+                .iter()
+                .skip(j)
+                .step_by(NUM_FEATURES)
+                .map(|&v| f64::from(v))
+                .collect();
             let mean = col.iter().sum::<f64>() / n;
             let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
             assert!(mean.abs() < 1e-5, "feature {j} mean {mean}");
-            assert!((var - 1.0).abs() < 1e-4 || j == 0 && var < 1e-9, "feature {j} var {var}");
+            assert!(
+                (var - 1.0).abs() < 1e-4 || j == 0 && var < 1e-9,
+                "feature {j} var {var}"
+            );
         }
         // ...and the scaler's statistics are exactly those of the training rows, not of all rows.
         let (train_rows, _) = split_indices(500, 42, TEST_FRACTION);
@@ -242,15 +260,25 @@ mod tests {
         let all = Scaler::fit(&raw, &(0..500).collect::<Vec<u32>>());
         assert_eq!(prepared.provenance.scaler_mean[5], fitted.mean[5] as f32);
         assert_ne!(prepared.provenance.scaler_mean[5], all.mean[5] as f32);
-        assert_eq!(prepared.provenance.train_rows + prepared.provenance.test_rows, 500);
+        assert_eq!(
+            prepared.provenance.train_rows + prepared.provenance.test_rows,
+            500
+        );
     }
 
     #[test]
     fn held_out_validation_is_carved_from_the_training_part() {
         let prepared = prepare(
             table(1000),
-            SourceInfo { source: "test".into(), synthetic: true, source_sha256: None },
-            &PrepareOptions { val_fraction: 0.25, ..Default::default() },
+            SourceInfo {
+                source: "test".into(),
+                synthetic: true,
+                source_sha256: None,
+            },
+            &PrepareOptions {
+                val_fraction: 0.25,
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(prepared.test.len(), 200);

@@ -40,14 +40,20 @@ impl FromStr for DatasetSpec {
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
         if s == "synthetic" {
-            return Ok(DatasetSpec::Synthetic { rows: synthetic::DEFAULT_ROWS });
+            return Ok(DatasetSpec::Synthetic {
+                rows: synthetic::DEFAULT_ROWS,
+            });
         }
         if let Some(rows) = s.strip_prefix("synthetic:") {
             let rows: usize = rows.replace('_', "").parse().map_err(|_| {
-                DataError::Invalid(format!("synthetic row count {rows:?} is not a whole number (e.g. synthetic:50000)"))
+                DataError::Invalid(format!(
+                    "synthetic row count {rows:?} is not a whole number (e.g. synthetic:50000)"
+                ))
             })?;
             if rows < 100 {
-                return Err(DataError::Invalid(format!("synthetic:{rows} is too small: use at least 100 rows")));
+                return Err(DataError::Invalid(format!(
+                    "synthetic:{rows} is too small: use at least 100 rows"
+                )));
             }
             return Ok(DatasetSpec::Synthetic { rows });
         }
@@ -58,7 +64,10 @@ impl FromStr for DatasetSpec {
         if path.is_dir() {
             return Ok(DatasetSpec::NpyDir(path));
         }
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         let spec = match ext.as_deref() {
             Some("csv") => DatasetSpec::Csv(path.clone()),
             Some("z" | "h5" | "hdf5") => DatasetSpec::Hdf5(path.clone()),
@@ -66,7 +75,10 @@ impl FromStr for DatasetSpec {
             _ => return Err(DataError::UnknownDataset(s.to_string())),
         };
         if !path.is_file() {
-            return Err(DataError::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+            return Err(DataError::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
         }
         Ok(spec)
     }
@@ -77,7 +89,10 @@ impl fmt::Display for DatasetSpec {
         match self {
             DatasetSpec::Synthetic { rows } => write!(f, "synthetic:{rows}"),
             DatasetSpec::OpenMl => write!(f, "openml:{}", openml::DATASET_ID),
-            DatasetSpec::Csv(p) | DatasetSpec::Hdf5(p) | DatasetSpec::PreparedFile(p) | DatasetSpec::NpyDir(p) => {
+            DatasetSpec::Csv(p)
+            | DatasetSpec::Hdf5(p)
+            | DatasetSpec::PreparedFile(p)
+            | DatasetSpec::NpyDir(p) => {
                 write!(f, "{}", p.display())
             }
         }
@@ -97,7 +112,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { cache_dir: default_cache_dir(), prepare: PrepareOptions::default(), openml_url: None, progress: true }
+        Self {
+            cache_dir: default_cache_dir(),
+            prepare: PrepareOptions::default(),
+            openml_url: None,
+            progress: true,
+        }
     }
 }
 
@@ -120,18 +140,34 @@ pub fn load(spec: &DatasetSpec, options: &LoadOptions) -> Result<Prepared> {
         DatasetSpec::NpyDir(dir) => already_prepared(npy::import_dir(dir)?, options, dir),
         DatasetSpec::OpenMl => {
             let base = openml::base_url(options.openml_url.as_deref());
-            let file = openml::fetch(&options.cache_dir.join("downloads"), &base, options.progress)?;
-            let info = SourceInfo { source: spec.to_string(), synthetic: false, source_sha256: Some(file.sha256) };
+            let file = openml::fetch(
+                &options.cache_dir.join("downloads"),
+                &base,
+                options.progress,
+            )?;
+            let info = SourceInfo {
+                source: spec.to_string(),
+                synthetic: false,
+                source_sha256: Some(file.sha256),
+            };
             cached(info, options, || openml::read_arff(&file.path))
         }
         DatasetSpec::Csv(path) => {
-            let info = SourceInfo { source: format!("csv:{}", path.display()), synthetic: false, source_sha256: Some(file_sha256(path)?) };
+            let info = SourceInfo {
+                source: format!("csv:{}", path.display()),
+                synthetic: false,
+                source_sha256: Some(file_sha256(path)?),
+            };
             cached(info, options, || csv_source::read(path))
         }
         DatasetSpec::Hdf5(path) => {
             #[cfg(feature = "hdf5")]
             {
-                let info = SourceInfo { source: format!("hdf5:{}", path.display()), synthetic: false, source_sha256: Some(file_sha256(path)?) };
+                let info = SourceInfo {
+                    source: format!("hdf5:{}", path.display()),
+                    synthetic: false,
+                    source_sha256: Some(file_sha256(path)?),
+                };
                 cached(info, options, || crate::hdf5_source::read(path))
             }
             #[cfg(not(feature = "hdf5"))]
@@ -155,7 +191,11 @@ fn already_prepared(prepared: Prepared, options: &LoadOptions, path: &Path) -> R
 }
 
 /// Reads the prepared dataset for `info` from the cache, or prepares it with `read` and stores it.
-fn cached(info: SourceInfo, options: &LoadOptions, read: impl FnOnce() -> Result<crate::RawTable>) -> Result<Prepared> {
+fn cached(
+    info: SourceInfo,
+    options: &LoadOptions,
+    read: impl FnOnce() -> Result<crate::RawTable>,
+) -> Result<Prepared> {
     let key = format!(
         "{}|split={}|val={}|v{}",
         info.source_sha256.as_deref().unwrap_or(&info.source),
@@ -164,7 +204,10 @@ fn cached(info: SourceInfo, options: &LoadOptions, read: impl FnOnce() -> Result
         cache::FORMAT_VERSION
     );
     let key = &hex(&Sha256::digest(key.as_bytes()))[..16];
-    let path = options.cache_dir.join("prepared").join(format!("{key}.{}", cache::EXTENSION));
+    let path = options
+        .cache_dir
+        .join("prepared")
+        .join(format!("{key}.{}", cache::EXTENSION));
     if path.is_file() {
         return cache::load(&path);
     }
@@ -193,14 +236,31 @@ mod tests {
 
     #[test]
     fn specs_parse_and_bad_ones_are_named() {
-        assert_eq!("synthetic".parse::<DatasetSpec>().unwrap(), DatasetSpec::Synthetic { rows: synthetic::DEFAULT_ROWS });
-        assert_eq!("synthetic:5_000".parse::<DatasetSpec>().unwrap(), DatasetSpec::Synthetic { rows: 5000 });
-        assert_eq!("openml".parse::<DatasetSpec>().unwrap(), DatasetSpec::OpenMl);
+        assert_eq!(
+            "synthetic".parse::<DatasetSpec>().unwrap(),
+            DatasetSpec::Synthetic {
+                rows: synthetic::DEFAULT_ROWS
+            }
+        );
+        assert_eq!(
+            "synthetic:5_000".parse::<DatasetSpec>().unwrap(),
+            DatasetSpec::Synthetic { rows: 5000 }
+        );
+        assert_eq!(
+            "openml".parse::<DatasetSpec>().unwrap(),
+            DatasetSpec::OpenMl
+        );
         let err = "imagenet".parse::<DatasetSpec>().unwrap_err().to_string();
         assert!(err.contains("\"imagenet\""), "{err}");
-        let err = "synthetic:lots".parse::<DatasetSpec>().unwrap_err().to_string();
+        let err = "synthetic:lots"
+            .parse::<DatasetSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lots"), "{err}");
-        let err = "/nonexistent/jets.csv".parse::<DatasetSpec>().unwrap_err().to_string();
+        let err = "/nonexistent/jets.csv"
+            .parse::<DatasetSpec>()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/jets.csv"), "{err}");
     }
 
@@ -212,19 +272,34 @@ mod tests {
         let mut text = format!("{},label\n", crate::FEATURE_NAMES.join(","));
         for i in 0..raw.rows() {
             let cells: Vec<String> = raw.row(i).iter().map(f32::to_string).collect();
-            text += &format!("{},{}\n", cells.join(","), crate::CLASS_NAMES[raw.labels[i] as usize]);
+            text += &format!(
+                "{},{}\n",
+                cells.join(","),
+                crate::CLASS_NAMES[raw.labels[i] as usize]
+            );
         }
         std::fs::write(&csv, text).unwrap();
-        let options = LoadOptions { cache_dir: dir.path().join("cache"), progress: false, ..Default::default() };
+        let options = LoadOptions {
+            cache_dir: dir.path().join("cache"),
+            progress: false,
+            ..Default::default()
+        };
         let spec: DatasetSpec = csv.to_str().unwrap().parse().unwrap();
         let first = load(&spec, &options).unwrap();
-        let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache/prepared")).unwrap().collect();
+        let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache/prepared"))
+            .unwrap()
+            .collect();
         assert_eq!(cached.len(), 1);
         let second = load(&spec, &options).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.provenance.raw_rows, 1_000);
         assert_eq!(first.train.len(), 800);
         // Same features as generating directly: CSV's decimal text round-trips f32 exactly.
-        assert_eq!(first.train, synthetic::prepared(1_000, &Default::default()).unwrap().train);
+        assert_eq!(
+            first.train,
+            synthetic::prepared(1_000, &Default::default())
+                .unwrap()
+                .train
+        );
     }
 }

@@ -8,10 +8,10 @@
 //! that with MASE's recipe at lr 1e-3, batch 128, 10 epochs, jsc-tiny reaches about 70 % test accuracy
 //! and jsc-s (5.6k parameters) several points more: the lab's capacity question has an answer offline.
 
+use crate::Result;
 use crate::dataset::{NUM_CLASSES, NUM_FEATURES, Prepared, RawTable};
 use crate::preprocess::{PrepareOptions, SourceInfo, prepare};
 use crate::rng::SplitMix64;
-use crate::Result;
 
 /// Rows generated for plain `synthetic` (train + test, before the split).
 pub const DEFAULT_ROWS: usize = 200_000;
@@ -38,10 +38,14 @@ const CLASS_MEANS: [[f64; 4]; NUM_CLASSES] = [
 /// Generates `rows` raw (unscaled) jets.
 pub fn generate(rows: usize) -> RawTable {
     let mut mixing_rng = SplitMix64::new(MIXING_SEED);
-    let mixing: Vec<[f64; NUM_FEATURES]> =
-        (0..LATENT).map(|_| std::array::from_fn(|_| mixing_rng.normal())).collect();
+    let mixing: Vec<[f64; NUM_FEATURES]> = (0..LATENT)
+        .map(|_| std::array::from_fn(|_| mixing_rng.normal()))
+        .collect();
     let mut rng = SplitMix64::derive(DATA_SEED, "synthetic-rows", rows as u64);
-    let mut table = RawTable { features: Vec::with_capacity(rows * NUM_FEATURES), labels: Vec::with_capacity(rows) };
+    let mut table = RawTable {
+        features: Vec::with_capacity(rows * NUM_FEATURES),
+        labels: Vec::with_capacity(rows),
+    };
     for _ in 0..rows {
         let class = rng.below(NUM_CLASSES as u64) as usize;
         let mut latent = [0f64; LATENT];
@@ -67,7 +71,11 @@ pub fn generate(rows: usize) -> RawTable {
 
 /// `synthetic:rows`, prepared with MASE's recipe.
 pub fn prepared(rows: usize, options: &PrepareOptions) -> Result<Prepared> {
-    let info = SourceInfo { source: format!("synthetic:{rows}"), synthetic: true, source_sha256: None };
+    let info = SourceInfo {
+        source: format!("synthetic:{rows}"),
+        synthetic: true,
+        source_sha256: None,
+    };
     prepare(generate(rows), info, options)
 }
 
@@ -82,7 +90,10 @@ mod tests {
         assert_eq!(a.features.len(), 5_000 * NUM_FEATURES);
         let mut counts = [0usize; NUM_CLASSES];
         a.labels.iter().for_each(|&y| counts[y as usize] += 1);
-        assert!(counts.iter().all(|&c| (850..1150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
         assert!(a.features.iter().all(|v| v.is_finite()));
     }
 }
