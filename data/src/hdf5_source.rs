@@ -118,3 +118,31 @@ pub fn read(path: &Path) -> Result<RawTable> {
     }
     Ok(table)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 30-row table in MASE's layout (extra fields, i32 one-hot labels, row 7 duplicating row 2),
+    /// written with h5py.
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mase-jsc-sample.h5");
+
+    #[test]
+    fn reads_the_21_fields_and_the_one_hot_labels() {
+        let t = read(Path::new(FIXTURE)).unwrap();
+        assert_eq!(t.rows(), 30);
+        assert_eq!(&t.labels[..6], &[0, 1, 2, 3, 4, 0]);
+        assert_eq!(t.row(7), t.row(2));
+        let (dedup, dropped) = crate::preprocess::drop_duplicates(t);
+        assert_eq!((dedup.rows(), dropped), (29, 1));
+    }
+
+    #[test]
+    fn a_file_without_the_table_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.h5");
+        hdf5::File::create(&path).unwrap().new_dataset::<f32>().shape([3]).create("x").unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("t_allpar_new") && err.contains("other.h5"), "{err}");
+    }
+}

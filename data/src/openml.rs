@@ -263,3 +263,112 @@ pub fn read_arff(path: &Path) -> Result<RawTable> {
     }
     Ok(table)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The download path against a local HTTP server serving a small fixture in OpenML's layout.
+    use super::*;
+    use crate::source::{DatasetSpec, LoadOptions, load};
+
+    const FIXTURE: &[u8] = include_bytes!("../tests/fixtures/openml-42468-sample.arff");
+
+    /// What the fake OpenML answers.
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Good,
+        WrongChecksum,
+        DescriptionFails,
+        FileFails,
+    }
+
+    /// Serves the description and the file on 127.0.0.1; returns the base URL.
+    fn serve(mode: Mode) -> String {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let file_url = format!("{base}/data/v1/download/22044302/hls4ml_lhc_jets_hlf.arff");
+        let md5 = match mode {
+            Mode::WrongChecksum => "0123456789abcdef0123456789abcdef".to_string(),
+            _ => hex(&Md5::digest(FIXTURE)),
+        };
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let url = request.url().to_string();
+                let response = if url == format!("/api/v1/json/data/{DATASET_ID}") {
+                    if let Mode::DescriptionFails = mode {
+                        tiny_http::Response::from_string("internal error").with_status_code(500)
+                    } else {
+                        let body = serde_json::json!({"data_set_description": {
+                            "id": "42468", "name": "hls4ml_lhc_jets_hlf", "file_id": "22044302",
+                            "url": file_url, "md5_checksum": md5, "format": "ARFF"}});
+                        tiny_http::Response::from_string(body.to_string())
+                    }
+                } else if url.starts_with("/data/v1/download/22044302/") {
+                    if let Mode::FileFails = mode {
+                        tiny_http::Response::from_string("gone").with_status_code(503)
+                    } else {
+                        tiny_http::Response::from_data(FIXTURE.to_vec())
+                    }
+                } else {
+                    tiny_http::Response::from_string("not found").with_status_code(404)
+                };
+                let _ = request.respond(response);
+            }
+        });
+        base
+    }
+
+    fn visible_files(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn downloads_verifies_caches_and_maps_labels() {
+        let base = serve(Mode::Good);
+        let cache = tempfile::tempdir().unwrap();
+        let options = LoadOptions { cache_dir: cache.path().to_path_buf(), openml_url: Some(base), progress: false, ..Default::default() };
+        let data = load(&DatasetSpec::OpenMl, &options).unwrap();
+        assert_eq!(data.provenance.raw_rows, 40);
+        assert_eq!(data.provenance.train_rows, 32);
+        assert_eq!(data.provenance.source_sha256.as_deref(), Some(hex(&Sha256::digest(FIXTURE)).as_str()));
+        assert!(!data.provenance.synthetic);
+        let mut files = visible_files(&cache.path().join("downloads"));
+        files.sort();
+        assert_eq!(files, vec!["openml-42468.arff", "openml-42468.arff.sha256"]);
+        // OpenML's alphabetical classes g,q,t,w,z become MASE's g,q,W,Z,t: the fixture cycles g,q,t,w,z.
+        let raw = read_arff(&cache.path().join("downloads/openml-42468.arff")).unwrap();
+        assert_eq!(&raw.labels[..5], &[0, 1, 4, 2, 3]);
+        // A second load uses the cache, with no server at all.
+        let offline = LoadOptions { openml_url: Some("http://127.0.0.1:9".into()), ..options };
+        assert_eq!(load(&DatasetSpec::OpenMl, &offline).unwrap(), data);
+    }
+
+    #[test]
+    fn checksum_mismatch_leaves_nothing_in_the_cache() {
+        let base = serve(Mode::WrongChecksum);
+        let cache = tempfile::tempdir().unwrap();
+        let err = fetch(&cache.path().join("downloads"), &base, false).unwrap_err();
+        assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("0123456789abcdef"), "{err}");
+        assert_eq!(visible_files(&cache.path().join("downloads")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn server_errors_are_reported_with_the_url_and_leave_nothing() {
+        for mode in [Mode::DescriptionFails, Mode::FileFails] {
+            let base = serve(mode);
+            let cache = tempfile::tempdir().unwrap();
+            let err = fetch(&cache.path().join("downloads"), &base, false).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, DataError::Download { .. }), "{text}");
+            assert!(text.contains("127.0.0.1") && (text.contains("500") || text.contains("503")), "{text}");
+            assert_eq!(visible_files(&cache.path().join("downloads")), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn unreachable_server_is_a_clear_error() {
+        let cache = tempfile::tempdir().unwrap();
+        let err = fetch(&cache.path().join("downloads"), "http://127.0.0.1:9", false).unwrap_err();
+        assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    }
+}
