@@ -125,7 +125,10 @@ mod tests {
 
     /// A 30-row table in MASE's layout (extra fields, i32 one-hot labels, row 7 duplicating row 2),
     /// written with h5py.
-    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mase-jsc-sample.h5");
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mase-jsc-sample.h5"
+    );
 
     #[test]
     fn reads_the_21_fields_and_the_one_hot_labels() {
@@ -141,8 +144,16 @@ mod tests {
     fn a_file_without_the_table_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.h5");
-        hdf5::File::create(&path).unwrap().new_dataset::<f32>().shape([3]).create("x").unwrap();
+        hdf5::File::create(&path)
+            .unwrap()
+            .new_dataset::<f32>()
+            .shape([3])
+            .create("x")
+            .unwrap();
         let err = read(&path).unwrap_err().to_string();
-        assert!(err.contains("t_allpar_new") && err.contains("other.h5"), "{err}");
+        assert!(
+            err.contains("t_allpar_new") && err.contains("other.h5"),
+            "{err}"
+        );
     }
 }

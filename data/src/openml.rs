@@ -318,18 +318,31 @@ mod tests {
     }
 
     fn visible_files(dir: &Path) -> Vec<String> {
-        fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+        fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     #[test]
     fn downloads_verifies_caches_and_maps_labels() {
         let base = serve(Mode::Good);
         let cache = tempfile::tempdir().unwrap();
-        let options = LoadOptions { cache_dir: cache.path().to_path_buf(), openml_url: Some(base), progress: false, ..Default::default() };
+        let options = LoadOptions {
+            cache_dir: cache.path().to_path_buf(),
+            openml_url: Some(base),
+            progress: false,
+            ..Default::default()
+        };
         let data = load(&DatasetSpec::OpenMl, &options).unwrap();
         assert_eq!(data.provenance.raw_rows, 40);
         assert_eq!(data.provenance.train_rows, 32);
-        assert_eq!(data.provenance.source_sha256.as_deref(), Some(hex(&Sha256::digest(FIXTURE)).as_str()));
+        assert_eq!(
+            data.provenance.source_sha256.as_deref(),
+            Some(hex(&Sha256::digest(FIXTURE)).as_str())
+        );
         assert!(!data.provenance.synthetic);
         let mut files = visible_files(&cache.path().join("downloads"));
         files.sort();
@@ -338,7 +351,10 @@ mod tests {
         let raw = read_arff(&cache.path().join("downloads/openml-42468.arff")).unwrap();
         assert_eq!(&raw.labels[..5], &[0, 1, 4, 2, 3]);
         // A second load uses the cache, with no server at all.
-        let offline = LoadOptions { openml_url: Some("http://127.0.0.1:9".into()), ..options };
+        let offline = LoadOptions {
+            openml_url: Some("http://127.0.0.1:9".into()),
+            ..options
+        };
         assert_eq!(load(&DatasetSpec::OpenMl, &offline).unwrap(), data);
     }
 
@@ -349,7 +365,10 @@ mod tests {
         let err = fetch(&cache.path().join("downloads"), &base, false).unwrap_err();
         assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err}");
         assert!(err.to_string().contains("0123456789abcdef"), "{err}");
-        assert_eq!(visible_files(&cache.path().join("downloads")), Vec::<String>::new());
+        assert_eq!(
+            visible_files(&cache.path().join("downloads")),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -360,8 +379,14 @@ mod tests {
             let err = fetch(&cache.path().join("downloads"), &base, false).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, DataError::Download { .. }), "{text}");
-            assert!(text.contains("127.0.0.1") && (text.contains("500") || text.contains("503")), "{text}");
-            assert_eq!(visible_files(&cache.path().join("downloads")), Vec::<String>::new());
+            assert!(
+                text.contains("127.0.0.1") && (text.contains("500") || text.contains("503")),
+                "{text}"
+            );
+            assert_eq!(
+                visible_files(&cache.path().join("downloads")),
+                Vec::<String>::new()
+            );
         }
     }
 

@@ -310,3 +310,117 @@ pub fn export_jsc_tiny<B: Backend>(
         ("fc_bias".into(), vec![fan_out], host(fc.bias.val())),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+
+    type B = Flex;
+
+    #[test]
+    fn parameter_counts_match_mase() {
+        for (name, expected) in [
+            ("jsc-tiny", 117),
+            ("jsc-toy", 327),
+            ("jsc-s", 5_615),
+            ("jsc-tiny-x10", 1_189),
+            ("mlp:64,32", 3_557),
+        ] {
+            let arch: Architecture = name.parse().unwrap();
+            assert_eq!(arch.param_count(), expected, "{name} by arithmetic");
+            // burn counts BatchNorm's running statistics too; they are state, not trainable parameters.
+            let model = arch.init::<B>(0, &Default::default());
+            let norms = std::iter::once(&model.input_norm)
+                .chain(model.stages.iter().filter_map(|s| s.norm.as_ref()));
+            let running: usize = norms.map(|bn| 2 * bn.running_mean.value().dims()[0]).sum();
+            assert_eq!(model.num_params() - running, expected, "{name} as built");
+        }
+    }
+
+    #[test]
+    fn unknown_models_are_refused_by_name() {
+        for bad in ["jsc-huge", "mlp:", "mlp:0", "mlp:8,x"] {
+            let err = bad.parse::<Architecture>().unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn forward_maps_batch_by_16_to_batch_by_5_non_negative() {
+        let device = Default::default();
+        for name in ["jsc-tiny", "jsc-toy", "jsc-s", "jsc-tiny-x10"] {
+            let model = name
+                .parse::<Architecture>()
+                .unwrap()
+                .init::<Autodiff<B>>(1, &device);
+            let x = Tensor::<Autodiff<B>, 2>::from_data(
+                TensorData::new(
+                    (0..7 * 16)
+                        .map(|v| (v % 13) as f32 - 6.0)
+                        .collect::<Vec<_>>(),
+                    [7, 16],
+                ),
+                &device,
+            );
+            let train_out = model.forward(x.clone());
+            assert_eq!(train_out.dims(), [7, 5], "{name}");
+            let eval_out = model.valid().forward(x.inner());
+            assert_eq!(eval_out.dims(), [7, 5], "{name}");
+            let values = eval_out.into_data().into_vec::<f32>().unwrap();
+            assert!(
+                values.iter().all(|v| *v >= 0.0),
+                "{name}: the last ReLU makes logits non-negative"
+            );
+        }
+    }
+
+    #[test]
+    fn initialisation_follows_the_seed_and_pytorch_bounds() {
+        let arch: Architecture = "jsc-tiny".parse().unwrap();
+        let a = export_jsc_tiny(&arch.init::<B>(5, &Default::default())).unwrap();
+        let b = export_jsc_tiny(&arch.init::<B>(5, &Default::default())).unwrap();
+        let c = export_jsc_tiny(&arch.init::<B>(6, &Default::default())).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let weight = &a.iter().find(|(n, _, _)| n == "fc_weight").unwrap();
+        assert_eq!(weight.1, vec![5, 16]);
+        assert!(weight.2.iter().all(|w| w.abs() <= 0.25), "U(±1/√16)");
+        assert_eq!(a[0].2, vec![1.0; 16], "BatchNorm γ starts at 1");
+    }
+
+    #[test]
+    fn batchnorm_running_variance_is_unbiased_like_pytorch() {
+        let device = Default::default();
+        let bn = BatchNorm1d::<Autodiff<B>>::init(16, &device);
+        // Feature j takes values {0, 2j} over a batch of 4: mean j, biased var j², unbiased 4j²/3.
+        let x: Vec<f32> = (0..4)
+            .flat_map(|r| (0..16).map(move |j| if r % 2 == 0 { 0.0 } else { 2.0 * j as f32 }))
+            .collect();
+        let _ = bn.forward(Tensor::from_data(TensorData::new(x, [4, 16]), &device));
+        let rv = bn
+            .running_var
+            .value_sync()
+            .inner()
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        let rm = bn
+            .running_mean
+            .value_sync()
+            .inner()
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        for j in 0..16 {
+            let jf = j as f32;
+            assert!((rm[j] - 0.1 * jf).abs() < 1e-5, "mean {j}: {}", rm[j]);
+            assert!(
+                (rv[j] - (0.9 + 0.1 * 4.0 * jf * jf / 3.0)).abs() < 1e-3,
+                "var {j}: {}",
+                rv[j]
+            );
+        }
+    }
+}
