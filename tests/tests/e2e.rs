@@ -1,1 +1,5 @@
+//! End-to-end tests: jetsweep's binaries run as real processes. One test binary for the whole
+//! workspace, so the heavy dependencies link once.
 
+mod support;
+mod worker_cli;

@@ -30,7 +30,7 @@ pub struct TrainArgs {
     pub max_epochs: u64,
 
     /// Initial learning rate of Adam (decays by cosine to 1e-6 over the run). MASE's default is 1e-5.
-    #[arg(long, default_value_t = 1e-5, value_parser = parse_lr)]
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_lr, allow_hyphen_values = true)]
     pub lr: f64,
 
     /// Seed of the initial weights and of the per-epoch shuffles.

@@ -1,0 +1,73 @@
+//! Helpers for the end-to-end tests: the real binaries, built once, run as child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits inside the workspace")
+}
+
+/// Builds `bin` of `package` in the release profile (a no-op when it is up to date) and returns the
+/// executable's path, as Cargo reports it. Binaries of another package are not built for this crate's
+/// tests by `cargo test`, so the tests ask Cargo for them.
+fn build(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--release", "-p", package, "--bin", bin, "--message-format=json-render-diagnostics"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "building {bin} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {bin}"))
+}
+
+/// `jetsweep-worker`.
+pub fn worker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("jetsweep-worker", "jetsweep-worker"))
+}
+
+/// Runs the worker binary with `args` in `dir` (a private cache folder under it), returning its output.
+pub fn worker(dir: &Path, args: &[&str]) -> Output {
+    Command::new(worker_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("JETSWEEP_CACHE_DIR", dir.join("cache"))
+        .output()
+        .expect("jetsweep-worker starts")
+}
+
+/// stdout and stderr as text, for assertions and for failure messages.
+pub fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The JSON objects a `--json` run printed, one per line.
+pub fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    text(output).0.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
+}
+
+/// Every file under `dir`, recursively, relative to it.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
