@@ -4,7 +4,7 @@
 //! not real physics. Four latent coordinates carry class-dependent means (W and Z share theirs); two
 //! more carry an XOR pattern that only tells W from Z through an interaction, which a linear read-out
 //! such as jsc-tiny cannot use but a few hidden layers can. A fixed random mixing spreads the six latents
-//! over the 16 features, plus independent noise. The constants were tuned (see `docs/fidelity.md`) so
+//! over the 16 features, plus independent noise. The constants were tuned (see `worker/docs/fidelity.md`) so
 //! that with MASE's recipe at lr 1e-3, batch 128, 10 epochs, jsc-tiny reaches about 70 % test accuracy
 //! and jsc-s (5.6k parameters) several points more: the lab's capacity question has an answer offline.
 

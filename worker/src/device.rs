@@ -51,7 +51,7 @@ impl fmt::Display for DeviceChoice {
 }
 
 /// The CPU backend: flex, single-threaded (one worker process per core is the fast layout for these
-/// tiny models; see docs/speed.md).
+/// tiny models; see worker/docs/speed.md).
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 
 #[cfg(feature = "cuda")]
