@@ -77,7 +77,7 @@ fn probe_cuda(index: usize) -> Result<(), WorkerError> {
     use std::os::raw::c_int;
     let lib = ["libcuda.so.1", "libcuda.so"]
         .iter()
-        .find_map(|name| unsafe { libloading::Library::new(name) }.ok())
+        .find_map(|name| unsafe { libloading::Library::new(*name) }.ok())
         .ok_or_else(|| {
             WorkerError::Device(format!(
                 "cuda:{index}: no NVIDIA driver found (libcuda.so.1 could not be loaded); this machine has no usable GPU, use --device cpu"
