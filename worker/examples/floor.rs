@@ -26,7 +26,10 @@ struct Adam {
 
 impl Adam {
     fn new(n: usize) -> Self {
-        Adam { m: vec![0.0; n], v: vec![0.0; n] }
+        Adam {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     fn step(&mut self, p: &mut [f32], g: &[f32], lr: f32, t: i32) {
@@ -43,7 +46,10 @@ impl Adam {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("usage: floor DATA_DIR [--batch-size N] [--lr X]"));
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: floor DATA_DIR [--batch-size N] [--lr X]"),
+    );
     let (mut bs, mut lr) = (128usize, 1e-3f32);
     while let Some(flag) = args.next() {
         let value = args.next().expect("flag value");
@@ -60,17 +66,27 @@ fn main() {
     // Parameters, PyTorch-style init.
     let mut rng = SplitMix64::new(0);
     let bound = 1.0 / (F as f64).sqrt();
-    let mut w: Vec<f32> = (0..F * C).map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32).collect(); // [F, C]
-    let mut b: Vec<f32> = (0..C).map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32).collect();
+    let mut w: Vec<f32> = (0..F * C)
+        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+        .collect(); // [F, C]
+    let mut b: Vec<f32> = (0..C)
+        .map(|_| ((2.0 * rng.next_f64() - 1.0) * bound) as f32)
+        .collect();
     let (mut gamma, mut beta) = (vec![1f32; F], vec![0f32; F]);
     let (mut run_mean, mut run_var) = (vec![0f32; F], vec![1f32; F]);
-    let (mut aw, mut ab, mut ag, mut abeta) = (Adam::new(F * C), Adam::new(C), Adam::new(F), Adam::new(F));
+    let (mut aw, mut ab, mut ag, mut abeta) =
+        (Adam::new(F * C), Adam::new(C), Adam::new(F), Adam::new(F));
 
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
     let mut xhat = vec![0f32; 512 * F];
     let mut act = vec![0f32; 512 * F];
     let mut dz = vec![0f32; 512 * C];
-    let (mut gw, mut gb, mut gg, mut gbeta) = (vec![0f32; F * C], vec![0f32; C], vec![0f32; F], vec![0f32; F]);
+    let (mut gw, mut gb, mut gg, mut gbeta) = (
+        vec![0f32; F * C],
+        vec![0f32; C],
+        vec![0f32; F],
+        vec![0f32; F],
+    );
     let mut t = 0;
     let mut last_loss = 0.0;
 
@@ -104,7 +120,8 @@ fn main() {
         let inv_std: [f32; F] = std::array::from_fn(|j| 1.0 / (var[j] + EPS_BN).sqrt());
         for j in 0..F {
             run_mean[j] = (1.0 - MOMENTUM) * run_mean[j] + MOMENTUM * mean[j];
-            run_var[j] = (1.0 - MOMENTUM) * run_var[j] + MOMENTUM * var[j] * m as f32 / (m as f32 - 1.0).max(1.0);
+            run_var[j] = (1.0 - MOMENTUM) * run_var[j]
+                + MOMENTUM * var[j] * m as f32 / (m as f32 - 1.0).max(1.0);
         }
         // Forward to the loss, and the loss gradient at the logits.
         let mut loss = 0f32;

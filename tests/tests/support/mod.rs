@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits inside the workspace")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the workspace")
 }
 
 /// Builds `bin` of `package` in the release profile (a no-op when it is up to date) and returns the
@@ -15,11 +17,23 @@ pub fn workspace_root() -> &'static Path {
 fn build(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
-        .args(["build", "--release", "-p", package, "--bin", bin, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json-render-diagnostics",
+        ])
         .current_dir(workspace_root())
         .output()
         .expect("cargo runs");
-    assert!(output.status.success(), "building {bin} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "building {bin} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -46,12 +60,19 @@ pub fn worker(dir: &Path, args: &[&str]) -> Output {
 
 /// stdout and stderr as text, for assertions and for failure messages.
 pub fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The JSON objects a `--json` run printed, one per line.
 pub fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    text(output).0.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
+    text(output)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
 }
 
 /// Every file under `dir`, recursively, relative to it.
