@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--mode", choices=["independent", "paired", "both"], default="both")
     ap.add_argument("--many-seeds", type=int, default=60, help="seeds in the many-seed check (0 skips it)")
     ap.add_argument("--many-rows", default="synthetic:25000", help="dataset of the many-seed check")
+    ap.add_argument("--results", help="a .jsonl file of finished runs: read to resume, appended to as runs finish")
     ap.add_argument("--out", help="write the markdown tables here too")
     a = ap.parse_args()
 
@@ -88,14 +89,24 @@ def main():
                         "np.savez(sys.argv[2], **{k: np.array(v['values'], dtype=np.float32).reshape(v['shape']) for k, v in d.items()})",
                         src, dst], check=True)
 
+    # Finished runs are appended to --results, so an interrupted comparison resumes where it stopped.
     results = {}
-    jobs = [(m, b, lr, s) for m in modes for b, lr in cells for s in range(a.seeds)]
+    if a.results and os.path.exists(a.results):
+        for line in open(a.results):
+            r = json.loads(line)
+            results[tuple(r["key"])] = r["final"]
+    jobs = [(m, b, lr, s) for m in modes for b, lr in cells for s in range(a.seeds)
+            if (m, b, lr, s, "jetsweep") not in results]
     with cf.ThreadPoolExecutor(a.jobs) as pool:
         futures = {pool.submit(one, *job): job for job in jobs}
         for i, fut in enumerate(cf.as_completed(futures)):
             m, b, lr, s = futures[fut]
             ours, ref = fut.result()
             results[(m, b, lr, s, "jetsweep")], results[(m, b, lr, s, "reference")] = ours, ref
+            if a.results:
+                with open(a.results, "a") as f:
+                    for who, res in (("jetsweep", ours), ("reference", ref)):
+                        f.write(json.dumps({"key": [m, b, lr, s, who], "final": res}) + "\n")
             print(f"[{i + 1}/{len(jobs)}] {m} batch {b} lr {lr:g} seed {s}: jetsweep {ours['test_acc']:.4f} "
                   f"reference {ref['test_acc']:.4f}", file=sys.stderr, flush=True)
 
@@ -120,6 +131,7 @@ def main():
         rows += ["", f"Largest |mean difference| ({m}): {worst:.2f} points.", ""]
         tables.append("\n".join(rows))
     table = "\n".join(tables)
+    print(table, flush=True)
 
     # Step by step: same initial weights, same batch order.
     init_json, order, npz = (os.path.join(work, n) for n in ("init.json", "order.npy", "init.npz"))
@@ -145,7 +157,7 @@ def main():
         cmds += [(("reference", s), [a.python, a.reference, small, "--threads", "1"] + common(s)) for s in range(a.many_seeds)]
         many = {"jetsweep": [], "reference": []}
         with cf.ThreadPoolExecutor(a.jobs) as pool:
-            for (who, _), res in zip(cmds, pool.map(lambda c: final(run_json(c[1])), cmds)):
+            for ((who, _), _), res in zip(cmds, pool.map(lambda c: final(run_json(c[1])), cmds)):
                 many[who].append(res["test_acc"] * 100)
         top = max(max(v) for v in many.values()) - 3.0  # the best regime: within 3 points of the best run
         desc = {w: f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f} (standard error {statistics.stdev(v) / len(v) ** 0.5:.2f}), "

@@ -156,6 +156,15 @@ pub fn evaluate<B: Backend>(model: &Mlp<B>, split: &Split, device: &B::Device) -
     (loss_sum / n, correct as f64 / n)
 }
 
+/// What one pass over the training data measured (from the training-mode forward passes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainPass {
+    pub loss: f64,
+    pub acc: f64,
+    /// Wall time of the pass, gathering batches included.
+    pub seconds: f64,
+}
+
 /// A model and its optimizer, stepping through epochs.
 pub struct Trainer<B: AutodiffBackend> {
     config: TrainConfig,
@@ -192,15 +201,15 @@ impl<B: AutodiffBackend> Trainer<B> {
             .expect("the model is only taken during a step")
     }
 
-    /// One pass over the training split in the order of `epoch` (0-based). Returns mean loss,
-    /// accuracy, and seconds. Calls `on_step` with the loss of each of the first `trace_steps` steps.
+    /// One pass over the training split in the order of `epoch` (0-based). Calls `on_step` with the
+    /// loss of each of the run's first `trace_steps` optimizer steps.
     pub fn train_epoch(
         &mut self,
         train: &Split,
         epoch: usize,
         trace_steps: usize,
         on_step: &mut dyn FnMut(usize, f64),
-    ) -> (f64, f64, f64) {
+    ) -> TrainPass {
         let start = Instant::now();
         let lr = cosine_lr(self.config.lr, epoch, self.config.max_epochs);
         let order = batch::epoch_order(train.len(), self.config.seed, epoch);
@@ -241,10 +250,11 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.model = Some(self.optim.step(lr, model, grads));
             self.steps += 1;
         }
+        // Reading the sums waits for the device, so the time below covers all the work.
         let n = train.len().max(1) as f64;
         let loss = loss_sum.map_or(0.0, |s| s.into_scalar().elem::<f64>()) / n;
         let acc = correct_sum.map_or(0, |s| s.into_scalar().elem::<i64>()) as f64 / n;
-        (loss, acc, start.elapsed().as_secs_f64())
+        TrainPass { loss, acc, seconds: start.elapsed().as_secs_f64() }
     }
 }
 
@@ -275,23 +285,22 @@ pub fn train<B: AutodiffBackend>(
                 stopped.get_or_insert(reason);
             }
         };
-        let (train_loss, train_acc, seconds) =
-            trainer.train_epoch(&data.train, epoch, trace_steps, &mut on_step);
+        let pass = trainer.train_epoch(&data.train, epoch, trace_steps, &mut on_step);
         let eval_model = trainer.model().valid();
         let (val_loss, val_acc) = evaluate(&eval_model, val_split, device);
         let (test_loss, test_acc) = evaluate(&eval_model, &data.test, device);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             lr,
-            train_loss,
-            train_acc,
+            train_loss: pass.loss,
+            train_acc: pass.acc,
             val_loss,
             val_acc,
             val: val_kind,
             test_loss,
             test_acc,
-            seconds,
-            samples_per_second: data.train.len() as f64 / seconds.max(1e-9),
+            seconds: pass.seconds,
+            samples_per_second: data.train.len() as f64 / pass.seconds.max(1e-9),
         };
         last_test_acc = test_acc;
         if best.is_none_or(|(best_loss, _, _)| val_loss < best_loss) {
