@@ -17,5 +17,9 @@ fn main() {
         rows = data.train.len() + data.test.len();
     }
     let mb = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
-    println!("{}: {rows} rows, {mb:.1} MB, loaded and verified in {:.1} ms (best of 5)", path.display(), best * 1e3);
+    println!(
+        "{}: {rows} rows, {mb:.1} MB, loaded and verified in {:.1} ms (best of 5)",
+        path.display(),
+        best * 1e3
+    );
 }

@@ -35,7 +35,7 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     // Pad so the data starts on a 64-byte boundary, as NumPy does.
-    while (MAGIC.len() + 4 + h.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
@@ -265,12 +265,11 @@ pub fn import_dir(dir: &Path) -> Result<Prepared> {
         test,
     };
     // A directory we exported says where its rows came from; keep that (synthetic or not).
-    if let Ok(text) = fs::read(dir.join("provenance.json")) {
-        if let Ok(original) = serde_json::from_slice::<Provenance>(&text) {
-            prepared.provenance.synthetic = original.synthetic;
-            prepared.provenance.source =
-                format!("npy:{} (from {})", dir.display(), original.source);
-        }
+    if let Ok(text) = fs::read(dir.join("provenance.json"))
+        && let Ok(original) = serde_json::from_slice::<Provenance>(&text)
+    {
+        prepared.provenance.synthetic = original.synthetic;
+        prepared.provenance.source = format!("npy:{} (from {})", dir.display(), original.source);
     }
     prepared.provenance.sha256 = prepared.content_sha256();
     Ok(prepared)

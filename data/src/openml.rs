@@ -201,7 +201,6 @@ pub fn read_arff(path: &Path) -> Result<RawTable> {
             let lower = text.to_ascii_lowercase();
             if lower.starts_with("@attribute") {
                 let name = text[10..]
-                    .trim()
                     .split_whitespace()
                     .next()
                     .unwrap_or("")

@@ -272,11 +272,12 @@ impl<B: Backend> BatchNorm1d<B> {
     }
 }
 
+/// A named host array: name, shape, values (row-major).
+pub type NamedArray = (String, Vec<usize>, Vec<f32>);
+
 /// A model's parameters as named host arrays in PyTorch's layout, for handing a run's exact starting
 /// point to the reference trainer (`--init-npz`). Names follow `jsc_reference.py` for jsc-tiny.
-pub fn export_jsc_tiny<B: Backend>(
-    model: &Mlp<B>,
-) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, WorkerError> {
+pub fn export_jsc_tiny<B: Backend>(model: &Mlp<B>) -> Result<Vec<NamedArray>, WorkerError> {
     if model.stages.len() != 1 || model.stages[0].norm.is_some() {
         return Err(WorkerError::Invalid(
             "exporting initial weights is defined for jsc-tiny only".into(),

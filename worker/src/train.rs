@@ -254,7 +254,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         let n = train.len().max(1) as f64;
         let loss = loss_sum.map_or(0.0, |s| s.into_scalar().elem::<f64>()) / n;
         let acc = correct_sum.map_or(0, |s| s.into_scalar().elem::<i64>()) as f64 / n;
-        TrainPass { loss, acc, seconds: start.elapsed().as_secs_f64() }
+        TrainPass {
+            loss,
+            acc,
+            seconds: start.elapsed().as_secs_f64(),
+        }
     }
 }
 
