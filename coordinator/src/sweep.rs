@@ -1,0 +1,423 @@
+//! Sweep files: what a user submits. A sweep names a dataset, defaults for every hyperparameter, and a
+//! `[grid]` of lists; its jobs are the cartesian product of the lists over the defaults.
+//!
+//! ```toml
+//! name = "lab1-batch-size"
+//! dataset = "synthetic"        # as `jetsweep-worker train --dataset`; default synthetic
+//! attempts = 3                 # tries per job before it is failed
+//! lease_timeout_s = 30         # a job whose worker is silent this long goes back to the queue
+//!
+//! [defaults]
+//! model = "jsc-tiny"
+//! max_epochs = 10
+//! learning_rate = 1e-3
+//!
+//! [grid]
+//! batch_size = [64, 128, 256, 512]
+//! seed = [0, 1, 2, 3, 4]
+//! ```
+//!
+//! A job's identity ([`job_id`]) is a hash of everything that determines its result, so resubmitting a
+//! sweep finds the cells already done.
+
+use std::time::Duration;
+
+use jetsweep_data::DatasetSpec;
+use jetsweep_worker::model::Architecture;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::SweepError;
+
+/// The most jobs one sweep may expand to.
+pub const MAX_CELLS: usize = 100_000;
+/// Default tries per job.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Default lease timeout: long enough for a few missed heartbeats, short enough that a dead worker's
+/// job is back in the queue within a minute.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Optimizers a trial may name.
+pub const OPTIMIZERS: [&str; 1] = ["adam"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: String,
+    dataset: Option<String>,
+    val_fraction: Option<f64>,
+    attempts: Option<u32>,
+    lease_timeout_s: Option<f64>,
+    #[serde(default)]
+    defaults: Values<Option<String>, Option<u32>, Option<f64>, Option<u64>>,
+    #[serde(default)]
+    grid: Values<Option<Vec<String>>, Option<Vec<u32>>, Option<Vec<f64>>, Option<Vec<u64>>>,
+}
+
+/// The hyperparameters a sweep can set, once as defaults and once as grid lists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Values<S, U, F, N> {
+    model: S,
+    optimizer: S,
+    batch_size: U,
+    max_epochs: U,
+    learning_rate: F,
+    seed: N,
+}
+
+/// One grid cell: a trial's hyperparameters (the dataset is the sweep's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub model: String,
+    pub optimizer: String,
+    pub batch_size: u32,
+    pub max_epochs: u32,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+/// A validated sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSpec {
+    pub name: String,
+    pub dataset: DatasetSpec,
+    /// Fraction of the training part held out for validation; 0 is MASE's train-as-val.
+    pub val_fraction: f64,
+    pub attempts: u32,
+    pub lease_timeout: Duration,
+    /// The axes of the grid, each non-empty; a key not in `[grid]` has its one default value.
+    pub models: Vec<String>,
+    pub optimizers: Vec<String>,
+    pub batch_sizes: Vec<u32>,
+    pub max_epochs: Vec<u32>,
+    pub learning_rates: Vec<f64>,
+    pub seeds: Vec<u64>,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> SweepError {
+    SweepError::BadValue {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The grid's list for `key` if given (and non-empty), else the default as a one-element list.
+fn axis<T: Clone>(
+    key: &str,
+    grid: Option<Vec<T>>,
+    default: Option<T>,
+    fallback: T,
+) -> Result<Vec<T>, SweepError> {
+    match grid {
+        Some(list) if list.is_empty() => Err(bad(
+            &format!("grid.{key}"),
+            "empty list: give at least one value, or remove the key",
+        )),
+        Some(list) => Ok(list),
+        None => Ok(vec![default.unwrap_or(fallback)]),
+    }
+}
+
+impl SweepSpec {
+    /// Parses and validates a sweep file's text.
+    pub fn parse(text: &str) -> Result<SweepSpec, SweepError> {
+        let file: SweepFile = toml::from_str(text)
+            .map_err(|e| SweepError::Syntax(e.to_string().trim().to_string()))?;
+        let d = file.defaults;
+        let g = file.grid;
+        let spec = SweepSpec {
+            name: file.name.trim().to_string(),
+            dataset: file
+                .dataset
+                .as_deref()
+                .unwrap_or("synthetic")
+                .parse()
+                .map_err(|e: jetsweep_data::DataError| bad("dataset", e.to_string()))?,
+            val_fraction: file.val_fraction.unwrap_or(0.0),
+            attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
+            lease_timeout: match file.lease_timeout_s {
+                None => DEFAULT_LEASE_TIMEOUT,
+                Some(s) if s.is_finite() && (1.0..=86_400.0).contains(&s) => {
+                    Duration::from_secs_f64(s)
+                }
+                Some(s) => {
+                    return Err(bad(
+                        "lease_timeout_s",
+                        format!("{s} is out of range: use 1 to 86400 seconds"),
+                    ));
+                }
+            },
+            models: axis("model", g.model, d.model, "jsc-tiny".into())?,
+            optimizers: axis("optimizer", g.optimizer, d.optimizer, "adam".into())?,
+            batch_sizes: axis("batch_size", g.batch_size, d.batch_size, 128)?,
+            max_epochs: axis("max_epochs", g.max_epochs, d.max_epochs, 20)?,
+            learning_rates: axis("learning_rate", g.learning_rate, d.learning_rate, 1e-5)?,
+            seeds: axis("seed", g.seed, d.seed, 0)?,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), SweepError> {
+        if self.name.is_empty() {
+            return Err(bad("name", "empty: give the sweep a name"));
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            return Err(bad(
+                "val_fraction",
+                format!(
+                    "{} is out of range: use 0 (train-as-val) or a fraction below 0.9",
+                    self.val_fraction
+                ),
+            ));
+        }
+        if self.attempts == 0 {
+            return Err(bad("attempts", "0: a job needs at least 1 attempt"));
+        }
+        for m in &self.models {
+            m.parse::<Architecture>()
+                .map_err(|e| bad("model", e.to_string()))?;
+        }
+        for o in &self.optimizers {
+            if !OPTIMIZERS.contains(&o.as_str()) {
+                return Err(bad(
+                    "optimizer",
+                    format!("unknown optimizer {o:?}: use {}", OPTIMIZERS.join(", ")),
+                ));
+            }
+        }
+        if self.batch_sizes.contains(&0) {
+            return Err(bad("batch_size", "0: use a positive batch size, e.g. 128"));
+        }
+        if self.max_epochs.contains(&0) {
+            return Err(bad("max_epochs", "0: use at least 1 epoch"));
+        }
+        if let Some(lr) = self
+            .learning_rates
+            .iter()
+            .find(|lr| !(lr.is_finite() && **lr > 0.0))
+        {
+            return Err(bad(
+                "learning_rate",
+                format!("{lr}: use a positive finite number, e.g. 1e-3"),
+            ));
+        }
+        let cells = self.cells();
+        if cells > MAX_CELLS as u128 {
+            return Err(SweepError::TooManyCells {
+                cells,
+                limit: MAX_CELLS,
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of jobs the grid expands to (computed without expanding it).
+    pub fn cells(&self) -> u128 {
+        [
+            self.models.len(),
+            self.optimizers.len(),
+            self.batch_sizes.len(),
+            self.max_epochs.len(),
+            self.learning_rates.len(),
+            self.seeds.len(),
+        ]
+        .iter()
+        .map(|&n| n as u128)
+        .product()
+    }
+
+    /// Every cell of the grid, in a fixed order (model, optimizer, batch size, epochs, lr, then seed
+    /// fastest), so seeds of one grid point are adjacent.
+    pub fn trials(&self) -> Vec<Trial> {
+        let mut out = Vec::with_capacity(self.cells() as usize);
+        for model in &self.models {
+            for optimizer in &self.optimizers {
+                for &batch_size in &self.batch_sizes {
+                    for &max_epochs in &self.max_epochs {
+                        for &learning_rate in &self.learning_rates {
+                            for &seed in &self.seeds {
+                                out.push(Trial {
+                                    model: model.clone(),
+                                    optimizer: optimizer.clone(),
+                                    batch_size,
+                                    max_epochs,
+                                    learning_rate,
+                                    seed,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A job's identity: sha256 over everything that determines its result, the trial's hyperparameters
+/// and the prepared dataset's content hash (which already covers the source, split and validation).
+/// The learning rate enters by its exact bits, so 1e-3 and 0.001 are the same job.
+pub fn job_id(trial: &Trial, dataset_sha256: &str) -> String {
+    let key = format!(
+        "jetsweep-job-v1|model={}|optimizer={}|batch_size={}|max_epochs={}|lr={:016x}|seed={}|dataset={}",
+        trial.model,
+        trial.optimizer,
+        trial.batch_size,
+        trial.max_epochs,
+        trial.learning_rate.to_bits(),
+        trial.seed,
+        dataset_sha256
+    );
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"
+name = "lab1-batch-size"
+dataset = "synthetic"
+attempts = 2
+lease_timeout_s = 10
+
+[defaults]
+model = "jsc-tiny"
+max_epochs = 10
+learning_rate = 1e-3
+
+[grid]
+batch_size = [64, 128, 256, 512]
+seed = [0, 1, 2]
+"#;
+
+    #[test]
+    fn a_grid_expands_to_its_cartesian_product_over_the_defaults() {
+        let spec = SweepSpec::parse(LAB).unwrap();
+        assert_eq!(spec.cells(), 12);
+        let trials = spec.trials();
+        assert_eq!(trials.len(), 12);
+        assert_eq!(
+            trials[0],
+            Trial {
+                model: "jsc-tiny".into(),
+                optimizer: "adam".into(),
+                batch_size: 64,
+                max_epochs: 10,
+                learning_rate: 1e-3,
+                seed: 0
+            }
+        );
+        assert_eq!(trials[2].seed, 2);
+        assert_eq!(trials[3].batch_size, 128);
+        assert_eq!(
+            (spec.attempts, spec.lease_timeout),
+            (2, Duration::from_secs(10))
+        );
+        let ids: std::collections::HashSet<String> =
+            trials.iter().map(|t| job_id(t, "abc")).collect();
+        assert_eq!(ids.len(), 12, "every cell has its own id");
+    }
+
+    #[test]
+    fn job_ids_depend_on_everything_that_determines_a_result_and_nothing_else() {
+        let t = SweepSpec::parse(LAB).unwrap().trials()[0].clone();
+        let id = job_id(&t, "d1");
+        assert_eq!(id, job_id(&t.clone(), "d1"));
+        assert_eq!(
+            id,
+            job_id(
+                &Trial {
+                    learning_rate: 0.001,
+                    ..t.clone()
+                },
+                "d1"
+            )
+        );
+        assert_ne!(id, job_id(&t, "d2"));
+        for other in [
+            Trial {
+                seed: 9,
+                ..t.clone()
+            },
+            Trial {
+                batch_size: 65,
+                ..t.clone()
+            },
+            Trial {
+                max_epochs: 11,
+                ..t.clone()
+            },
+            Trial {
+                learning_rate: 2e-3,
+                ..t.clone()
+            },
+            Trial {
+                model: "jsc-toy".into(),
+                ..t.clone()
+            },
+        ] {
+            assert_ne!(id, job_id(&other, "d1"), "{other:?}");
+        }
+    }
+
+    fn refused(text: &str, needles: &[&str]) {
+        let err = SweepSpec::parse(text).unwrap_err().to_string();
+        for n in needles {
+            assert!(err.contains(n), "{err:?} lacks {n:?}");
+        }
+    }
+
+    #[test]
+    fn bad_sweep_files_are_refused_with_what_is_wrong() {
+        refused("name = \"x\"\nbatchsize = 3\n", &["batchsize"]);
+        refused("name = \"x\"\n[grid]\nbatch_sise = [1]\n", &["batch_sise"]);
+        refused("name = \"x\"\n[grid]\nseed = []\n", &["grid.seed", "empty"]);
+        refused(
+            "name = \"x\"\n[grid]\nbatch_size = [64, 0]\n",
+            &["batch_size", "0"],
+        );
+        refused(
+            "name = \"x\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n",
+            &["learning_rate", "-0.001"],
+        );
+        refused(
+            "name = \"x\"\n[defaults]\nlearning_rate = 0.0\n",
+            &["learning_rate", "0"],
+        );
+        refused(
+            "name = \"x\"\n[grid]\nlearning_rate = [nan]\n",
+            &["learning_rate", "NaN"],
+        );
+        refused(
+            "name = \"x\"\n[grid]\nmodel = [\"jsc-tiny\", \"resnet50\"]\n",
+            &["model", "resnet50"],
+        );
+        refused(
+            "name = \"x\"\ndataset = \"imagenet\"\n",
+            &["dataset", "imagenet"],
+        );
+        refused(
+            "name = \"x\"\n[grid]\noptimizer = [\"lbfgs\"]\n",
+            &["optimizer", "lbfgs"],
+        );
+        refused("name = \"x\"\nattempts = 0\n", &["attempts"]);
+        refused("name = \"x\"\n[grid]\nbatch_size = [-1]\n", &["batch_size"]);
+        refused("name = \"x\"\n[grid\n", &["sweep file"]);
+        refused("dataset = \"synthetic\"\n", &["name"]);
+        let big = format!(
+            "name = \"x\"\n[grid]\nseed = [{}]\nbatch_size = [{}]\n",
+            (0..1000)
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            (1..=101)
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        refused(&big, &["101000 cells", "100000"]);
+    }
+}
