@@ -16,3 +16,32 @@ pub enum SweepError {
     )]
     TooManyCells { cells: u128, limit: usize },
 }
+
+/// The store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state file {path}: {reason}")]
+    Open {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+
+    #[error(
+        "the state file has schema version {found}, newer than this jetsweep knows ({known}); use a newer jetsweep"
+    )]
+    NewerSchema { found: usize, known: usize },
+
+    #[error("{0} not found")]
+    NotFound(String),
+
+    /// A report on a lease that is no longer the job's current one: the job expired and was taken by
+    /// another lease, or it ended. The worker must drop it.
+    #[error("lease {lease_id} is not current: {reason}")]
+    StaleLease { lease_id: String, reason: String },
+
+    #[error("state file: {0}")]
+    Sql(#[from] rusqlite::Error),
+
+    #[error("state file holds unreadable data: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,193 @@
+//! The coordinator's durable state: one SQLite file (bundled SQLite, WAL journal), with versioned
+//! schema migrations. Every state change is a committed transaction before it is acknowledged.
+//!
+//! Tables: `sweeps`; `jobs` (one row per distinct job identity, shared by every sweep that contains
+//! it); `sweep_jobs` (which jobs a sweep has, in grid order); `attempts` (one row per lease);
+//! `epochs` (per-epoch metrics of each attempt); `workers`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction};
+
+use crate::StoreError;
+
+/// Each entry upgrades the schema by one version; applied in order, each in its own transaction.
+/// Never edit a shipped entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE sweeps (
+        id               TEXT PRIMARY KEY,
+        name             TEXT NOT NULL,
+        spec_toml        TEXT NOT NULL,
+        dataset_spec     TEXT NOT NULL,
+        dataset_sha256   TEXT NOT NULL,
+        dataset_bytes    INTEGER NOT NULL,
+        synthetic        INTEGER NOT NULL,
+        validation       TEXT NOT NULL,
+        max_attempts     INTEGER NOT NULL,
+        lease_ttl_ms     INTEGER NOT NULL,
+        created_ms       INTEGER NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE jobs (
+        id               TEXT PRIMARY KEY,
+        model            TEXT NOT NULL,
+        optimizer        TEXT NOT NULL,
+        batch_size       INTEGER NOT NULL,
+        max_epochs       INTEGER NOT NULL,
+        learning_rate    REAL NOT NULL,
+        seed             INTEGER NOT NULL,
+        dataset_sha256   TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'done', 'failed', 'cancelled')),
+        queued_seq       INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_attempts     INTEGER NOT NULL,
+        lease_ttl_ms     INTEGER NOT NULL,
+        lease_id         TEXT,
+        worker_id        TEXT,
+        lease_expires_ms INTEGER,
+        epochs_done      INTEGER NOT NULL DEFAULT 0,
+        latest_json      TEXT,
+        result_json      TEXT,
+        error            TEXT,
+        updated_ms       INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_queue ON jobs (state, queued_seq);
+    CREATE INDEX jobs_expiry ON jobs (state, lease_expires_ms);
+    CREATE TABLE sweep_jobs (
+        sweep_id TEXT NOT NULL REFERENCES sweeps (id),
+        job_id   TEXT NOT NULL REFERENCES jobs (id),
+        position INTEGER NOT NULL,
+        reused   INTEGER NOT NULL,
+        PRIMARY KEY (sweep_id, job_id)
+    );
+    CREATE INDEX sweep_jobs_by_job ON sweep_jobs (job_id);
+    CREATE TABLE attempts (
+        lease_id   TEXT PRIMARY KEY,
+        job_id     TEXT NOT NULL REFERENCES jobs (id),
+        attempt    INTEGER NOT NULL,
+        worker_id  TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms   INTEGER,
+        outcome    TEXT,
+        error      TEXT
+    );
+    CREATE TABLE epochs (
+        lease_id     TEXT NOT NULL REFERENCES attempts (lease_id),
+        epoch        INTEGER NOT NULL,
+        metrics_json TEXT NOT NULL,
+        PRIMARY KEY (lease_id, epoch)
+    );
+    CREATE TABLE workers (
+        id            TEXT PRIMARY KEY,
+        host          TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        slots         INTEGER NOT NULL,
+        registered_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The open store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers never block the writer; synchronous=FULL: a commit survives power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version =
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store { conn })
+    }
+
+    /// Runs `f` in one immediate (write-locked) transaction and commits it if `f` succeeds.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` over a read transaction (a consistent snapshot).
+    pub fn read<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction()?;
+        f(&tx)
+    }
+
+    /// The schema version in the file.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        assert_eq!(
+            Store::open(&path).unwrap().schema_version().unwrap(),
+            MIGRATIONS.len()
+        );
+        // Opening again applies nothing and keeps the version.
+        assert_eq!(
+            Store::open(&path).unwrap().schema_version().unwrap(),
+            MIGRATIONS.len()
+        );
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("99"), "{err}");
+    }
+}
