@@ -2,10 +2,13 @@
 //!
 //! - [`sweep`]: sweep files (TOML), their validation, and their expansion into jobs with stable ids.
 //! - [`store`]: the SQLite state file and its schema migrations.
+//! - [`jobs`]: the job lifecycle (submit, lease, report, complete, fail, expire, cancel) over one
+//!   store transaction, with `now` as an argument.
 //!
 //! The store, scheduler, gRPC services and the `jetsweep` CLI follow (issue 3).
 
 mod error;
+pub mod jobs;
 pub mod store;
 pub mod sweep;
 

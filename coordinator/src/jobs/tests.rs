@@ -1,0 +1,374 @@
+//! The lifecycle rules, checked over a real SQLite store with time passed in.
+
+use super::*;
+use crate::store::Store;
+
+const SWEEP: &str = r#"
+name = "lab1 batch size"
+attempts = 2
+lease_timeout_s = 10
+[defaults]
+max_epochs = 3
+learning_rate = 1e-3
+[grid]
+batch_size = [64, 128]
+seed = [0, 1, 2]
+"#;
+
+fn dataset() -> DatasetRef {
+    DatasetRef {
+        spec: "synthetic".into(),
+        sha256: "d5".into(),
+        bytes: 10,
+        synthetic: true,
+        validation: "train-as-val".into(),
+    }
+}
+
+fn setup() -> (Store, SweepCounts, String, String) {
+    let mut store = Store::in_memory().unwrap();
+    let spec = SweepSpec::parse(SWEEP).unwrap();
+    let sweep = store
+        .write(|tx| submit(tx, &spec, SWEEP, &dataset(), 1_000))
+        .unwrap();
+    let w1 = store
+        .write(|tx| register_worker(tx, "alpha", "cpu", 2, 1_000))
+        .unwrap();
+    let w2 = store
+        .write(|tx| register_worker(tx, "beta", "cpu", 2, 1_000))
+        .unwrap();
+    (store, sweep, w1, w2)
+}
+
+fn metrics(epoch: u32) -> EpochReport {
+    EpochReport {
+        epoch,
+        lr: 1e-3,
+        train_loss: 1.0,
+        train_acc: 0.5,
+        val_loss: 1.0,
+        val_acc: 0.5,
+        test_loss: 1.0,
+        test_acc: 0.5,
+        seconds: 0.1,
+        samples_per_second: 1e6,
+    }
+}
+
+fn result(acc: f64) -> TrialResult {
+    TrialResult {
+        params: 117,
+        test_acc: acc,
+        best_epoch: 3,
+        best_test_acc: acc,
+    }
+}
+
+#[test]
+fn submit_queues_every_cell_and_leases_hand_each_out_once() {
+    let (mut store, sweep, w1, w2) = setup();
+    assert_eq!(
+        (sweep.total, sweep.queued, sweep.id.as_str()),
+        (6, 6, "lab1-batch-size-1")
+    );
+    let a = store.write(|tx| lease_jobs(tx, &w1, 4, 2_000)).unwrap();
+    let b = store.write(|tx| lease_jobs(tx, &w2, 4, 2_000)).unwrap();
+    let c = store.write(|tx| lease_jobs(tx, &w2, 4, 2_000)).unwrap();
+    assert_eq!((a.len(), b.len(), c.len()), (4, 2, 0));
+    let mut jobs: Vec<&str> = a.iter().chain(&b).map(|g| g.job.id.as_str()).collect();
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!(jobs.len(), 6, "no job leased twice");
+    assert!(
+        a.iter()
+            .all(|g| g.attempt == 1 && g.expires_at == 12_000 && g.lease_id.ends_with(".1"))
+    );
+    // Grid order: seeds of one point are adjacent.
+    assert_eq!(
+        (
+            a[0].job.trial.batch_size,
+            a[0].job.trial.seed,
+            a[3].job.trial.batch_size
+        ),
+        (64, 0, 128)
+    );
+}
+
+#[test]
+fn reports_extend_the_lease_and_complete_is_idempotent() {
+    let (mut store, sweep, w1, _) = setup();
+    let grant = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    let ack = store
+        .write(|tx| report_epoch(tx, &grant.lease_id, &metrics(1), 9_000))
+        .unwrap();
+    assert_eq!(
+        ack,
+        ReportAck {
+            cancel: false,
+            expires_at: 19_000
+        }
+    );
+    store
+        .write(|tx| complete(tx, &grant.lease_id, &result(0.7), 15_000))
+        .unwrap();
+    store
+        .write(|tx| complete(tx, &grant.lease_id, &result(0.9), 16_000))
+        .unwrap();
+    let job = store.read(|tx| get_job(tx, &grant.job.id)).unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Done {
+            result: result(0.7)
+        },
+        "the second completion changed nothing"
+    );
+    assert_eq!(job.epochs_done, 1);
+    assert_eq!(
+        store.read(|tx| epochs_of(tx, &grant.lease_id)).unwrap(),
+        vec![metrics(1)]
+    );
+    assert_eq!(
+        store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap().done,
+        1
+    );
+}
+
+#[test]
+fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
+    let (mut store, _, w1, w2) = setup();
+    let old = store
+        .write(|tx| lease_jobs(tx, &w1, 6, 2_000))
+        .unwrap()
+        .remove(0);
+    // w1 goes silent; after the lease timeout w2 gets the job as attempt 2.
+    let new = store
+        .write(|tx| lease_jobs(tx, &w2, 1, 12_001))
+        .unwrap()
+        .remove(0);
+    assert_eq!((new.job.id.as_str(), new.attempt), (old.job.id.as_str(), 2));
+    for refused in [
+        store.write(|tx| report_epoch(tx, &old.lease_id, &metrics(1), 12_002).map(|_| ())),
+        store.write(|tx| complete(tx, &old.lease_id, &result(0.1), 12_002)),
+        store.write(|tx| fail(tx, &old.lease_id, "late", 12_002).map(|_| ())),
+    ] {
+        assert!(
+            matches!(refused, Err(StoreError::StaleLease { .. })),
+            "{refused:?}"
+        );
+    }
+    let stale = store
+        .write(|tx| heartbeat(tx, &w1, std::slice::from_ref(&old.lease_id), 12_003))
+        .unwrap();
+    assert_eq!(stale, vec![old.lease_id.clone()]);
+    store
+        .write(|tx| complete(tx, &new.lease_id, &result(0.8), 13_000))
+        .unwrap();
+    // The old lease still cannot write, even after the job is done.
+    assert!(
+        store
+            .write(|tx| complete(tx, &old.lease_id, &result(0.1), 13_001))
+            .is_err()
+    );
+    assert_eq!(
+        store.read(|tx| get_job(tx, &new.job.id)).unwrap().state,
+        JobState::Done {
+            result: result(0.8)
+        }
+    );
+}
+
+#[test]
+fn heartbeats_keep_a_lease_alive() {
+    let (mut store, _, w1, w2) = setup();
+    let grants = store.write(|tx| lease_jobs(tx, &w1, 6, 2_000)).unwrap();
+    let leases: Vec<String> = grants.iter().map(|g| g.lease_id.clone()).collect();
+    assert!(
+        store
+            .write(|tx| heartbeat(tx, &w1, &leases, 10_000))
+            .unwrap()
+            .is_empty()
+    );
+    let grant = &grants[0];
+    // Past the original expiry (12,000) but within the extended one (20,000): nothing to take.
+    assert!(
+        store
+            .write(|tx| lease_jobs(tx, &w2, 6, 15_000))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .write(|tx| report_epoch(tx, &grant.lease_id, &metrics(1), 15_000))
+            .is_ok()
+    );
+}
+
+#[test]
+fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
+    let (mut store, _, w1, _) = setup();
+    let first = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    assert!(
+        store
+            .write(|tx| fail(tx, &first.lease_id, "out of memory", 3_000))
+            .unwrap()
+    );
+    // Requeued at the back of the queue: take everything to find it again.
+    let again = store.write(|tx| lease_jobs(tx, &w1, 6, 4_000)).unwrap();
+    let second = again.iter().find(|g| g.job.id == first.job.id).unwrap();
+    assert_eq!(second.attempt, 2);
+    assert!(
+        !store
+            .write(|tx| fail(tx, &second.lease_id, "out of memory again", 5_000))
+            .unwrap()
+    );
+    match store.read(|tx| get_job(tx, &first.job.id)).unwrap().state {
+        JobState::Failed { error } => assert_eq!(error, "attempt 2 of 2: out of memory again"),
+        other => panic!("{other:?}"),
+    }
+    // Expiry on the last attempt fails the job too, saying why.
+    let other = again.iter().find(|g| g.job.id != first.job.id).unwrap();
+    assert!(
+        store
+            .write(|tx| fail(tx, &other.lease_id, "x", 5_000))
+            .unwrap()
+    );
+    let retry = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 6_000))
+        .unwrap()
+        .remove(0);
+    assert_eq!(retry.job.id, other.job.id);
+    store.write(|tx| expire_leases(tx, 16_001)).unwrap();
+    match store.read(|tx| get_job(tx, &other.job.id)).unwrap().state {
+        JobState::Failed { error } => assert!(
+            error.contains("expired") && error.contains("attempt 2 of 2"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn resubmitting_reuses_done_cells_and_requeues_failed_ones() {
+    let (mut store, _, w1, _) = setup();
+    let grants = store.write(|tx| lease_jobs(tx, &w1, 6, 2_000)).unwrap();
+    for g in &grants[..5] {
+        store
+            .write(|tx| complete(tx, &g.lease_id, &result(0.7), 3_000))
+            .unwrap();
+    }
+    store
+        .write(|tx| fail(tx, &grants[5].lease_id, "boom", 3_000))
+        .unwrap();
+    store
+        .write(|tx| lease_jobs(tx, &w1, 1, 3_500).map(|g| fail(tx, &g[0].lease_id, "boom", 3_600)))
+        .unwrap()
+        .unwrap();
+    let spec = SweepSpec::parse(SWEEP).unwrap();
+    let again = store
+        .write(|tx| submit(tx, &spec, SWEEP, &dataset(), 4_000))
+        .unwrap();
+    assert_eq!(
+        (
+            again.id.as_str(),
+            again.total,
+            again.reused,
+            again.done,
+            again.queued
+        ),
+        ("lab1-batch-size-2", 6, 5, 5, 1)
+    );
+    let retried = store.write(|tx| lease_jobs(tx, &w1, 6, 5_000)).unwrap();
+    assert_eq!(retried.len(), 1);
+    // Attempt numbers keep counting (two failed attempts before), so no lease id is ever reused.
+    assert_eq!(
+        (retried[0].job.id.as_str(), retried[0].attempt),
+        (grants[5].job.id.as_str(), 3)
+    );
+    assert_eq!(retried[0].job.max_attempts, 4);
+    // A different dataset is a different set of jobs.
+    let other = DatasetRef {
+        sha256: "other".into(),
+        ..dataset()
+    };
+    let fresh = store
+        .write(|tx| submit(tx, &spec, SWEEP, &other, 6_000))
+        .unwrap();
+    assert_eq!((fresh.reused, fresh.queued), (0, 6));
+}
+
+#[test]
+fn cancelling_stops_queued_jobs_now_and_leased_ones_at_their_next_report() {
+    let (mut store, sweep, w1, _) = setup();
+    let grants = store.write(|tx| lease_jobs(tx, &w1, 2, 2_000)).unwrap();
+    let counts = store
+        .write(|tx| cancel_sweep(tx, &sweep.id, 3_000))
+        .unwrap();
+    assert_eq!(
+        (counts.cancelled, counts.leased, counts.cancel_requested),
+        (4, 2, true)
+    );
+    let ack = store
+        .write(|tx| report_epoch(tx, &grants[0].lease_id, &metrics(1), 3_500))
+        .unwrap();
+    assert!(ack.cancel);
+    let stale = store
+        .write(|tx| heartbeat(tx, &w1, std::slice::from_ref(&grants[1].lease_id), 3_600))
+        .unwrap();
+    assert_eq!(stale, vec![grants[1].lease_id.clone()]);
+    let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
+    assert_eq!((counts.cancelled, counts.leased), (6, 0));
+    assert!(counts.finished());
+    assert!(
+        store
+            .write(|tx| lease_jobs(tx, &w1, 6, 4_000))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn state_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let spec = SweepSpec::parse(SWEEP).unwrap();
+    let (lease, sweep) = {
+        let mut store = Store::open(&path).unwrap();
+        let sweep = store
+            .write(|tx| submit(tx, &spec, SWEEP, &dataset(), 1_000))
+            .unwrap();
+        let w = store
+            .write(|tx| register_worker(tx, "alpha", "cpu", 1, 1_000))
+            .unwrap();
+        let g = store
+            .write(|tx| lease_jobs(tx, &w, 1, 2_000))
+            .unwrap()
+            .remove(0);
+        store
+            .write(|tx| complete(tx, &g.lease_id, &result(0.75), 3_000))
+            .unwrap();
+        (g.lease_id, sweep.id)
+    };
+    let mut store = Store::open(&path).unwrap();
+    let counts = store.read(|tx| sweep_counts(tx, &sweep)).unwrap();
+    assert_eq!((counts.total, counts.done, counts.queued), (6, 1, 5));
+    store
+        .write(|tx| complete(tx, &lease, &result(0.75), 4_000))
+        .unwrap();
+    assert_eq!(
+        store
+            .read(|tx| list_jobs(tx, &sweep, 0, 100))
+            .unwrap()
+            .len(),
+        6
+    );
+    assert!(matches!(
+        store.read(|tx| sweep_counts(tx, "nope")),
+        Err(StoreError::NotFound(_))
+    ));
+}
