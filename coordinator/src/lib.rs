@@ -4,11 +4,13 @@
 //! - [`store`]: the SQLite state file and its schema migrations.
 //! - [`jobs`]: the job lifecycle (submit, lease, report, complete, fail, expire, cancel) over one
 //!   store transaction, with `now` as an argument.
+//! - [`results`]: per grid point mean ± std over seeds, and the best point.
 //!
 //! The store, scheduler, gRPC services and the `jetsweep` CLI follow (issue 3).
 
 mod error;
 pub mod jobs;
+pub mod results;
 pub mod store;
 pub mod sweep;
 

@@ -48,10 +48,15 @@ struct SweepFile {
     attempts: Option<u32>,
     lease_timeout_s: Option<f64>,
     #[serde(default)]
-    defaults: Values<Option<String>, Option<u32>, Option<f64>, Option<u64>>,
+    defaults: Defaults,
     #[serde(default)]
-    grid: Values<Option<Vec<String>>, Option<Vec<u32>>, Option<Vec<f64>>, Option<Vec<u64>>>,
+    grid: GridLists,
 }
+
+/// `[defaults]`: one value per key.
+type Defaults = Values<Option<String>, Option<u32>, Option<f64>, Option<u64>>;
+/// `[grid]`: a list per key.
+type GridLists = Values<Option<Vec<String>>, Option<Vec<u32>>, Option<Vec<f64>>, Option<Vec<u64>>>;
 
 /// The hyperparameters a sweep can set, once as defaults and once as grid lists.
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,136 @@
+//! Aggregating a sweep's finished jobs: per grid point (every hyperparameter but the seed), the mean
+//! and standard deviation over seeds of the final and best-epoch test accuracy, and the best point.
+
+use crate::jobs::{Job, JobState};
+use crate::sweep::Trial;
+
+/// One grid point's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    /// The point's hyperparameters; `seed` is meaningless here (0).
+    pub point: Trial,
+    /// Finished seeds at this point.
+    pub seeds: u32,
+    pub mean_test_acc: f64,
+    pub std_test_acc: f64,
+    pub mean_best_test_acc: f64,
+    pub std_best_test_acc: f64,
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Rows in the order points first appear in `jobs` (grid order), for points with at least one finished
+/// seed, and the index of the row with the highest mean best-epoch test accuracy.
+pub fn aggregate(jobs: &[Job]) -> (Vec<ResultRow>, Option<usize>) {
+    let mut points: Vec<(Trial, Vec<f64>, Vec<f64>)> = Vec::new();
+    for job in jobs {
+        let JobState::Done { result } = &job.state else {
+            continue;
+        };
+        let point = Trial {
+            seed: 0,
+            ..job.trial.clone()
+        };
+        let same = |t: &Trial| {
+            t.model == point.model
+                && t.optimizer == point.optimizer
+                && t.batch_size == point.batch_size
+                && t.max_epochs == point.max_epochs
+                && t.learning_rate.to_bits() == point.learning_rate.to_bits()
+        };
+        match points.iter_mut().find(|(t, _, _)| same(t)) {
+            Some((_, last, best)) => {
+                last.push(result.test_acc);
+                best.push(result.best_test_acc);
+            }
+            None => points.push((point, vec![result.test_acc], vec![result.best_test_acc])),
+        }
+    }
+    let rows: Vec<ResultRow> = points
+        .into_iter()
+        .map(|(point, last, best)| {
+            let (mean_test_acc, std_test_acc) = mean_std(&last);
+            let (mean_best_test_acc, std_best_test_acc) = mean_std(&best);
+            ResultRow {
+                point,
+                seeds: last.len() as u32,
+                mean_test_acc,
+                std_test_acc,
+                mean_best_test_acc,
+                std_best_test_acc,
+            }
+        })
+        .collect();
+    let best = (0..rows.len()).max_by(|&a, &b| {
+        rows[a]
+            .mean_best_test_acc
+            .total_cmp(&rows[b].mean_best_test_acc)
+    });
+    (rows, best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::TrialResult;
+
+    fn job(batch_size: u32, seed: u64, state: JobState) -> Job {
+        Job {
+            id: format!("{batch_size}-{seed}"),
+            trial: Trial {
+                model: "jsc-tiny".into(),
+                optimizer: "adam".into(),
+                batch_size,
+                max_epochs: 10,
+                learning_rate: 1e-3,
+                seed,
+            },
+            dataset_sha256: "d".into(),
+            state,
+            attempts: 1,
+            max_attempts: 3,
+            epochs_done: 10,
+            latest: None,
+        }
+    }
+
+    fn done(acc: f64, best: f64) -> JobState {
+        JobState::Done {
+            result: TrialResult {
+                params: 117,
+                test_acc: acc,
+                best_epoch: 9,
+                best_test_acc: best,
+            },
+        }
+    }
+
+    #[test]
+    fn groups_seeds_per_point_with_mean_and_sample_std() {
+        let jobs = vec![
+            job(64, 0, done(0.70, 0.71)),
+            job(64, 1, done(0.72, 0.73)),
+            job(64, 2, JobState::Queued),
+            job(128, 0, done(0.74, 0.76)),
+            job(256, 0, JobState::Failed { error: "x".into() }),
+        ];
+        let (rows, best) = aggregate(&jobs);
+        assert_eq!(rows.len(), 2, "a point with no finished seed has no row");
+        assert_eq!((rows[0].point.batch_size, rows[0].seeds), (64, 2));
+        assert!((rows[0].mean_test_acc - 0.71).abs() < 1e-12);
+        assert!((rows[0].std_test_acc - 0.02f64.hypot(0.0) / 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!((rows[1].seeds, rows[1].std_test_acc), (1, 0.0));
+        assert_eq!(best, Some(1));
+        assert_eq!(aggregate(&[]), (vec![], None));
+    }
+}
