@@ -664,6 +664,71 @@ pub fn cancel_sweep(
     sweep_counts(tx, sweep_id)
 }
 
+/// The reference of a dataset some sweep uses, by its content hash. Errors: NotFound.
+pub fn dataset_by_sha(tx: &Transaction<'_>, sha256: &str) -> Result<DatasetRef, StoreError> {
+    tx.prepare_cached("SELECT dataset_spec, dataset_bytes, synthetic, validation FROM sweeps WHERE dataset_sha256 = ?1 LIMIT 1")?
+        .query_row([sha256], |r| {
+            Ok(DatasetRef { spec: r.get(0)?, sha256: sha256.to_string(), bytes: r.get::<_, i64>(1)? as u64, synthetic: r.get(2)?, validation: r.get(3)? })
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("dataset {sha256}")))
+}
+
+/// The sweeps that contain a job (for telling their watchers it changed).
+pub fn sweeps_of(tx: &Transaction<'_>, job_id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT sweep_id FROM sweep_jobs WHERE job_id = ?1")?
+        .query_map([job_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The job id inside a lease id (`JOB.ATTEMPT`).
+pub fn job_of_lease(lease_id: &str) -> &str {
+    lease_id
+        .rsplit_once('.')
+        .map(|(j, _)| j)
+        .unwrap_or(lease_id)
+}
+
+/// Workers, most recently seen first, with the leases each holds.
+pub fn list_workers(tx: &Transaction<'_>) -> Result<Vec<(WorkerRecord, Vec<String>)>, StoreError> {
+    let workers: Vec<WorkerRecord> = tx
+        .prepare(
+            "SELECT id, host, device, slots, last_seen_ms FROM workers ORDER BY last_seen_ms DESC",
+        )?
+        .query_map([], |r| {
+            Ok(WorkerRecord {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                device: r.get(2)?,
+                slots: r.get(3)?,
+                last_seen_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut held =
+        tx.prepare_cached("SELECT id FROM jobs WHERE state = 'leased' AND worker_id = ?1")?;
+    workers
+        .into_iter()
+        .map(|w| {
+            let jobs = held
+                .query_map([&w.id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok((w, jobs))
+        })
+        .collect()
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub host: String,
+    pub device: String,
+    pub slots: u32,
+    pub last_seen_ms: Millis,
+}
+
 /// Per-epoch metrics stored for a lease, in epoch order.
 pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochReport>, StoreError> {
     tx.prepare_cached("SELECT metrics_json FROM epochs WHERE lease_id = ?1 ORDER BY epoch")?

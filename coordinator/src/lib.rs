@@ -5,12 +5,16 @@
 //! - [`jobs`]: the job lifecycle (submit, lease, report, complete, fail, expire, cancel) over one
 //!   store transaction, with `now` as an argument.
 //! - [`results`]: per grid point mean ± std over seeds, and the best point.
+//! - [`datasets`]: the prepared dataset files the coordinator keeps and serves to workers.
+//! - [`server`]: the two gRPC services (glue over the above) and [`server::serve`].
 //!
-//! The store, scheduler, gRPC services and the `jetsweep` CLI follow (issue 3).
+//! The worker agent and the `jetsweep` CLI follow (issue 3).
 
+pub mod datasets;
 mod error;
 pub mod jobs;
 pub mod results;
+pub mod server;
 pub mod store;
 pub mod sweep;
 

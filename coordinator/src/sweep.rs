@@ -36,6 +36,9 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 /// Default lease timeout: long enough for a few missed heartbeats, short enough that a dead worker's
 /// job is back in the queue within a minute.
 pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A lease must outlive at least three heartbeats (sent every second), so one late heartbeat never
+/// costs a job.
+pub const MIN_LEASE_TIMEOUT_S: f64 = 3.0;
 /// Optimizers a trial may name.
 pub const OPTIMIZERS: [&str; 1] = ["adam"];
 

@@ -1,0 +1,166 @@
+//! The gRPC server: glue between the wire and the domain. Handlers unpack and validate requests, run
+//! the domain functions of [`crate::jobs`] in one store transaction on a blocking thread, and convert
+//! the answer back. Domain errors become gRPC statuses in exactly one place ([`status`]).
+
+mod convert;
+mod sweeps;
+mod workers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
+use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tonic::Status;
+
+use crate::jobs::Millis;
+use crate::store::Store;
+use crate::{StoreError, SweepError};
+
+/// Largest message accepted or sent. Sweep files and reports are small; dataset chunks are 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Dataset files are streamed in chunks of this size.
+pub const DATASET_CHUNK_BYTES: usize = 1 << 20;
+
+/// Shared state of a running coordinator.
+#[derive(Clone)]
+pub struct Coordinator {
+    /// The one store; every request takes it for one short transaction.
+    store: Arc<Mutex<Store>>,
+    /// Prepared datasets and the download cache live here.
+    data_dir: PathBuf,
+    /// Ids of sweeps that just changed, for `WatchSweep` streams. Lagging receivers just re-read.
+    changes: broadcast::Sender<String>,
+}
+
+/// Wall-clock now in Unix milliseconds.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+impl Coordinator {
+    pub fn new(store: Store, data_dir: PathBuf) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Coordinator {
+            store: Arc::new(Mutex::new(store)),
+            data_dir,
+            changes,
+        }
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread; commits before returning.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.write(|tx| f(tx, now_ms()))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(status)
+    }
+
+    /// Runs `f` over a read snapshot on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.read(f)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(status)
+    }
+
+    /// Tells watchers that `sweep_ids` changed.
+    fn changed(&self, sweep_ids: impl IntoIterator<Item = String>) {
+        for id in sweep_ids {
+            let _ = self.changes.send(id);
+        }
+    }
+}
+
+/// The one mapping from domain errors to gRPC statuses.
+pub fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
+        StoreError::StaleLease { .. } => Status::failed_precondition(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// A bad sweep file as a status.
+pub fn sweep_status(e: SweepError) -> Status {
+    match e {
+        SweepError::TooManyCells { .. } => Status::resource_exhausted(e.to_string()),
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
+/// How often expired leases are swept back into the queue even when no worker asks for work.
+const EXPIRY_SCAN: Duration = Duration::from_secs(1);
+
+/// Serves both services on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    coordinator: Coordinator,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let expiry = coordinator.clone();
+    let scanner = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_SCAN);
+        loop {
+            tick.tick().await;
+            if let Ok(n) = expiry
+                .write(|tx, now| crate::jobs::expire_leases(tx, now))
+                .await
+                && n > 0
+            {
+                // Cheap and rare: let every watcher re-read.
+                let ids = expiry
+                    .read(|tx| {
+                        Ok(crate::jobs::list_sweeps(tx)?
+                            .into_iter()
+                            .map(|s| s.id)
+                            .collect::<Vec<_>>())
+                    })
+                    .await;
+                expiry.changed(ids.unwrap_or_default());
+            }
+        }
+    });
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            SweepServiceServer::new(sweeps::Sweeps(coordinator.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            WorkerServiceServer::new(workers::Workers(coordinator))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await;
+    scanner.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests;

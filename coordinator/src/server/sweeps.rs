@@ -1,0 +1,242 @@
+//! `SweepService`: submit, inspect, watch, aggregate and cancel sweeps.
+
+use std::pin::Pin;
+
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::sweep_service_server::SweepService;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{Coordinator, convert, sweep_status};
+use crate::jobs;
+use crate::sweep::SweepSpec;
+
+/// Jobs per `ListJobs` page when the request does not say.
+const DEFAULT_PAGE: u32 = 1000;
+
+pub struct Sweeps(pub Coordinator);
+
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl SweepService for Sweeps {
+    async fn submit_sweep(
+        &self,
+        request: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        let text = request.into_inner().sweep_toml;
+        let spec = SweepSpec::parse(&text).map_err(sweep_status)?;
+        let data_dir = self.0.data_dir.clone();
+        let (dataset_spec, val_fraction) = (spec.dataset.clone(), spec.val_fraction);
+        let dataset = tokio::task::spawn_blocking(move || {
+            crate::datasets::prepare(&data_dir, &dataset_spec, val_fraction)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("dataset task failed: {e}")))?
+        .map_err(|e| Status::invalid_argument(format!("dataset: {e}")))?;
+        let counts = self
+            .0
+            .write(move |tx, now| jobs::submit(tx, &spec, &text, &dataset, now))
+            .await?;
+        self.0.changed([counts.id.clone()]);
+        Ok(Response::new(pb::SubmitSweepResponse {
+            sweep: Some(convert::sweep(&counts)),
+        }))
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::GetSweepResponse>, Status> {
+        let id = request.into_inner().sweep_id;
+        required(&id, "sweep_id")?;
+        let counts = self.0.read(move |tx| jobs::sweep_counts(tx, &id)).await?;
+        Ok(Response::new(pb::GetSweepResponse {
+            sweep: Some(convert::sweep(&counts)),
+        }))
+    }
+
+    async fn list_sweeps(
+        &self,
+        _: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let sweeps = self.0.read(jobs::list_sweeps).await?;
+        Ok(Response::new(pb::ListSweepsResponse {
+            sweeps: sweeps.iter().map(convert::sweep).collect(),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.sweep_id, "sweep_id")?;
+        let offset: u32 = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "page_token {:?} is not one this server gave",
+                    r.page_token
+                ))
+            })?
+        };
+        let limit = if r.page_size == 0 {
+            DEFAULT_PAGE
+        } else {
+            r.page_size.min(DEFAULT_PAGE)
+        };
+        let id = r.sweep_id.clone();
+        let (counts, page) = self
+            .0
+            .read(move |tx| {
+                Ok((
+                    jobs::sweep_counts(tx, &id)?,
+                    jobs::list_jobs(tx, &id, offset, limit)?,
+                ))
+            })
+            .await?;
+        let dataset = counts.dataset.as_ref().map(convert::dataset);
+        let next = offset + page.len() as u32;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: page
+                .iter()
+                .map(|j| convert::job(j, &r.sweep_id, dataset.clone()))
+                .collect(),
+            next_page_token: if next < counts.total && page.len() as u32 == limit {
+                next.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+
+    type WatchSweepStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchSweepResponse, Status>> + Send>>;
+
+    async fn watch_sweep(
+        &self,
+        request: Request<pb::WatchSweepRequest>,
+    ) -> Result<Response<Self::WatchSweepStream>, Status> {
+        let id = request.into_inner().sweep_id;
+        required(&id, "sweep_id")?;
+        // Subscribe before the first read, so no change between the two is missed.
+        let mut changes = self.0.changes.subscribe();
+        let read_id = id.clone();
+        let first = self
+            .0
+            .read(move |tx| jobs::sweep_counts(tx, &read_id))
+            .await?;
+        let (out, rx) = mpsc::channel(16);
+        let coordinator = self.0.clone();
+        tokio::spawn(async move {
+            let mut counts = first;
+            loop {
+                let finished = counts.finished();
+                if out
+                    .send(Ok(pb::WatchSweepResponse {
+                        sweep: Some(convert::sweep(&counts)),
+                        job: None,
+                    }))
+                    .await
+                    .is_err()
+                    || finished
+                {
+                    return;
+                }
+                // Wait for a change to this sweep (a lagging receiver just re-reads).
+                loop {
+                    match changes.recv().await {
+                        Ok(changed) if changed == id => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+                let read_id = id.clone();
+                match coordinator
+                    .read(move |tx| jobs::sweep_counts(tx, &read_id))
+                    .await
+                {
+                    Ok(c) => counts = c,
+                    Err(e) => {
+                        let _ = out.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_results(
+        &self,
+        request: Request<pb::GetResultsRequest>,
+    ) -> Result<Response<pb::GetResultsResponse>, Status> {
+        let id = request.into_inner().sweep_id;
+        required(&id, "sweep_id")?;
+        let (counts, all) = self
+            .0
+            .read(move |tx| {
+                Ok((
+                    jobs::sweep_counts(tx, &id)?,
+                    jobs::list_jobs(tx, &id, 0, u32::MAX)?,
+                ))
+            })
+            .await?;
+        let (rows, best) = crate::results::aggregate(&all);
+        let dataset = counts.dataset.as_ref().map(convert::dataset);
+        Ok(Response::new(pb::GetResultsResponse {
+            rows: rows
+                .iter()
+                .map(|r| convert::result_row(r, dataset.clone()))
+                .collect(),
+            best: best.map_or(-1, |b| b as i32),
+        }))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::CancelSweepResponse>, Status> {
+        let id = request.into_inner().sweep_id;
+        required(&id, "sweep_id")?;
+        let counts = self
+            .0
+            .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
+            .await?;
+        self.0.changed([counts.id.clone()]);
+        Ok(Response::new(pb::CancelSweepResponse {
+            sweep: Some(convert::sweep(&counts)),
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        _: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let workers = self.0.read(jobs::list_workers).await?;
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers
+                .into_iter()
+                .map(|(w, job_ids)| pb::WorkerView {
+                    worker_id: w.id,
+                    host: w.host,
+                    device: w.device,
+                    slots: w.slots,
+                    last_seen_unix_ms: w.last_seen_ms,
+                    job_ids,
+                })
+                .collect(),
+        }))
+    }
+}

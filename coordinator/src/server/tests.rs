@@ -1,0 +1,295 @@
+//! The real server on 127.0.0.1:0, called through the generated clients.
+
+use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
+use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use super::*;
+
+const SWEEP: &str = r#"
+name = "tiny"
+dataset = "synthetic:2000"
+lease_timeout_s = 5
+[defaults]
+max_epochs = 2
+learning_rate = 1e-3
+[grid]
+batch_size = [64, 128]
+seed = [0, 1]
+"#;
+
+struct Running {
+    sweeps: SweepServiceClient<Channel>,
+    workers: WorkerServiceClient<Channel>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let coordinator = Coordinator::new(store, dir.path().to_path_buf());
+    tokio::spawn(serve(listener, coordinator, async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Running {
+        sweeps: SweepServiceClient::new(channel.clone()),
+        workers: WorkerServiceClient::new(channel),
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+fn epoch(n: u32) -> pb::EpochMetrics {
+    pb::EpochMetrics {
+        epoch: n,
+        test_acc: 0.5,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
+    let mut c = start().await;
+    let sweep = c
+        .sweeps
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: SWEEP.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!((sweep.total, sweep.queued), (4, 4));
+
+    let bad = c
+        .workers
+        .register(pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION + 1,
+            host: "h".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await;
+    assert_eq!(bad.unwrap_err().code(), Code::FailedPrecondition);
+    let reg = c
+        .workers
+        .register(pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            host: "h".into(),
+            device: "cpu".into(),
+            slots: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let leases = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: reg.worker_id.clone(),
+            max_jobs: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(leases.len(), 4);
+    let dataset = leases[0].spec.as_ref().unwrap().dataset.clone().unwrap();
+    assert!(dataset.synthetic && dataset.sha256.len() == 64);
+
+    for (i, lease) in leases.iter().enumerate() {
+        for e in 1..=2 {
+            let ack = c
+                .workers
+                .report_epoch(pb::ReportEpochRequest {
+                    lease_id: lease.lease_id.clone(),
+                    metrics: Some(epoch(e)),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!ack.cancel);
+        }
+        let result = pb::TrialResult {
+            params: 117,
+            test_acc: 0.6 + 0.01 * i as f64,
+            best_epoch: 2,
+            best_test_acc: 0.6 + 0.01 * i as f64,
+        };
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: lease.lease_id.clone(),
+                result: Some(result.clone()),
+            })
+            .await
+            .unwrap();
+        // Completing again with the same lease is harmless.
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: lease.lease_id.clone(),
+                result: Some(result),
+            })
+            .await
+            .unwrap();
+    }
+    // A report on a lease that has ended is refused.
+    let stale = c
+        .workers
+        .report_epoch(pb::ReportEpochRequest {
+            lease_id: leases[0].lease_id.clone(),
+            metrics: Some(epoch(3)),
+        })
+        .await;
+    assert_eq!(stale.unwrap_err().code(), Code::FailedPrecondition);
+
+    let done = c
+        .sweeps
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: sweep.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!(done.done, 4);
+    let results = c
+        .sweeps
+        .get_results(pb::GetResultsRequest {
+            sweep_id: sweep.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(results.rows.len(), 2);
+    assert_eq!(
+        results.rows.iter().map(|r| r.seeds).collect::<Vec<_>>(),
+        vec![2, 2]
+    );
+    assert_eq!(results.best, 1);
+
+    // Resubmitting runs nothing new.
+    let again = c
+        .sweeps
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: SWEEP.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!((again.total, again.reused, again.queued), (4, 4, 0));
+
+    // The dataset a worker would fetch is the one the leases name, verified by its own checksum.
+    let mut stream = c
+        .workers
+        .fetch_dataset(pb::FetchDatasetRequest {
+            sha256: dataset.sha256.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        assert_eq!(chunk.offset as usize, bytes.len());
+        bytes.extend(chunk.data);
+    }
+    let prepared = jetsweep_data::cache::decode(&bytes, std::path::Path::new("fetched")).unwrap();
+    assert_eq!(prepared.provenance.sha256, dataset.sha256);
+    assert_eq!(bytes.len() as u64, dataset.size_bytes);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
+    let mut c = start().await;
+    for (toml, code, needle) in [
+        (
+            "name = \"x\"\n[grid]\nbatch_size = [0]\n",
+            Code::InvalidArgument,
+            "batch_size",
+        ),
+        ("name = \"x\"\nfoo = 1\n", Code::InvalidArgument, "foo"),
+        (
+            "name = \"x\"\ndataset = \"imagenet\"\n",
+            Code::InvalidArgument,
+            "imagenet",
+        ),
+        (
+            "name = \"x\"\n[grid]\nseed = [1,2,3,4,5,6,7,8,9,10,11]\nbatch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\nlearning_rate = [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]\nmodel = [\"mlp:1\",\"mlp:2\",\"mlp:3\",\"mlp:4\",\"mlp:5\",\"mlp:6\",\"mlp:7\",\"mlp:8\",\"mlp:9\",\"mlp:10\"]\n",
+            Code::ResourceExhausted,
+            "110000 cells; the limit is 100000",
+        ),
+    ] {
+        let err = c
+            .sweeps
+            .submit_sweep(pb::SubmitSweepRequest {
+                sweep_toml: toml.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{toml}: {err:?}");
+        assert!(err.message().contains(needle), "{err:?}");
+    }
+    let missing = c
+        .sweeps
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let traversal = c
+        .workers
+        .fetch_dataset(pb::FetchDatasetRequest {
+            sha256: "../../etc/passwd".into(),
+        })
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(traversal.code(), Code::InvalidArgument);
+    let unknown_worker = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: "ghost".into(),
+            max_jobs: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_worker.code(), Code::NotFound);
+    // Still serving.
+    let sweep = c
+        .sweeps
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: SWEEP.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!(sweep.total, 4);
+    assert_eq!(
+        c.sweeps
+            .list_sweeps(pb::ListSweepsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sweeps
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,240 @@
+//! `WorkerService`: registration, heartbeats, leases, epoch reports, completion, failure, datasets.
+
+use std::pin::Pin;
+
+use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::worker_service_server::WorkerService;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{Coordinator, DATASET_CHUNK_BYTES, convert};
+use crate::jobs;
+use crate::sweep::{DEFAULT_LEASE_TIMEOUT, MIN_LEASE_TIMEOUT_S};
+
+/// How often workers heartbeat: a third of the shortest lease a sweep may set, so a lease survives
+/// two lost heartbeats.
+pub const HEARTBEAT_INTERVAL_MS: u32 = (MIN_LEASE_TIMEOUT_S * 1000.0 / 3.0) as u32;
+/// Most jobs one `LeaseJobs` call hands out.
+const MAX_LEASE_BATCH: u32 = 64;
+
+pub struct Workers(pub Coordinator);
+
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Workers {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = request.into_inner();
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: run the same jetsweep release on both",
+                r.protocol_version
+            )));
+        }
+        required(&r.host, "host")?;
+        if r.slots == 0 {
+            return Err(Status::invalid_argument("slots must be at least 1"));
+        }
+        let device = if r.device.is_empty() {
+            "cpu".to_string()
+        } else {
+            r.device
+        };
+        let worker_id = self
+            .0
+            .write(move |tx, now| jobs::register_worker(tx, &r.host, &device, r.slots, now))
+            .await?;
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            lease_ttl_ms: DEFAULT_LEASE_TIMEOUT.as_millis() as u32,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.worker_id, "worker_id")?;
+        let (stale, sweeps) = self
+            .0
+            .write(move |tx, now| {
+                let stale = jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, now)?;
+                let mut sweeps = Vec::new();
+                for lease in &stale {
+                    sweeps.extend(jobs::sweeps_of(tx, jobs::job_of_lease(lease))?);
+                }
+                Ok((stale, sweeps))
+            })
+            .await?;
+        self.0.changed(sweeps);
+        Ok(Response::new(pb::HeartbeatResponse {
+            stale_lease_ids: stale,
+        }))
+    }
+
+    async fn lease_jobs(
+        &self,
+        request: Request<pb::LeaseJobsRequest>,
+    ) -> Result<Response<pb::LeaseJobsResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.worker_id, "worker_id")?;
+        let max = r.max_jobs.clamp(1, MAX_LEASE_BATCH);
+        let (leases, sweeps) = self
+            .0
+            .write(move |tx, now| {
+                let grants = jobs::lease_jobs(tx, &r.worker_id, max, now)?;
+                let mut leases = Vec::with_capacity(grants.len());
+                let mut sweeps = Vec::new();
+                for g in &grants {
+                    let dataset = jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?;
+                    leases.push(convert::lease(g, convert::dataset(&dataset)));
+                    sweeps.extend(jobs::sweeps_of(tx, &g.job.id)?);
+                }
+                Ok((leases, sweeps))
+            })
+            .await?;
+        self.0.changed(sweeps);
+        Ok(Response::new(pb::LeaseJobsResponse { leases }))
+    }
+
+    async fn report_epoch(
+        &self,
+        request: Request<pb::ReportEpochRequest>,
+    ) -> Result<Response<pb::ReportEpochResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.lease_id, "lease_id")?;
+        let metrics = r
+            .metrics
+            .as_ref()
+            .map(convert::epoch_from_wire)
+            .ok_or_else(|| Status::invalid_argument("metrics is required"))?;
+        let (ack, sweeps) = self
+            .0
+            .write(move |tx, now| {
+                Ok((
+                    jobs::report_epoch(tx, &r.lease_id, &metrics, now)?,
+                    jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))?,
+                ))
+            })
+            .await?;
+        self.0.changed(sweeps);
+        Ok(Response::new(pb::ReportEpochResponse {
+            cancel: ack.cancel,
+            expires_unix_ms: ack.expires_at,
+        }))
+    }
+
+    async fn complete_job(
+        &self,
+        request: Request<pb::CompleteJobRequest>,
+    ) -> Result<Response<pb::CompleteJobResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.lease_id, "lease_id")?;
+        let result = r
+            .result
+            .as_ref()
+            .map(convert::result_from_wire)
+            .ok_or_else(|| Status::invalid_argument("result is required"))?;
+        let sweeps = self
+            .0
+            .write(move |tx, now| {
+                jobs::complete(tx, &r.lease_id, &result, now)?;
+                jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))
+            })
+            .await?;
+        self.0.changed(sweeps);
+        Ok(Response::new(pb::CompleteJobResponse {}))
+    }
+
+    async fn fail_job(
+        &self,
+        request: Request<pb::FailJobRequest>,
+    ) -> Result<Response<pb::FailJobResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.lease_id, "lease_id")?;
+        let (requeued, sweeps) = self
+            .0
+            .write(move |tx, now| {
+                Ok((
+                    jobs::fail(tx, &r.lease_id, &r.error, now)?,
+                    jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))?,
+                ))
+            })
+            .await?;
+        self.0.changed(sweeps);
+        Ok(Response::new(pb::FailJobResponse { requeued }))
+    }
+
+    type FetchDatasetStream =
+        Pin<Box<dyn Stream<Item = Result<pb::FetchDatasetResponse, Status>> + Send>>;
+
+    async fn fetch_dataset(
+        &self,
+        request: Request<pb::FetchDatasetRequest>,
+    ) -> Result<Response<Self::FetchDatasetStream>, Status> {
+        let sha256 = request.into_inner().sha256;
+        // Only a hex digest names a file: nothing else reaches the filesystem.
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(format!(
+                "sha256 {sha256:?} is not a 64-digit hex digest"
+            )));
+        }
+        let path = crate::datasets::dataset_path(&self.0.data_dir, &sha256);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|_| Status::not_found(format!("dataset {sha256} not found")))?;
+        let total_bytes = file
+            .metadata()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .len();
+        let (out, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut offset = 0u64;
+            loop {
+                let mut data = vec![0u8; DATASET_CHUNK_BYTES];
+                let n = match file.read(&mut data).await {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = out
+                            .send(Err(Status::internal(format!(
+                                "reading dataset {sha256}: {e}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                };
+                data.truncate(n);
+                if out
+                    .send(Ok(pb::FetchDatasetResponse {
+                        offset,
+                        total_bytes,
+                        data,
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                offset += n as u64;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
