@@ -124,9 +124,7 @@ pub async fn serve(
         let mut tick = tokio::time::interval(EXPIRY_SCAN);
         loop {
             tick.tick().await;
-            if let Ok(n) = expiry
-                .write(|tx, now| crate::jobs::expire_leases(tx, now))
-                .await
+            if let Ok(n) = expiry.write(crate::jobs::expire_leases).await
                 && n > 0
             {
                 // Cheap and rare: let every watcher re-read.

@@ -132,7 +132,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         c.workers
             .complete_job(pb::CompleteJobRequest {
                 lease_id: lease.lease_id.clone(),
-                result: Some(result.clone()),
+                result: Some(result),
             })
             .await
             .unwrap();
