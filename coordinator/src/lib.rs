@@ -8,8 +8,9 @@
 //! - [`datasets`]: the prepared dataset files the coordinator keeps and serves to workers.
 //! - [`server`]: the two gRPC services (glue over the above) and [`server::serve`].
 //!
-//! The worker agent and the `jetsweep` CLI follow (issue 3).
+//! - [`cli`]: the `jetsweep` verbs (the binary only parses and dispatches).
 
+pub mod cli;
 pub mod datasets;
 mod error;
 pub mod jobs;

@@ -11,11 +11,45 @@ pub use prepare::PrepareArgs;
 pub use train::TrainArgs;
 
 /// jetsweep's worker: trains JSC models (jet substructure classification, MASE's recipe) with burn.
+///
+/// With `--coordinator URL` (or JETSWEEP_COORDINATOR) and no subcommand it joins that coordinator and
+/// runs its jobs until stopped (SIGTERM or Ctrl-C: it takes no new work and finishes what it holds).
 #[derive(Debug, Parser)]
-#[command(name = "jetsweep-worker", version, about, long_about = None)]
+#[command(
+    name = "jetsweep-worker",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// How the worker joins a coordinator.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The coordinator's address, e.g. http://10.0.0.5:7070.
+    #[arg(long, env = "JETSWEEP_COORDINATOR", value_name = "URL")]
+    pub coordinator: Option<String>,
+
+    /// Device to train on: cpu, or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: crate::device::DeviceChoice,
+
+    /// Jobs to run at once (one CPU core each is the fast layout for these small models).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub slots: u32,
+
+    /// Folder for datasets fetched from the coordinator [default: $JETSWEEP_CACHE_DIR or ~/.cache/jetsweep].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+fn parse_device(s: &str) -> Result<crate::device::DeviceChoice, String> {
+    s.parse().map_err(|e: crate::WorkerError| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,7 +64,41 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(args) => train::run(args),
-        Command::Prepare(args) => prepare::run(args),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::Prepare(args)) => prepare::run(args),
+        None => run_agent(cli.agent),
     }
+}
+
+fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let coordinator = args.coordinator.ok_or_else(|| {
+        anyhow::anyhow!("give a subcommand (train, prepare) or --coordinator URL to join a coordinator; see --help")
+    })?;
+    let config = crate::agent::AgentConfig {
+        coordinator,
+        device: args.device,
+        slots: args.slots,
+        cache_dir: args
+            .cache_dir
+            .unwrap_or_else(jetsweep_data::source::default_cache_dir),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        crate::agent::run(config, stop).await
+    })
 }

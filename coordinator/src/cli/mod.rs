@@ -1,0 +1,101 @@
+//! The `jetsweep` command line: one file per verb. Data goes to stdout, progress and logs to stderr.
+
+mod results;
+mod run;
+mod serve;
+mod status;
+mod submit;
+
+use clap::{Parser, Subcommand};
+use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
+use tonic::transport::Channel;
+
+/// jetsweep: hyperparameter sweeps of MASE's JSC models across a cluster.
+///
+/// `jetsweep run sweeps/lab1-batch-size.toml` runs a sweep on this machine. For a cluster, start
+/// `jetsweep serve` on one machine, `jetsweep-worker --coordinator http://HOST:7070` on each worker
+/// machine, and `jetsweep submit FILE` from anywhere.
+#[derive(Debug, Parser)]
+#[command(name = "jetsweep", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator: the gRPC services over a SQLite state file.
+    Serve(serve::ServeArgs),
+    /// Submit a sweep file; prints the sweep's id.
+    Submit(submit::SubmitArgs),
+    /// Sweeps, or one sweep's jobs: state, epoch k/N, worker, latest metrics, attempts.
+    Status(status::StatusArgs),
+    /// Workers: host, device, slots, last heartbeat, jobs held.
+    Workers(status::WorkersArgs),
+    /// Per grid point: mean ± std over seeds of final and best-epoch test accuracy.
+    Results(results::ResultsArgs),
+    /// Cancel a sweep: queued jobs at once, running ones at their next report.
+    Cancel(submit::CancelArgs),
+    /// Follow a sweep with a progress bar until it ends.
+    Watch(status::WatchArgs),
+    /// Run a sweep on this machine: a coordinator and N local workers, progress, then the results.
+    Run(run::RunArgs),
+}
+
+/// Where the coordinator is, for the client verbs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// Coordinator address.
+    #[arg(
+        long,
+        env = "JETSWEEP_COORDINATOR",
+        default_value = "http://127.0.0.1:7070",
+        value_name = "URL"
+    )]
+    pub coordinator: String,
+}
+
+impl Remote {
+    pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<Channel>> {
+        let channel = Channel::from_shared(self.coordinator.clone())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "coordinator address {:?} is not a URL like http://host:7070: {e}",
+                    self.coordinator
+                )
+            })?
+            .connect()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the coordinator at {}: {e} (is `jetsweep serve` running there?)",
+                    self.coordinator
+                )
+            })?;
+        Ok(SweepServiceClient::new(channel))
+    }
+}
+
+/// A gRPC error as a user reads it.
+pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", s.message())
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Submit(a) => submit::run(a).await,
+            Command::Status(a) => status::run(a).await,
+            Command::Workers(a) => status::workers(a).await,
+            Command::Results(a) => results::run(a).await,
+            Command::Cancel(a) => submit::cancel(a).await,
+            Command::Watch(a) => status::watch(a).await,
+            Command::Run(a) => run::run(a).await,
+        }
+    })
+}

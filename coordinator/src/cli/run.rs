@@ -1,0 +1,142 @@
+//! `jetsweep run FILE --workers N`: the embedded mode. A coordinator in this process (on 127.0.0.1,
+//! over the same gRPC path as a cluster), N `jetsweep-worker` processes on this machine, progress on
+//! screen, the results table at the end.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::results::{Format, render};
+use super::{Remote, rpc_error};
+use crate::server::{Coordinator, serve};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sweep file.
+    pub file: PathBuf,
+    /// Local worker processes to start (one per core is the fast layout).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+    /// State file; running the same sweep again with it reuses finished jobs.
+    #[arg(long, default_value = "jetsweep-state/state.db")]
+    pub state: PathBuf,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `jetsweep-worker` next to this executable, or `$JETSWEEP_WORKER_BIN`.
+fn worker_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("JETSWEEP_WORKER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe()?;
+    let sibling = me.with_file_name("jetsweep-worker");
+    anyhow::ensure!(
+        sibling.is_file(),
+        "no jetsweep-worker beside {} (build both with `cargo build --release`, or set JETSWEEP_WORKER_BIN)",
+        me.display()
+    );
+    Ok(sibling)
+}
+
+/// Kills the local workers when dropped, whatever way `run` ends.
+struct LocalWorkers(Vec<Child>);
+
+impl Drop for LocalWorkers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    // Refuse a bad file before starting anything.
+    crate::sweep::SweepSpec::parse(&text)?;
+    let worker_bin = worker_binary()?;
+    if let Some(dir) = args.state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let data_dir = args.state.with_extension("data");
+    let store = Store::open(&args.state)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        Coordinator::new(store, data_dir.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let remote = Remote {
+        coordinator: url.clone(),
+    };
+    eprintln!(
+        "jetsweep: preparing the dataset and submitting {}",
+        args.file.display()
+    );
+    let sweep = super::submit::submit(&remote, text).await?;
+    eprintln!(
+        "jetsweep: sweep {}: {} jobs ({} reused from earlier runs)",
+        sweep.sweep_id, sweep.total, sweep.reused
+    );
+
+    let log_path = args.state.with_extension("workers.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut workers = LocalWorkers(Vec::new());
+    for _ in 0..args.workers {
+        workers.0.push(
+            Command::new(&worker_bin)
+                .args(["--coordinator", &url, "--slots", "1", "--cache-dir"])
+                .arg(&data_dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log.try_clone()?)
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", worker_bin.display()))?,
+        );
+    }
+    eprintln!(
+        "jetsweep: {} local worker(s) started (log: {})",
+        args.workers,
+        log_path.display()
+    );
+
+    let mut client = remote.connect().await?;
+    let last = super::status::follow(&mut client, &sweep.sweep_id).await?;
+    let results = client
+        .get_results(jetsweep_proto::v1::GetResultsRequest {
+            sweep_id: sweep.sweep_id.clone(),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    drop(workers);
+    let _ = stop.send(());
+    let _ = server.await;
+    print!("{}", render(&results, args.format));
+    eprintln!(
+        "jetsweep: {}: {} done, {} failed, {} cancelled",
+        last.sweep_id, last.done, last.failed, last.cancelled
+    );
+    anyhow::ensure!(
+        last.failed == 0,
+        "{} job(s) failed: `jetsweep status {}` shows why (log: {})",
+        last.failed,
+        last.sweep_id,
+        log_path.display()
+    );
+    Ok(())
+}

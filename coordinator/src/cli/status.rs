@@ -1,0 +1,200 @@
+//! `jetsweep status [SWEEP]`, `jetsweep workers`, `jetsweep watch SWEEP`.
+
+use clap::Args;
+use jetsweep_proto::v1 as pb;
+
+use super::{Remote, rpc_error};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A sweep id: show its jobs. Without one: every sweep.
+    pub sweep: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+fn sweep_line(s: &pb::SweepView) -> String {
+    format!(
+        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}{}",
+        s.sweep_id,
+        s.total,
+        s.done,
+        s.leased,
+        s.queued,
+        s.failed,
+        s.cancelled,
+        if s.cancel_requested {
+            "  (cancel requested)"
+        } else {
+            ""
+        }
+    )
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let Some(sweep_id) = args.sweep else {
+        let sweeps = client
+            .list_sweeps(pb::ListSweepsRequest {})
+            .await
+            .map_err(rpc_error)?
+            .into_inner()
+            .sweeps;
+        println!(
+            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}",
+            "SWEEP", "JOBS", "DONE", "RUN", "QUEUED", "FAILED", "CANCELLED"
+        );
+        for s in &sweeps {
+            println!("{}", sweep_line(s));
+        }
+        return Ok(());
+    };
+    let sweep = client
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: sweep_id.clone(),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .sweep
+        .unwrap_or_default();
+    eprintln!("{}", sweep_line(&sweep));
+    println!(
+        "{:<34} {:<13} {:<7} {:>5} {:>9} {:>6} {:<16} {:>8} {:>8}  ERROR",
+        "JOB", "MODEL", "BATCH", "LR", "EPOCH", "SEED", "WORKER", "TEST ACC", "ATTEMPTS"
+    );
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                sweep_id: sweep_id.clone(),
+                page_size: 0,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        for j in &page.jobs {
+            let spec = j.spec.clone().unwrap_or_default();
+            let state = pb::JobState::try_from(j.state)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("JOB_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            let acc = j
+                .result
+                .as_ref()
+                .map(|r| r.test_acc)
+                .or(j.latest.as_ref().map(|m| m.test_acc));
+            println!(
+                "{:<34} {:<13} {:<7} {:>5} {:>4}/{:<4} {:>6} {:<16} {:>8} {:>8}  {}",
+                format!("{} {}", &j.job_id[..16.min(j.job_id.len())], state),
+                spec.model,
+                spec.batch_size,
+                format!("{:.0e}", spec.learning_rate),
+                j.epochs_done,
+                spec.max_epochs,
+                spec.seed,
+                if j.worker_id.is_empty() {
+                    "-"
+                } else {
+                    &j.worker_id
+                },
+                acc.map_or("-".into(), |a| format!("{a:.4}")),
+                j.attempts,
+                j.error
+            );
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let workers = client
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .workers;
+    let now = crate::server::now_ms();
+    println!(
+        "{:<24} {:<20} {:<8} {:>5} {:>10}  JOBS",
+        "WORKER", "HOST", "DEVICE", "SLOTS", "SEEN"
+    );
+    for w in workers {
+        println!(
+            "{:<24} {:<20} {:<8} {:>5} {:>8.1}s  {}",
+            w.worker_id,
+            w.host,
+            w.device,
+            w.slots,
+            (now - w.last_seen_unix_ms) as f64 / 1000.0,
+            w.job_ids.len()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub sweep: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let last = follow(&mut client, &args.sweep).await?;
+    println!("{}", sweep_line(&last));
+    Ok(())
+}
+
+/// Shows a progress bar on stderr until the sweep ends; returns its final counts.
+pub async fn follow(
+    client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
+        tonic::transport::Channel,
+    >,
+    sweep_id: &str,
+) -> anyhow::Result<pb::SweepView> {
+    let mut stream = client
+        .watch_sweep(pb::WatchSweepRequest {
+            sweep_id: sweep_id.to_string(),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} jobs ended, {elapsed} elapsed, eta {eta}",
+        )
+        .expect("a fixed template is valid")
+        .progress_chars("=> "),
+    );
+    let mut last = pb::SweepView::default();
+    while let Some(update) = stream.message().await.map_err(rpc_error)? {
+        if let Some(s) = update.sweep {
+            bar.set_length(u64::from(s.total));
+            bar.set_position(u64::from(s.done + s.failed + s.cancelled));
+            bar.set_message(format!(
+                "{}: {} running, {} queued, {} failed",
+                s.sweep_id, s.leased, s.queued, s.failed
+            ));
+            last = s;
+        }
+    }
+    bar.finish();
+    Ok(last)
+}

@@ -1,0 +1,64 @@
+//! `jetsweep submit FILE` and `jetsweep cancel SWEEP`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use jetsweep_proto::v1 as pb;
+
+use super::{Remote, rpc_error};
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The sweep file (TOML; see sweeps/ for examples).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let sweep = submit(&args.remote, text).await?;
+    eprintln!(
+        "submitted {}: {} jobs ({} already done and reused, {} queued)",
+        sweep.sweep_id, sweep.total, sweep.reused, sweep.queued
+    );
+    println!("{}", sweep.sweep_id);
+    Ok(())
+}
+
+pub async fn submit(remote: &Remote, sweep_toml: String) -> anyhow::Result<pb::SweepView> {
+    let mut client = remote.connect().await?;
+    let sweep = client
+        .submit_sweep(pb::SubmitSweepRequest { sweep_toml })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .sweep;
+    sweep.ok_or_else(|| anyhow::anyhow!("the coordinator answered without a sweep"))
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub sweep: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let s = client
+        .cancel_sweep(pb::CancelSweepRequest {
+            sweep_id: args.sweep,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .sweep
+        .unwrap_or_default();
+    println!(
+        "{}: cancel requested; {} cancelled, {} still running (they stop at their next report)",
+        s.sweep_id, s.cancelled, s.leased
+    );
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The worker's datasets: each one named by its content sha256, loaded once and shared by every trial
+//! that uses it (one copy in memory however many slots run), read from the local cache folder or
+//! fetched from the coordinator and verified before use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jetsweep_data::{Prepared, cache};
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+/// Loaded datasets by sha256, and where they are kept on disk.
+pub struct Datasets {
+    dir: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<Prepared>>>,
+}
+
+impl Datasets {
+    pub fn new(cache_dir: &Path) -> Self {
+        Datasets {
+            dir: cache_dir.join("datasets"),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The dataset with content hash `sha256`: from memory, else from disk, else fetched from the
+    /// coordinator. A file whose checksum or content hash does not match is refused and not kept.
+    pub async fn get(
+        &self,
+        sha256: &str,
+        client: &mut WorkerServiceClient<Channel>,
+    ) -> anyhow::Result<Arc<Prepared>> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(d) = loaded.get(sha256) {
+            return Ok(d.clone());
+        }
+        let path = self.dir.join(format!("{sha256}.{}", cache::EXTENSION));
+        let prepared = match tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || cache::load(&path)
+        })
+        .await?
+        {
+            Ok(p) if p.provenance.sha256 == sha256 => p,
+            _ => self.fetch(sha256, &path, client).await?,
+        };
+        let prepared = Arc::new(prepared);
+        loaded.insert(sha256.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn fetch(
+        &self,
+        sha256: &str,
+        path: &Path,
+        client: &mut WorkerServiceClient<Channel>,
+    ) -> anyhow::Result<Prepared> {
+        let mut stream = client
+            .fetch_dataset(pb::FetchDatasetRequest {
+                sha256: sha256.to_string(),
+            })
+            .await?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            anyhow::ensure!(
+                chunk.offset as usize == bytes.len(),
+                "dataset {sha256}: chunk at offset {} after {} bytes",
+                chunk.offset,
+                bytes.len()
+            );
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let path = path.to_path_buf();
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Prepared> {
+            let prepared = cache::decode(&bytes, &path)?;
+            anyhow::ensure!(
+                prepared.provenance.sha256 == sha,
+                "dataset from the coordinator has content hash {}, the job asked for {sha}; not used",
+                prepared.provenance.sha256
+            );
+            cache::save(&prepared, &path)?;
+            Ok(prepared)
+        })
+        .await?
+    }
+}

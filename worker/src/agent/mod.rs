@@ -1,0 +1,209 @@
+//! The worker agent: `jetsweep-worker --coordinator URL` joins a coordinator and runs jobs.
+//!
+//! It registers, then keeps up to `slots` jobs running: it leases work, makes sure it has the job's
+//! dataset (fetching and verifying it if not), trains on a blocking thread, and reports every epoch,
+//! then completes or fails the job. A heartbeat task extends its leases and stops jobs whose lease
+//! went stale or whose sweep was cancelled. When the coordinator is away it retries with back-off and
+//! carries on; on SIGTERM or Ctrl-C it takes no new work and finishes what it holds.
+
+mod datasets;
+mod job;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
+use tokio::task::JoinSet;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::device::DeviceChoice;
+
+/// How long to wait before asking again when the queue was empty.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Back-off bounds while the coordinator cannot be reached: retry soon, but not in a tight loop.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the agent needs to know.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub coordinator: String,
+    pub device: DeviceChoice,
+    pub slots: u32,
+    pub cache_dir: PathBuf,
+}
+
+/// Leases this process holds, with each one's stop flag (set when the lease goes stale or the sweep is cancelled).
+pub(crate) type Running = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
+
+/// Retries `f` while the coordinator is unreachable, with exponential back-off; other errors return.
+pub(crate) async fn with_retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = BACKOFF_MIN;
+    loop {
+        match f().await {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                ) =>
+            {
+                eprintln!(
+                    "jetsweep-worker: {what}: coordinator unreachable ({}); retrying in {delay:?}",
+                    s.message()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
+
+/// Runs the agent until `stop` is set (then finishes the jobs it holds).
+pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    crate::device::check(config.device)?;
+    let channel: Channel = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "coordinator address {:?} is not a URL like http://host:7070: {e}",
+                config.coordinator
+            )
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let client = WorkerServiceClient::new(channel).max_decoding_message_size(8 << 20);
+    let register = pb::RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        host: host_name(),
+        device: config.device.to_string(),
+        slots: config.slots,
+    };
+    let reg = with_retry("register", || {
+        let mut c = client.clone();
+        let r = register.clone();
+        async move { c.register(r).await }
+    })
+    .await?
+    .into_inner();
+    eprintln!(
+        "jetsweep-worker: registered as {} with {} ({} slot(s), {})",
+        reg.worker_id, config.coordinator, config.slots, config.device
+    );
+
+    let running: Running = Arc::new(Mutex::new(HashMap::new()));
+    let datasets = Arc::new(datasets::Datasets::new(&config.cache_dir));
+    let heartbeat = tokio::spawn(heartbeats(
+        client.clone(),
+        reg.worker_id.clone(),
+        Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(100))),
+        running.clone(),
+    ));
+    let mut jobs = JoinSet::new();
+    while !stop.load(Ordering::SeqCst) {
+        while jobs.try_join_next().is_some() {}
+        let free = config.slots.saturating_sub(jobs.len() as u32);
+        if free == 0 {
+            tokio::select! {
+                _ = jobs.join_next() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let request = pb::LeaseJobsRequest {
+            worker_id: reg.worker_id.clone(),
+            max_jobs: free,
+        };
+        let leases = match with_retry("lease", || {
+            let mut c = client.clone();
+            let r = request.clone();
+            async move { c.lease_jobs(r).await }
+        })
+        .await
+        {
+            Ok(r) => r.into_inner().leases,
+            Err(s) => {
+                eprintln!("jetsweep-worker: leasing failed: {}", s.message());
+                tokio::time::sleep(BACKOFF_MAX).await;
+                continue;
+            }
+        };
+        if leases.is_empty() {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        for lease in leases {
+            let flag = Arc::new(AtomicBool::new(false));
+            running
+                .lock()
+                .unwrap()
+                .insert(lease.lease_id.clone(), flag.clone());
+            let (client, datasets, running, device) = (
+                client.clone(),
+                datasets.clone(),
+                running.clone(),
+                config.device,
+            );
+            jobs.spawn(async move {
+                let lease_id = lease.lease_id.clone();
+                job::run(lease, device, client, datasets, flag).await;
+                running.lock().unwrap().remove(&lease_id);
+            });
+        }
+    }
+    eprintln!(
+        "jetsweep-worker: stopping: finishing {} running job(s), taking no new work",
+        jobs.len()
+    );
+    while jobs.join_next().await.is_some() {}
+    heartbeat.abort();
+    Ok(())
+}
+
+/// Extends every held lease on each tick; stops the jobs whose leases came back stale.
+async fn heartbeats(
+    mut client: WorkerServiceClient<Channel>,
+    worker_id: String,
+    every: Duration,
+    running: Running,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let lease_ids: Vec<String> = running.lock().unwrap().keys().cloned().collect();
+        match client
+            .heartbeat(pb::HeartbeatRequest {
+                worker_id: worker_id.clone(),
+                lease_ids,
+            })
+            .await
+        {
+            Ok(r) => {
+                let held = running.lock().unwrap();
+                for stale in r.into_inner().stale_lease_ids {
+                    if let Some(flag) = held.get(&stale) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            Err(s) => eprintln!("jetsweep-worker: heartbeat failed: {}", s.message()),
+        }
+    }
+}
