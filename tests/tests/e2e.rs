@@ -1,5 +1,7 @@
 //! End-to-end tests: jetsweep's binaries run as real processes. One test binary for the whole
 //! workspace, so the heavy dependencies link once.
 
+mod cluster;
+mod cluster_support;
 mod support;
 mod worker_cli;

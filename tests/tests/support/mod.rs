@@ -48,6 +48,12 @@ pub fn worker_bin() -> &'static Path {
     BIN.get_or_init(|| build("jetsweep-worker", "jetsweep-worker"))
 }
 
+/// `jetsweep`.
+pub fn coordinator_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("jetsweep-coordinator", "jetsweep"))
+}
+
 /// Runs the worker binary with `args` in `dir` (a private cache folder under it), returning its output.
 pub fn worker(dir: &Path, args: &[&str]) -> Output {
     Command::new(worker_bin())

@@ -1,0 +1,303 @@
+//! The cluster as users run it: `jetsweep serve`, `jetsweep-worker --coordinator`, `jetsweep` client
+//! verbs, as real processes on loopback, killed with SIGKILL where the lifecycle says they may die.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jetsweep_proto::v1 as pb;
+
+use crate::cluster_support::*;
+use crate::support::{coordinator_bin, text};
+
+/// 8 quick jobs.
+const QUICK: &str = r#"
+name = "quick"
+dataset = "synthetic:20000"
+lease_timeout_s = 3
+[defaults]
+max_epochs = 3
+[grid]
+batch_size = [128, 256]
+learning_rate = [1e-3, 1e-4]
+seed = [0, 1]
+"#;
+
+/// Jobs of a few seconds each, so processes can be killed while one runs.
+fn slow(name: &str, seeds: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmax_epochs = 15\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{seeds}]\n"
+    )
+}
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn finished(s: &pb::SweepView, _: &[pb::JobView]) -> bool {
+    s.total > 0 && s.queued == 0 && s.leased == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_finish_a_sweep_and_resubmitting_runs_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, QUICK).await.sweep_id;
+    let (_w1, _w2) = (worker(dir.path(), &url, "1"), worker(dir.path(), &url, "2"));
+    wait_for(&url, &sweep_id, LONG, "the sweep to finish", finished).await;
+    let s = sweep(&url, &sweep_id).await;
+    assert_eq!((s.total, s.done, s.failed), (8, 8, 0));
+    // Each job's result is what its worker reported for the last epoch.
+    let all = jobs(&url, &sweep_id).await;
+    for j in &all {
+        assert_eq!(state(j), pb::JobState::Done);
+        let (result, latest) = (j.result.unwrap(), j.latest.unwrap());
+        assert_eq!((result.test_acc, j.epochs_done), (latest.test_acc, 3));
+    }
+    // Results aggregate exactly those numbers.
+    let results = client(&url)
+        .await
+        .get_results(pb::GetResultsRequest {
+            sweep_id: sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(results.rows.len(), 4);
+    for row in &results.rows {
+        let spec = row.spec.as_ref().unwrap();
+        let accs: Vec<f64> = all
+            .iter()
+            .filter(|j| {
+                let t = j.spec.as_ref().unwrap();
+                t.batch_size == spec.batch_size && t.learning_rate == spec.learning_rate
+            })
+            .map(|j| j.result.unwrap().test_acc)
+            .collect();
+        assert_eq!(row.seeds, 2);
+        assert!((row.mean_test_acc - accs.iter().sum::<f64>() / 2.0).abs() < 1e-12);
+    }
+    // The CLI shows the same.
+    let out = std::process::Command::new(coordinator_bin())
+        .args([
+            "results",
+            &sweep_id,
+            "--format",
+            "json",
+            "--coordinator",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{:?}", text(&out)));
+    assert_eq!(
+        (
+            json["rows"].as_array().unwrap().len(),
+            json["synthetic"].as_bool()
+        ),
+        (4, Some(true))
+    );
+    // Submitting the same sweep again runs nothing new.
+    let again = submit(&url, QUICK).await;
+    assert_eq!(
+        (again.total, again.reused, again.queued, again.done),
+        (8, 8, 0, 8)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_mid_sweep_gets_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, &slow("mid", "0, 1, 2, 3")).await.sweep_id;
+    let _first = worker(dir.path(), &url, "1");
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the first worker to start a job",
+        |s, _| s.leased == 1,
+    )
+    .await;
+    let first_id = client(&url)
+        .await
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers[0]
+        .worker_id
+        .clone();
+    let _second = worker(dir.path(), &url, "2");
+    let start = std::time::Instant::now();
+    loop {
+        let workers = client(&url)
+            .await
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .workers;
+        if workers
+            .iter()
+            .any(|w| w.worker_id != first_id && !w.job_ids.is_empty())
+        {
+            break;
+        }
+        assert!(start.elapsed() < LONG, "the second worker never got a job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(&url, &sweep_id, LONG, "the sweep to finish", finished).await;
+    assert_eq!(sweep(&url, &sweep_id).await.done, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_job_is_leased_again_and_finished_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, &slow("kill-worker", "0, 1")).await.sweep_id;
+    let mut victim = worker(dir.path(), &url, "victim");
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "a job to report an epoch",
+        |_, jobs| {
+            jobs.iter()
+                .any(|j| state(j) == pb::JobState::Leased && j.epochs_done >= 1)
+        },
+    )
+    .await;
+    let killed: String = jobs(&url, &sweep_id)
+        .await
+        .into_iter()
+        .find(|j| state(j) == pb::JobState::Leased)
+        .unwrap()
+        .job_id;
+    victim.kill();
+    let _rescuer = worker(dir.path(), &url, "rescuer");
+    wait_for(&url, &sweep_id, LONG, "the sweep to finish", finished).await;
+    let all = jobs(&url, &sweep_id).await;
+    assert!(
+        all.iter()
+            .all(|j| state(j) == pb::JobState::Done && j.result.is_some()),
+        "{all:?}"
+    );
+    let job = all.iter().find(|j| j.job_id == killed).unwrap();
+    assert_eq!(job.attempts, 2, "leased again after its lease expired");
+    assert_eq!(job.epochs_done, 15, "the second attempt ran every epoch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_coordinator_restarts_on_its_state_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut coord, url) = coordinator(dir.path(), "127.0.0.1:0", "first");
+    let sweep_id = submit(&url, &slow("kill-coordinator", "0, 1, 2, 3, 4, 5"))
+        .await
+        .sweep_id;
+    let (_w1, _w2) = (worker(dir.path(), &url, "1"), worker(dir.path(), &url, "2"));
+    wait_for(&url, &sweep_id, LONG, "two jobs to finish", |s, _| {
+        s.done >= 2
+    })
+    .await;
+    let before: HashMap<String, f64> = jobs(&url, &sweep_id)
+        .await
+        .into_iter()
+        .filter_map(|j| j.result.map(|r| (j.job_id, r.test_acc)))
+        .collect();
+    coord.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listen = url.trim_start_matches("http://").to_string();
+    let (_coord, url2) = coordinator(dir.path(), &listen, "second");
+    assert_eq!(url, url2);
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the sweep to finish after the restart",
+        finished,
+    )
+    .await;
+    let all = jobs(&url, &sweep_id).await;
+    assert_eq!(all.len(), 6);
+    assert!(
+        all.iter().all(|j| state(j) == pb::JobState::Done),
+        "{all:?}"
+    );
+    for (id, acc) in before {
+        let j = all.iter().find(|j| j.job_id == id).unwrap();
+        assert_eq!(
+            j.result.unwrap().test_acc,
+            acc,
+            "an accepted result changed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sweep_files_are_refused_and_the_coordinator_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let submit_file = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        std::process::Command::new(coordinator_bin())
+            .arg("submit")
+            .arg(&path)
+            .args(["--coordinator", &url])
+            .output()
+            .unwrap()
+    };
+    for (body, needle) in [
+        ("name = \"x\"\nbatchsize = 3\n", "batchsize"),
+        ("name = \"x\"\n[grid]\nseed = []\n", "empty"),
+        ("name = \"x\"\n[grid]\nbatch_size = [0]\n", "batch_size"),
+        (
+            "name = \"x\"\n[grid]\nlearning_rate = [-1.0]\n",
+            "learning_rate",
+        ),
+        ("name = \"x\"\n[grid]\nlearning_rate = [nan]\n", "NaN"),
+        ("name = \"x\"\n[defaults]\nmodel = \"resnet\"\n", "resnet"),
+        ("name = \"x\"\ndataset = \"imagenet\"\n", "imagenet"),
+        (
+            "name = \"x\"\n[grid]\nseed = [0,1,2,3,4,5,6,7,8,9,10]\nbatch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\nlearning_rate = [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]\nmodel = [\"mlp:1\",\"mlp:2\",\"mlp:3\",\"mlp:4\",\"mlp:5\",\"mlp:6\",\"mlp:7\",\"mlp:8\",\"mlp:9\",\"mlp:10\"]\n",
+            "110000 cells",
+        ),
+    ] {
+        let out = submit_file("bad.toml", body);
+        let (_, stderr) = text(&out);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{body:?} → {stderr}"
+        );
+    }
+    let out = submit_file("good.toml", QUICK);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        client(&url)
+            .await
+            .list_sweeps(pb::ListSweepsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sweeps
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn jetsweep_run_runs_a_sweep_locally_and_prints_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quick.toml"), QUICK).unwrap();
+    let out = std::process::Command::new(coordinator_bin())
+        .args(["run", "quick.toml", "--workers", "2"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("SYNTHETIC") && stdout.contains("← best") && stdout.lines().count() == 6,
+        "{stdout}"
+    );
+    assert!(stderr.contains("8 done, 0 failed"), "{stderr}");
+}

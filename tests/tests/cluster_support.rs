@@ -1,0 +1,168 @@
+//! Real coordinator and worker processes on loopback, and a gRPC client to ask them how things are.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
+use tonic::transport::Channel;
+
+use crate::support::{coordinator_bin, worker_bin};
+
+/// A child process killed (SIGKILL) when dropped; its log is printed if the test fails.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} ----\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Starts `jetsweep serve` on `listen` with its state in `dir`; returns it and its URL.
+pub fn coordinator(dir: &Path, listen: &str, tag: &str) -> (Proc, String) {
+    let log = dir.join(format!("coordinator-{tag}.log"));
+    let mut child = Command::new(coordinator_bin())
+        .args(["serve", "--listen", listen, "--state"])
+        .arg(dir.join("state.db"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("http://"),
+        "coordinator did not start: {line:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    (Proc { child, log }, line.trim().to_string())
+}
+
+/// Starts `jetsweep-worker --coordinator URL` with its own dataset cache.
+pub fn worker(dir: &Path, url: &str, tag: &str) -> Proc {
+    let log = dir.join(format!("worker-{tag}.log"));
+    let child = Command::new(worker_bin())
+        .args(["--coordinator", url, "--slots", "1", "--cache-dir"])
+        .arg(dir.join(format!("cache-{tag}")))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc { child, log }
+}
+
+pub async fn client(url: &str) -> SweepServiceClient<Channel> {
+    SweepServiceClient::new(
+        Channel::from_shared(url.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+pub async fn submit(url: &str, toml: &str) -> pb::SweepView {
+    client(url)
+        .await
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: toml.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+pub async fn jobs(url: &str, sweep: &str) -> Vec<pb::JobView> {
+    client(url)
+        .await
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id: sweep.into(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+}
+
+pub async fn sweep(url: &str, sweep: &str) -> pb::SweepView {
+    client(url)
+        .await
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: sweep.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+/// Polls until `done` holds for the sweep, or panics after `limit`.
+pub async fn wait_for(
+    url: &str,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&pb::SweepView, &[pb::JobView]) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = Channel::from_shared(url.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .map(SweepServiceClient::new)
+        {
+            if let (Ok(s), Ok(j)) = (
+                c.get_sweep(pb::GetSweepRequest {
+                    sweep_id: id.into(),
+                })
+                .await,
+                c.list_jobs(pb::ListJobsRequest {
+                    sweep_id: id.into(),
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await,
+            ) {
+                if done(&s.into_inner().sweep.unwrap(), &j.into_inner().jobs) {
+                    return;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn state(j: &pb::JobView) -> pb::JobState {
+    pb::JobState::try_from(j.state).unwrap()
+}
