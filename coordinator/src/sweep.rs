@@ -371,6 +371,21 @@ seed = [0, 1, 2]
         }
     }
 
+    #[test]
+    fn the_example_sweep_files_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let spec = SweepSpec::parse(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(spec.cells() >= 8, "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 5);
+    }
+
     fn refused(text: &str, needles: &[&str]) {
         let err = SweepSpec::parse(text).unwrap_err().to_string();
         for n in needles {
