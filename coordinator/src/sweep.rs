@@ -378,7 +378,8 @@ seed = [0, 1, 2]
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let spec = SweepSpec::parse(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let spec = SweepSpec::parse(&std::fs::read_to_string(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(spec.cells() >= 8, "{}", path.display());
                 n += 1;
             }
