@@ -137,8 +137,7 @@ pub async fn wait_for(
             .connect()
             .await
             .map(SweepServiceClient::new)
-        {
-            if let (Ok(s), Ok(j)) = (
+            && let (Ok(s), Ok(j)) = (
                 c.get_sweep(pb::GetSweepRequest {
                     sweep_id: id.into(),
                 })
@@ -149,11 +148,10 @@ pub async fn wait_for(
                     page_token: String::new(),
                 })
                 .await,
-            ) {
-                if done(&s.into_inner().sweep.unwrap(), &j.into_inner().jobs) {
-                    return;
-                }
-            }
+            )
+            && done(&s.into_inner().sweep.unwrap(), &j.into_inner().jobs)
+        {
+            return;
         }
         assert!(
             start.elapsed() < limit,
