@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
 /// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Prepared statements kept per connection (the lifecycle uses about 30).
+const STATEMENT_CACHE: usize = 64;
+
 /// The open store.
 pub struct Store {
     conn: Connection,
@@ -116,6 +119,8 @@ impl Store {
 
     fn init(mut conn: Connection) -> Result<Store, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Room for every statement the job lifecycle uses, so none is prepared twice.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // WAL: readers never block the writer; synchronous=FULL: a commit survives power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
