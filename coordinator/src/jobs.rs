@@ -192,7 +192,7 @@ pub fn submit(
         .collect();
     let sweep_id = format!("{}-{}", slug.trim_matches('-'), n + 1);
     let lease_ttl = spec.lease_timeout.as_millis() as i64;
-    exec(tx, 
+    exec(tx,
         "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation, spec.attempts, lease_ttl, now],
@@ -532,7 +532,7 @@ fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Job, Sto
 
 /// True when every sweep containing the job has been cancelled.
 fn cancelled_everywhere(tx: &Transaction<'_>, job_id: &str) -> Result<bool, StoreError> {
-    Ok(one(tx, 
+    Ok(one(tx,
         "SELECT MIN(w.cancel_requested) FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id WHERE s.job_id = ?1",
         [job_id],
         |r| r.get::<_, Option<bool>>(0),
