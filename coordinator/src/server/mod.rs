@@ -102,6 +102,15 @@ pub fn status(e: StoreError) -> Status {
     }
 }
 
+/// A required string field that is empty is an `invalid_argument` naming the field.
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
 /// A bad sweep file as a status.
 pub fn sweep_status(e: SweepError) -> Status {
     match e {

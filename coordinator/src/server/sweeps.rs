@@ -9,7 +9,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, convert, sweep_status};
+use super::{Coordinator, convert, required, sweep_status};
 use crate::jobs;
 use crate::sweep::SweepSpec;
 
@@ -17,14 +17,6 @@ use crate::sweep::SweepSpec;
 const DEFAULT_PAGE: u32 = 1000;
 
 pub struct Sweeps(pub Coordinator);
-
-fn required(value: &str, field: &str) -> Result<(), Status> {
-    if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field} is required")))
-    } else {
-        Ok(())
-    }
-}
 
 #[tonic::async_trait]
 impl SweepService for Sweeps {

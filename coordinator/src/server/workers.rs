@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, DATASET_CHUNK_BYTES, convert};
+use super::{Coordinator, DATASET_CHUNK_BYTES, convert, required};
 use crate::jobs;
 use crate::sweep::{DEFAULT_LEASE_TIMEOUT, MIN_LEASE_TIMEOUT_S};
 
@@ -22,14 +22,6 @@ pub const HEARTBEAT_INTERVAL_MS: u32 = (MIN_LEASE_TIMEOUT_S * 1000.0 / 3.0) as u
 const MAX_LEASE_BATCH: u32 = 64;
 
 pub struct Workers(pub Coordinator);
-
-fn required(value: &str, field: &str) -> Result<(), Status> {
-    if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field} is required")))
-    } else {
-        Ok(())
-    }
-}
 
 #[tonic::async_trait]
 impl WorkerService for Workers {
