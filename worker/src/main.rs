@@ -7,6 +7,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Data goes to stdout: when its reader goes away (`| head`), stop quietly like other Unix tools
+    // instead of panicking on a broken pipe.
+    // SAFETY: called first, before any thread exists; restores the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = jetsweep_worker::cli::Cli::parse();
     match jetsweep_worker::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
