@@ -51,6 +51,19 @@ async fn start() -> Running {
     }
 }
 
+/// Submits a sweep file that must be accepted.
+async fn submit(c: &mut Running, toml: &str) -> pb::SweepView {
+    c.sweeps
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: toml.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
 fn epoch(n: u32) -> pb::EpochMetrics {
     pb::EpochMetrics {
         epoch: n,
@@ -62,16 +75,7 @@ fn epoch(n: u32) -> pb::EpochMetrics {
 #[tokio::test]
 async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     let mut c = start().await;
-    let sweep = c
-        .sweeps
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: SWEEP.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap();
+    let sweep = submit(&mut c, SWEEP).await;
     assert_eq!((sweep.total, sweep.queued), (4, 4));
 
     let bad = c
@@ -182,16 +186,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     assert_eq!(results.best, 1);
 
     // Resubmitting runs nothing new.
-    let again = c
-        .sweeps
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: SWEEP.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap();
+    let again = submit(&mut c, SWEEP).await;
     assert_eq!((again.total, again.reused, again.queued), (4, 4, 0));
 
     // The dataset a worker would fetch is the one the leases name, verified by its own checksum.
@@ -271,16 +266,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         .unwrap_err();
     assert_eq!(unknown_worker.code(), Code::NotFound);
     // Still serving.
-    let sweep = c
-        .sweeps
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: SWEEP.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap();
+    let sweep = submit(&mut c, SWEEP).await;
     assert_eq!(sweep.total, 4);
     assert_eq!(
         c.sweeps
