@@ -24,7 +24,7 @@ async fn run_once(jobs: usize, workers: usize) -> (f64, Duration, Duration) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        Coordinator::new(store, dir.path().to_path_buf()),
+        Coordinator::new(store, dir.path().to_path_buf()).unwrap(),
         async {
             let _ = stopped.await;
         },

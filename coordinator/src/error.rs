@@ -44,4 +44,9 @@ pub enum StoreError {
 
     #[error("state file holds unreadable data: {0}")]
     Corrupt(String),
+
+    /// The store could not take the request now (its writer stopped, a commit failed); nothing of
+    /// the request was kept. Retrying later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }

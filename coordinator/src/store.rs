@@ -5,7 +5,7 @@
 //! it); `sweep_jobs` (which jobs a sweep has, in grid order); `attempts` (one row per lease);
 //! `epochs` (per-epoch metrics of each attempt); `workers`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction};
@@ -100,6 +100,8 @@ const STATEMENT_CACHE: usize = 64;
 /// The open store.
 pub struct Store {
     conn: Connection,
+    /// The state file; `None` for an in-memory store.
+    path: Option<PathBuf>,
 }
 
 impl Store {
@@ -109,7 +111,18 @@ impl Store {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
+    }
+
+    /// A second connection to the same file, for reads: in WAL mode readers see the last commit
+    /// and never wait for the writer.
+    pub fn open_reader(&self) -> Result<Store, StoreError> {
+        let path = self.path.as_deref().ok_or_else(|| {
+            StoreError::Unavailable("an in-memory store has no second connection".into())
+        })?;
+        Store::open(path)
     }
 
     /// An in-memory store, for tests.
@@ -139,7 +152,7 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Store { conn })
+        Ok(Store { conn, path: None })
     }
 
     /// Runs `f` in one immediate (write-locked) transaction and commits it if `f` succeeds.

@@ -71,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        Coordinator::new(store, data_dir.clone()),
+        Coordinator::new(store, data_dir.clone())?,
         async {
             let _ = stopped.await;
         },

@@ -43,7 +43,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     serve(
         listener,
-        Coordinator::new(store, data_dir),
+        Coordinator::new(store, data_dir)?,
         shutdown_signal(),
     )
     .await?;

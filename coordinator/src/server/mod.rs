@@ -1,10 +1,12 @@
 //! The gRPC server: glue between the wire and the domain. Handlers unpack and validate requests, run
-//! the domain functions of [`crate::jobs`] in one store transaction on a blocking thread, and convert
-//! the answer back. Domain errors become gRPC statuses in exactly one place ([`status`]).
+//! the domain functions of [`crate::jobs`] through the store's group-committing writer (or over a
+//! read connection on a blocking thread), and convert the answer back. Domain errors become gRPC
+//! statuses in exactly one place ([`status`]).
 
 mod convert;
 mod sweeps;
 mod workers;
+mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -29,8 +31,10 @@ pub const DATASET_CHUNK_BYTES: usize = 1 << 20;
 /// Shared state of a running coordinator.
 #[derive(Clone)]
 pub struct Coordinator {
-    /// The one store; every request takes it for one short transaction.
-    store: Arc<Mutex<Store>>,
+    /// Every state change goes through the one writer, which commits concurrent requests together.
+    writer: writer::Writer,
+    /// A read-only connection for queries (status, results, watch): they never hold up the writer.
+    reader: Arc<Mutex<Store>>,
     /// Prepared datasets and the download cache live here.
     data_dir: PathBuf,
     /// Ids of sweeps that just changed, for `WatchSweep` streams. Lagging receivers just re-read.
@@ -46,28 +50,24 @@ pub fn now_ms() -> Millis {
 }
 
 impl Coordinator {
-    pub fn new(store: Store, data_dir: PathBuf) -> Self {
+    /// A coordinator over the state file `store` (a file store: queries use a second connection).
+    pub fn new(store: Store, data_dir: PathBuf) -> Result<Self, StoreError> {
         let (changes, _) = broadcast::channel(1024);
-        Coordinator {
-            store: Arc::new(Mutex::new(store)),
+        let reader = store.open_reader()?;
+        Ok(Coordinator {
+            writer: writer::Writer::start(store),
+            reader: Arc::new(Mutex::new(reader)),
             data_dir,
             changes,
-        }
+        })
     }
 
-    /// Runs `f` in one write transaction on a blocking thread; commits before returning.
+    /// Runs `f` in the writer's next group commit; returns once it is committed.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-            store.write(|tx| f(tx, now_ms()))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-        .map_err(status)
+        self.writer.write(f).await.map_err(status)
     }
 
     /// Runs `f` over a read snapshot on a blocking thread.
@@ -75,7 +75,7 @@ impl Coordinator {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
-        let store = self.store.clone();
+        let store = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
             store.read(f)
@@ -98,6 +98,7 @@ pub fn status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
         StoreError::StaleLease { .. } => Status::failed_precondition(e.to_string()),
+        StoreError::Unavailable(_) => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
@@ -160,8 +161,9 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
+        // No Nagle delay: replies are small and a worker waits on each one.
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;

@@ -34,7 +34,7 @@ async fn start() -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let coordinator = Coordinator::new(store, dir.path().to_path_buf());
+    let coordinator = Coordinator::new(store, dir.path().to_path_buf()).unwrap();
     tokio::spawn(serve(listener, coordinator, async {
         let _ = stopped.await;
     }));

@@ -1,0 +1,204 @@
+//! The store's one writer: a thread that owns the write connection and commits requests in groups.
+//!
+//! Every state-changing request becomes an [`Op`] on a channel. The writer takes every op waiting
+//! (up to [`MAX_GROUP`]), runs each inside its own savepoint of one transaction, commits once, and
+//! only then answers each request. Under load a hundred workers' reports cost one commit (one WAL
+//! append and fsync) instead of a hundred, and no request is answered before it is durable: persist,
+//! then acknowledge. An op that fails rolls back to its savepoint and leaves the others in the group
+//! untouched.
+
+use std::thread;
+
+use rusqlite::Transaction;
+use tokio::sync::{mpsc, oneshot};
+
+use super::now_ms;
+use crate::StoreError;
+use crate::jobs::Millis;
+use crate::store::Store;
+
+/// Most ops committed together: bounds how long the first op of a group waits for the last.
+const MAX_GROUP: usize = 256;
+
+/// One request's work, run by the writer thread.
+trait Op: Send {
+    /// Runs the request's domain function inside the group's transaction.
+    fn run(&mut self, tx: &Transaction<'_>, now: Millis);
+    /// Answers the request once the group's commit is known (`Err` when it did not commit).
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
+}
+
+/// A domain function and the channel its caller waits on.
+struct Write<T, F> {
+    f: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Op for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>, Millis) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, tx: &Transaction<'_>, now: Millis) {
+        let f = self.f.take().expect("an op runs once");
+        self.outcome = Some(in_savepoint(tx, |tx| f(tx, now)));
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>) {
+        let answer = match committed {
+            Ok(()) => self
+                .outcome
+                .unwrap_or_else(|| Err(StoreError::Unavailable("the request never ran".into()))),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "the state file did not commit: {e}"
+            ))),
+        };
+        // The caller may have gone (client disconnected); its change is committed all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Runs `f` so that its changes are undone if it fails, without touching the rest of the group.
+fn in_savepoint<T>(
+    tx: &Transaction<'_>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    tx.prepare_cached("SAVEPOINT op")?.execute([])?;
+    // A bug that panics fails its own request, not the writer thread every request depends on.
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(StoreError::Unavailable(format!("internal error: {what}")))
+        });
+    match outcome {
+        Ok(v) => {
+            tx.prepare_cached("RELEASE op")?.execute([])?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
+            tx.prepare_cached("RELEASE op")?.execute([])?;
+            Err(e)
+        }
+    }
+}
+
+/// Sends work to the writer thread. Cloning is cheap; the thread stops when every handle is gone.
+#[derive(Clone)]
+pub struct Writer {
+    ops: mpsc::UnboundedSender<Box<dyn Op>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Store) -> Writer {
+        let (ops, rx) = mpsc::unbounded_channel();
+        thread::Builder::new()
+            .name("jetsweep-writer".into())
+            .spawn(move || write_groups(store, rx))
+            .expect("spawn the store writer thread");
+        Writer { ops }
+    }
+
+    /// Runs `f` in the next group; returns its value once the group has committed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Write {
+            f: Some(f),
+            outcome: None,
+            reply,
+        };
+        self.ops
+            .send(Box::new(op))
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+    }
+}
+
+/// The writer thread: waits for an op, takes every other op already waiting, commits them as one.
+fn write_groups(mut store: Store, mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>) {
+    let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let committed = store.write(|tx| {
+            for op in group.iter_mut() {
+                op.run(tx, now);
+            }
+            Ok(())
+        });
+        for op in group.drain(..) {
+            op.answer(committed.as_ref().map(|_| ()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many concurrent requests, one of which fails half-way and one of which panics: the others'
+    /// changes are committed and visible to a fresh connection, the failing ones' are not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_op_is_undone_alone_and_the_rest_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let writer = Writer::start(Store::open(&path).unwrap());
+        let insert = |tx: &Transaction<'_>, host: &str| {
+            tx.execute(
+                "INSERT INTO workers (id, host, device, slots, registered_ms, last_seen_ms) VALUES (?1, ?1, 'cpu', 1, 0, 0)",
+                [host],
+            )
+        };
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                writer
+                    .write(move |tx, _| {
+                        insert(tx, &format!("w{i}"))?;
+                        match i {
+                            13 => Err(StoreError::NotFound("thirteen".into())),
+                            27 => panic!("twenty-seven"),
+                            _ => Ok(i),
+                        }
+                    })
+                    .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            match (i, t.await.unwrap()) {
+                (13, Err(StoreError::NotFound(_))) => {}
+                (27, Err(StoreError::Unavailable(why))) => assert!(why.contains("twenty-seven")),
+                (_, Ok(v)) => assert_eq!(v, i),
+                (i, other) => panic!("op {i}: {other:?}"),
+            }
+        }
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let hosts: Vec<String> = conn
+            .prepare("SELECT host FROM workers")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hosts.len(), 48);
+        assert!(!hosts.contains(&"w13".to_string()) && !hosts.contains(&"w27".to_string()));
+    }
+}
