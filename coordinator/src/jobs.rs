@@ -633,18 +633,11 @@ pub fn complete(
     result: &TrialResult,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let job_id = lease_id
-        .rsplit_once('.')
-        .map(|(j, _)| j)
-        .unwrap_or(lease_id);
-    let done_by: Option<String> = tx
-        .query_row(
-            "SELECT lease_id FROM attempts WHERE job_id = ?1 AND outcome = 'done'",
-            [job_id],
-            |r| r.get(0),
-        )
+    let outcome: Option<Option<String>> = tx
+        .prepare_cached("SELECT outcome FROM attempts WHERE lease_id = ?1")?
+        .query_row([lease_id], |r| r.get(0))
         .optional()?;
-    if done_by.as_deref() == Some(lease_id) {
+    if outcome.flatten().as_deref() == Some("done") {
         return Ok(());
     }
     let job = current(tx, lease_id, now)?;

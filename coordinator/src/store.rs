@@ -89,6 +89,10 @@ const MIGRATIONS: &[&str] = &[
         last_seen_ms  INTEGER NOT NULL
     );
     "#,
+    // 2: the queue's tail (the next sequence number) without a table scan.
+    r#"
+    CREATE INDEX jobs_by_seq ON jobs (queued_seq);
+    "#,
 ];
 
 /// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
