@@ -504,10 +504,7 @@ pub fn lease_jobs(
 
 /// The job of `lease_id` if that lease is current; expires it first if it is overdue.
 fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Job, StoreError> {
-    let job_id = lease_id
-        .rsplit_once('.')
-        .map(|(j, _)| j)
-        .unwrap_or(lease_id);
+    let job_id = job_of_lease(lease_id);
     let stale = |reason: String| StoreError::StaleLease {
         lease_id: lease_id.to_string(),
         reason,
@@ -593,11 +590,12 @@ pub struct ReportAck {
     pub expires_at: Millis,
 }
 
-/// Stores an epoch's metrics under the current lease and extends it. Errors: StaleLease.
+/// Stores epochs' metrics under the current lease and extends it; if every sweep of the job was
+/// cancelled, cancels the job instead (storing nothing) and says so. Errors: StaleLease.
 pub fn report_epoch(
     tx: &Transaction<'_>,
     lease_id: &str,
-    metrics: &EpochReport,
+    epochs: &[EpochReport],
     now: Millis,
 ) -> Result<ReportAck, StoreError> {
     let job = current(tx, lease_id, now)?;
@@ -608,28 +606,55 @@ pub fn report_epoch(
             expires_at: now,
         });
     }
-    let json = serde_json::to_string(metrics).expect("metrics serialise");
-    exec(
-        tx,
-        "INSERT OR REPLACE INTO epochs (lease_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
-        params![lease_id, metrics.epoch, json],
-    )?;
-    let expires_at: Millis = one(
-        tx,
-        "UPDATE jobs SET epochs_done = ?2, latest_json = ?3, lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
-        params![job.id, metrics.epoch, json, now],
-        |r| r.get(0),
-    )?;
+    let expires_at = store_epochs(tx, &job.id, lease_id, epochs, now)?;
     Ok(ReportAck {
         cancel: false,
         expires_at,
     })
 }
 
-/// Stores the result under the current lease. Repeating it with the same lease changes nothing.
+/// Writes epochs of a current lease, makes the last one the job's latest, and extends the lease.
+/// Returns the new expiry.
+fn store_epochs(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    lease_id: &str,
+    epochs: &[EpochReport],
+    now: Millis,
+) -> Result<Millis, StoreError> {
+    let mut latest = None;
+    for metrics in epochs {
+        let json = serde_json::to_string(metrics).expect("metrics serialise");
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO epochs (lease_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
+            params![lease_id, metrics.epoch, json],
+        )?;
+        latest = Some((metrics.epoch, json));
+    }
+    let Some((epoch, json)) = latest else {
+        return Ok(one(
+            tx,
+            "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms, updated_ms = ?2 WHERE id = ?1 RETURNING lease_expires_ms",
+            params![job_id, now],
+            |r| r.get(0),
+        )?);
+    };
+    Ok(one(
+        tx,
+        "UPDATE jobs SET epochs_done = ?2, latest_json = ?3, lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
+        params![job_id, epoch, json, now],
+        |r| r.get(0),
+    )?)
+}
+
+/// Stores the result (after `epochs` not reported yet) under the current lease. Repeating it with
+/// the same lease changes nothing. A result that arrives is kept even if the sweep was cancelled
+/// meanwhile: the work is done and the number is real.
 pub fn complete(
     tx: &Transaction<'_>,
     lease_id: &str,
+    epochs: &[EpochReport],
     result: &TrialResult,
     now: Millis,
 ) -> Result<(), StoreError> {
@@ -641,6 +666,9 @@ pub fn complete(
         return Ok(());
     }
     let job = current(tx, lease_id, now)?;
+    if !epochs.is_empty() {
+        store_epochs(tx, &job.id, lease_id, epochs, now)?;
+    }
     exec(
         tx,
         "UPDATE attempts SET ended_ms = ?2, outcome = 'done' WHERE lease_id = ?1",
@@ -705,14 +733,6 @@ pub fn dataset_by_sha(tx: &Transaction<'_>, sha256: &str) -> Result<DatasetRef, 
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("dataset {sha256}")))
-}
-
-/// The sweeps that contain a job (for telling their watchers it changed).
-pub fn sweeps_of(tx: &Transaction<'_>, job_id: &str) -> Result<Vec<String>, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT sweep_id FROM sweep_jobs WHERE job_id = ?1")?
-        .query_map([job_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?)
 }
 
 /// The job id inside a lease id (`JOB.ATTEMPT`).

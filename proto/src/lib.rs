@@ -8,4 +8,6 @@ pub mod v1 {
 
 /// The protocol version a worker states at registration; a coordinator refuses any other.
 /// Bump it on any change that an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: epoch reports carry several epochs; completion carries the last epochs and leases the next jobs.
+pub const PROTOCOL_VERSION: u32 = 2;

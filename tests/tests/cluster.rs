@@ -360,7 +360,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
     let late = w
         .report_epoch(pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
-            metrics: Some(pb::EpochMetrics::default()),
+            epochs: vec![pb::EpochMetrics::default()],
         })
         .await;
     assert_eq!(late.unwrap_err().code(), tonic::Code::FailedPrecondition);
@@ -368,18 +368,21 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         .complete_job(pb::CompleteJobRequest {
             lease_id: lease.lease_id.clone(),
             result: result(0.1),
+            ..Default::default()
         })
         .await;
     assert_eq!(late.unwrap_err().code(), tonic::Code::FailedPrecondition);
     w.complete_job(pb::CompleteJobRequest {
         lease_id: new.lease_id.clone(),
         result: result(0.7),
+        ..Default::default()
     })
     .await
     .unwrap();
     w.complete_job(pb::CompleteJobRequest {
         lease_id: new.lease_id.clone(),
         result: result(0.9),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -102,7 +102,7 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
         .unwrap()
         .remove(0);
     let ack = store
-        .write(|tx| report_epoch(tx, &grant.lease_id, &metrics(1), 9_000))
+        .write(|tx| report_epoch(tx, &grant.lease_id, &[metrics(1)], 9_000))
         .unwrap();
     assert_eq!(
         ack,
@@ -112,10 +112,10 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
         }
     );
     store
-        .write(|tx| complete(tx, &grant.lease_id, &result(0.7), 15_000))
+        .write(|tx| complete(tx, &grant.lease_id, &[], &result(0.7), 15_000))
         .unwrap();
     store
-        .write(|tx| complete(tx, &grant.lease_id, &result(0.9), 16_000))
+        .write(|tx| complete(tx, &grant.lease_id, &[], &result(0.9), 16_000))
         .unwrap();
     let job = store.read(|tx| get_job(tx, &grant.job.id)).unwrap();
     assert_eq!(
@@ -150,8 +150,8 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         .remove(0);
     assert_eq!((new.job.id.as_str(), new.attempt), (old.job.id.as_str(), 2));
     for refused in [
-        store.write(|tx| report_epoch(tx, &old.lease_id, &metrics(1), 12_002).map(|_| ())),
-        store.write(|tx| complete(tx, &old.lease_id, &result(0.1), 12_002)),
+        store.write(|tx| report_epoch(tx, &old.lease_id, &[metrics(1)], 12_002).map(|_| ())),
+        store.write(|tx| complete(tx, &old.lease_id, &[], &result(0.1), 12_002)),
         store.write(|tx| fail(tx, &old.lease_id, "late", 12_002).map(|_| ())),
     ] {
         assert!(
@@ -164,12 +164,12 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         .unwrap();
     assert_eq!(stale, vec![old.lease_id.clone()]);
     store
-        .write(|tx| complete(tx, &new.lease_id, &result(0.8), 13_000))
+        .write(|tx| complete(tx, &new.lease_id, &[], &result(0.8), 13_000))
         .unwrap();
     // The old lease still cannot write, even after the job is done.
     assert!(
         store
-            .write(|tx| complete(tx, &old.lease_id, &result(0.1), 13_001))
+            .write(|tx| complete(tx, &old.lease_id, &[], &result(0.1), 13_001))
             .is_err()
     );
     assert_eq!(
@@ -201,7 +201,7 @@ fn heartbeats_keep_a_lease_alive() {
     );
     assert!(
         store
-            .write(|tx| report_epoch(tx, &grant.lease_id, &metrics(1), 15_000))
+            .write(|tx| report_epoch(tx, &grant.lease_id, &[metrics(1)], 15_000))
             .is_ok()
     );
 }
@@ -259,7 +259,7 @@ fn resubmitting_reuses_done_cells_and_requeues_failed_ones() {
     let grants = store.write(|tx| lease_jobs(tx, &w1, 6, 2_000)).unwrap();
     for g in &grants[..5] {
         store
-            .write(|tx| complete(tx, &g.lease_id, &result(0.7), 3_000))
+            .write(|tx| complete(tx, &g.lease_id, &[], &result(0.7), 3_000))
             .unwrap();
     }
     store
@@ -314,7 +314,7 @@ fn cancelling_stops_queued_jobs_now_and_leased_ones_at_their_next_report() {
         (4, 2, true)
     );
     let ack = store
-        .write(|tx| report_epoch(tx, &grants[0].lease_id, &metrics(1), 3_500))
+        .write(|tx| report_epoch(tx, &grants[0].lease_id, &[metrics(1)], 3_500))
         .unwrap();
     assert!(ack.cancel);
     let stale = store
@@ -350,7 +350,7 @@ fn state_survives_reopening_the_file() {
             .unwrap()
             .remove(0);
         store
-            .write(|tx| complete(tx, &g.lease_id, &result(0.75), 3_000))
+            .write(|tx| complete(tx, &g.lease_id, &[], &result(0.75), 3_000))
             .unwrap();
         (g.lease_id, sweep.id)
     };
@@ -358,7 +358,7 @@ fn state_survives_reopening_the_file() {
     let counts = store.read(|tx| sweep_counts(tx, &sweep)).unwrap();
     assert_eq!((counts.total, counts.done, counts.queued), (6, 1, 5));
     store
-        .write(|tx| complete(tx, &lease, &result(0.75), 4_000))
+        .write(|tx| complete(tx, &lease, &[], &result(0.75), 4_000))
         .unwrap();
     assert_eq!(
         store

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tonic::Status;
 
 use crate::jobs::Millis;
@@ -37,8 +36,6 @@ pub struct Coordinator {
     reader: Arc<Mutex<Store>>,
     /// Prepared datasets and the download cache live here.
     data_dir: PathBuf,
-    /// Ids of sweeps that just changed, for `WatchSweep` streams. Lagging receivers just re-read.
-    changes: broadcast::Sender<String>,
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -52,13 +49,11 @@ pub fn now_ms() -> Millis {
 impl Coordinator {
     /// A coordinator over the state file `store` (a file store: queries use a second connection).
     pub fn new(store: Store, data_dir: PathBuf) -> Result<Self, StoreError> {
-        let (changes, _) = broadcast::channel(1024);
         let reader = store.open_reader()?;
         Ok(Coordinator {
             writer: writer::Writer::start(store),
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
-            changes,
         })
     }
 
@@ -83,13 +78,6 @@ impl Coordinator {
         .await
         .map_err(|e| Status::internal(format!("store task failed: {e}")))?
         .map_err(status)
-    }
-
-    /// Tells watchers that `sweep_ids` changed.
-    fn changed(&self, sweep_ids: impl IntoIterator<Item = String>) {
-        for id in sweep_ids {
-            let _ = self.changes.send(id);
-        }
     }
 }
 
@@ -134,20 +122,7 @@ pub async fn serve(
         let mut tick = tokio::time::interval(EXPIRY_SCAN);
         loop {
             tick.tick().await;
-            if let Ok(n) = expiry.write(crate::jobs::expire_leases).await
-                && n > 0
-            {
-                // Cheap and rare: let every watcher re-read.
-                let ids = expiry
-                    .read(|tx| {
-                        Ok(crate::jobs::list_sweeps(tx)?
-                            .into_iter()
-                            .map(|s| s.id)
-                            .collect::<Vec<_>>())
-                    })
-                    .await;
-                expiry.changed(ids.unwrap_or_default());
-            }
+            let _ = expiry.write(crate::jobs::expire_leases).await;
         }
     });
     let result = tonic::transport::Server::builder()

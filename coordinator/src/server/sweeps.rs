@@ -1,10 +1,11 @@
 //! `SweepService`: submit, inspect, watch, aggregate and cancel sweeps.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_server::SweepService;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -15,6 +16,9 @@ use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.
 const DEFAULT_PAGE: u32 = 1000;
+/// A watched sweep is re-read at most this often: live enough for progress bars, and one cheap
+/// query per watcher however many reports arrive.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Sweeps(pub Coordinator);
 
@@ -38,7 +42,6 @@ impl SweepService for Sweeps {
             .0
             .write(move |tx, now| jobs::submit(tx, &spec, &text, &dataset, now))
             .await?;
-        self.0.changed([counts.id.clone()]);
         Ok(Response::new(pb::SubmitSweepResponse {
             sweep: Some(convert::sweep(&counts)),
         }))
@@ -121,8 +124,8 @@ impl SweepService for Sweeps {
     ) -> Result<Response<Self::WatchSweepStream>, Status> {
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
-        // Subscribe before the first read, so no change between the two is missed.
-        let mut changes = self.0.changes.subscribe();
+        // Subscribe before the first read, so no commit between the two is missed.
+        let mut commits = self.0.writer.commits();
         let read_id = id.clone();
         let first = self
             .0
@@ -132,28 +135,28 @@ impl SweepService for Sweeps {
         let coordinator = self.0.clone();
         tokio::spawn(async move {
             let mut counts = first;
+            let mut sent = None;
             loop {
                 let finished = counts.finished();
-                if out
-                    .send(Ok(pb::WatchSweepResponse {
+                if sent.as_ref() != Some(&counts) {
+                    let view = pb::WatchSweepResponse {
                         sweep: Some(convert::sweep(&counts)),
                         job: None,
-                    }))
-                    .await
-                    .is_err()
-                    || finished
-                {
+                    };
+                    if out.send(Ok(view)).await.is_err() {
+                        return;
+                    }
+                    sent = Some(counts);
+                }
+                if finished {
                     return;
                 }
-                // Wait for a change to this sweep (a lagging receiver just re-reads).
-                loop {
-                    match changes.recv().await {
-                        Ok(changed) if changed == id => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
+                // Wait for a commit, then let more pile up: one read per interval however busy.
+                if commits.changed().await.is_err() {
+                    return;
                 }
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                commits.borrow_and_update();
                 let read_id = id.clone();
                 match coordinator
                     .read(move |tx| jobs::sweep_counts(tx, &read_id))
@@ -206,7 +209,6 @@ impl SweepService for Sweeps {
             .0
             .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
             .await?;
-        self.0.changed([counts.id.clone()]);
         Ok(Response::new(pb::CancelSweepResponse {
             sweep: Some(convert::sweep(&counts)),
         }))

@@ -115,46 +115,50 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     assert!(dataset.synthetic && dataset.sha256.len() == 64);
 
     for (i, lease) in leases.iter().enumerate() {
-        for e in 1..=2 {
-            let ack = c
-                .workers
-                .report_epoch(pb::ReportEpochRequest {
-                    lease_id: lease.lease_id.clone(),
-                    metrics: Some(epoch(e)),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(!ack.cancel);
-        }
+        // Epoch 1 in a report of its own; epoch 2 rides with the completion.
+        let ack = c
+            .workers
+            .report_epoch(pb::ReportEpochRequest {
+                lease_id: lease.lease_id.clone(),
+                epochs: vec![epoch(1)],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!ack.cancel);
         let result = pb::TrialResult {
             params: 117,
             test_acc: 0.6 + 0.01 * i as f64,
             best_epoch: 2,
             best_test_acc: 0.6 + 0.01 * i as f64,
         };
-        c.workers
-            .complete_job(pb::CompleteJobRequest {
-                lease_id: lease.lease_id.clone(),
-                result: Some(result),
-            })
-            .await
-            .unwrap();
+        let complete = pb::CompleteJobRequest {
+            lease_id: lease.lease_id.clone(),
+            result: Some(result),
+            epochs: vec![epoch(2)],
+            ..Default::default()
+        };
+        c.workers.complete_job(complete.clone()).await.unwrap();
         // Completing again with the same lease is harmless.
-        c.workers
-            .complete_job(pb::CompleteJobRequest {
-                lease_id: lease.lease_id.clone(),
-                result: Some(result),
-            })
-            .await
-            .unwrap();
+        c.workers.complete_job(complete).await.unwrap();
     }
+    let jobs = c
+        .sweeps
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id: sweep.sweep_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(jobs.iter().all(|j| j.epochs_done == 2), "{jobs:?}");
     // A report on a lease that has ended is refused.
     let stale = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
             lease_id: leases[0].lease_id.clone(),
-            metrics: Some(epoch(3)),
+            epochs: vec![epoch(3)],
         })
         .await;
     assert_eq!(stale.unwrap_err().code(), Code::FailedPrecondition);
@@ -278,4 +282,112 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
             .len(),
         1
     );
+}
+
+/// A worker that completes with `lease_next` gets its next job in the same call, and walks the whole
+/// sweep with one call per job; a completion on a stale lease grants nothing; an empty report is
+/// refused.
+#[tokio::test]
+async fn completing_a_job_leases_the_next_in_the_same_commit() {
+    let mut c = start().await;
+    let sweep = submit(&mut c, SWEEP).await;
+    let worker_id = c
+        .workers
+        .register(pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            host: "h".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id;
+    let empty = c
+        .workers
+        .report_epoch(pb::ReportEpochRequest {
+            lease_id: "x.1".into(),
+            epochs: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    let mut lease = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: worker_id.clone(),
+            max_jobs: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases
+        .remove(0);
+    let first = lease.clone();
+    let result = pb::TrialResult {
+        params: 117,
+        test_acc: 0.7,
+        best_epoch: 2,
+        best_test_acc: 0.7,
+    };
+    let mut calls = 1;
+    loop {
+        let next = c
+            .workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: lease.lease_id.clone(),
+                result: Some(result),
+                epochs: vec![epoch(1), epoch(2)],
+                lease_next: 1,
+                worker_id: worker_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .leases;
+        calls += 1;
+        match next.into_iter().next() {
+            Some(l) => lease = l,
+            None => break,
+        }
+    }
+    assert_eq!(calls, 5, "one lease and four completions for four jobs");
+    let view = c
+        .sweeps
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: sweep.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    assert_eq!((view.done, view.queued, view.leased), (4, 0, 0));
+    // The first job's lease has ended: completing on it again is harmless and grants nothing new
+    // (the queue is empty); a lease that never existed is refused.
+    let again = c
+        .workers
+        .complete_job(pb::CompleteJobRequest {
+            lease_id: first.lease_id.clone(),
+            result: Some(result),
+            lease_next: 1,
+            worker_id: worker_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.leases.is_empty());
+    let stale = c
+        .workers
+        .complete_job(pb::CompleteJobRequest {
+            lease_id: format!("{}.9", first.job_id),
+            result: Some(result),
+            lease_next: 1,
+            worker_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
 }

@@ -62,18 +62,10 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
         required(&r.worker_id, "worker_id")?;
-        let (stale, sweeps) = self
+        let stale = self
             .0
-            .write(move |tx, now| {
-                let stale = jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, now)?;
-                let mut sweeps = Vec::new();
-                for lease in &stale {
-                    sweeps.extend(jobs::sweeps_of(tx, jobs::job_of_lease(lease))?);
-                }
-                Ok((stale, sweeps))
-            })
+            .write(move |tx, now| jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, now))
             .await?;
-        self.0.changed(sweeps);
         Ok(Response::new(pb::HeartbeatResponse {
             stale_lease_ids: stale,
         }))
@@ -86,21 +78,10 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         required(&r.worker_id, "worker_id")?;
         let max = r.max_jobs.clamp(1, MAX_LEASE_BATCH);
-        let (leases, sweeps) = self
+        let leases = self
             .0
-            .write(move |tx, now| {
-                let grants = jobs::lease_jobs(tx, &r.worker_id, max, now)?;
-                let mut leases = Vec::with_capacity(grants.len());
-                let mut sweeps = Vec::new();
-                for g in &grants {
-                    let dataset = jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?;
-                    leases.push(convert::lease(g, convert::dataset(&dataset)));
-                    sweeps.extend(jobs::sweeps_of(tx, &g.job.id)?);
-                }
-                Ok((leases, sweeps))
-            })
+            .write(move |tx, now| lease_to_wire(tx, &r.worker_id, max, now))
             .await?;
-        self.0.changed(sweeps);
         Ok(Response::new(pb::LeaseJobsResponse { leases }))
     }
 
@@ -110,21 +91,16 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::ReportEpochResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
-        let metrics = r
-            .metrics
-            .as_ref()
-            .map(convert::epoch_from_wire)
-            .ok_or_else(|| Status::invalid_argument("metrics is required"))?;
-        let (ack, sweeps) = self
+        if r.epochs.is_empty() {
+            return Err(Status::invalid_argument(
+                "epochs is empty: report at least one",
+            ));
+        }
+        let epochs: Vec<_> = r.epochs.iter().map(convert::epoch_from_wire).collect();
+        let ack = self
             .0
-            .write(move |tx, now| {
-                Ok((
-                    jobs::report_epoch(tx, &r.lease_id, &metrics, now)?,
-                    jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))?,
-                ))
-            })
+            .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &epochs, now))
             .await?;
-        self.0.changed(sweeps);
         Ok(Response::new(pb::ReportEpochResponse {
             cancel: ack.cancel,
             expires_unix_ms: ack.expires_at,
@@ -142,15 +118,23 @@ impl WorkerService for Workers {
             .as_ref()
             .map(convert::result_from_wire)
             .ok_or_else(|| Status::invalid_argument("result is required"))?;
-        let sweeps = self
+        if r.lease_next > 0 {
+            required(&r.worker_id, "worker_id (needed with lease_next)")?;
+        }
+        let epochs: Vec<_> = r.epochs.iter().map(convert::epoch_from_wire).collect();
+        let next = r.lease_next.min(MAX_LEASE_BATCH);
+        // One commit: the result and the next leases stand or fall together.
+        let leases = self
             .0
             .write(move |tx, now| {
-                jobs::complete(tx, &r.lease_id, &result, now)?;
-                jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))
+                jobs::complete(tx, &r.lease_id, &epochs, &result, now)?;
+                if next == 0 {
+                    return Ok(Vec::new());
+                }
+                lease_to_wire(tx, &r.worker_id, next, now)
             })
             .await?;
-        self.0.changed(sweeps);
-        Ok(Response::new(pb::CompleteJobResponse {}))
+        Ok(Response::new(pb::CompleteJobResponse { leases }))
     }
 
     async fn fail_job(
@@ -159,16 +143,10 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
-        let (requeued, sweeps) = self
+        let requeued = self
             .0
-            .write(move |tx, now| {
-                Ok((
-                    jobs::fail(tx, &r.lease_id, &r.error, now)?,
-                    jobs::sweeps_of(tx, jobs::job_of_lease(&r.lease_id))?,
-                ))
-            })
+            .write(move |tx, now| jobs::fail(tx, &r.lease_id, &r.error, now))
             .await?;
-        self.0.changed(sweeps);
         Ok(Response::new(pb::FailJobResponse { requeued }))
     }
 
@@ -229,4 +207,20 @@ impl WorkerService for Workers {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Leases up to `max` jobs to `worker` and converts them for the wire, each with its dataset.
+fn lease_to_wire(
+    tx: &rusqlite::Transaction<'_>,
+    worker: &str,
+    max: u32,
+    now: jobs::Millis,
+) -> Result<Vec<pb::Lease>, crate::StoreError> {
+    let grants = jobs::lease_jobs(tx, worker, max, now)?;
+    let mut leases = Vec::with_capacity(grants.len());
+    for g in &grants {
+        let dataset = jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?;
+        leases.push(convert::lease(g, convert::dataset(&dataset)));
+    }
+    Ok(leases)
 }

@@ -5,12 +5,12 @@
 //! only then answers each request. Under load a hundred workers' reports cost one commit (one WAL
 //! append and fsync) instead of a hundred, and no request is answered before it is durable: persist,
 //! then acknowledge. An op that fails rolls back to its savepoint and leaves the others in the group
-//! untouched.
+//! untouched. After each commit the writer bumps a counter that `WatchSweep` streams wait on.
 
 use std::thread;
 
 use rusqlite::Transaction;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::now_ms;
 use crate::StoreError;
@@ -92,17 +92,25 @@ fn in_savepoint<T>(
 #[derive(Clone)]
 pub struct Writer {
     ops: mpsc::UnboundedSender<Box<dyn Op>>,
+    /// How many groups have committed; changes after every commit.
+    commits: watch::Receiver<u64>,
 }
 
 impl Writer {
     /// Starts the writer thread over `store`.
     pub fn start(store: Store) -> Writer {
         let (ops, rx) = mpsc::unbounded_channel();
+        let (committed, commits) = watch::channel(0);
         thread::Builder::new()
             .name("jetsweep-writer".into())
-            .spawn(move || write_groups(store, rx))
+            .spawn(move || write_groups(store, rx, committed))
             .expect("spawn the store writer thread");
-        Writer { ops }
+        Writer { ops, commits }
+    }
+
+    /// A receiver that sees a change after every commit (the store may have changed).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Runs `f` in the next group; returns its value once the group has committed.
@@ -126,7 +134,11 @@ impl Writer {
 }
 
 /// The writer thread: waits for an op, takes every other op already waiting, commits them as one.
-fn write_groups(mut store: Store, mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>) {
+fn write_groups(
+    mut store: Store,
+    mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>,
+    committed: watch::Sender<u64>,
+) {
     let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -137,14 +149,17 @@ fn write_groups(mut store: Store, mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>) 
             }
         }
         let now = now_ms();
-        let committed = store.write(|tx| {
+        let outcome = store.write(|tx| {
             for op in group.iter_mut() {
                 op.run(tx, now);
             }
             Ok(())
         });
         for op in group.drain(..) {
-            op.answer(committed.as_ref().map(|_| ()));
+            op.answer(outcome.as_ref().map(|_| ()));
+        }
+        if outcome.is_ok() {
+            committed.send_modify(|n| *n += 1);
         }
     }
 }

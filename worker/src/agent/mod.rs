@@ -116,13 +116,34 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(100))),
         running.clone(),
     ));
-    let mut jobs = JoinSet::new();
-    while !stop.load(Ordering::SeqCst) {
-        while jobs.try_join_next().is_some() {}
+    let starter = Starter {
+        client: client.clone(),
+        datasets,
+        running: running.clone(),
+        device: config.device,
+        worker_id: reg.worker_id.clone(),
+        stopping: stop.clone(),
+    };
+    let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
+    // Leases in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
+    let mut ready: Vec<pb::Lease> = Vec::new();
+    loop {
+        for lease in ready.drain(..) {
+            starter.start(&mut jobs, lease);
+        }
+        while let Some(done) = jobs.try_join_next() {
+            ready.extend(done.unwrap_or_default());
+        }
+        if !ready.is_empty() {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let free = config.slots.saturating_sub(jobs.len() as u32);
         if free == 0 {
             tokio::select! {
-                _ = jobs.join_next() => {}
+                Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
                 _ = tokio::time::sleep(IDLE_POLL) => {}
             }
             continue;
@@ -131,50 +152,77 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
             worker_id: reg.worker_id.clone(),
             max_jobs: free,
         };
-        let leases = match with_retry("lease", || {
+        match with_retry("lease", || {
             let mut c = client.clone();
             let r = request.clone();
             async move { c.lease_jobs(r).await }
         })
         .await
         {
-            Ok(r) => r.into_inner().leases,
+            Ok(r) => ready = r.into_inner().leases,
             Err(s) => {
                 eprintln!("jetsweep-worker: leasing failed: {}", s.message());
                 tokio::time::sleep(BACKOFF_MAX).await;
                 continue;
             }
         };
-        if leases.is_empty() {
-            tokio::time::sleep(IDLE_POLL).await;
-            continue;
-        }
-        for lease in leases {
-            let flag = Arc::new(AtomicBool::new(false));
-            running
-                .lock()
-                .unwrap()
-                .insert(lease.lease_id.clone(), flag.clone());
-            let (client, datasets, running, device) = (
-                client.clone(),
-                datasets.clone(),
-                running.clone(),
-                config.device,
-            );
-            jobs.spawn(async move {
-                let lease_id = lease.lease_id.clone();
-                job::run(lease, device, client, datasets, flag).await;
-                running.lock().unwrap().remove(&lease_id);
-            });
+        if ready.is_empty() {
+            // Nothing queued: wait, but start at once on whatever a finishing job brings back.
+            tokio::select! {
+                Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
         }
     }
     eprintln!(
         "jetsweep-worker: stopping: finishing {} running job(s), taking no new work",
         jobs.len()
     );
-    while jobs.join_next().await.is_some() {}
+    // Jobs complete without leasing more now; any lease granted in the race is finished too.
+    while let Some(done) = jobs.join_next().await {
+        for lease in done.unwrap_or_default() {
+            starter.start(&mut jobs, lease);
+        }
+    }
     heartbeat.abort();
     Ok(())
+}
+
+/// Starts leased jobs, each on its own task with its own stop flag.
+struct Starter {
+    client: WorkerServiceClient<Channel>,
+    datasets: Arc<datasets::Datasets>,
+    running: Running,
+    device: DeviceChoice,
+    worker_id: String,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Starter {
+    /// Runs `lease` on a task of `jobs`; the task's output is the leases its completion brought back.
+    fn start(&self, jobs: &mut JoinSet<Vec<pb::Lease>>, lease: pb::Lease) {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .unwrap()
+            .insert(lease.lease_id.clone(), flag.clone());
+        let (client, datasets, running, device) = (
+            self.client.clone(),
+            self.datasets.clone(),
+            self.running.clone(),
+            self.device,
+        );
+        let next = job::NextWork {
+            worker_id: self.worker_id.clone(),
+            stopping: self.stopping.clone(),
+        };
+        jobs.spawn(async move {
+            let lease_id = lease.lease_id.clone();
+            let next = job::run(lease, device, client, datasets, flag, next).await;
+            running.lock().unwrap().remove(&lease_id);
+            next
+        });
+    }
 }
 
 /// Extends every held lease on each tick; stops the jobs whose leases came back stale.
