@@ -302,8 +302,9 @@ pub fn list_sweeps(tx: &Transaction<'_>) -> Result<Vec<SweepCounts>, StoreError>
     ids.iter().map(|id| sweep_counts(tx, id)).collect()
 }
 
-const JOB_COLUMNS: &str = "j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, j.dataset_sha256, j.state, \
-     j.attempts, j.max_attempts, j.epochs_done, j.latest_json, j.lease_id, j.worker_id, j.lease_expires_ms, j.result_json, j.error";
+/// A job's columns, in the order [`job_from_row`] reads them (no name clashes with `sweep_jobs`).
+const JOB_COLUMNS: &str = "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
+     attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job, StoreError>> {
     let state: String = r.get(8)?;
@@ -474,56 +475,86 @@ pub fn lease_jobs(
 ) -> Result<Vec<LeaseGrant>, StoreError> {
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    let ids: Vec<(String, u32, i64)> = tx
-        .prepare_cached("SELECT id, attempts + 1, lease_ttl_ms FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT ?1")?
-        .query_map([max], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut grants = Vec::with_capacity(ids.len());
-    for (job, attempt, ttl) in ids {
-        let lease_id = format!("{job}.{attempt}");
-        let expires_at = now + ttl;
-        exec(
-            tx,
-            "UPDATE jobs SET state = 'leased', attempts = ?2, lease_id = ?3, worker_id = ?4, lease_expires_ms = ?5, epochs_done = 0, latest_json = NULL, updated_ms = ?6 WHERE id = ?1",
-            params![job, attempt, lease_id, worker, expires_at, now],
-        )?;
+    // One statement takes the oldest queued job and returns it, already leased.
+    let mut take = tx.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = id || '.' || (attempts + 1), worker_id = ?1,
+             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1)
+         RETURNING {JOB_COLUMNS}"
+    ))?;
+    let mut grants = Vec::new();
+    while grants.len() < max as usize {
+        let Some(job) = take
+            .query_row(params![worker, now], job_from_row)
+            .optional()?
+        else {
+            break;
+        };
+        let job = job?;
+        let JobState::Leased {
+            lease, expires_at, ..
+        } = &job.state
+        else {
+            return Err(corrupt("lease", format!("job {} was not leased", job.id)));
+        };
+        let (lease_id, expires_at) = (lease.clone(), *expires_at);
         exec(
             tx,
             "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![lease_id, job, attempt, worker, now],
+            params![lease_id, job.id, job.attempts, worker, now],
         )?;
         grants.push(LeaseGrant {
             lease_id,
-            job: get_job(tx, &job)?,
-            attempt,
+            attempt: job.attempts,
             expires_at,
+            job,
         });
     }
     Ok(grants)
 }
 
+/// The job a current lease holds: what the lifecycle rules need of it.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    job_id: String,
+    lease_id: String,
+    attempts: u32,
+    max_attempts: u32,
+}
+
 /// The job of `lease_id` if that lease is current; expires it first if it is overdue.
-fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Job, StoreError> {
+fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Held, StoreError> {
     let job_id = job_of_lease(lease_id);
     let stale = |reason: String| StoreError::StaleLease {
         lease_id: lease_id.to_string(),
         reason,
     };
-    let job = get_job(tx, job_id).map_err(|_| stale("no such job".into()))?;
-    match &job.state {
-        JobState::Leased {
-            lease, expires_at, ..
-        } if lease == lease_id => {
-            if *expires_at < now {
+    let row: Option<(String, Option<String>, Option<Millis>, u32, u32)> = tx
+        .prepare_cached(
+            "SELECT state, lease_id, lease_expires_ms, attempts, max_attempts FROM jobs WHERE id = ?1",
+        )?
+        .query_row([job_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((state, lease, expires_at, attempts, max_attempts)) = row else {
+        return Err(stale("no such job".into()));
+    };
+    match (state.as_str(), lease, expires_at) {
+        ("leased", Some(lease), Some(expires_at)) if lease == lease_id => {
+            if expires_at < now {
                 expire_leases(tx, now)?;
                 return Err(stale(format!("it expired at {expires_at} (now {now})")));
             }
-            Ok(job)
+            Ok(Held {
+                job_id: job_id.to_string(),
+                lease_id: lease,
+                attempts,
+                max_attempts,
+            })
         }
-        JobState::Leased { lease, .. } => {
-            Err(stale(format!("the job was leased again as {lease}")))
-        }
-        other => Err(stale(format!("the job is {}", other.name()))),
+        ("leased", Some(lease), _) => Err(stale(format!("the job was leased again as {lease}"))),
+        (state, _, _) => Err(stale(format!("the job is {state}"))),
     }
 }
 
@@ -537,8 +568,14 @@ fn cancelled_everywhere(tx: &Transaction<'_>, job_id: &str) -> Result<bool, Stor
     .unwrap_or(false))
 }
 
-fn cancel_job(tx: &Transaction<'_>, job: &Job, now: Millis) -> Result<(), StoreError> {
-    if let JobState::Leased { lease, .. } = &job.state {
+/// Cancels a job; ends its attempt first if `lease` holds it.
+fn cancel_job(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    lease: Option<&str>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    if let Some(lease) = lease {
         exec(
             tx,
             "UPDATE attempts SET ended_ms = ?2, outcome = 'cancelled' WHERE lease_id = ?1",
@@ -548,7 +585,7 @@ fn cancel_job(tx: &Transaction<'_>, job: &Job, now: Millis) -> Result<(), StoreE
     exec(
         tx,
         "UPDATE jobs SET state = 'cancelled', error = 'sweep cancelled', lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
-        params![job.id, now],
+        params![job_id, now],
     )?;
     Ok(())
 }
@@ -564,15 +601,15 @@ pub fn heartbeat(
     let mut stale = Vec::new();
     for lease in lease_ids {
         match current(tx, lease, now) {
-            Ok(job) if cancelled_everywhere(tx, &job.id)? => {
-                cancel_job(tx, &job, now)?;
+            Ok(held) if cancelled_everywhere(tx, &held.job_id)? => {
+                cancel_job(tx, &held.job_id, Some(&held.lease_id), now)?;
                 stale.push(lease.clone());
             }
-            Ok(_) => {
+            Ok(held) => {
                 exec(
                     tx,
-                    "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms WHERE lease_id = ?1",
-                    params![lease, now],
+                    "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms WHERE id = ?1",
+                    params![held.job_id, now],
                 )?;
             }
             Err(StoreError::StaleLease { .. }) => stale.push(lease.clone()),
@@ -598,30 +635,40 @@ pub fn report_epoch(
     epochs: &[EpochReport],
     now: Millis,
 ) -> Result<ReportAck, StoreError> {
-    let job = current(tx, lease_id, now)?;
-    if cancelled_everywhere(tx, &job.id)? {
-        cancel_job(tx, &job, now)?;
+    let held = current(tx, lease_id, now)?;
+    if cancelled_everywhere(tx, &held.job_id)? {
+        cancel_job(tx, &held.job_id, Some(lease_id), now)?;
         return Ok(ReportAck {
             cancel: true,
             expires_at: now,
         });
     }
-    let expires_at = store_epochs(tx, &job.id, lease_id, epochs, now)?;
+    let expires_at = match store_epochs(tx, lease_id, epochs)? {
+        Some((epoch, json)) => one(
+            tx,
+            "UPDATE jobs SET epochs_done = ?2, latest_json = ?3, lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
+            params![held.job_id, epoch, json, now],
+            |r| r.get(0),
+        )?,
+        None => one(
+            tx,
+            "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms, updated_ms = ?2 WHERE id = ?1 RETURNING lease_expires_ms",
+            params![held.job_id, now],
+            |r| r.get(0),
+        )?,
+    };
     Ok(ReportAck {
         cancel: false,
         expires_at,
     })
 }
 
-/// Writes epochs of a current lease, makes the last one the job's latest, and extends the lease.
-/// Returns the new expiry.
+/// Writes epochs of a current lease; returns the last one (number and JSON) for the job's row.
 fn store_epochs(
     tx: &Transaction<'_>,
-    job_id: &str,
     lease_id: &str,
     epochs: &[EpochReport],
-    now: Millis,
-) -> Result<Millis, StoreError> {
+) -> Result<Option<(u32, String)>, StoreError> {
     let mut latest = None;
     for metrics in epochs {
         let json = serde_json::to_string(metrics).expect("metrics serialise");
@@ -632,20 +679,7 @@ fn store_epochs(
         )?;
         latest = Some((metrics.epoch, json));
     }
-    let Some((epoch, json)) = latest else {
-        return Ok(one(
-            tx,
-            "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms, updated_ms = ?2 WHERE id = ?1 RETURNING lease_expires_ms",
-            params![job_id, now],
-            |r| r.get(0),
-        )?);
-    };
-    Ok(one(
-        tx,
-        "UPDATE jobs SET epochs_done = ?2, latest_json = ?3, lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
-        params![job_id, epoch, json, now],
-        |r| r.get(0),
-    )?)
+    Ok(latest)
 }
 
 /// Stores the result (after `epochs` not reported yet) under the current lease. Repeating it with
@@ -658,31 +692,40 @@ pub fn complete(
     result: &TrialResult,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let outcome: Option<Option<String>> = tx
-        .prepare_cached("SELECT outcome FROM attempts WHERE lease_id = ?1")?
-        .query_row([lease_id], |r| r.get(0))
-        .optional()?;
-    if outcome.flatten().as_deref() == Some("done") {
-        return Ok(());
-    }
-    let job = current(tx, lease_id, now)?;
-    if !epochs.is_empty() {
-        store_epochs(tx, &job.id, lease_id, epochs, now)?;
-    }
+    let held = match current(tx, lease_id, now) {
+        Ok(held) => held,
+        Err(stale @ StoreError::StaleLease { .. }) => {
+            // Harmless if this very lease already completed the job.
+            let outcome: Option<Option<String>> = tx
+                .prepare_cached("SELECT outcome FROM attempts WHERE lease_id = ?1")?
+                .query_row([lease_id], |r| r.get(0))
+                .optional()?;
+            return match outcome.flatten().as_deref() {
+                Some("done") => Ok(()),
+                _ => Err(stale),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let latest = store_epochs(tx, lease_id, epochs)?;
     exec(
         tx,
         "UPDATE attempts SET ended_ms = ?2, outcome = 'done' WHERE lease_id = ?1",
         params![lease_id, now],
     )?;
-    exec(
-        tx,
-        "UPDATE jobs SET state = 'done', result_json = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-        params![
-            job.id,
-            serde_json::to_string(result).expect("result serialises"),
-            now
-        ],
-    )?;
+    let result = serde_json::to_string(result).expect("result serialises");
+    match latest {
+        Some((epoch, json)) => exec(
+            tx,
+            "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = ?4, latest_json = ?5, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+            params![held.job_id, result, now, epoch, json],
+        )?,
+        None => exec(
+            tx,
+            "UPDATE jobs SET state = 'done', result_json = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+            params![held.job_id, result, now],
+        )?,
+    };
     Ok(())
 }
 
@@ -693,10 +736,13 @@ pub fn fail(
     error: &str,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let job = current(tx, lease_id, now)?;
-    let retry = job.attempts < job.max_attempts;
-    let why = format!("attempt {} of {}: {error}", job.attempts, job.max_attempts);
-    end_attempt(tx, &job.id, lease_id, "failed", Some(&why), retry, now)?;
+    let held = current(tx, lease_id, now)?;
+    let retry = held.attempts < held.max_attempts;
+    let why = format!(
+        "attempt {} of {}: {error}",
+        held.attempts, held.max_attempts
+    );
+    end_attempt(tx, &held.job_id, lease_id, "failed", Some(&why), retry, now)?;
     Ok(retry)
 }
 
@@ -719,7 +765,7 @@ pub fn cancel_sweep(
         .collect::<Result<_, _>>()?;
     for id in queued {
         if cancelled_everywhere(tx, &id)? {
-            cancel_job(tx, &get_job(tx, &id)?, now)?;
+            cancel_job(tx, &id, None, now)?;
         }
     }
     sweep_counts(tx, sweep_id)

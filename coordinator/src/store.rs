@@ -93,6 +93,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX jobs_by_seq ON jobs (queued_seq);
     "#,
+    // 3: the queue and the lease expiries as partial indexes: a job is in at most one of them, so a
+    // state change touches one or two index entries instead of four.
+    r#"
+    DROP INDEX jobs_queue;
+    DROP INDEX jobs_expiry;
+    CREATE INDEX jobs_queued ON jobs (queued_seq) WHERE state = 'queued';
+    CREATE INDEX jobs_leased ON jobs (lease_expires_ms) WHERE state = 'leased';
+    "#,
 ];
 
 /// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
