@@ -11,6 +11,10 @@
 //! stored, each committed before the reply. Prints jobs/s and p50/p99 latency of the calls that hand
 //! out leases.
 
+/// The same allocator as the `jetsweep` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
