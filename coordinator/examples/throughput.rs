@@ -2,14 +2,21 @@
 //! loopback. The coordinator runs in a child process of its own (as it would on its own machine);
 //! each simulated worker has its own connection and runs one job at a time, each job one epoch.
 //!
-//!     cargo run --release -p jetsweep-coordinator --example throughput -- [--separate] [JOBS] [WORKERS...]
-//!     cargo run --release -p jetsweep-coordinator --example throughput -- 5000 10 100 1000
+//!     cargo run --release -p jetsweep-coordinator --example throughput -- [--separate] [--rate R] [--state-dir DIR] [JOBS] [WORKERS...]
+//!     cargo run --release -p jetsweep-coordinator --example throughput -- 10000 10 100 1000
+//!     cargo run --release -p jetsweep-coordinator --example throughput -- --rate 10000 20000 100
 //!
 //! Default (what `jetsweep-worker` does for a one-epoch job): the epoch rides with the completion and
 //! the completion leases the next job, one call per job. `--separate`: three calls per job
 //! (LeaseJobs, ReportEpoch, CompleteJob). Either way every job is leased, its epoch stored, its result
 //! stored, each committed before the reply. Prints jobs/s and p50/p99 latency of the calls that hand
 //! out leases.
+//!
+//! Without `--rate` every worker calls again the moment it is answered, so the coordinator is
+//! saturated and latency is mostly queueing (100 workers at N jobs/s wait about 100/N s each). With
+//! `--rate R` each job "trains" for WORKERS/R seconds on average (0.5-1.5x, so trials end at
+//! scattered times), so the workers offer about R jobs/s in all: latency at that load.
+//! `--state-dir` puts the coordinator's state file there (`/dev/shm` takes the disk out of it).
 
 /// The same allocator as the `jetsweep` binary.
 #[global_allocator]
@@ -27,12 +34,16 @@ use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::transport::Channel;
 
-/// Set in the child process that runs the coordinator.
+/// Set in the child process that runs the coordinator: the folder for its state file ("" for the
+/// system's temporary folder).
 const SERVE_ENV: &str = "JETSWEEP_BENCH_SERVE";
 
 /// The child: a coordinator on a fresh state file; prints its URL, serves until stdin closes.
 async fn serve_child() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os(SERVE_ENV).filter(|d| !d.is_empty()) {
+        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let store = Store::open(&dir.path().join("state.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("http://{}", listener.local_addr().unwrap());
@@ -99,7 +110,20 @@ async fn simulate(
     mut c: WorkerServiceClient<Channel>,
     id: String,
     separate: bool,
+    train: Option<Duration>,
 ) -> Vec<Duration> {
+    // Trials end at scattered times, not in lockstep: each lasts 0.5-1.5x the mean (xorshift).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ hash(&id);
+    let mut next_spread = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        0.5 + (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // Paced workers join at scattered times too, as real ones do, not all in the same millisecond.
+    if let Some(train) = train {
+        tokio::time::sleep(train.mul_f64(next_spread() - 0.5)).await;
+    }
     let mut latencies = Vec::new();
     let t = Instant::now();
     let mut lease = c
@@ -114,6 +138,9 @@ async fn simulate(
         .pop();
     latencies.push(t.elapsed());
     while let Some(l) = lease {
+        if let Some(train) = train {
+            tokio::time::sleep(train.mul_f64(next_spread())).await;
+        }
         let t;
         if separate {
             c.report_epoch(pb::ReportEpochRequest {
@@ -161,9 +188,21 @@ async fn simulate(
     latencies
 }
 
-async fn run_once(jobs: usize, workers: usize, separate: bool) -> (f64, Duration, Duration) {
+fn hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+async fn run_once(
+    jobs: usize,
+    workers: usize,
+    separate: bool,
+    rate: Option<f64>,
+    state_dir: &str,
+) -> Run {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(SERVE_ENV, "1")
+        .env(SERVE_ENV, state_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -198,39 +237,77 @@ async fn run_once(jobs: usize, workers: usize, separate: bool) -> (f64, Duration
         clients.push(j.await.unwrap());
     }
 
+    let train = rate.map(|r| Duration::from_secs_f64(workers as f64 / r));
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|(c, id)| tokio::spawn(simulate(c, id, separate)))
+        .map(|(c, id)| tokio::spawn(simulate(c, id, separate, train)))
         .collect();
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // The coordinator stops once its connections close, which this runtime must keep serving.
     drop(child.stdin.take());
-    let _ = child.wait();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-    (jobs as f64 / elapsed, pct(0.5), pct(0.99))
+    Run {
+        jobs_per_s: jobs as f64 / elapsed,
+        p50: pct(0.5),
+        p90: pct(0.9),
+        p99: pct(0.99),
+        max: pct(1.0),
+    }
+}
+
+/// What one run measured: throughput, and the latency of the calls that hand out leases.
+struct Run {
+    jobs_per_s: f64,
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    max: Duration,
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    if std::env::var_os(SERVE_ENV).is_some() {
+        // The coordinator as `jetsweep serve` runs it: a runtime thread per core.
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(serve_child());
+        return;
+    }
+    // The simulated workers stand in for other machines: one thread, so they take as little of
+    // this machine's two cores from the coordinator as they can.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    if std::env::var_os(SERVE_ENV).is_some() {
-        runtime.block_on(serve_child());
-        return;
+    const USAGE: &str =
+        "usage: throughput [--separate] [--rate JOBS_PER_S] [--state-dir DIR] [JOBS] [WORKERS...]";
+    let mut separate = false;
+    let mut state_dir = String::new();
+    let mut rate = None;
+    let mut args = Vec::new();
+    let mut argv = std::env::args().skip(1);
+    while let Some(a) = argv.next() {
+        match a.as_str() {
+            "--separate" => separate = true,
+            "--rate" => {
+                rate = Some(
+                    argv.next()
+                        .and_then(|r| r.parse::<f64>().ok())
+                        .expect(USAGE),
+                )
+            }
+            "--state-dir" => state_dir = argv.next().expect(USAGE),
+            n => args.push(n.parse::<usize>().expect(USAGE)),
+        }
     }
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let separate = args.iter().any(|a| a == "--separate");
-    args.retain(|a| a != "--separate");
-    let args: Vec<usize> = args
-        .iter()
-        .map(|a| a.parse().expect("usage: [--separate] JOBS WORKERS..."))
-        .collect();
     let jobs = args.first().copied().unwrap_or(5000);
     let worker_counts = if args.len() > 1 {
         args[1..].to_vec()
@@ -242,15 +319,22 @@ fn main() {
     } else {
         "1 call per job"
     };
+    let offered = rate.map_or("as fast as answered".to_string(), |r| {
+        format!("{r:.0} jobs/s")
+    });
     println!(
-        "| workers | jobs | pattern | jobs/s | lease p50 | lease p99 |\n|---|---|---|---|---|---|"
+        "| workers | jobs | pattern | offered | jobs/s | lease p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|---|"
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for workers in worker_counts {
-        let (rate, p50, p99) = runtime.block_on(run_once(jobs, workers, separate));
+        let r = runtime.block_on(run_once(jobs, workers, separate, rate, &state_dir));
         println!(
-            "| {workers} | {jobs} | {calls} | {rate:.0} | {:.2} ms | {:.2} ms |",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
+            "| {workers} | {jobs} | {calls} | {offered} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            r.jobs_per_s,
+            ms(r.p50),
+            ms(r.p90),
+            ms(r.p99),
+            ms(r.max)
         );
     }
 }

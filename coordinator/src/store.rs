@@ -192,6 +192,20 @@ impl Store {
         f(&tx)
     }
 
+    /// Leaves checkpoints (copying the WAL back into the main file, with its fsync) to whoever
+    /// calls [`Store::checkpoint`], so that commits on this connection never wait for one.
+    pub fn leave_checkpoints_to_others(&self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
+    /// Copies what it can of the WAL into the main file without waiting for the writer or readers.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// The schema version in the file.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         Ok(self

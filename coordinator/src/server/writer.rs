@@ -6,8 +6,12 @@
 //! append and fsync) instead of a hundred, and no request is answered before it is durable: persist,
 //! then acknowledge. An op that fails rolls back to its savepoint and leaves the others in the group
 //! untouched. After each commit the writer bumps a counter that `WatchSweep` streams wait on.
+//!
+//! Checkpoints (copying the WAL into the main file, and its fsync) run on a thread of their own
+//! with its own connection, so a commit never waits behind one.
 
 use std::thread;
+use std::time::Duration;
 
 use rusqlite::Transaction;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,6 +23,9 @@ use crate::store::Store;
 
 /// Most ops committed together: bounds how long the first op of a group waits for the last.
 const MAX_GROUP: usize = 256;
+/// How often the checkpointer copies new commits into the main file. Short enough that the WAL
+/// stays small (a few MB at 10,000 jobs/s), long enough that each pass does real work.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// One request's work, run by the writer thread.
 trait Op: Send {
@@ -97,15 +104,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
-    pub fn start(store: Store) -> Writer {
+    /// Starts the writer thread over `store`, and the checkpointer over `checkpoints` (a second
+    /// connection to the same file).
+    pub fn start(store: Store, checkpoints: Store) -> Result<Writer, StoreError> {
+        store.leave_checkpoints_to_others()?;
         let (ops, rx) = mpsc::unbounded_channel();
         let (committed, commits) = watch::channel(0);
         thread::Builder::new()
             .name("jetsweep-writer".into())
             .spawn(move || write_groups(store, rx, committed))
             .expect("spawn the store writer thread");
-        Writer { ops, commits }
+        let seen = commits.clone();
+        thread::Builder::new()
+            .name("jetsweep-checkpoint".into())
+            .spawn(move || checkpoint_while_writing(checkpoints, seen))
+            .expect("spawn the store checkpoint thread");
+        Ok(Writer { ops, commits })
     }
 
     /// A receiver that sees a change after every commit (the store may have changed).
@@ -131,6 +145,26 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
     }
+}
+
+/// The checkpointer thread: after new commits, checkpoints; stops when the writer has stopped.
+fn checkpoint_while_writing(store: Store, mut commits: watch::Receiver<u64>) {
+    loop {
+        thread::sleep(CHECKPOINT_INTERVAL);
+        match commits.has_changed() {
+            Err(_) => break,
+            Ok(false) => continue,
+            Ok(true) => {
+                commits.borrow_and_update();
+                if let Err(e) = store.checkpoint() {
+                    // Not fatal: the WAL keeps every commit; the next pass tries again.
+                    eprintln!("jetsweep: checkpoint failed (will retry): {e}");
+                }
+            }
+        }
+    }
+    // A last full copy, so the state file stands alone once the coordinator has stopped.
+    let _ = store.checkpoint();
 }
 
 /// The writer thread: waits for an op, takes every other op already waiting, commits them as one.
@@ -174,7 +208,9 @@ mod tests {
     async fn a_failing_op_is_undone_alone_and_the_rest_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let writer = Writer::start(Store::open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        let checkpoints = store.open_reader().unwrap();
+        let writer = Writer::start(store, checkpoints).unwrap();
         let insert = |tx: &Transaction<'_>, host: &str| {
             tx.execute(
                 "INSERT INTO workers (id, host, device, slots, registered_ms, last_seen_ms) VALUES (?1, ?1, 'cpu', 1, 0, 0)",
