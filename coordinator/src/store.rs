@@ -183,6 +183,13 @@ impl Store {
         Ok(out)
     }
 
+    /// An immediate (write-locked) transaction, for a caller that commits or rolls back itself.
+    pub fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
     /// Runs `f` over a read transaction (a consistent snapshot).
     pub fn read<T>(
         &mut self,

@@ -79,10 +79,15 @@ fn submit_queues_every_cell_and_leases_hand_each_out_once() {
     jobs.sort();
     jobs.dedup();
     assert_eq!(jobs.len(), 6, "no job leased twice");
-    assert!(
-        a.iter()
-            .all(|g| g.attempt == 1 && g.expires_at == 12_000 && g.lease_id.ends_with(".1"))
-    );
+    assert!(a.iter().all(|g| g.attempt == 1
+        && g.expires_at == 12_000
+        && g.lease_id.ends_with(&format!(".{}.1", g.job.id))
+        && job_of_lease(&g.lease_id) == g.job.id));
+    // Lease ids sort in the order they were granted (the store's lease indexes grow at one end).
+    let ids: Vec<&str> = a.iter().chain(&b).map(|g| g.lease_id.as_str()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // Ids of the older form name their job too.
+    assert_eq!(job_of_lease("ab12.3"), "ab12");
     // Grid order: seeds of one point are adjacent.
     assert_eq!(
         (

@@ -58,10 +58,11 @@ impl Coordinator {
         })
     }
 
-    /// Runs `f` in the writer's next group commit; returns once it is committed.
+    /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
+    /// (see [`writer`]): it must be a pure function of the store and its arguments.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&rusqlite::Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
         self.writer.write(f).await.map_err(status)
     }
