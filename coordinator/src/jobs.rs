@@ -529,15 +529,17 @@ fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Held, St
         lease_id: lease_id.to_string(),
         reason,
     };
-    let row: Option<(String, Option<String>, Option<Millis>, u32, u32)> = tx
+    // (state, lease, expiry) and the attempt counts: the five columns the rules need.
+    type LeaseRow = ((String, Option<String>, Option<Millis>), (u32, u32));
+    let row: Option<LeaseRow> = tx
         .prepare_cached(
             "SELECT state, lease_id, lease_expires_ms, attempts, max_attempts FROM jobs WHERE id = ?1",
         )?
         .query_row([job_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?)))
         })
         .optional()?;
-    let Some((state, lease, expires_at, attempts, max_attempts)) = row else {
+    let Some(((state, lease, expires_at), (attempts, max_attempts))) = row else {
         return Err(stale("no such job".into()));
     };
     match (state.as_str(), lease, expires_at) {

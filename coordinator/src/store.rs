@@ -106,6 +106,11 @@ const MIGRATIONS: &[&str] = &[
 /// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache per connection, in KiB (a fixed bound: memory does not grow with finished jobs). The
+/// default 2 MiB is smaller than the pages a sweep of 20,000 jobs keeps touching; at 10,000 jobs/s
+/// the misses tripled the writer's time per job and put lease p99 at 15 ms instead of 3.
+const CACHE_KIB: i64 = 64 * 1024;
+
 /// Prepared statements kept per connection (the lifecycle uses about 30).
 const STATEMENT_CACHE: usize = 64;
 
@@ -153,6 +158,7 @@ impl Store {
         // The writer runs each request in a savepoint, whose undo pages would otherwise go to a
         // temporary file: about 50 KB of writes per job.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         let version =
             conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {
