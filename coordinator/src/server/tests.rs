@@ -269,7 +269,19 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         .await
         .unwrap_err();
     assert_eq!(unknown_worker.code(), Code::NotFound);
-    // Still serving.
+    // A message over the limit is refused before it is read.
+    let huge = format!("name = \"x\"\n# {}\n", "x".repeat(MAX_MESSAGE_BYTES));
+    let oversized = c
+        .sweeps
+        .submit_sweep(pb::SubmitSweepRequest { sweep_toml: huge })
+        .await
+        .unwrap_err();
+    assert_eq!(oversized.code(), Code::OutOfRange, "{oversized:?}");
+    assert!(
+        oversized.message().contains("the limit is: 4194304 bytes"),
+        "{oversized:?}"
+    );
+    // Still serving, and nothing was stored by any of the above.
     let sweep = submit(&mut c, SWEEP).await;
     assert_eq!(sweep.total, 4);
     assert_eq!(
