@@ -1,6 +1,8 @@
 //! jetsweep's wire contract: the generated types, clients and servers of `jetsweep.proto` (package
 //! `jetsweep.v1`), shared by the coordinator and the workers. Nothing else generates code from it.
 
+pub mod auth;
+
 /// Generated from `jetsweep.proto`.
 pub mod v1 {
     tonic::include_proto!("jetsweep.v1");

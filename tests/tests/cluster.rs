@@ -396,3 +396,95 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         (pb::JobState::Done, 0.7, 2)
     );
 }
+
+/// A coordinator started with a token refuses clients and workers without it, or with a wrong one,
+/// with a message saying what to do, and serves those that have it.
+#[test]
+fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator_with(dir.path(), "127.0.0.1:0", "a", &["--token", "s3cret"]);
+    let sweep_file = dir.path().join("quick.toml");
+    std::fs::write(&sweep_file, QUICK).unwrap();
+    let submit = |token: Option<&str>| {
+        let mut cmd = Command::new(coordinator_bin());
+        cmd.arg("submit")
+            .arg(&sweep_file)
+            .args(["--coordinator", &url])
+            .env_remove("JETSWEEP_TOKEN");
+        if let Some(t) = token {
+            cmd.env("JETSWEEP_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    for (token, needle) in [(None, "requires a token"), (Some("wrong"), "wrong token")] {
+        let out = submit(token);
+        let (_, stderr) = text(&out);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{token:?}: {stderr}"
+        );
+    }
+    let out = submit(Some("s3cret"));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let sweep_id = stdout.trim().to_string();
+
+    // A worker with the wrong token stops at once and says why; nothing is leased to it.
+    let out = Command::new(crate::support::worker_bin())
+        .args(["--coordinator", &url, "--token", "nope", "--cache-dir"])
+        .arg(dir.path().join("cache-bad"))
+        .env_remove("JETSWEEP_TOKEN")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("wrong token"),
+        "{stderr}"
+    );
+
+    // With the token, a worker runs the sweep and `jetsweep watch` follows it to the end.
+    let _worker = {
+        let log = dir.path().join("worker-good.log");
+        let child = Command::new(crate::support::worker_bin())
+            .args(["--coordinator", &url, "--slots", "2", "--cache-dir"])
+            .arg(dir.path().join("cache-good"))
+            .env("JETSWEEP_TOKEN", "s3cret")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    };
+    let out = Command::new(coordinator_bin())
+        .args([
+            "watch",
+            &sweep_id,
+            "--coordinator",
+            &url,
+            "--token",
+            "s3cret",
+        ])
+        .env_remove("JETSWEEP_TOKEN")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let out = Command::new(coordinator_bin())
+        .args([
+            "results",
+            &sweep_id,
+            "--format",
+            "csv",
+            "--coordinator",
+            &url,
+        ])
+        .env("JETSWEEP_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success() && stdout.lines().count() > 1,
+        "{stdout}\n{stderr}"
+    );
+}

@@ -39,10 +39,17 @@ impl Drop for Proc {
 
 /// Starts `jetsweep serve` on `listen` with its state in `dir`; returns it and its URL.
 pub fn coordinator(dir: &Path, listen: &str, tag: &str) -> (Proc, String) {
+    coordinator_with(dir, listen, tag, &[])
+}
+
+/// [`coordinator`] with more arguments for `jetsweep serve`.
+pub fn coordinator_with(dir: &Path, listen: &str, tag: &str, extra: &[&str]) -> (Proc, String) {
     let log = dir.join(format!("coordinator-{tag}.log"));
     let mut child = Command::new(coordinator_bin())
         .args(["serve", "--listen", listen, "--state"])
         .arg(dir.join("state.db"))
+        .args(extra)
+        .env_remove("JETSWEEP_TOKEN")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -7,6 +7,7 @@ mod status;
 mod submit;
 
 use clap::{Parser, Subcommand};
+use jetsweep_proto::auth::{self, ClientToken};
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use tonic::transport::Channel;
 
@@ -53,10 +54,19 @@ pub struct Remote {
         value_name = "URL"
     )]
     pub coordinator: String,
+    /// The coordinator's token, if it was started with one.
+    #[arg(
+        long,
+        env = "JETSWEEP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 impl Remote {
-    pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<Channel>> {
+    pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<auth::Channel>> {
+        let token = ClientToken::new(self.token.as_deref())?;
         let channel = Channel::from_shared(self.coordinator.clone())
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -72,7 +82,7 @@ impl Remote {
                     self.coordinator
                 )
             })?;
-        Ok(SweepServiceClient::new(channel))
+        Ok(SweepServiceClient::new(token.wrap(channel)))
     }
 }
 

@@ -77,8 +77,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     ));
 
+    // The embedded coordinator listens on loopback only, without a token.
     let remote = Remote {
         coordinator: url.clone(),
+        token: None,
     };
     eprintln!(
         "jetsweep: preparing the dataset and submitting {}",

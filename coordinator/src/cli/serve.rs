@@ -19,6 +19,15 @@ pub struct ServeArgs {
     /// Folder for prepared datasets and downloads [default: beside the state file].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A shared secret every client and worker must present (their --token or JETSWEEP_TOKEN).
+    /// Without one, anyone who can reach the address can submit, cancel and report.
+    #[arg(
+        long,
+        env = "JETSWEEP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -35,18 +44,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
+    let mut coordinator = Coordinator::new(store, data_dir.clone())?;
+    match &args.token {
+        Some(token) => coordinator = coordinator.require_token(token)?,
+        None if !addr.ip().is_loopback() => eprintln!(
+            "jetsweep: warning: listening on {addr} without a token: anyone who can reach it can submit, cancel and report. Start with --token (or JETSWEEP_TOKEN) to require one"
+        ),
+        None => {}
+    }
     println!("http://{addr}");
     eprintln!(
         "jetsweep: coordinator on http://{addr}, state {}, datasets {}",
         args.state.display(),
         data_dir.display()
     );
-    serve(
-        listener,
-        Coordinator::new(store, data_dir)?,
-        shutdown_signal(),
-    )
-    .await?;
+    serve(listener, coordinator, shutdown_signal()).await?;
     eprintln!("jetsweep: coordinator stopped");
     Ok(())
 }

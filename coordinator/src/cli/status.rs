@@ -164,7 +164,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 /// Shows a progress bar on stderr until the sweep ends; returns its final counts.
 pub async fn follow(
     client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
-        tonic::transport::Channel,
+        jetsweep_proto::auth::Channel,
     >,
     sweep_id: &str,
 ) -> anyhow::Result<pb::SweepView> {

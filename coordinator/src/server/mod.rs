@@ -13,10 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jetsweep_proto::auth::{InvalidToken, RequireToken};
 use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::jobs::Millis;
 use crate::store::Store;
@@ -36,6 +38,8 @@ pub struct Coordinator {
     reader: Arc<Mutex<Store>>,
     /// Prepared datasets and the download cache live here.
     data_dir: PathBuf,
+    /// Checks every call's token (lets all through when the coordinator has none).
+    auth: RequireToken,
 }
 
 /// Wall-clock now in Unix milliseconds.
@@ -55,7 +59,14 @@ impl Coordinator {
             writer: writer::Writer::start(store, checkpoints)?,
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
+            auth: RequireToken::default(),
         })
+    }
+
+    /// Requires `token` on every call of both services.
+    pub fn require_token(mut self, token: &str) -> Result<Self, InvalidToken> {
+        self.auth = RequireToken::new(Some(token))?;
+        Ok(self)
     }
 
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
@@ -127,17 +138,20 @@ pub async fn serve(
             let _ = expiry.write(crate::jobs::expire_leases).await;
         }
     });
+    let auth = coordinator.auth.clone();
     let result = tonic::transport::Server::builder()
-        .add_service(
+        .add_service(InterceptedService::new(
             SweepServiceServer::new(sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
             WorkerServiceServer::new(workers::Workers(coordinator))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            auth,
+        ))
         // No Nagle delay: replies are small and a worker waits on each one.
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jetsweep_data::{Prepared, cache};
+use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 /// Loaded datasets by sha256, and where they are kept on disk.
 pub struct Datasets {

@@ -9,10 +9,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use super::datasets::Datasets;
 use super::with_retry;

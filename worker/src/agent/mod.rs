@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::auth::{Channel, ClientToken};
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::device::DeviceChoice;
 
@@ -33,6 +34,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub coordinator: String,
+    /// Sent with every call when the coordinator requires one.
+    pub token: Option<String>,
     pub device: DeviceChoice,
     pub slots: u32,
     pub cache_dir: PathBuf,
@@ -80,7 +83,7 @@ fn host_name() -> String {
 /// Runs the agent until `stop` is set (then finishes the jobs it holds).
 pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     crate::device::check(config.device)?;
-    let channel: Channel = Endpoint::from_shared(config.coordinator.clone())
+    let channel = Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| {
             anyhow::anyhow!(
                 "coordinator address {:?} is not a URL like http://host:7070: {e}",
@@ -89,7 +92,8 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         })?
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
-    let client = WorkerServiceClient::new(channel).max_decoding_message_size(8 << 20);
+    let token = ClientToken::new(config.token.as_deref())?;
+    let client = WorkerServiceClient::new(token.wrap(channel)).max_decoding_message_size(8 << 20);
     let register = pb::RegisterRequest {
         protocol_version: PROTOCOL_VERSION,
         host: host_name(),

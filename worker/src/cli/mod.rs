@@ -46,6 +46,14 @@ pub struct AgentArgs {
     /// Folder for datasets fetched from the coordinator [default: $JETSWEEP_CACHE_DIR or ~/.cache/jetsweep].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The coordinator's token, if it was started with one.
+    #[arg(
+        long,
+        env = "JETSWEEP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 fn parse_device(s: &str) -> Result<crate::device::DeviceChoice, String> {
@@ -76,6 +84,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     })?;
     let config = crate::agent::AgentConfig {
         coordinator,
+        token: args.token,
         device: args.device,
         slots: args.slots,
         cache_dir: args

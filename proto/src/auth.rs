@@ -1,0 +1,106 @@
+//! The shared token: part of the wire contract. A coordinator started with a token refuses every
+//! call (both services) that does not carry it, as `authorization: Bearer TOKEN` metadata, with
+//! UNAUTHENTICATED and a message saying what to do. Clients attach it with [`ClientToken`]; the
+//! coordinator checks it with [`RequireToken`].
+
+use std::sync::Arc;
+
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Status};
+
+/// The metadata key the token travels in.
+pub const METADATA_KEY: &str = "authorization";
+
+/// What gRPC clients of jetsweep talk through: a channel that attaches the token, if there is one.
+pub type Channel = InterceptedService<tonic::transport::Channel, ClientToken>;
+
+/// A token that cannot travel in gRPC metadata.
+#[derive(Debug)]
+pub struct InvalidToken;
+
+impl std::fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the token must be printable ASCII without spaces (for example from `openssl rand -hex 16`)")
+    }
+}
+
+impl std::error::Error for InvalidToken {}
+
+fn valid(token: &str) -> Result<(), InvalidToken> {
+    if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(InvalidToken)
+    }
+}
+
+/// Client side: adds `authorization: Bearer TOKEN` to every call (nothing when there is no token).
+#[derive(Clone, Default)]
+pub struct ClientToken(Option<MetadataValue<Ascii>>);
+
+impl ClientToken {
+    pub fn new(token: Option<&str>) -> Result<ClientToken, InvalidToken> {
+        let Some(token) = token else {
+            return Ok(ClientToken(None));
+        };
+        valid(token)?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| InvalidToken)?;
+        Ok(ClientToken(Some(value)))
+    }
+
+    /// `channel` with this token on every call.
+    pub fn wrap(self, channel: tonic::transport::Channel) -> Channel {
+        InterceptedService::new(channel, self)
+    }
+}
+
+impl Interceptor for ClientToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert(METADATA_KEY, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Server side: lets a call through only if it carries the token (every call, when there is none).
+#[derive(Clone, Default)]
+pub struct RequireToken(Option<Arc<[u8]>>);
+
+impl RequireToken {
+    pub fn new(token: Option<&str>) -> Result<RequireToken, InvalidToken> {
+        let Some(token) = token else {
+            return Ok(RequireToken(None));
+        };
+        valid(token)?;
+        Ok(RequireToken(Some(
+            format!("Bearer {token}").into_bytes().into(),
+        )))
+    }
+}
+
+impl Interceptor for RequireToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.0 else {
+            return Ok(request);
+        };
+        match request.metadata().get(METADATA_KEY) {
+            None => Err(Status::unauthenticated(
+                "this coordinator requires a token: pass --token or set JETSWEEP_TOKEN",
+            )),
+            Some(given) if same(given.as_bytes(), expected) => Ok(request),
+            Some(_) => Err(Status::unauthenticated(
+                "wrong token: use the one the coordinator was started with (--token or JETSWEEP_TOKEN)",
+            )),
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
