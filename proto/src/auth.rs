@@ -41,8 +41,9 @@ fn valid(token: &str) -> Result<(), InvalidToken> {
 pub struct ClientToken(Option<MetadataValue<Ascii>>);
 
 impl ClientToken {
+    /// No token (or an empty one, as from `JETSWEEP_TOKEN=`): calls go without one.
     pub fn new(token: Option<&str>) -> Result<ClientToken, InvalidToken> {
-        let Some(token) = token else {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(ClientToken(None));
         };
         valid(token)?;
@@ -72,8 +73,9 @@ impl Interceptor for ClientToken {
 pub struct RequireToken(Option<Arc<[u8]>>);
 
 impl RequireToken {
+    /// No token (or an empty one): every call is let through.
     pub fn new(token: Option<&str>) -> Result<RequireToken, InvalidToken> {
-        let Some(token) = token else {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(RequireToken(None));
         };
         valid(token)?;

@@ -45,7 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
     let mut coordinator = Coordinator::new(store, data_dir.clone())?;
-    match &args.token {
+    match args.token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => coordinator = coordinator.require_token(token)?,
         None if !addr.ip().is_loopback() => eprintln!(
             "jetsweep: warning: listening on {addr} without a token: anyone who can reach it can submit, cancel and report. Start with --token (or JETSWEEP_TOKEN) to require one"
