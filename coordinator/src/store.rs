@@ -111,6 +111,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// the misses tripled the writer's time per job and put lease p99 at 15 ms instead of 3.
 const CACHE_KIB: i64 = 64 * 1024;
 
+/// Size the WAL file is cut back to once it has been copied into the main file.
+const WAL_LIMIT_BYTES: i64 = 64 << 20;
+
 /// Prepared statements kept per connection (the lifecycle uses about 30).
 const STATEMENT_CACHE: usize = 64;
 
@@ -159,6 +162,9 @@ impl Store {
         // temporary file: about 50 KB of writes per job.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        // After the WAL starts afresh, cut its file back to this size (a big submit can leave it
+        // at hundreds of MB).
+        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)?;
         let version =
             conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {

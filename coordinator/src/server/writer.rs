@@ -11,11 +11,15 @@
 //! cost a sixth of the writer's time.) After each commit the writer bumps a counter that
 //! `WatchSweep` streams wait on.
 //!
-//! Checkpoints (copying the WAL into the main file, and its fsync) run on a thread of their own
-//! with its own connection, so a commit never waits behind one.
+//! Checkpoints copy the WAL into the main file. The bulk of that copying (and its fsync) runs on a
+//! thread of its own with its own connection, so commits do not wait behind it. But a checkpoint
+//! that runs beside a busy writer never catches up with it, and SQLite only starts the WAL afresh
+//! once every frame is copied: the WAL grew by 250 MB in 20,000 jobs. So the writer, between
+//! groups, now and then copies the few frames the checkpointer has not reached; its next commit
+//! then starts the WAL from the beginning.
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Transaction;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,9 +31,12 @@ use crate::store::Store;
 
 /// Most ops committed together: bounds how long the first op of a group waits for the last.
 const MAX_GROUP: usize = 256;
-/// How often the checkpointer copies new commits into the main file. Short enough that the WAL
-/// stays small (a few MB at 10,000 jobs/s), long enough that each pass does real work.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the checkpointer copies new commits into the main file: often, so that what is left
+/// for the writer's catch-up is small (under 4 MB at 10,000 jobs/s).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the writer catches up with the checkpointer, letting the WAL start afresh. The WAL
+/// holds at most about this much time of commits (20 MB at 10,000 jobs/s).
+const CATCH_UP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One request's work, run by the writer thread.
 trait Op: Send {
@@ -189,6 +196,7 @@ fn write_groups(
     committed: watch::Sender<u64>,
 ) {
     let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_GROUP);
+    let mut caught_up = Instant::now();
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -203,6 +211,11 @@ fn write_groups(
         }
         if outcome.is_ok() {
             committed.send_modify(|n| *n += 1);
+        }
+        if caught_up.elapsed() >= CATCH_UP_INTERVAL {
+            caught_up = Instant::now();
+            // Busy (the checkpointer is mid-pass) or failed: the next interval tries again.
+            let _ = store.checkpoint();
         }
     }
 }
