@@ -303,8 +303,14 @@ pub fn list_sweeps(tx: &Transaction<'_>) -> Result<Vec<SweepCounts>, StoreError>
 }
 
 /// A job's columns, in the order [`job_from_row`] reads them (no name clashes with `sweep_jobs`).
-const JOB_COLUMNS: &str = "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
-     attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error";
+/// A macro so that the statements using it are `concat!`ed at compile time, not built (and
+/// hashed for the statement cache) anew on every call.
+macro_rules! job_columns {
+    () => {
+        "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
+         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error"
+    };
+}
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job, StoreError>> {
     let state: String = r.get(8)?;
@@ -360,8 +366,11 @@ fn collect_jobs(
 
 /// One job. Errors: NotFound.
 pub fn get_job(tx: &Transaction<'_>, job_id: &str) -> Result<Job, StoreError> {
-    let mut stmt =
-        tx.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = ?1"))?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?1"
+    ))?;
     stmt.query_row([job_id], job_from_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id:?}")))?
@@ -375,8 +384,10 @@ pub fn list_jobs(
     limit: u32,
 ) -> Result<Vec<Job>, StoreError> {
     sweep_counts(tx, sweep_id)?;
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 ORDER BY s.position LIMIT ?2 OFFSET ?3"
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 ORDER BY s.position LIMIT ?2 OFFSET ?3"
     ))?;
     collect_jobs(stmt.query_map(params![sweep_id, limit, offset], job_from_row)?)
 }
@@ -476,11 +487,12 @@ pub fn lease_jobs(
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
     // One statement takes the oldest queued job and returns it, already leased.
-    let mut take = tx.prepare_cached(&format!(
+    let mut take = tx.prepare_cached(concat!(
         "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
              lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1)
-         RETURNING {JOB_COLUMNS}"
+         RETURNING ",
+        job_columns!()
     ))?;
     let mut grants = Vec::new();
     while grants.len() < max as usize {
