@@ -657,20 +657,15 @@ pub fn report_epoch(
             expires_at: now,
         });
     }
-    let expires_at = match store_epochs(tx, lease_id, epochs)? {
-        Some((epoch, json)) => one(
-            tx,
-            "UPDATE jobs SET epochs_done = ?2, latest_json = ?3, lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
-            params![held.job_id, epoch, json, now],
-            |r| r.get(0),
-        )?,
-        None => one(
-            tx,
-            "UPDATE jobs SET lease_expires_ms = ?2 + lease_ttl_ms, updated_ms = ?2 WHERE id = ?1 RETURNING lease_expires_ms",
-            params![held.job_id, now],
-            |r| r.get(0),
-        )?,
-    };
+    // Without epochs (none is refused on the wire, but the rule holds) only the lease is extended.
+    let (epoch, json) = store_epochs(tx, lease_id, epochs)?.unzip();
+    let expires_at: Millis = one(
+        tx,
+        "UPDATE jobs SET epochs_done = COALESCE(?2, epochs_done), latest_json = COALESCE(?3, latest_json),
+             lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
+        params![held.job_id, epoch, json, now],
+        |r| r.get(0),
+    )?;
     Ok(ReportAck {
         cancel: false,
         expires_at,
@@ -727,19 +722,19 @@ pub fn complete(
         "UPDATE attempts SET ended_ms = ?2, outcome = 'done' WHERE lease_id = ?1",
         params![lease_id, now],
     )?;
-    let result = serde_json::to_string(result).expect("result serialises");
-    match latest {
-        Some((epoch, json)) => exec(
-            tx,
-            "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = ?4, latest_json = ?5, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-            params![held.job_id, result, now, epoch, json],
-        )?,
-        None => exec(
-            tx,
-            "UPDATE jobs SET state = 'done', result_json = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-            params![held.job_id, result, now],
-        )?,
-    };
+    let (epoch, json) = latest.unzip();
+    exec(
+        tx,
+        "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),
+             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+        params![
+            held.job_id,
+            serde_json::to_string(result).expect("result serialises"),
+            now,
+            epoch,
+            json
+        ],
+    )?;
     Ok(())
 }
 

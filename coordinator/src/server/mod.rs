@@ -54,9 +54,8 @@ impl Coordinator {
     /// A coordinator over the state file `store` (a file store: queries use a second connection).
     pub fn new(store: Store, data_dir: PathBuf) -> Result<Self, StoreError> {
         let reader = store.open_reader()?;
-        let checkpoints = store.open_reader()?;
         Ok(Coordinator {
-            writer: writer::Writer::start(store, checkpoints)?,
+            writer: writer::Writer::start(store)?,
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             auth: RequireToken::default(),

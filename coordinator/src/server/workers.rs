@@ -218,9 +218,15 @@ fn lease_to_wire(
 ) -> Result<Vec<pb::Lease>, crate::StoreError> {
     let grants = jobs::lease_jobs(tx, worker, max, now)?;
     let mut leases = Vec::with_capacity(grants.len());
+    // Grants of one call nearly always share a dataset: look each up once.
+    let mut previous: Option<pb::DatasetRef> = None;
     for g in &grants {
-        let dataset = jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?;
-        leases.push(convert::lease(g, convert::dataset(&dataset)));
+        let dataset = match previous.take() {
+            Some(d) if d.sha256 == g.job.dataset_sha256 => d,
+            _ => convert::dataset(&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?),
+        };
+        leases.push(convert::lease(g, dataset.clone()));
+        previous = Some(dataset);
     }
     Ok(leases)
 }

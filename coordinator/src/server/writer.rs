@@ -126,9 +126,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`, and the checkpointer over `checkpoints` (a second
-    /// connection to the same file).
-    pub fn start(store: Store, checkpoints: Store) -> Result<Writer, StoreError> {
+    /// Starts the writer thread over `store`, and the checkpointer over a second connection to
+    /// the same file.
+    pub fn start(store: Store) -> Result<Writer, StoreError> {
+        let checkpoints = store.open_reader()?;
         store.leave_checkpoints_to_others()?;
         let (ops, rx) = mpsc::unbounded_channel();
         let (committed, commits) = watch::channel(0);
@@ -249,9 +250,7 @@ mod tests {
     async fn a_failing_op_is_undone_alone_and_the_rest_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let store = Store::open(&path).unwrap();
-        let checkpoints = store.open_reader().unwrap();
-        let writer = Writer::start(store, checkpoints).unwrap();
+        let writer = Writer::start(Store::open(&path).unwrap()).unwrap();
         let insert = |tx: &Transaction<'_>, host: &str| {
             tx.execute(
                 "INSERT INTO workers (id, host, device, slots, registered_ms, last_seen_ms) VALUES (?1, ?1, 'cpu', 1, 0, 0)",

@@ -38,7 +38,7 @@ pub async fn run(
     next: NextWork,
 ) -> Vec<pb::Lease> {
     let lease_id = lease.lease_id.clone();
-    let outcome = train(lease, device, &mut client, datasets, stop.clone()).await;
+    let outcome = train(lease, device, &mut client, datasets, stop).await;
     let result = match outcome {
         Ok(Some((result, epochs))) => {
             let request = pb::CompleteJobRequest {

@@ -146,10 +146,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         }
         let free = config.slots.saturating_sub(jobs.len() as u32);
         if free == 0 {
-            tokio::select! {
-                Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-            }
+            wait_for_a_job_or_poll(&mut jobs, &mut ready).await;
             continue;
         }
         let request = pb::LeaseJobsRequest {
@@ -172,10 +169,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         };
         if ready.is_empty() {
             // Nothing queued: wait, but start at once on whatever a finishing job brings back.
-            tokio::select! {
-                Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-            }
+            wait_for_a_job_or_poll(&mut jobs, &mut ready).await;
         }
     }
     eprintln!(
@@ -190,6 +184,15 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
     }
     heartbeat.abort();
     Ok(())
+}
+
+/// Waits until a running job ends (keeping the leases its completion brought back) or the idle
+/// poll interval passes, whichever is first.
+async fn wait_for_a_job_or_poll(jobs: &mut JoinSet<Vec<pb::Lease>>, ready: &mut Vec<pb::Lease>) {
+    tokio::select! {
+        Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
+        _ = tokio::time::sleep(IDLE_POLL) => {}
+    }
 }
 
 /// Starts leased jobs, each on its own task with its own stop flag.
