@@ -1,7 +1,38 @@
-//! jetsweep's wire contract: the generated types, clients and servers of `jetsweep.proto` (package
-//! `jetsweep.v1`), shared by the coordinator and the workers. Nothing else generates code from it.
+//! jetsweep's contract: what the coordinator and its workers say to each other, and the words both
+//! sides say it in. No burn and no SQLite here: the coordinator builds on this crate without the ML
+//! stack, and the worker without the store.
+//!
+//! The wire:
+//! - [`v1`]: the types, clients and servers generated from `jetsweep.proto` (nothing else runs
+//!   code generation), and [`PROTOCOL_VERSION`].
+//! - [`limits`]: heartbeat period, lease bounds, message sizes: the timing and size rules both ends obey.
+//! - [`convert`]: `From`/`TryFrom` between the vocabulary below and the wire types.
+//!
+//! The vocabulary:
+//! - [`model`]: the model-name grammar (`jsc-tiny`, `mlp:64,32`) and parameter counts.
+//! - [`trial`]: a trial's hyperparameters, MASE's defaults, and their one validation.
+//! - [`dataset`]: how a prepared dataset is named (by its content hash).
+//! - [`metrics`]: what an epoch measured, and a trial's result.
+//! - [`state`]: the names of a job's states.
+//!
+//! What every process shares:
+//! - [`auth`]: the token both services require; [`client`]: connecting to a coordinator.
+//! - [`logging`]: tracing to stderr, text or JSON; [`shutdown`]: the stop signal.
 
 pub mod auth;
+pub mod client;
+pub mod convert;
+pub mod dataset;
+mod error;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod model;
+pub mod shutdown;
+pub mod state;
+pub mod trial;
+
+pub use error::Error;
 
 /// Generated from `jetsweep.proto`.
 pub mod v1 {
