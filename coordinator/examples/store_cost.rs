@@ -13,7 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::Instant;
 
-use jetsweep_coordinator::jobs::{self, DatasetRef, EpochReport, TrialResult};
+use jetsweep_coordinator::jobs;
+use jetsweep_proto::dataset::{DatasetRef, ValidationKind};
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 use jetsweep_coordinator::store::Store;
 use jetsweep_coordinator::sweep::SweepSpec;
 
@@ -37,7 +39,7 @@ fn main() {
         sha256: "0".repeat(64),
         bytes: 1,
         synthetic: true,
-        validation: "train-as-val".into(),
+        validation: ValidationKind::TrainAsVal,
     };
     store
         .write(|tx| jobs::submit(tx, &spec, &toml, &dataset, 1))
@@ -59,7 +61,7 @@ fn main() {
                 .map(|g| g.lease_id)
         })
         .collect();
-    let epoch = EpochReport {
+    let epoch = EpochMetrics {
         epoch: 1,
         lr: 1e-3,
         train_loss: 1.0,

@@ -51,7 +51,12 @@ async fn serve_child() {
     let store = Store::open(&dir.path().join("state.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("http://{}", listener.local_addr().unwrap());
-    let coordinator = Coordinator::new(store, dir.path().to_path_buf()).unwrap();
+    let coordinator = Coordinator::new(
+        store,
+        dir.path().to_path_buf(),
+        jetsweep_coordinator::clock::system(),
+    )
+    .unwrap();
     let stdin_closed = tokio::task::spawn_blocking(|| {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
     });

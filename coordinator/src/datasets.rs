@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use jetsweep_data::preprocess::PrepareOptions;
 use jetsweep_data::{DatasetSpec, LoadOptions, cache};
 
-use crate::jobs::DatasetRef;
+use jetsweep_proto::dataset::DatasetRef;
+
+use crate::Error;
 
 /// Where prepared datasets live under the coordinator's data folder.
 pub fn dataset_path(data_dir: &Path, sha256: &str) -> PathBuf {
@@ -22,7 +24,7 @@ pub fn prepare(
     data_dir: &Path,
     spec: &DatasetSpec,
     val_fraction: f64,
-) -> Result<DatasetRef, jetsweep_data::DataError> {
+) -> Result<DatasetRef, Error> {
     let options = LoadOptions {
         cache_dir: data_dir.join("cache"),
         prepare: PrepareOptions {
@@ -44,6 +46,6 @@ pub fn prepare(
         sha256,
         bytes,
         synthetic: prepared.provenance.synthetic,
-        validation: prepared.validation().1.as_str().to_string(),
+        validation: prepared.validation().1,
     })
 }

@@ -1,25 +1,74 @@
-//! The coordinator's error types. Messages name the bad key or value and what to do instead.
+//! The coordinator's one error type, and its one conversion to a gRPC status. Messages name the bad
+//! key or value and what to do instead; errors never echo more of a file than its name.
 
-/// A sweep file that cannot be run.
+use jetsweep_data::DataError;
+use tonic::Status;
+
+/// What kind of trouble a dataset gave: it decides the status a client sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetProblem {
+    /// No such file or directory.
+    NotFound,
+    /// The coordinator may not read it.
+    Forbidden,
+    /// It exists but is not a dataset: wrong columns, bad rows, not a known format, unknown name.
+    Invalid,
+    /// A prepared file that fails its checksum or cannot be decoded.
+    Corrupt,
+    /// A download or a read that failed for now; trying again may work.
+    Unavailable,
+}
+
+impl DatasetProblem {
+    /// The kind of a data-crate error.
+    pub fn of(e: &DataError) -> Self {
+        match e {
+            DataError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => DatasetProblem::NotFound,
+                std::io::ErrorKind::PermissionDenied => DatasetProblem::Forbidden,
+                _ => DatasetProblem::Unavailable,
+            },
+            DataError::CorruptCache { .. } => DatasetProblem::Corrupt,
+            DataError::Download { .. } | DataError::ChecksumMismatch { .. } => {
+                DatasetProblem::Unavailable
+            }
+            _ => DatasetProblem::Invalid,
+        }
+    }
+}
+
+/// Everything the coordinator can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
-pub enum SweepError {
+pub enum Error {
     /// Malformed TOML, an unknown key, or a value of the wrong type (the parser's message names the
     /// key and the line).
     #[error("sweep file: {0}")]
-    Syntax(String),
+    SweepSyntax(String),
 
     #[error("sweep file: {key}: {reason}")]
-    BadValue { key: String, reason: String },
+    SweepValue { key: String, reason: String },
 
     #[error(
         "sweep file: the grid has {cells} cells; the limit is {limit}. Split it into several sweeps or shorten its lists"
     )]
     TooManyCells { cells: u128, limit: usize },
-}
 
-/// The store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+    /// A request that is missing a field or carries a value no rule accepts.
+    #[error("{0}")]
+    InvalidRequest(String),
+
+    /// A worker of another protocol version.
+    #[error(
+        "worker speaks protocol version {theirs}, this coordinator speaks {ours}: run the same jetsweep release on both"
+    )]
+    Protocol { theirs: u32, ours: u32 },
+
+    #[error("dataset: {message}")]
+    Dataset {
+        problem: DatasetProblem,
+        message: String,
+    },
+
     #[error("cannot open the state file {path}: {reason}")]
     Open {
         path: std::path::PathBuf,
@@ -49,4 +98,59 @@ pub enum StoreError {
     /// the request was kept. Retrying later may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<DataError> for Error {
+    fn from(e: DataError) -> Self {
+        Error::Dataset {
+            problem: DatasetProblem::of(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A value the shared vocabulary refused (a sweep cell, a field of a request) names its field.
+impl From<jetsweep_proto::Error> for Error {
+    fn from(e: jetsweep_proto::Error) -> Self {
+        match e {
+            jetsweep_proto::Error::UnknownModel(_) => Error::SweepValue {
+                key: "model".into(),
+                reason: e.to_string(),
+            },
+            jetsweep_proto::Error::Invalid { field, value, hint } => Error::SweepValue {
+                key: field.into(),
+                reason: format!("{value}: {hint}"),
+            },
+            other => Error::InvalidRequest(other.to_string()),
+        }
+    }
+}
+
+/// The one mapping from the coordinator's errors to gRPC statuses.
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let message = e.to_string();
+        match e {
+            Error::SweepSyntax(_) | Error::SweepValue { .. } | Error::InvalidRequest(_) => {
+                Status::invalid_argument(message)
+            }
+            Error::TooManyCells { .. } => Status::resource_exhausted(message),
+            Error::Protocol { .. } | Error::StaleLease { .. } => {
+                Status::failed_precondition(message)
+            }
+            Error::Dataset { problem, .. } => match problem {
+                DatasetProblem::NotFound => Status::not_found(message),
+                DatasetProblem::Forbidden => Status::permission_denied(message),
+                DatasetProblem::Invalid => Status::invalid_argument(message),
+                DatasetProblem::Corrupt => Status::data_loss(message),
+                DatasetProblem::Unavailable => Status::unavailable(message),
+            },
+            Error::NotFound(_) => Status::not_found(message),
+            Error::Unavailable(_) => Status::unavailable(message),
+            Error::Open { .. }
+            | Error::NewerSchema { .. }
+            | Error::Sql(_)
+            | Error::Corrupt(_) => Status::internal(message),
+        }
+    }
 }

@@ -82,14 +82,14 @@ pub fn aggregate(jobs: &[Job]) -> (Vec<ResultRow>, Option<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::TrialResult;
+    use jetsweep_proto::metrics::TrialResult;
 
     fn job(batch_size: u32, seed: u64, state: JobState) -> Job {
         Job {
             id: format!("{batch_size}-{seed}"),
             trial: Trial {
-                model: "jsc-tiny".into(),
-                optimizer: "adam".into(),
+                model: "jsc-tiny".parse().unwrap(),
+                optimizer: Default::default(),
                 batch_size,
                 max_epochs: 10,
                 learning_rate: 1e-3,

@@ -23,24 +23,18 @@
 use std::time::Duration;
 
 use jetsweep_data::DatasetSpec;
-use jetsweep_worker::model::Architecture;
+use jetsweep_proto::limits::{DEFAULT_LEASE, MAX_LEASE, MIN_LEASE};
+use jetsweep_proto::model::Architecture;
+use jetsweep_proto::trial::{self, Hyperparameters, Optimizer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::SweepError;
+use crate::{DatasetProblem, Error};
 
 /// The most jobs one sweep may expand to.
 pub const MAX_CELLS: usize = 100_000;
 /// Default tries per job.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
-/// Default lease timeout: long enough for a few missed heartbeats, short enough that a dead worker's
-/// job is back in the queue within a minute.
-pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A lease must outlive at least three heartbeats (sent every second), so one late heartbeat never
-/// costs a job.
-pub const MIN_LEASE_TIMEOUT_S: f64 = 3.0;
-/// Optimizers a trial may name.
-pub const OPTIMIZERS: [&str; 1] = ["adam"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +55,8 @@ type Defaults = Values<Option<String>, Option<u32>, Option<f64>, Option<u64>>;
 /// `[grid]`: a list per key.
 type GridLists = Values<Option<Vec<String>>, Option<Vec<u32>>, Option<Vec<f64>>, Option<Vec<u64>>>;
 
-/// The hyperparameters a sweep can set, once as defaults and once as grid lists.
+/// The hyperparameters a sweep can set, once as defaults and once as grid lists: every field of
+/// [`Hyperparameters`], each of which reaches the trainer.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Values<S, U, F, N> {
@@ -74,15 +69,7 @@ struct Values<S, U, F, N> {
 }
 
 /// One grid cell: a trial's hyperparameters (the dataset is the sweep's).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trial {
-    pub model: String,
-    pub optimizer: String,
-    pub batch_size: u32,
-    pub max_epochs: u32,
-    pub learning_rate: f64,
-    pub seed: u64,
-}
+pub type Trial = Hyperparameters;
 
 /// A validated sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,16 +81,16 @@ pub struct SweepSpec {
     pub attempts: u32,
     pub lease_timeout: Duration,
     /// The axes of the grid, each non-empty; a key not in `[grid]` has its one default value.
-    pub models: Vec<String>,
-    pub optimizers: Vec<String>,
+    pub models: Vec<Architecture>,
+    pub optimizers: Vec<Optimizer>,
     pub batch_sizes: Vec<u32>,
     pub max_epochs: Vec<u32>,
     pub learning_rates: Vec<f64>,
     pub seeds: Vec<u64>,
 }
 
-fn bad(key: &str, reason: impl Into<String>) -> SweepError {
-    SweepError::BadValue {
+fn bad(key: &str, reason: impl Into<String>) -> Error {
+    Error::SweepValue {
         key: key.to_string(),
         reason: reason.into(),
     }
@@ -115,7 +102,7 @@ fn axis<T: Clone>(
     grid: Option<Vec<T>>,
     default: Option<T>,
     fallback: T,
-) -> Result<Vec<T>, SweepError> {
+) -> Result<Vec<T>, Error> {
     match grid {
         Some(list) if list.is_empty() => Err(bad(
             &format!("grid.{key}"),
@@ -126,13 +113,32 @@ fn axis<T: Clone>(
     }
 }
 
+/// A dataset name the sweep file cannot use. A name that is not one of ours is a bad value of the
+/// file; a file that is missing or unreadable keeps its kind (not found, forbidden).
+fn dataset_error(e: jetsweep_data::DataError) -> Error {
+    match DatasetProblem::of(&e) {
+        DatasetProblem::Invalid => bad("dataset", e.to_string()),
+        _ => Error::from(e),
+    }
+}
+
+/// Every value of a list through the vocabulary's parser or check.
+fn each<T, U>(
+    list: Vec<T>,
+    f: impl Fn(T) -> Result<U, jetsweep_proto::Error>,
+) -> Result<Vec<U>, Error> {
+    list.into_iter().map(|v| f(v).map_err(Error::from)).collect()
+}
+
 impl SweepSpec {
     /// Parses and validates a sweep file's text.
-    pub fn parse(text: &str) -> Result<SweepSpec, SweepError> {
-        let file: SweepFile = toml::from_str(text)
-            .map_err(|e| SweepError::Syntax(e.to_string().trim().to_string()))?;
+    pub fn parse(text: &str) -> Result<SweepSpec, Error> {
+        let file: SweepFile =
+            toml::from_str(text).map_err(|e| Error::SweepSyntax(e.to_string().trim().to_string()))?;
         let d = file.defaults;
         let g = file.grid;
+        let defaults = Hyperparameters::default();
+        let checked = |v: u32, check: fn(u32) -> Result<(), jetsweep_proto::Error>| check(v).map(|_| v);
         let spec = SweepSpec {
             name: file.name.trim().to_string(),
             dataset: file
@@ -140,33 +146,53 @@ impl SweepSpec {
                 .as_deref()
                 .unwrap_or("synthetic")
                 .parse()
-                .map_err(|e: jetsweep_data::DataError| bad("dataset", e.to_string()))?,
+                .map_err(dataset_error)?,
             val_fraction: file.val_fraction.unwrap_or(0.0),
             attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
             lease_timeout: match file.lease_timeout_s {
-                None => DEFAULT_LEASE_TIMEOUT,
-                Some(s) if s.is_finite() && (1.0..=86_400.0).contains(&s) => {
+                None => DEFAULT_LEASE,
+                Some(s) if s.is_finite() && (MIN_LEASE.as_secs_f64()..=MAX_LEASE.as_secs_f64()).contains(&s) => {
                     Duration::from_secs_f64(s)
                 }
                 Some(s) => {
                     return Err(bad(
                         "lease_timeout_s",
-                        format!("{s} is out of range: use 1 to 86400 seconds"),
+                        format!(
+                            "{s} is out of range: use {} to {} seconds (a lease must outlive three heartbeats)",
+                            MIN_LEASE.as_secs(),
+                            MAX_LEASE.as_secs()
+                        ),
                     ));
                 }
             },
-            models: axis("model", g.model, d.model, "jsc-tiny".into())?,
-            optimizers: axis("optimizer", g.optimizer, d.optimizer, "adam".into())?,
-            batch_sizes: axis("batch_size", g.batch_size, d.batch_size, 128)?,
-            max_epochs: axis("max_epochs", g.max_epochs, d.max_epochs, 20)?,
-            learning_rates: axis("learning_rate", g.learning_rate, d.learning_rate, 1e-5)?,
-            seeds: axis("seed", g.seed, d.seed, 0)?,
+            models: each(
+                axis("model", g.model, d.model, defaults.model.name.clone())?,
+                |m| m.parse(),
+            )?,
+            optimizers: each(
+                axis("optimizer", g.optimizer, d.optimizer, defaults.optimizer.as_str().into())?,
+                |o| o.parse(),
+            )?,
+            batch_sizes: each(
+                axis("batch_size", g.batch_size, d.batch_size, defaults.batch_size)?,
+                |b| checked(b, trial::check_batch_size),
+            )?,
+            max_epochs: each(
+                axis("max_epochs", g.max_epochs, d.max_epochs, defaults.max_epochs)?,
+                |e| checked(e, trial::check_max_epochs),
+            )?,
+            learning_rates: each(
+                axis("learning_rate", g.learning_rate, d.learning_rate, defaults.learning_rate)?,
+                |lr| trial::check_learning_rate(lr).map(|_| lr),
+            )?,
+            seeds: axis("seed", g.seed, d.seed, defaults.seed)?,
         };
         spec.validate()?;
         Ok(spec)
     }
 
-    fn validate(&self) -> Result<(), SweepError> {
+    /// The rules that concern the sweep as a whole (each value was checked as it was read).
+    fn validate(&self) -> Result<(), Error> {
         if self.name.is_empty() {
             return Err(bad("name", "empty: give the sweep a name"));
         }
@@ -182,37 +208,9 @@ impl SweepSpec {
         if self.attempts == 0 {
             return Err(bad("attempts", "0: a job needs at least 1 attempt"));
         }
-        for m in &self.models {
-            m.parse::<Architecture>()
-                .map_err(|e| bad("model", e.to_string()))?;
-        }
-        for o in &self.optimizers {
-            if !OPTIMIZERS.contains(&o.as_str()) {
-                return Err(bad(
-                    "optimizer",
-                    format!("unknown optimizer {o:?}: use {}", OPTIMIZERS.join(", ")),
-                ));
-            }
-        }
-        if self.batch_sizes.contains(&0) {
-            return Err(bad("batch_size", "0: use a positive batch size, e.g. 128"));
-        }
-        if self.max_epochs.contains(&0) {
-            return Err(bad("max_epochs", "0: use at least 1 epoch"));
-        }
-        if let Some(lr) = self
-            .learning_rates
-            .iter()
-            .find(|lr| !(lr.is_finite() && **lr > 0.0))
-        {
-            return Err(bad(
-                "learning_rate",
-                format!("{lr}: use a positive finite number, e.g. 1e-3"),
-            ));
-        }
         let cells = self.cells();
         if cells > MAX_CELLS as u128 {
-            return Err(SweepError::TooManyCells {
+            return Err(Error::TooManyCells {
                 cells,
                 limit: MAX_CELLS,
             });
@@ -240,14 +238,14 @@ impl SweepSpec {
     pub fn trials(&self) -> Vec<Trial> {
         let mut out = Vec::with_capacity(self.cells() as usize);
         for model in &self.models {
-            for optimizer in &self.optimizers {
+            for &optimizer in &self.optimizers {
                 for &batch_size in &self.batch_sizes {
                     for &max_epochs in &self.max_epochs {
                         for &learning_rate in &self.learning_rates {
                             for &seed in &self.seeds {
                                 out.push(Trial {
                                     model: model.clone(),
-                                    optimizer: optimizer.clone(),
+                                    optimizer,
                                     batch_size,
                                     max_epochs,
                                     learning_rate,
@@ -269,8 +267,8 @@ impl SweepSpec {
 pub fn job_id(trial: &Trial, dataset_sha256: &str) -> String {
     let key = format!(
         "jetsweep-job-v1|model={}|optimizer={}|batch_size={}|max_epochs={}|lr={:016x}|seed={}|dataset={}",
-        trial.model,
-        trial.optimizer,
+        trial.model.name,
+        trial.optimizer.as_str(),
         trial.batch_size,
         trial.max_epochs,
         trial.learning_rate.to_bits(),
@@ -310,8 +308,8 @@ seed = [0, 1, 2]
         assert_eq!(
             trials[0],
             Trial {
-                model: "jsc-tiny".into(),
-                optimizer: "adam".into(),
+                model: "jsc-tiny".parse().unwrap(),
+                optimizer: Optimizer::Adam,
                 batch_size: 64,
                 max_epochs: 10,
                 learning_rate: 1e-3,
@@ -363,7 +361,7 @@ seed = [0, 1, 2]
                 ..t.clone()
             },
             Trial {
-                model: "jsc-toy".into(),
+                model: "jsc-toy".parse().unwrap(),
                 ..t.clone()
             },
         ] {
@@ -428,6 +426,11 @@ seed = [0, 1, 2]
             &["optimizer", "lbfgs"],
         );
         refused("name = \"x\"\nattempts = 0\n", &["attempts"]);
+        refused("name = \"x\"\nlease_timeout_s = 1\n", &["lease_timeout_s", "three heartbeats"]);
+        refused(
+            "name = \"x\"\n[defaults]\nmax_epochs = 4294967295\n",
+            &["max_epochs", "4294967295"],
+        );
         refused("name = \"x\"\n[grid]\nbatch_size = [-1]\n", &["batch_size"]);
         refused("name = \"x\"\n[grid\n", &["sweep file"]);
         refused("dataset = \"synthetic\"\n", &["name"]);

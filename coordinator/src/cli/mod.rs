@@ -7,9 +7,10 @@ mod status;
 mod submit;
 
 use clap::{Parser, Subcommand};
-use jetsweep_proto::auth::{self, ClientToken};
+use jetsweep_proto::auth;
+use jetsweep_proto::client;
+use jetsweep_proto::logging::{self, LogFormat};
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
-use tonic::transport::Channel;
 
 /// jetsweep: hyperparameter sweeps of MASE's JSC models across a cluster.
 ///
@@ -66,24 +67,18 @@ pub struct Remote {
 
 impl Remote {
     pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<auth::Channel>> {
-        let token = ClientToken::new(self.token.as_deref())?;
-        let channel = Channel::from_shared(self.coordinator.clone())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "coordinator address {:?} is not a URL like http://host:7070: {e}",
-                    self.coordinator
-                )
-            })?
-            .connect()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the coordinator at {}: {e} (is `jetsweep serve` running there?)",
-                    self.coordinator
-                )
-            })?;
-        Ok(SweepServiceClient::new(token.wrap(channel)))
+        let channel = client::connect(&self.coordinator, self.token.as_deref()).await?;
+        Ok(client::sweep_client(channel))
     }
+}
+
+/// How a long-running verb (`serve`, `run`) logs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Logging {
+    /// Log lines as readable text or as one JSON object each (filter with JETSWEEP_LOG or
+    /// RUST_LOG, e.g. `JETSWEEP_LOG=debug` to follow every job).
+    #[arg(long, default_value = "text", value_name = "text|json")]
+    pub log_format: LogFormat,
 }
 
 /// A gRPC error as a user reads it.
@@ -92,6 +87,11 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    logging::init(match &cli.command {
+        Command::Serve(a) => a.logging.log_format,
+        Command::Run(a) => a.logging.log_format,
+        _ => LogFormat::Text,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

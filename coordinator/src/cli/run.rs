@@ -9,7 +9,8 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::results::{Format, render};
-use super::{Remote, rpc_error};
+use super::{Logging, Remote, rpc_error};
+use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
 
@@ -26,6 +27,8 @@ pub struct RunArgs {
     /// How to print the results.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    #[command(flatten)]
+    pub logging: Logging,
 }
 
 /// `jetsweep-worker` next to this executable, or `$JETSWEEP_WORKER_BIN`.
@@ -71,7 +74,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        Coordinator::new(store, data_dir.clone())?,
+        Coordinator::new(store, data_dir.clone(), clock::system())?,
         async {
             let _ = stopped.await;
         },
@@ -82,14 +85,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         coordinator: url.clone(),
         token: None,
     };
-    eprintln!(
-        "jetsweep: preparing the dataset and submitting {}",
-        args.file.display()
-    );
+    tracing::info!(file = %args.file.display(), "preparing the dataset and submitting");
     let sweep = super::submit::submit(&remote, text).await?;
-    eprintln!(
-        "jetsweep: sweep {}: {} jobs ({} reused from earlier runs)",
-        sweep.sweep_id, sweep.total, sweep.reused
+    tracing::info!(
+        sweep = %sweep.sweep_id,
+        jobs = sweep.total,
+        reused = sweep.reused,
+        "sweep submitted (reused: finished in earlier runs)"
     );
 
     let log_path = args.state.with_extension("workers.log");
@@ -110,11 +112,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", worker_bin.display()))?,
         );
     }
-    eprintln!(
-        "jetsweep: {} local worker(s) started (log: {})",
-        args.workers,
-        log_path.display()
-    );
+    tracing::info!(workers = args.workers, log = %log_path.display(), "local workers started");
 
     let mut client = remote.connect().await?;
     let last = super::status::follow(&mut client, &sweep.sweep_id).await?;

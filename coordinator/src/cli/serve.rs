@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use tokio::net::TcpListener;
 
+use super::Logging;
+use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
 
@@ -28,6 +30,8 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub logging: Logging,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -44,31 +48,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut coordinator = Coordinator::new(store, data_dir.clone())?;
+    let mut coordinator = Coordinator::new(store, data_dir.clone(), clock::system())?;
     match args.token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => coordinator = coordinator.require_token(token)?,
-        None if !addr.ip().is_loopback() => eprintln!(
-            "jetsweep: warning: listening on {addr} without a token: anyone who can reach it can submit, cancel and report. Start with --token (or JETSWEEP_TOKEN) to require one"
+        None if !addr.ip().is_loopback() => tracing::warn!(
+            %addr,
+            "listening off loopback without a token: anyone who can reach it can submit, cancel and report. Start with --token (or JETSWEEP_TOKEN) to require one"
         ),
         None => {}
     }
     println!("http://{addr}");
-    eprintln!(
-        "jetsweep: coordinator on http://{addr}, state {}, datasets {}",
-        args.state.display(),
-        data_dir.display()
+    tracing::info!(
+        url = %format!("http://{addr}"),
+        state = %args.state.display(),
+        datasets = %data_dir.display(),
+        "coordinator serving"
     );
-    serve(listener, coordinator, shutdown_signal()).await?;
-    eprintln!("jetsweep: coordinator stopped");
+    serve(listener, coordinator, jetsweep_proto::shutdown::signal()).await?;
+    tracing::info!("coordinator stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

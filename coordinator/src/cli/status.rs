@@ -128,7 +128,7 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
         .map_err(rpc_error)?
         .into_inner()
         .workers;
-    let now = crate::server::now_ms();
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     println!(
         "{:<24} {:<20} {:<8} {:>5} {:>10}  JOBS",
         "WORKER", "HOST", "DEVICE", "SLOTS", "SEEN"

@@ -1,7 +1,12 @@
 //! The lifecycle rules, checked over a real SQLite store with time passed in.
 
+use jetsweep_proto::dataset::ValidationKind;
+use jetsweep_proto::metrics::EpochMetrics;
+
 use super::*;
+use crate::Error;
 use crate::store::Store;
+use crate::sweep::SweepSpec;
 
 const SWEEP: &str = r#"
 name = "lab1 batch size"
@@ -21,7 +26,7 @@ fn dataset() -> DatasetRef {
         sha256: "d5".into(),
         bytes: 10,
         synthetic: true,
-        validation: "train-as-val".into(),
+        validation: ValidationKind::TrainAsVal,
     }
 }
 
@@ -40,8 +45,8 @@ fn setup() -> (Store, SweepCounts, String, String) {
     (store, sweep, w1, w2)
 }
 
-fn metrics(epoch: u32) -> EpochReport {
-    EpochReport {
+fn metrics(epoch: u32) -> EpochMetrics {
+    EpochMetrics {
         epoch,
         lr: 1e-3,
         train_loss: 1.0,
@@ -160,7 +165,7 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         store.write(|tx| fail(tx, &old.lease_id, "late", 12_002).map(|_| ())),
     ] {
         assert!(
-            matches!(refused, Err(StoreError::StaleLease { .. })),
+            matches!(refused, Err(Error::StaleLease { .. })),
             "{refused:?}"
         );
     }
@@ -374,6 +379,33 @@ fn state_survives_reopening_the_file() {
     );
     assert!(matches!(
         store.read(|tx| sweep_counts(tx, "nope")),
-        Err(StoreError::NotFound(_))
+        Err(Error::NotFound(_))
     ));
+}
+
+/// A state name that is not one of the five (written past the schema's check, as a damaged or
+/// foreign file might hold) is reported as corruption, never read as some other state.
+#[test]
+fn an_unknown_state_is_corruption_not_a_default() {
+    let (mut store, sweep, _, _) = setup();
+    let job = store
+        .read(|tx| list_jobs(tx, &sweep.id, 0, 1))
+        .unwrap()
+        .remove(0);
+    store
+        .write(|tx| {
+            tx.pragma_update(None, "ignore_check_constraints", true)?;
+            tx.execute("UPDATE jobs SET state = 'running' WHERE id = ?1", [&job.id])?;
+            Ok(())
+        })
+        .unwrap();
+    for err in [
+        store.read(|tx| get_job(tx, &job.id)).map(|_| ()),
+        store.read(|tx| sweep_counts(tx, &sweep.id)).map(|_| ()),
+    ] {
+        match err {
+            Err(Error::Corrupt(why)) => assert!(why.contains("running"), "{why}"),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
 }

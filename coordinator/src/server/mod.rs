@@ -1,39 +1,37 @@
 //! The gRPC server: glue between the wire and the domain. Handlers unpack and validate requests, run
 //! the domain functions of [`crate::jobs`] through the store's group-committing writer (or over a
 //! read connection on a blocking thread), and convert the answer back. Domain errors become gRPC
-//! statuses in exactly one place ([`status`]).
+//! statuses in exactly one place (`impl From<Error> for Status` in [`crate::error`]).
+//!
+//! - `sweeps`: the SweepService; `workers`: the WorkerService; `views`: the coordinator's records
+//!   as wire messages.
 
-mod convert;
 mod sweeps;
+mod views;
 mod workers;
-mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jetsweep_proto::auth::{InvalidToken, RequireToken};
+use jetsweep_proto::limits::MAX_MESSAGE_BYTES;
 use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
-use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::jobs::Millis;
+use crate::Error;
+use crate::clock::{Millis, SharedClock};
 use crate::store::Store;
-use crate::{StoreError, SweepError};
-
-/// Largest message accepted or sent. Sweep files and reports are small; dataset chunks are 1 MiB.
-pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-/// Dataset files are streamed in chunks of this size.
-pub const DATASET_CHUNK_BYTES: usize = 1 << 20;
+use crate::store::writer::Writer;
 
 /// Shared state of a running coordinator.
 #[derive(Clone)]
 pub struct Coordinator {
     /// Every state change goes through the one writer, which commits concurrent requests together.
-    writer: writer::Writer,
+    writer: Writer,
     /// A read-only connection for queries (status, results, watch): they never hold up the writer.
     reader: Arc<Mutex<Store>>,
     /// Prepared datasets and the download cache live here.
@@ -42,20 +40,13 @@ pub struct Coordinator {
     auth: RequireToken,
 }
 
-/// Wall-clock now in Unix milliseconds.
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
-
 impl Coordinator {
-    /// A coordinator over the state file `store` (a file store: queries use a second connection).
-    pub fn new(store: Store, data_dir: PathBuf) -> Result<Self, StoreError> {
+    /// A coordinator over the state file `store` (a file store: queries use a second connection),
+    /// reading the time from `clock` (the system clock in service; a hand-moved one in tests).
+    pub fn new(store: Store, data_dir: PathBuf, clock: SharedClock) -> Result<Self, Error> {
         let reader = store.open_reader()?;
         Ok(Coordinator {
-            writer: writer::Writer::start(store)?,
+            writer: Writer::start(store, clock)?,
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             auth: RequireToken::default(),
@@ -69,54 +60,41 @@ impl Coordinator {
     }
 
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
-    /// (see [`writer`]): it must be a pure function of the store and its arguments.
+    /// (see [`crate::store::writer`]): it must be a pure function of the store and its arguments.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl Fn(&rusqlite::Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        self.writer.write(f).await.map_err(status)
+        f: impl Fn(&rusqlite::Transaction<'_>, Millis) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.writer.write(f).await
     }
 
     /// Runs `f` over a read snapshot on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let store = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
             store.read(f)
         })
         .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-        .map_err(status)
+        .map_err(|e| Error::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Returns overdue leases' jobs to the queue now (the server also does it every
+    /// [`EXPIRY_SCAN`], and before every lease grant). Returns how many expired.
+    pub async fn expire_leases(&self) -> Result<usize, Error> {
+        self.write(crate::jobs::expire_leases).await
     }
 }
 
-/// The one mapping from domain errors to gRPC statuses.
-pub fn status(e: StoreError) -> Status {
-    match e {
-        StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
-        StoreError::StaleLease { .. } => Status::failed_precondition(e.to_string()),
-        StoreError::Unavailable(_) => Status::unavailable(e.to_string()),
-        other => Status::internal(other.to_string()),
-    }
-}
-
-/// A required string field that is empty is an `invalid_argument` naming the field.
-fn required(value: &str, field: &str) -> Result<(), Status> {
+/// A required string field that is empty is an invalid request naming the field.
+fn required(value: &str, field: &str) -> Result<(), Error> {
     if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field} is required")))
+        Err(Error::InvalidRequest(format!("{field} is required")))
     } else {
         Ok(())
-    }
-}
-
-/// A bad sweep file as a status.
-pub fn sweep_status(e: SweepError) -> Status {
-    match e {
-        SweepError::TooManyCells { .. } => Status::resource_exhausted(e.to_string()),
-        other => Status::invalid_argument(other.to_string()),
     }
 }
 
@@ -134,7 +112,9 @@ pub async fn serve(
         let mut tick = tokio::time::interval(EXPIRY_SCAN);
         loop {
             tick.tick().await;
-            let _ = expiry.write(crate::jobs::expire_leases).await;
+            if let Err(e) = expiry.expire_leases().await {
+                tracing::warn!(error = %e, "expiry scan failed; the next scan retries");
+            }
         }
     });
     let auth = coordinator.auth.clone();

@@ -10,13 +10,13 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, convert, required, sweep_status};
+use super::{Coordinator, required, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.
 const DEFAULT_PAGE: u32 = 1000;
-/// A watched sweep is re-read at most this often: live enough for progress bars, and one cheap
+/// A watched sweep's counts are re-read at most this often: live enough for progress bars, and one cheap
 /// query per watcher however many reports arrive.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -29,21 +29,30 @@ impl SweepService for Sweeps {
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
         let text = request.into_inner().sweep_toml;
-        let spec = SweepSpec::parse(&text).map_err(sweep_status)?;
+        let spec = SweepSpec::parse(&text).inspect_err(|e| {
+            tracing::info!(error = %e, "sweep file refused");
+        })?;
         let data_dir = self.0.data_dir.clone();
         let (dataset_spec, val_fraction) = (spec.dataset.clone(), spec.val_fraction);
         let dataset = tokio::task::spawn_blocking(move || {
             crate::datasets::prepare(&data_dir, &dataset_spec, val_fraction)
         })
         .await
-        .map_err(|e| Status::internal(format!("dataset task failed: {e}")))?
-        .map_err(|e| Status::invalid_argument(format!("dataset: {e}")))?;
+        .map_err(|e| crate::Error::Unavailable(format!("dataset task failed: {e}")))?
+        .inspect_err(|e| tracing::info!(error = %e, "sweep's dataset refused"))?;
         let counts = self
             .0
             .write(move |tx, now| jobs::submit(tx, &spec, &text, &dataset, now))
             .await?;
+        tracing::info!(
+            sweep = %counts.id,
+            jobs = counts.total,
+            reused = counts.reused,
+            queued = counts.queued,
+            "sweep submitted"
+        );
         Ok(Response::new(pb::SubmitSweepResponse {
-            sweep: Some(convert::sweep(&counts)),
+            sweep: Some(views::sweep(&counts)),
         }))
     }
 
@@ -55,7 +64,7 @@ impl SweepService for Sweeps {
         required(&id, "sweep_id")?;
         let counts = self.0.read(move |tx| jobs::sweep_counts(tx, &id)).await?;
         Ok(Response::new(pb::GetSweepResponse {
-            sweep: Some(convert::sweep(&counts)),
+            sweep: Some(views::sweep(&counts)),
         }))
     }
 
@@ -65,7 +74,7 @@ impl SweepService for Sweeps {
     ) -> Result<Response<pb::ListSweepsResponse>, Status> {
         let sweeps = self.0.read(jobs::list_sweeps).await?;
         Ok(Response::new(pb::ListSweepsResponse {
-            sweeps: sweeps.iter().map(convert::sweep).collect(),
+            sweeps: sweeps.iter().map(views::sweep).collect(),
         }))
     }
 
@@ -79,7 +88,7 @@ impl SweepService for Sweeps {
             0
         } else {
             r.page_token.parse().map_err(|_| {
-                Status::invalid_argument(format!(
+                crate::Error::InvalidRequest(format!(
                     "page_token {:?} is not one this server gave",
                     r.page_token
                 ))
@@ -100,12 +109,12 @@ impl SweepService for Sweeps {
                 ))
             })
             .await?;
-        let dataset = counts.dataset.as_ref().map(convert::dataset);
+        let dataset = counts.dataset.as_ref().map(pb::DatasetRef::from);
         let next = offset + page.len() as u32;
         Ok(Response::new(pb::ListJobsResponse {
             jobs: page
                 .iter()
-                .map(|j| convert::job(j, &r.sweep_id, dataset.clone()))
+                .map(|j| views::job(j, &r.sweep_id, dataset.clone()))
                 .collect(),
             next_page_token: if next < counts.total && page.len() as u32 == limit {
                 next.to_string()
@@ -140,8 +149,7 @@ impl SweepService for Sweeps {
                 let finished = counts.finished();
                 if sent.as_ref() != Some(&counts) {
                     let view = pb::WatchSweepResponse {
-                        sweep: Some(convert::sweep(&counts)),
-                        job: None,
+                        sweep: Some(views::sweep(&counts)),
                     };
                     if out.send(Ok(view)).await.is_err() {
                         return;
@@ -164,7 +172,7 @@ impl SweepService for Sweeps {
                 {
                     Ok(c) => counts = c,
                     Err(e) => {
-                        let _ = out.send(Err(e)).await;
+                        let _ = out.send(Err(e.into())).await;
                         return;
                     }
                 }
@@ -189,11 +197,11 @@ impl SweepService for Sweeps {
             })
             .await?;
         let (rows, best) = crate::results::aggregate(&all);
-        let dataset = counts.dataset.as_ref().map(convert::dataset);
+        let dataset = counts.dataset.as_ref().map(pb::DatasetRef::from);
         Ok(Response::new(pb::GetResultsResponse {
             rows: rows
                 .iter()
-                .map(|r| convert::result_row(r, dataset.clone()))
+                .map(|r| views::result_row(r, dataset.clone()))
                 .collect(),
             best: best.map_or(-1, |b| b as i32),
         }))
@@ -209,8 +217,9 @@ impl SweepService for Sweeps {
             .0
             .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
             .await?;
+        tracing::info!(sweep = %counts.id, cancelled = counts.cancelled, running = counts.leased, "sweep cancelled");
         Ok(Response::new(pb::CancelSweepResponse {
-            sweep: Some(convert::sweep(&counts)),
+            sweep: Some(views::sweep(&counts)),
         }))
     }
 

@@ -1,67 +1,20 @@
 //! The real server on 127.0.0.1:0, called through the generated clients.
 
+use std::time::Duration;
+
 use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::limits::{HEARTBEAT_INTERVAL, MAX_MESSAGE_BYTES, MIN_LEASE};
 use jetsweep_proto::v1 as pb;
-use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
-use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::Code;
-use tonic::transport::Channel;
 
-use super::*;
+use crate::testkit::{TestCoordinator, sweeps};
 
-const SWEEP: &str = r#"
-name = "tiny"
-dataset = "synthetic:2000"
-lease_timeout_s = 5
-[defaults]
-max_epochs = 2
-learning_rate = 1e-3
-[grid]
-batch_size = [64, 128]
-seed = [0, 1]
-"#;
+const SWEEP: &str = sweeps::TINY;
 
-struct Running {
-    sweeps: SweepServiceClient<Channel>,
-    workers: WorkerServiceClient<Channel>,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Running {
+/// A coordinator on loopback over a state file in its own folder (kept as long as the test runs).
+async fn start() -> (TestCoordinator, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state.db")).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let coordinator = Coordinator::new(store, dir.path().to_path_buf()).unwrap();
-    tokio::spawn(serve(listener, coordinator, async {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Running {
-        sweeps: SweepServiceClient::new(channel.clone()),
-        workers: WorkerServiceClient::new(channel),
-        _dir: dir,
-        _stop: stop,
-    }
-}
-
-/// Submits a sweep file that must be accepted.
-async fn submit(c: &mut Running, toml: &str) -> pb::SweepView {
-    c.sweeps
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: toml.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
+    (TestCoordinator::start(dir.path()).await, dir)
 }
 
 fn epoch(n: u32) -> pb::EpochMetrics {
@@ -74,8 +27,8 @@ fn epoch(n: u32) -> pb::EpochMetrics {
 
 #[tokio::test]
 async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
-    let mut c = start().await;
-    let sweep = submit(&mut c, SWEEP).await;
+    let (mut c, _dir) = start().await;
+    let sweep = c.submit(SWEEP).await;
     assert_eq!((sweep.total, sweep.queued), (4, 4));
 
     let bad = c
@@ -190,7 +143,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     assert_eq!(results.best, 1);
 
     // Resubmitting runs nothing new.
-    let again = submit(&mut c, SWEEP).await;
+    let again = c.submit(SWEEP).await;
     assert_eq!((again.total, again.reused, again.queued), (4, 4, 0));
 
     // The dataset a worker would fetch is the one the leases name, verified by its own checksum.
@@ -214,7 +167,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
-    let mut c = start().await;
+    let (mut c, _dir) = start().await;
     for (toml, code, needle) in [
         (
             "name = \"x\"\n[grid]\nbatch_size = [0]\n",
@@ -269,10 +222,13 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         .await
         .unwrap_err();
     assert_eq!(unknown_worker.code(), Code::NotFound);
-    // A message over the limit is refused before it is read.
+    // A message over the limit is refused before it is read (sent by a client without the
+    // contract's own limit, as a foreign client would).
     let huge = format!("name = \"x\"\n# {}\n", "x".repeat(MAX_MESSAGE_BYTES));
-    let oversized = c
-        .sweeps
+    let mut unlimited = pb::sweep_service_client::SweepServiceClient::new(
+        jetsweep_proto::client::connect(&c.url, None).await.unwrap(),
+    );
+    let oversized = unlimited
         .submit_sweep(pb::SubmitSweepRequest { sweep_toml: huge })
         .await
         .unwrap_err();
@@ -282,7 +238,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         "{oversized:?}"
     );
     // Still serving, and nothing was stored by any of the above.
-    let sweep = submit(&mut c, SWEEP).await;
+    let sweep = c.submit(SWEEP).await;
     assert_eq!(sweep.total, 4);
     assert_eq!(
         c.sweeps
@@ -301,8 +257,8 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
 /// refused.
 #[tokio::test]
 async fn completing_a_job_leases_the_next_in_the_same_commit() {
-    let mut c = start().await;
-    let sweep = submit(&mut c, SWEEP).await;
+    let (mut c, _dir) = start().await;
+    let sweep = c.submit(SWEEP).await;
     let worker_id = c
         .workers
         .register(pb::RegisterRequest {
@@ -402,4 +358,160 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::FailedPrecondition);
+}
+
+/// A worker that goes silent loses its job when the lease's time has passed on the coordinator's
+/// clock, and not before: the job is leased again as attempt 2, the first lease's late report and
+/// completion are refused, and the second lease's completion is kept (once). No sleeping: the test
+/// moves the clock.
+#[tokio::test]
+async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
+    let (mut c, _dir) = start().await;
+    let sweep_id = c.submit(sweeps::QUICK).await.sweep_id;
+    let id = c.register("test", 1).await;
+    let lease_one = |c: &mut TestCoordinator, max_jobs| {
+        let mut w = c.workers.clone();
+        let worker_id = id.clone();
+        async move {
+            w.lease_jobs(pb::LeaseJobsRequest {
+                worker_id,
+                max_jobs,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .leases
+        }
+    };
+    let lease = lease_one(&mut c, 1).await.remove(0);
+    // QUICK's lease is 3 s: at 2.9 s it still holds.
+    c.advance(Duration::from_millis(2_900)).await;
+    c.workers
+        .heartbeat(pb::HeartbeatRequest {
+            worker_id: id.clone(),
+            lease_ids: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(
+        lease_one(&mut c, 8).await.iter().all(|l| l.job_id != lease.job_id),
+        "the lease is still current"
+    );
+    // Past it, the job goes back to the queue and is leased again, to a second lease.
+    c.advance(Duration::from_millis(200)).await;
+    let again = lease_one(&mut c, 8).await;
+    let new = again
+        .iter()
+        .find(|l| l.job_id == lease.job_id)
+        .expect("the expired job is leased again");
+    assert_eq!(new.attempt, 2);
+    assert_eq!(new.sweep_id, sweep_id, "a lease names its sweep");
+    let result = |acc: f64| {
+        Some(pb::TrialResult {
+            params: 117,
+            test_acc: acc,
+            best_epoch: 1,
+            best_test_acc: acc,
+        })
+    };
+    let late = c
+        .workers
+        .report_epoch(pb::ReportEpochRequest {
+            lease_id: lease.lease_id.clone(),
+            epochs: vec![pb::EpochMetrics::default()],
+        })
+        .await;
+    assert_eq!(late.unwrap_err().code(), Code::FailedPrecondition);
+    let late = c
+        .workers
+        .complete_job(pb::CompleteJobRequest {
+            lease_id: lease.lease_id.clone(),
+            result: result(0.1),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(late.unwrap_err().code(), Code::FailedPrecondition);
+    for acc in [0.7, 0.9] {
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: new.lease_id.clone(),
+                result: result(acc),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let job = c
+        .sweeps
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .into_iter()
+        .find(|j| j.job_id == lease.job_id)
+        .unwrap();
+    assert_eq!(
+        (job.state, job.result.unwrap().test_acc, job.attempts),
+        (pb::JobState::Done as i32, 0.7, 2)
+    );
+}
+
+/// Registration tells a worker the contract's timing: heartbeat every second, and the shortest
+/// lease any job may have, at least three heartbeats long.
+#[tokio::test]
+async fn registration_answers_the_contracts_timing() {
+    let (mut c, _dir) = start().await;
+    let reg = c
+        .workers
+        .register(pb::RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            host: "h".into(),
+            device: String::new(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (reg.heartbeat_interval_ms, reg.lease_ttl_ms),
+        (
+            HEARTBEAT_INTERVAL.as_millis() as u32,
+            MIN_LEASE.as_millis() as u32
+        )
+    );
+    assert!(reg.lease_ttl_ms >= 3 * reg.heartbeat_interval_ms);
+}
+
+/// A dataset the coordinator cannot use keeps its kind on the wire: a file that is not there is
+/// NOT_FOUND, one that is not a dataset INVALID_ARGUMENT; neither stores anything.
+#[tokio::test]
+async fn dataset_errors_keep_their_kind() {
+    let (mut c, dir) = start().await;
+    let not_a_dataset = dir.path().join("notes.csv");
+    std::fs::write(&not_a_dataset, "a,b\n1,2\n").unwrap();
+    for (dataset, code) in [
+        (dir.path().join("missing.csv"), Code::NotFound),
+        (not_a_dataset, Code::InvalidArgument),
+    ] {
+        let err = c
+            .sweeps
+            .submit_sweep(pb::SubmitSweepRequest {
+                sweep_toml: format!("name = \"x\"\ndataset = {:?}\n", dataset.display().to_string()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{}: {err:?}", dataset.display());
+    }
+    let sweeps = c
+        .sweeps
+        .list_sweeps(pb::ListSweepsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .sweeps;
+    assert!(sweeps.is_empty());
 }

@@ -11,15 +11,11 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Coordinator, DATASET_CHUNK_BYTES, convert, required};
-use crate::jobs;
-use crate::sweep::{DEFAULT_LEASE_TIMEOUT, MIN_LEASE_TIMEOUT_S};
+use jetsweep_proto::limits::{DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_LEASE_BATCH, MIN_LEASE};
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
-/// How often workers heartbeat: a third of the shortest lease a sweep may set, so a lease survives
-/// two lost heartbeats.
-pub const HEARTBEAT_INTERVAL_MS: u32 = (MIN_LEASE_TIMEOUT_S * 1000.0 / 3.0) as u32;
-/// Most jobs one `LeaseJobs` call hands out.
-const MAX_LEASE_BATCH: u32 = 64;
+use super::{Coordinator, required, views};
+use crate::{Error, jobs};
 
 pub struct Workers(pub Coordinator);
 
@@ -31,28 +27,31 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = request.into_inner();
         if r.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: run the same jetsweep release on both",
-                r.protocol_version
-            )));
+            return Err(Error::Protocol {
+                theirs: r.protocol_version,
+                ours: PROTOCOL_VERSION,
+            }
+            .into());
         }
         required(&r.host, "host")?;
         if r.slots == 0 {
-            return Err(Status::invalid_argument("slots must be at least 1"));
+            return Err(Error::InvalidRequest("slots must be at least 1".into()).into());
         }
         let device = if r.device.is_empty() {
             "cpu".to_string()
         } else {
             r.device
         };
+        let (host, slots) = (r.host.clone(), r.slots);
         let worker_id = self
             .0
             .write(move |tx, now| jobs::register_worker(tx, &r.host, &device, r.slots, now))
             .await?;
+        tracing::info!(worker = %worker_id, host = %host, slots, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
             worker_id,
-            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
-            lease_ttl_ms: DEFAULT_LEASE_TIMEOUT.as_millis() as u32,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+            lease_ttl_ms: MIN_LEASE.as_millis() as u32,
         }))
     }
 
@@ -92,11 +91,9 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
         if r.epochs.is_empty() {
-            return Err(Status::invalid_argument(
-                "epochs is empty: report at least one",
-            ));
+            return Err(Error::InvalidRequest("epochs is empty: report at least one".into()).into());
         }
-        let epochs: Vec<_> = r.epochs.iter().map(convert::epoch_from_wire).collect();
+        let epochs: Vec<EpochMetrics> = r.epochs.iter().map(Into::into).collect();
         let ack = self
             .0
             .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &epochs, now))
@@ -116,13 +113,15 @@ impl WorkerService for Workers {
         let result = r
             .result
             .as_ref()
-            .map(convert::result_from_wire)
-            .ok_or_else(|| Status::invalid_argument("result is required"))?;
+            .map(TrialResult::from)
+            .ok_or_else(|| Error::InvalidRequest("result is required".into()))?;
         if r.lease_next > 0 {
             required(&r.worker_id, "worker_id (needed with lease_next)")?;
         }
-        let epochs: Vec<_> = r.epochs.iter().map(convert::epoch_from_wire).collect();
+        let epochs: Vec<EpochMetrics> = r.epochs.iter().map(Into::into).collect();
         let next = r.lease_next.min(MAX_LEASE_BATCH);
+        let lease_id = r.lease_id.clone();
+        let test_acc = result.test_acc;
         // One commit: the result and the next leases stand or fall together.
         let leases = self
             .0
@@ -133,7 +132,9 @@ impl WorkerService for Workers {
                 }
                 lease_to_wire(tx, &r.worker_id, next, now)
             })
-            .await?;
+            .await
+            .inspect_err(|e| tracing::debug!(lease = %lease_id, error = %e, "completion refused"))?;
+        tracing::debug!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, test_acc, "job done");
         Ok(Response::new(pb::CompleteJobResponse { leases }))
     }
 
@@ -143,10 +144,12 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
+        let (lease_id, error) = (r.lease_id.clone(), r.error.clone());
         let requeued = self
             .0
             .write(move |tx, now| jobs::fail(tx, &r.lease_id, &r.error, now))
             .await?;
+        tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, error = %error, "job attempt failed");
         Ok(Response::new(pb::FailJobResponse { requeued }))
     }
 
@@ -160,19 +163,22 @@ impl WorkerService for Workers {
         let sha256 = request.into_inner().sha256;
         // Only a hex digest names a file: nothing else reaches the filesystem.
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Status::invalid_argument(format!(
-                "sha256 {sha256:?} is not a 64-digit hex digest"
-            )));
+            return Err(Error::InvalidRequest(format!(
+                "sha256 {:?} is not a 64-digit hex digest",
+                sha256.chars().take(80).collect::<String>()
+            ))
+            .into());
         }
         let path = crate::datasets::dataset_path(&self.0.data_dir, &sha256);
         let mut file = tokio::fs::File::open(&path)
             .await
-            .map_err(|_| Status::not_found(format!("dataset {sha256} not found")))?;
+            .map_err(|_| Error::NotFound(format!("dataset {sha256}")))?;
         let total_bytes = file
             .metadata()
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Error::Unavailable(format!("dataset {sha256}: {e}")))?
             .len();
+        tracing::debug!(dataset = %sha256, bytes = total_bytes, "dataset fetch");
         let (out, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut offset = 0u64;
@@ -183,9 +189,10 @@ impl WorkerService for Workers {
                     Ok(n) => n,
                     Err(e) => {
                         let _ = out
-                            .send(Err(Status::internal(format!(
+                            .send(Err(Error::Unavailable(format!(
                                 "reading dataset {sha256}: {e}"
-                            ))))
+                            ))
+                            .into()))
                             .await;
                         return;
                     }
@@ -209,13 +216,14 @@ impl WorkerService for Workers {
     }
 }
 
-/// Leases up to `max` jobs to `worker` and converts them for the wire, each with its dataset.
+/// Leases up to `max` jobs to `worker` and converts them for the wire, each with its dataset and
+/// the sweep it belongs to.
 fn lease_to_wire(
     tx: &rusqlite::Transaction<'_>,
     worker: &str,
     max: u32,
     now: jobs::Millis,
-) -> Result<Vec<pb::Lease>, crate::StoreError> {
+) -> Result<Vec<pb::Lease>, Error> {
     let grants = jobs::lease_jobs(tx, worker, max, now)?;
     let mut leases = Vec::with_capacity(grants.len());
     // Grants of one call nearly always share a dataset: look each up once.
@@ -223,9 +231,11 @@ fn lease_to_wire(
     for g in &grants {
         let dataset = match previous.take() {
             Some(d) if d.sha256 == g.job.dataset_sha256 => d,
-            _ => convert::dataset(&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?),
+            _ => (&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?).into(),
         };
-        leases.push(convert::lease(g, dataset.clone()));
+        let sweep = jobs::sweep_of_job(tx, &g.job.id)?.unwrap_or_default();
+        tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker, attempt = g.attempt, "job leased");
+        leases.push(views::lease(g, dataset.clone(), sweep));
         previous = Some(dataset);
     }
     Ok(leases)

@@ -4,138 +4,41 @@
 //! Tables: `sweeps`; `jobs` (one row per distinct job identity, shared by every sweep that contains
 //! it); `sweep_jobs` (which jobs a sweep has, in grid order); `attempts` (one row per lease);
 //! `epochs` (per-epoch metrics of each attempt); `workers`.
+//!
+//! - [`migrations`]: the schema, version by version.
+//! - [`writer`]: the one writer thread that group-commits every state change.
+//! - [`exec`], [`one`]: statements through the connection's statement cache.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction};
 
-use crate::StoreError;
+use crate::Error;
+use migrations::MIGRATIONS;
 
-/// Each entry upgrades the schema by one version; applied in order, each in its own transaction.
-/// Never edit a shipped entry: append a new one.
-const MIGRATIONS: &[&str] = &[
-    // 1: the initial schema.
-    r#"
-    CREATE TABLE sweeps (
-        id               TEXT PRIMARY KEY,
-        name             TEXT NOT NULL,
-        spec_toml        TEXT NOT NULL,
-        dataset_spec     TEXT NOT NULL,
-        dataset_sha256   TEXT NOT NULL,
-        dataset_bytes    INTEGER NOT NULL,
-        synthetic        INTEGER NOT NULL,
-        validation       TEXT NOT NULL,
-        max_attempts     INTEGER NOT NULL,
-        lease_ttl_ms     INTEGER NOT NULL,
-        created_ms       INTEGER NOT NULL,
-        cancel_requested INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE jobs (
-        id               TEXT PRIMARY KEY,
-        model            TEXT NOT NULL,
-        optimizer        TEXT NOT NULL,
-        batch_size       INTEGER NOT NULL,
-        max_epochs       INTEGER NOT NULL,
-        learning_rate    REAL NOT NULL,
-        seed             INTEGER NOT NULL,
-        dataset_sha256   TEXT NOT NULL,
-        state            TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'done', 'failed', 'cancelled')),
-        queued_seq       INTEGER NOT NULL,
-        attempts         INTEGER NOT NULL DEFAULT 0,
-        max_attempts     INTEGER NOT NULL,
-        lease_ttl_ms     INTEGER NOT NULL,
-        lease_id         TEXT,
-        worker_id        TEXT,
-        lease_expires_ms INTEGER,
-        epochs_done      INTEGER NOT NULL DEFAULT 0,
-        latest_json      TEXT,
-        result_json      TEXT,
-        error            TEXT,
-        updated_ms       INTEGER NOT NULL
-    );
-    CREATE INDEX jobs_queue ON jobs (state, queued_seq);
-    CREATE INDEX jobs_expiry ON jobs (state, lease_expires_ms);
-    CREATE TABLE sweep_jobs (
-        sweep_id TEXT NOT NULL REFERENCES sweeps (id),
-        job_id   TEXT NOT NULL REFERENCES jobs (id),
-        position INTEGER NOT NULL,
-        reused   INTEGER NOT NULL,
-        PRIMARY KEY (sweep_id, job_id)
-    );
-    CREATE INDEX sweep_jobs_by_job ON sweep_jobs (job_id);
-    CREATE TABLE attempts (
-        lease_id   TEXT PRIMARY KEY,
-        job_id     TEXT NOT NULL REFERENCES jobs (id),
-        attempt    INTEGER NOT NULL,
-        worker_id  TEXT NOT NULL,
-        started_ms INTEGER NOT NULL,
-        ended_ms   INTEGER,
-        outcome    TEXT,
-        error      TEXT
-    );
-    CREATE TABLE epochs (
-        lease_id     TEXT NOT NULL REFERENCES attempts (lease_id),
-        epoch        INTEGER NOT NULL,
-        metrics_json TEXT NOT NULL,
-        PRIMARY KEY (lease_id, epoch)
-    );
-    CREATE TABLE workers (
-        id            TEXT PRIMARY KEY,
-        host          TEXT NOT NULL,
-        device        TEXT NOT NULL,
-        slots         INTEGER NOT NULL,
-        registered_ms INTEGER NOT NULL,
-        last_seen_ms  INTEGER NOT NULL
-    );
-    "#,
-    // 2: the queue's tail (the next sequence number) without a table scan.
-    r#"
-    CREATE INDEX jobs_by_seq ON jobs (queued_seq);
-    "#,
-    // 3: the queue and the lease expiries as partial indexes: a job is in at most one of them, so a
-    // state change touches one or two index entries instead of four.
-    r#"
-    DROP INDEX jobs_queue;
-    DROP INDEX jobs_expiry;
-    CREATE INDEX jobs_queued ON jobs (queued_seq) WHERE state = 'queued';
-    CREATE INDEX jobs_leased ON jobs (lease_expires_ms) WHERE state = 'leased';
-    "#,
-    // 4: the state check as a chain of comparisons. `state IN (...)` built a temporary B-tree of
-    // the five names on every change of state: a quarter of the store's work per job (callgrind:
-    // 181k -> 139k instructions per job). SQLite cannot alter a CHECK, so the table is rebuilt.
-    r#"
-    CREATE TABLE jobs_v4 (
-        id               TEXT PRIMARY KEY,
-        model            TEXT NOT NULL,
-        optimizer        TEXT NOT NULL,
-        batch_size       INTEGER NOT NULL,
-        max_epochs       INTEGER NOT NULL,
-        learning_rate    REAL NOT NULL,
-        seed             INTEGER NOT NULL,
-        dataset_sha256   TEXT NOT NULL,
-        state            TEXT NOT NULL CHECK (state = 'queued' OR state = 'leased' OR state = 'done' OR state = 'failed' OR state = 'cancelled'),
-        queued_seq       INTEGER NOT NULL,
-        attempts         INTEGER NOT NULL DEFAULT 0,
-        max_attempts     INTEGER NOT NULL,
-        lease_ttl_ms     INTEGER NOT NULL,
-        lease_id         TEXT,
-        worker_id        TEXT,
-        lease_expires_ms INTEGER,
-        epochs_done      INTEGER NOT NULL DEFAULT 0,
-        latest_json      TEXT,
-        result_json      TEXT,
-        error            TEXT,
-        updated_ms       INTEGER NOT NULL
-    );
-    INSERT INTO jobs_v4 SELECT * FROM jobs ORDER BY rowid;
-    DROP TABLE jobs;
-    ALTER TABLE jobs_v4 RENAME TO jobs;
-    CREATE INDEX jobs_by_seq ON jobs (queued_seq);
-    CREATE INDEX jobs_queued ON jobs (queued_seq) WHERE state = 'queued';
-    CREATE INDEX jobs_leased ON jobs (lease_expires_ms) WHERE state = 'leased';
-    "#,
-];
+mod migrations;
+pub mod writer;
+
+/// Runs a statement through the connection's statement cache (the hot paths run the same few
+/// statements thousands of times; preparing each anew was a sixth of the coordinator's CPU).
+pub(crate) fn exec<P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
+/// One row of a cached statement.
+pub(crate) fn one<T, P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, f)
+}
 
 /// How long a writer waits for SQLite's lock before giving up: longer than any one transaction here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,8 +63,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the state file and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        let conn = Connection::open(path).map_err(|e| Error::Open {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -172,19 +75,19 @@ impl Store {
 
     /// A second connection to the same file, for reads: in WAL mode readers see the last commit
     /// and never wait for the writer.
-    pub fn open_reader(&self) -> Result<Store, StoreError> {
+    pub fn open_reader(&self) -> Result<Store, Error> {
         let path = self.path.as_deref().ok_or_else(|| {
-            StoreError::Unavailable("an in-memory store has no second connection".into())
+            Error::Unavailable("an in-memory store has no second connection".into())
         })?;
         Store::open(path)
     }
 
     /// An in-memory store, for tests.
-    pub fn in_memory() -> Result<Store, StoreError> {
+    pub fn in_memory() -> Result<Store, Error> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+    fn init(mut conn: Connection) -> Result<Store, Error> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Room for every statement the job lifecycle uses, so none is prepared twice.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -202,7 +105,7 @@ impl Store {
         let version =
             conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
         if version > MIGRATIONS.len() {
-            return Err(StoreError::NewerSchema {
+            return Err(Error::NewerSchema {
                 found: version,
                 known: MIGRATIONS.len(),
             });
@@ -219,7 +122,7 @@ impl Store {
                         r.get(0)
                     })?;
                 if broken > 0 {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(Error::Corrupt(format!(
                         "schema migration {} left {broken} broken references; the state file is unchanged",
                         i + 1
                     )));
@@ -235,8 +138,8 @@ impl Store {
     /// Runs `f` in one immediate (write-locked) transaction and commits it if `f` succeeds.
     pub fn write<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let tx = self.begin()?;
         let out = f(&tx)?;
         tx.commit()?;
@@ -244,7 +147,7 @@ impl Store {
     }
 
     /// An immediate (write-locked) transaction, for a caller that commits or rolls back itself.
-    pub fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
+    pub fn begin(&mut self) -> Result<Transaction<'_>, Error> {
         Ok(self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
@@ -253,28 +156,28 @@ impl Store {
     /// Runs `f` over a read transaction (a consistent snapshot).
     pub fn read<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let tx = self.conn.transaction()?;
         f(&tx)
     }
 
     /// Leaves checkpoints (copying the WAL back into the main file, with its fsync) to whoever
     /// calls [`Store::checkpoint`], so that commits on this connection never wait for one.
-    pub fn leave_checkpoints_to_others(&self) -> Result<(), StoreError> {
+    pub fn leave_checkpoints_to_others(&self) -> Result<(), Error> {
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(())
     }
 
     /// Copies what it can of the WAL into the main file without waiting for the writer or readers.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+    pub fn checkpoint(&self) -> Result<(), Error> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 
     /// The schema version in the file.
-    pub fn schema_version(&self) -> Result<usize, StoreError> {
+    pub fn schema_version(&self) -> Result<usize, Error> {
         Ok(self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)

@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use rusqlite::Transaction;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::now_ms;
-use crate::StoreError;
-use crate::jobs::Millis;
-use crate::store::Store;
+use super::Store;
+use crate::Error;
+use crate::clock::{Millis, SharedClock};
 
 /// Most ops committed together: bounds how long the first op of a group waits for the last.
 const MAX_GROUP: usize = 256;
@@ -44,21 +43,21 @@ trait Op: Send {
     /// own when `isolated`, so that a failure undoes its changes alone). True when it succeeded.
     fn run(&mut self, tx: &Transaction<'_>, now: Millis, isolated: bool) -> bool;
     /// Answers the request once the group's commit is known (`Err` when it did not commit).
-    fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
+    fn answer(self: Box<Self>, committed: Result<(), &Error>);
 }
 
 /// A domain function and the channel its caller waits on.
 struct Write<T, F> {
     /// Run once, or twice when another op of its group failed on the first pass.
     f: F,
-    outcome: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    outcome: Option<Result<T, Error>>,
+    reply: oneshot::Sender<Result<T, Error>>,
 }
 
 impl<T, F> Op for Write<T, F>
 where
     T: Send,
-    F: Fn(&Transaction<'_>, Millis) -> Result<T, StoreError> + Send,
+    F: Fn(&Transaction<'_>, Millis) -> Result<T, Error> + Send,
 {
     fn run(&mut self, tx: &Transaction<'_>, now: Millis, isolated: bool) -> bool {
         let f = &self.f;
@@ -72,12 +71,12 @@ where
         ok
     }
 
-    fn answer(self: Box<Self>, committed: Result<(), &StoreError>) {
+    fn answer(self: Box<Self>, committed: Result<(), &Error>) {
         let answer = match committed {
             Ok(()) => self
                 .outcome
-                .unwrap_or_else(|| Err(StoreError::Unavailable("the request never ran".into()))),
-            Err(e) => Err(StoreError::Unavailable(format!(
+                .unwrap_or_else(|| Err(Error::Unavailable("the request never ran".into()))),
+            Err(e) => Err(Error::Unavailable(format!(
                 "the state file did not commit: {e}"
             ))),
         };
@@ -89,8 +88,8 @@ where
 /// Runs `f` so that its changes are undone if it fails, without touching the rest of the group.
 fn in_savepoint<T>(
     tx: &Transaction<'_>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
     tx.prepare_cached("SAVEPOINT op")?.execute([])?;
     match catch_panic(|| f(tx)) {
         Ok(v) => {
@@ -106,14 +105,14 @@ fn in_savepoint<T>(
 }
 
 /// A bug that panics fails its own request, not the writer thread every request depends on.
-fn catch_panic<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn catch_panic<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown panic");
-        Err(StoreError::Unavailable(format!("internal error: {what}")))
+        Err(Error::Unavailable(format!("internal error: {what}")))
     })
 }
 
@@ -128,14 +127,14 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread over `store`, and the checkpointer over a second connection to
     /// the same file.
-    pub fn start(store: Store) -> Result<Writer, StoreError> {
+    pub fn start(store: Store, clock: SharedClock) -> Result<Writer, Error> {
         let checkpoints = store.open_reader()?;
         store.leave_checkpoints_to_others()?;
         let (ops, rx) = mpsc::unbounded_channel();
         let (committed, commits) = watch::channel(0);
         thread::Builder::new()
             .name("jetsweep-writer".into())
-            .spawn(move || write_groups(store, rx, committed))
+            .spawn(move || write_groups(store, clock, rx, committed))
             .expect("spawn the store writer thread");
         let seen = commits.clone();
         thread::Builder::new()
@@ -153,8 +152,8 @@ impl Writer {
     /// Runs `f` in the next group; returns its value once the group has committed.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl Fn(&Transaction<'_>, Millis) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+        f: impl Fn(&Transaction<'_>, Millis) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         let op = Write {
             f,
@@ -163,10 +162,10 @@ impl Writer {
         };
         self.ops
             .send(Box::new(op))
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?;
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?;
         answer
             .await
-            .map_err(|_| StoreError::Unavailable("the store writer has stopped".into()))?
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
     }
 }
 
@@ -181,7 +180,7 @@ fn checkpoint_while_writing(store: Store, mut commits: watch::Receiver<u64>) {
                 commits.borrow_and_update();
                 if let Err(e) = store.checkpoint() {
                     // Not fatal: the WAL keeps every commit; the next pass tries again.
-                    eprintln!("jetsweep: checkpoint failed (will retry): {e}");
+                    tracing::warn!(error = %e, "checkpoint failed; the WAL keeps every commit and the next pass retries");
                 }
             }
         }
@@ -193,6 +192,7 @@ fn checkpoint_while_writing(store: Store, mut commits: watch::Receiver<u64>) {
 /// The writer thread: waits for an op, takes every other op already waiting, commits them as one.
 fn write_groups(
     mut store: Store,
+    clock: SharedClock,
     mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>,
     committed: watch::Sender<u64>,
 ) {
@@ -206,7 +206,7 @@ fn write_groups(
                 Err(_) => break,
             }
         }
-        let outcome = commit_group(&mut store, &mut group, now_ms());
+        let outcome = commit_group(&mut store, &mut group, clock.now());
         for op in group.drain(..) {
             op.answer(outcome.as_ref().map(|_| ()));
         }
@@ -227,7 +227,7 @@ fn commit_group(
     store: &mut Store,
     group: &mut [Box<dyn Op>],
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     let tx = store.begin()?;
     if group.iter_mut().all(|op| op.run(&tx, now, false)) {
         return Ok(tx.commit()?);
@@ -250,7 +250,7 @@ mod tests {
     async fn a_failing_op_is_undone_alone_and_the_rest_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let writer = Writer::start(Store::open(&path).unwrap()).unwrap();
+        let writer = Writer::start(Store::open(&path).unwrap(), crate::clock::system()).unwrap();
         let insert = |tx: &Transaction<'_>, host: &str| {
             tx.execute(
                 "INSERT INTO workers (id, host, device, slots, registered_ms, last_seen_ms) VALUES (?1, ?1, 'cpu', 1, 0, 0)",
@@ -265,7 +265,7 @@ mod tests {
                     .write(move |tx, _| {
                         insert(tx, &format!("w{i}"))?;
                         match i {
-                            13 => Err(StoreError::NotFound("thirteen".into())),
+                            13 => Err(Error::NotFound("thirteen".into())),
                             27 => panic!("twenty-seven"),
                             _ => Ok(i),
                         }
@@ -275,8 +275,8 @@ mod tests {
         }
         for (i, t) in tasks.into_iter().enumerate() {
             match (i, t.await.unwrap()) {
-                (13, Err(StoreError::NotFound(_))) => {}
-                (27, Err(StoreError::Unavailable(why))) => assert!(why.contains("twenty-seven")),
+                (13, Err(Error::NotFound(_))) => {}
+                (27, Err(Error::Unavailable(why))) => assert!(why.contains("twenty-seven")),
                 (_, Ok(v)) => assert_eq!(v, i),
                 (i, other) => panic!("op {i}: {other:?}"),
             }

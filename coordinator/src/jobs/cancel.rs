@@ -1,0 +1,65 @@
+//! Cancelling: a sweep's queued jobs at once, its leased ones at their worker's next report. A job
+//! shared with a sweep that is not cancelled keeps running for that one.
+
+use rusqlite::{Transaction, params};
+
+use super::{Millis, SweepCounts, sweep_counts};
+use crate::Error;
+use crate::store::{exec, one};
+
+/// True when every sweep containing the job has been cancelled.
+pub(super) fn cancelled_everywhere(tx: &Transaction<'_>, job_id: &str) -> Result<bool, Error> {
+    Ok(one(tx,
+        "SELECT MIN(w.cancel_requested) FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id WHERE s.job_id = ?1",
+        [job_id],
+        |r| r.get::<_, Option<bool>>(0),
+    )?
+    .unwrap_or(false))
+}
+
+/// Cancels a job; ends its attempt first if `lease` holds it.
+pub(super) fn cancel_job(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    lease: Option<&str>,
+    now: Millis,
+) -> Result<(), Error> {
+    if let Some(lease) = lease {
+        exec(
+            tx,
+            "UPDATE attempts SET ended_ms = ?2, outcome = 'cancelled' WHERE lease_id = ?1",
+            params![lease, now],
+        )?;
+    }
+    exec(
+        tx,
+        "UPDATE jobs SET state = 'cancelled', error = 'sweep cancelled', lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+        params![job_id, now],
+    )?;
+    Ok(())
+}
+
+/// Cancels a sweep: its queued jobs now (unless another live sweep shares them), its leased ones at
+/// their worker's next report or heartbeat.
+pub fn cancel_sweep(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    now: Millis,
+) -> Result<SweepCounts, Error> {
+    sweep_counts(tx, sweep_id)?;
+    exec(
+        tx,
+        "UPDATE sweeps SET cancel_requested = 1 WHERE id = ?1",
+        [sweep_id],
+    )?;
+    let queued: Vec<String> = tx
+        .prepare("SELECT j.id FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.state = 'queued'")?
+        .query_map([sweep_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in queued {
+        if cancelled_everywhere(tx, &id)? {
+            cancel_job(tx, &id, None, now)?;
+        }
+    }
+    sweep_counts(tx, sweep_id)
+}

@@ -1,0 +1,133 @@
+//! What a worker says about a job it holds: epoch reports, completion, failure. Each goes through
+//! the fencing check first; a late word from a lease that is no longer current changes nothing.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::cancel::{cancel_job, cancelled_everywhere};
+use super::lease::{current, end_attempt};
+use super::Millis;
+use crate::Error;
+use crate::store::{exec, one};
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+
+/// What a worker learns from an epoch report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportAck {
+    /// The job's sweeps were cancelled: stop.
+    pub cancel: bool,
+    pub expires_at: Millis,
+}
+
+/// Stores epochs' metrics under the current lease and extends it; if every sweep of the job was
+/// cancelled, cancels the job instead (storing nothing) and says so. Errors: StaleLease.
+pub fn report_epoch(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    epochs: &[EpochMetrics],
+    now: Millis,
+) -> Result<ReportAck, Error> {
+    let held = current(tx, lease_id, now)?;
+    if cancelled_everywhere(tx, &held.job_id)? {
+        cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        return Ok(ReportAck {
+            cancel: true,
+            expires_at: now,
+        });
+    }
+    // Without epochs (none is refused on the wire, but the rule holds) only the lease is extended.
+    let (epoch, json) = store_epochs(tx, lease_id, epochs)?.unzip();
+    let expires_at: Millis = one(
+        tx,
+        "UPDATE jobs SET epochs_done = COALESCE(?2, epochs_done), latest_json = COALESCE(?3, latest_json),
+             lease_expires_ms = ?4 + lease_ttl_ms, updated_ms = ?4 WHERE id = ?1 RETURNING lease_expires_ms",
+        params![held.job_id, epoch, json, now],
+        |r| r.get(0),
+    )?;
+    Ok(ReportAck {
+        cancel: false,
+        expires_at,
+    })
+}
+
+/// Writes epochs of a current lease; returns the last one (number and JSON) for the job's row.
+fn store_epochs(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    epochs: &[EpochMetrics],
+) -> Result<Option<(u32, String)>, Error> {
+    let mut latest = None;
+    for metrics in epochs {
+        let json = serde_json::to_string(metrics).expect("metrics serialise");
+        exec(
+            tx,
+            "INSERT OR REPLACE INTO epochs (lease_id, epoch, metrics_json) VALUES (?1, ?2, ?3)",
+            params![lease_id, metrics.epoch, json],
+        )?;
+        latest = Some((metrics.epoch, json));
+    }
+    Ok(latest)
+}
+
+/// Stores the result (after `epochs` not reported yet) under the current lease. Repeating it with
+/// the same lease changes nothing. A result that arrives is kept even if the sweep was cancelled
+/// meanwhile: the work is done and the number is real.
+pub fn complete(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    epochs: &[EpochMetrics],
+    result: &TrialResult,
+    now: Millis,
+) -> Result<(), Error> {
+    let held = match current(tx, lease_id, now) {
+        Ok(held) => held,
+        Err(stale @ Error::StaleLease { .. }) => {
+            // Harmless if this very lease already completed the job.
+            let outcome: Option<Option<String>> = tx
+                .prepare_cached("SELECT outcome FROM attempts WHERE lease_id = ?1")?
+                .query_row([lease_id], |r| r.get(0))
+                .optional()?;
+            return match outcome.flatten().as_deref() {
+                Some("done") => Ok(()),
+                _ => Err(stale),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let latest = store_epochs(tx, lease_id, epochs)?;
+    exec(
+        tx,
+        "UPDATE attempts SET ended_ms = ?2, outcome = 'done' WHERE lease_id = ?1",
+        params![lease_id, now],
+    )?;
+    let (epoch, json) = latest.unzip();
+    exec(
+        tx,
+        "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),
+             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+        params![
+            held.job_id,
+            serde_json::to_string(result).expect("result serialises"),
+            now,
+            epoch,
+            json
+        ],
+    )?;
+    Ok(())
+}
+
+/// Ends the current attempt with an error; returns true if the job was queued again.
+pub fn fail(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    error: &str,
+    now: Millis,
+) -> Result<bool, Error> {
+    let held = current(tx, lease_id, now)?;
+    let retry = held.attempts < held.max_attempts;
+    let why = format!(
+        "attempt {} of {}: {error}",
+        held.attempts, held.max_attempts
+    );
+    end_attempt(tx, &held.job_id, lease_id, "failed", Some(&why), retry, now)?;
+    Ok(retry)
+}

@@ -1,0 +1,138 @@
+//! The job lifecycle, as plain synchronous functions over one store transaction. Each takes `now`
+//! (Unix milliseconds, from the coordinator's [`crate::clock::Clock`]) as an argument, so the rules
+//! are tested without sockets or sleeps.
+//!
+//! ```text
+//! queued ──lease──▶ leased ──complete──▶ done
+//!    ▲                │ │
+//!    └── fail/expiry ─┘ └── fail/expiry on the last attempt ──▶ failed
+//! queued/leased ──cancel (all of the job's sweeps cancelled)──▶ cancelled
+//! ```
+//!
+//! Fencing: a lease id is `SEQ.JOB.ATTEMPT`. Only the job's current lease may report, extend, complete or
+//! fail it; once a lease expires the job is queued again under a higher attempt number, so a slow or
+//! partitioned worker's late reports are refused and can never write a second result. Completing twice
+//! with the same lease is harmless.
+//!
+//! - [`submit`](submit()): a sweep and its jobs, reusing finished cells.
+//! - `lease`: leasing, heartbeats, expiry, and the fencing check every report goes through.
+//! - `complete`: epoch reports, completion and failure.
+//! - `cancel`: cancelling a sweep and its jobs.
+//! - `queries`: reads for status, results and the wire.
+//! - `workers`: the worker registry.
+//! - `rows`: how a job row is read back, states decoded by their one mapping.
+
+mod cancel;
+mod complete;
+mod lease;
+mod queries;
+mod rows;
+mod submit;
+mod workers;
+
+pub use cancel::cancel_sweep;
+pub use complete::{ReportAck, complete, fail, report_epoch};
+pub use lease::{expire_leases, heartbeat, job_of_lease, lease_jobs};
+pub use queries::{dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts, sweep_of_job};
+pub use submit::submit;
+pub use workers::{WorkerRecord, list_workers, register_worker};
+
+pub use crate::clock::Millis;
+use jetsweep_proto::dataset::DatasetRef;
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::state::JobStatus;
+
+use crate::sweep::Trial;
+
+/// Where a job is, with the data that state carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    Queued,
+    Leased {
+        worker: String,
+        lease: String,
+        expires_at: Millis,
+    },
+    Done {
+        result: TrialResult,
+    },
+    Failed {
+        error: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+impl JobState {
+    /// The state's name, without its data.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            JobState::Queued => JobStatus::Queued,
+            JobState::Leased { .. } => JobStatus::Leased,
+            JobState::Done { .. } => JobStatus::Done,
+            JobState::Failed { .. } => JobStatus::Failed,
+            JobState::Cancelled { .. } => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub trial: Trial,
+    pub dataset_sha256: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub epochs_done: u32,
+    pub latest: Option<EpochMetrics>,
+}
+
+/// What a worker gets when it leases a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseGrant {
+    pub lease_id: String,
+    pub job: Job,
+    pub attempt: u32,
+    pub expires_at: Millis,
+}
+
+/// A sweep's counts by state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SweepCounts {
+    pub id: String,
+    pub name: String,
+    pub created_ms: Millis,
+    pub dataset: Option<DatasetRef>,
+    pub total: u32,
+    pub queued: u32,
+    pub leased: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    pub reused: u32,
+    pub cancel_requested: bool,
+}
+
+impl SweepCounts {
+    /// Every job has ended (done, failed or cancelled).
+    pub fn finished(&self) -> bool {
+        self.queued == 0 && self.leased == 0
+    }
+
+    /// The count of jobs in `status`.
+    pub fn count_mut(&mut self, status: JobStatus) -> &mut u32 {
+        match status {
+            JobStatus::Queued => &mut self.queued,
+            JobStatus::Leased => &mut self.leased,
+            JobStatus::Done => &mut self.done,
+            JobStatus::Failed => &mut self.failed,
+            JobStatus::Cancelled => &mut self.cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! Reads: a sweep's counts, the sweeps, a sweep's jobs, a lease's epochs, a dataset by its hash.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::rows::{collect_jobs, corrupt, job_columns, job_from_row};
+use super::{Job, SweepCounts};
+use crate::Error;
+use jetsweep_proto::dataset::{DatasetRef, parse_validation};
+use jetsweep_proto::metrics::EpochMetrics;
+use jetsweep_proto::state::JobStatus;
+
+/// A sweep's counts. Errors: NotFound.
+pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
+    type SweepRow = (String, String, i64, bool, (String, String, i64, bool, String));
+    let row: SweepRow = tx
+        .prepare_cached(
+            "SELECT id, name, created_ms, cancel_requested, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation FROM sweeps WHERE id = ?1",
+        )?
+        .query_row([sweep_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+            ))
+        })
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
+    let (id, name, created_ms, cancel_requested, (spec, sha256, bytes, synthetic, validation)) =
+        row;
+    let mut c = SweepCounts {
+        dataset: Some(DatasetRef {
+            spec,
+            sha256,
+            bytes: bytes as u64,
+            synthetic,
+            validation: parse_validation(&validation)
+                .map_err(|e| corrupt(&format!("sweep {id} validation"), e))?,
+        }),
+        id,
+        name,
+        created_ms,
+        cancel_requested,
+        ..SweepCounts::default()
+    };
+    let mut stmt = tx.prepare_cached(
+        "SELECT j.state, COUNT(*), SUM(s.reused) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY j.state",
+    )?;
+    let rows = stmt.query_map([sweep_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, u32>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (state, n, reused) = row?;
+        let status: JobStatus = state
+            .parse()
+            .map_err(|e| corrupt(&format!("sweep {sweep_id} job state"), e))?;
+        c.total += n;
+        c.reused += reused;
+        *c.count_mut(status) = n;
+    }
+    Ok(c)
+}
+
+/// All sweeps, newest first.
+pub fn list_sweeps(tx: &Transaction<'_>) -> Result<Vec<SweepCounts>, Error> {
+    let ids: Vec<String> = tx
+        .prepare("SELECT id FROM sweeps ORDER BY created_ms DESC, rowid DESC")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.iter().map(|id| sweep_counts(tx, id)).collect()
+}
+
+/// One job. Errors: NotFound.
+pub fn get_job(tx: &Transaction<'_>, job_id: &str) -> Result<Job, Error> {
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?1"
+    ))?;
+    stmt.query_row([job_id], job_from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("job {job_id:?}")))?
+}
+
+/// A page of a sweep's jobs in grid order.
+pub fn list_jobs(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    offset: u32,
+    limit: u32,
+) -> Result<Vec<Job>, Error> {
+    sweep_counts(tx, sweep_id)?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 ORDER BY s.position LIMIT ?2 OFFSET ?3"
+    ))?;
+    collect_jobs(stmt.query_map(params![sweep_id, limit, offset], job_from_row)?)
+}
+
+/// The latest sweep that holds the job (a job may be shared by several): for logs and the wire.
+pub fn sweep_of_job(tx: &Transaction<'_>, job_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT sweep_id FROM sweep_jobs WHERE job_id = ?1 ORDER BY rowid DESC LIMIT 1",
+        )?
+        .query_row([job_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The reference of a dataset some sweep uses, by its content hash. Errors: NotFound.
+pub fn dataset_by_sha(tx: &Transaction<'_>, sha256: &str) -> Result<DatasetRef, Error> {
+    let row: Option<(String, i64, bool, String)> = tx
+        .prepare_cached("SELECT dataset_spec, dataset_bytes, synthetic, validation FROM sweeps WHERE dataset_sha256 = ?1 LIMIT 1")?
+        .query_row([sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let (spec, bytes, synthetic, validation) =
+        row.ok_or_else(|| Error::NotFound(format!("dataset {sha256}")))?;
+    Ok(DatasetRef {
+        spec,
+        sha256: sha256.to_string(),
+        bytes: bytes as u64,
+        synthetic,
+        validation: parse_validation(&validation)
+            .map_err(|e| corrupt(&format!("dataset {sha256} validation"), e))?,
+    })
+}
+
+/// Per-epoch metrics stored for a lease, in epoch order.
+pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochMetrics>, Error> {
+    tx.prepare_cached("SELECT metrics_json FROM epochs WHERE lease_id = ?1 ORDER BY epoch")?
+        .query_map([lease_id], |r| r.get::<_, String>(0))?
+        .map(|j| serde_json::from_str(&j?).map_err(|e| corrupt("epoch", e)))
+        .collect()
+}

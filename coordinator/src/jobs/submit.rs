@@ -1,0 +1,93 @@
+//! Submitting a sweep: the sweep row, its jobs in grid order, and reuse of cells already run.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::lease::next_seq;
+use super::rows::corrupt;
+use super::{DatasetRef, Millis, SweepCounts, sweep_counts};
+use crate::Error;
+use crate::store::{exec, one};
+use crate::sweep::{SweepSpec, job_id};
+use jetsweep_proto::state::JobStatus;
+
+/// The sweep's id: its name as a slug, and its number among all sweeps.
+fn sweep_id(name: &str, number: i64) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}-{number}", slug.trim_matches('-'))
+}
+
+/// Stores a sweep and its jobs. Cells already done (in any earlier sweep) are reused; failed or
+/// cancelled ones are queued again with `attempts` more tries (attempt numbers keep counting up, so a
+/// lease id is never reused); queued or running ones are shared.
+pub fn submit(
+    tx: &Transaction<'_>,
+    spec: &SweepSpec,
+    toml: &str,
+    dataset: &DatasetRef,
+    now: Millis,
+) -> Result<SweepCounts, Error> {
+    let n: i64 = one(tx, "SELECT COUNT(*) FROM sweeps", [], |r| r.get(0))?;
+    let sweep_id = sweep_id(&spec.name, n + 1);
+    let lease_ttl = spec.lease_timeout.as_millis() as i64;
+    exec(tx,
+        "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now],
+    )?;
+    let mut seq = next_seq(tx)?;
+    let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12)",
+    )?;
+    let mut requeue = tx.prepare_cached(
+        "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts + ?3, lease_ttl_ms = ?4, error = NULL,
+         lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, epochs_done = 0, latest_json = NULL, updated_ms = ?5 WHERE id = ?1",
+    )?;
+    let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused) VALUES (?1, ?2, ?3, ?4)")?;
+    for (position, trial) in spec.trials().iter().enumerate() {
+        let id = job_id(trial, &dataset.sha256);
+        let state: Option<String> = find.query_row([&id], |r| r.get(0)).optional()?;
+        let state = state
+            .map(|s| s.parse::<JobStatus>().map_err(|e| corrupt(&format!("job {id} state"), e)))
+            .transpose()?;
+        let reused = match state {
+            None => {
+                insert.execute(params![
+                    id,
+                    trial.model.name,
+                    trial.optimizer.as_str(),
+                    trial.batch_size,
+                    trial.max_epochs,
+                    trial.learning_rate,
+                    trial.seed as i64,
+                    dataset.sha256,
+                    seq,
+                    spec.attempts,
+                    lease_ttl,
+                    now
+                ])?;
+                seq += 1;
+                false
+            }
+            Some(JobStatus::Done) => true,
+            Some(JobStatus::Failed | JobStatus::Cancelled) => {
+                requeue.execute(params![id, seq, spec.attempts, lease_ttl, now])?;
+                seq += 1;
+                false
+            }
+            Some(JobStatus::Queued | JobStatus::Leased) => false,
+        };
+        link.execute(params![sweep_id, id, position as i64, reused])?;
+    }
+    sweep_counts(tx, &sweep_id)
+}

@@ -1,0 +1,85 @@
+//! The worker registry: who registered, when each was last heard from, what each holds.
+
+use rusqlite::{Transaction, params};
+
+use super::Millis;
+use crate::Error;
+use crate::store::{exec, one};
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub host: String,
+    pub device: String,
+    pub slots: u32,
+    pub last_seen_ms: Millis,
+}
+
+/// Records a worker; returns its id (its host, cleaned, and its number).
+pub fn register_worker(
+    tx: &Transaction<'_>,
+    host: &str,
+    device: &str,
+    slots: u32,
+    now: Millis,
+) -> Result<String, Error> {
+    let n: i64 = one(tx, "SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
+    let id = format!(
+        "{}-{}",
+        host.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>(),
+        n + 1
+    );
+    exec(
+        tx,
+        "INSERT INTO workers (id, host, device, slots, registered_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![id, host, device, slots, now],
+    )?;
+    Ok(id)
+}
+
+/// Notes that `worker` was heard from. Errors: NotFound (it must register again).
+pub(super) fn touch_worker(tx: &Transaction<'_>, worker: &str, now: Millis) -> Result<(), Error> {
+    let n = exec(
+        tx,
+        "UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1",
+        params![worker, now],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!(
+            "worker {worker:?} (register again)"
+        )));
+    }
+    Ok(())
+}
+
+/// Workers, most recently seen first, with the leases each holds.
+pub fn list_workers(tx: &Transaction<'_>) -> Result<Vec<(WorkerRecord, Vec<String>)>, Error> {
+    let workers: Vec<WorkerRecord> = tx
+        .prepare(
+            "SELECT id, host, device, slots, last_seen_ms FROM workers ORDER BY last_seen_ms DESC",
+        )?
+        .query_map([], |r| {
+            Ok(WorkerRecord {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                device: r.get(2)?,
+                slots: r.get(3)?,
+                last_seen_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut held =
+        tx.prepare_cached("SELECT id FROM jobs WHERE state = 'leased' AND worker_id = ?1")?;
+    workers
+        .into_iter()
+        .map(|w| {
+            let jobs = held
+                .query_map([&w.id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok((w, jobs))
+        })
+        .collect()
+}

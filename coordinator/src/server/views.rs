@@ -1,0 +1,69 @@
+//! The coordinator's records as wire messages. Glue only: the shared vocabulary converts itself
+//! (`jetsweep_proto::convert`); this adds what only the coordinator has (sweeps, jobs, leases,
+//! result rows).
+
+use jetsweep_proto::convert::trial_to_wire;
+use jetsweep_proto::v1 as pb;
+
+use crate::jobs::{Job, JobState, LeaseGrant, SweepCounts};
+use crate::results::ResultRow;
+
+pub fn sweep(c: &SweepCounts) -> pb::SweepView {
+    pb::SweepView {
+        sweep_id: c.id.clone(),
+        name: c.name.clone(),
+        created_unix_ms: c.created_ms,
+        total: c.total,
+        queued: c.queued,
+        leased: c.leased,
+        done: c.done,
+        failed: c.failed,
+        cancelled: c.cancelled,
+        reused: c.reused,
+        cancel_requested: c.cancel_requested,
+    }
+}
+
+pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobView {
+    let (worker_id, result, error) = match &j.state {
+        JobState::Queued => (String::new(), None, String::new()),
+        JobState::Leased { worker, .. } => (worker.clone(), None, String::new()),
+        JobState::Done { result } => (String::new(), Some(result.into()), String::new()),
+        JobState::Failed { error } => (String::new(), None, error.clone()),
+        JobState::Cancelled { reason } => (String::new(), None, reason.clone()),
+    };
+    pb::JobView {
+        job_id: j.id.clone(),
+        sweep_id: sweep_id.to_string(),
+        spec: Some(trial_to_wire(&j.trial, dataset)),
+        state: pb::JobState::from(j.state.status()) as i32,
+        attempts: j.attempts,
+        worker_id,
+        epochs_done: j.epochs_done,
+        latest: j.latest.as_ref().map(Into::into),
+        result,
+        error,
+    }
+}
+
+pub fn lease(g: &LeaseGrant, dataset: pb::DatasetRef, sweep_id: String) -> pb::Lease {
+    pb::Lease {
+        lease_id: g.lease_id.clone(),
+        job_id: g.job.id.clone(),
+        spec: Some(trial_to_wire(&g.job.trial, Some(dataset))),
+        expires_unix_ms: g.expires_at,
+        attempt: g.attempt,
+        sweep_id,
+    }
+}
+
+pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultRow {
+    pb::ResultRow {
+        spec: Some(trial_to_wire(&r.point, dataset)),
+        seeds: r.seeds,
+        mean_test_acc: r.mean_test_acc,
+        std_test_acc: r.std_test_acc,
+        mean_best_test_acc: r.mean_best_test_acc,
+        std_best_test_acc: r.std_best_test_acc,
+    }
+}

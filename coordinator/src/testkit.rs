@@ -1,0 +1,127 @@
+//! For tests (this crate's and the end-to-end tests in `tests/`): a real coordinator on
+//! `127.0.0.1:0` over a state file in a folder the test owns, on a clock the test moves by hand,
+//! reached through the same client helper the CLI and the worker use; and the fixture sweeps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jetsweep_proto::auth::Channel;
+use jetsweep_proto::client;
+use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
+use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
+use tokio::net::TcpListener;
+
+use crate::clock::ManualClock;
+use crate::server::{Coordinator, serve};
+use crate::store::Store;
+
+/// Fixture sweep files.
+pub mod sweeps {
+    /// 4 tiny jobs (2 batch sizes × 2 seeds, 2 epochs) on 2,000 synthetic jets; 5 s leases.
+    pub const TINY: &str = r#"
+name = "tiny"
+dataset = "synthetic:2000"
+lease_timeout_s = 5
+[defaults]
+max_epochs = 2
+learning_rate = 1e-3
+[grid]
+batch_size = [64, 128]
+seed = [0, 1]
+"#;
+
+    /// 8 quick jobs (2 batch sizes × 2 learning rates × 2 seeds, 3 epochs) on 20,000 synthetic
+    /// jets; the shortest lease allowed.
+    pub const QUICK: &str = r#"
+name = "quick"
+dataset = "synthetic:20000"
+lease_timeout_s = 3
+[defaults]
+max_epochs = 3
+[grid]
+batch_size = [128, 256]
+learning_rate = [1e-3, 1e-4]
+seed = [0, 1]
+"#;
+}
+
+/// Where the test clock starts: an ordinary moment (2026-01-01), far from 0 and from overflow.
+pub const CLOCK_START: i64 = 1_767_225_600_000;
+
+/// A coordinator serving on loopback until dropped.
+pub struct TestCoordinator {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The coordinator's time; move it with [`ManualClock::advance`].
+    pub clock: ManualClock,
+    /// The coordinator itself, for what the wire does not offer (expiring leases now).
+    pub coordinator: Coordinator,
+    pub sweeps: SweepServiceClient<Channel>,
+    pub workers: WorkerServiceClient<Channel>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestCoordinator {
+    /// Starts a coordinator with its state file and datasets under `dir`.
+    pub async fn start(dir: &Path) -> TestCoordinator {
+        let clock = ManualClock::at(CLOCK_START);
+        let store = Store::open(&dir.join("state.db")).expect("open the test state file");
+        let coordinator = Coordinator::new(store, dir.to_path_buf(), clock.shared())
+            .expect("start the test coordinator");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, coordinator.clone(), async {
+            let _ = stopped.await;
+        }));
+        let channel = client::connect(&url, None)
+            .await
+            .expect("connect to the test coordinator");
+        TestCoordinator {
+            url,
+            clock,
+            coordinator,
+            sweeps: client::sweep_client(channel.clone()),
+            workers: client::worker_client(channel),
+            _stop: stop,
+        }
+    }
+
+    /// Submits a sweep file that must be accepted.
+    pub async fn submit(&mut self, toml: &str) -> pb::SweepView {
+        self.sweeps
+            .submit_sweep(pb::SubmitSweepRequest {
+                sweep_toml: toml.into(),
+            })
+            .await
+            .expect("the sweep is accepted")
+            .into_inner()
+            .sweep
+            .expect("the reply carries the sweep")
+    }
+
+    /// Registers a worker of this protocol version; returns its id.
+    pub async fn register(&mut self, host: &str, slots: u32) -> String {
+        self.workers
+            .register(pb::RegisterRequest {
+                protocol_version: jetsweep_proto::PROTOCOL_VERSION,
+                host: host.into(),
+                device: "cpu".into(),
+                slots,
+            })
+            .await
+            .expect("registration is accepted")
+            .into_inner()
+            .worker_id
+    }
+
+    /// Moves the coordinator's time forward by `by` and expires the leases that outlived it.
+    pub async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.coordinator
+            .expire_leases()
+            .await
+            .expect("expiry runs");
+    }
+}
