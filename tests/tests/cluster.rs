@@ -9,18 +9,8 @@ use jetsweep_proto::v1 as pb;
 use crate::cluster_support::*;
 use crate::support::{coordinator_bin, text};
 
-/// 8 quick jobs.
-const QUICK: &str = r#"
-name = "quick"
-dataset = "synthetic:20000"
-lease_timeout_s = 3
-[defaults]
-max_epochs = 3
-[grid]
-batch_size = [128, 256]
-learning_rate = [1e-3, 1e-4]
-seed = [0, 1]
-"#;
+/// 8 quick jobs (the fixture the coordinator's own tests use too).
+use jetsweep_coordinator::testkit::sweeps::QUICK;
 
 /// Jobs of a few seconds each, so processes can be killed while one runs.
 fn slow(name: &str, seeds: &str) -> String {
@@ -301,100 +291,6 @@ fn jetsweep_run_runs_a_sweep_locally_and_prints_the_results() {
         "{stdout}"
     );
     assert!(stderr.contains("8 done, 0 failed"), "{stderr}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
-    use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
-    let dir = tempfile::tempdir().unwrap();
-    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
-    let sweep_id = submit(&url, QUICK).await.sweep_id;
-    // This test plays the worker itself, over the wire.
-    let channel = tonic::transport::Channel::from_shared(url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut w = WorkerServiceClient::new(channel);
-    let reg = pb::RegisterRequest {
-        protocol_version: jetsweep_proto::PROTOCOL_VERSION,
-        host: "test".into(),
-        device: "cpu".into(),
-        slots: 1,
-    };
-    let id = w.register(reg).await.unwrap().into_inner().worker_id;
-    let lease = w
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: id.clone(),
-            max_jobs: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases
-        .remove(0);
-    // The lease expires (3 s, no heartbeat); the job is leased again, to a second lease.
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
-    let again = w
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: id.clone(),
-            max_jobs: 8,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
-    let new = again
-        .iter()
-        .find(|l| l.job_id == lease.job_id)
-        .expect("the expired job is leased again");
-    assert_eq!(new.attempt, 2);
-    let result = |acc: f64| {
-        Some(pb::TrialResult {
-            params: 117,
-            test_acc: acc,
-            best_epoch: 1,
-            best_test_acc: acc,
-        })
-    };
-    let late = w
-        .report_epoch(pb::ReportEpochRequest {
-            lease_id: lease.lease_id.clone(),
-            epochs: vec![pb::EpochMetrics::default()],
-        })
-        .await;
-    assert_eq!(late.unwrap_err().code(), tonic::Code::FailedPrecondition);
-    let late = w
-        .complete_job(pb::CompleteJobRequest {
-            lease_id: lease.lease_id.clone(),
-            result: result(0.1),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(late.unwrap_err().code(), tonic::Code::FailedPrecondition);
-    w.complete_job(pb::CompleteJobRequest {
-        lease_id: new.lease_id.clone(),
-        result: result(0.7),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    w.complete_job(pb::CompleteJobRequest {
-        lease_id: new.lease_id.clone(),
-        result: result(0.9),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let job = jobs(&url, &sweep_id)
-        .await
-        .into_iter()
-        .find(|j| j.job_id == lease.job_id)
-        .unwrap();
-    assert_eq!(
-        (state(&job), job.result.unwrap().test_acc, job.attempts),
-        (pb::JobState::Done, 0.7, 2)
-    );
 }
 
 /// A coordinator started with a token refuses clients and workers without it, or with a wrong one,

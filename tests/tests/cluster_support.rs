@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jetsweep_proto::auth::Channel;
+use jetsweep_proto::client;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
-use tonic::transport::Channel;
 
 use crate::support::{coordinator_bin, worker_bin};
 
@@ -80,13 +81,7 @@ pub fn worker(dir: &Path, url: &str, tag: &str) -> Proc {
 }
 
 pub async fn client(url: &str) -> SweepServiceClient<Channel> {
-    SweepServiceClient::new(
-        Channel::from_shared(url.to_string())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    )
+    client::sweep_client(client::connect(url, None).await.unwrap())
 }
 
 pub async fn submit(url: &str, toml: &str) -> pb::SweepView {
@@ -139,11 +134,7 @@ pub async fn wait_for(
 ) {
     let start = Instant::now();
     loop {
-        if let Ok(mut c) = Channel::from_shared(url.to_string())
-            .unwrap()
-            .connect()
-            .await
-            .map(SweepServiceClient::new)
+        if let Ok(mut c) = client::connect(url, None).await.map(client::sweep_client)
             && let (Ok(s), Ok(j)) = (
                 c.get_sweep(pb::GetSweepRequest {
                     sweep_id: id.into(),

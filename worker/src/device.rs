@@ -12,7 +12,9 @@ use std::str::FromStr;
 use jetsweep_data::Prepared;
 
 use crate::error::WorkerError;
-use crate::train::{Progress, Summary, TrainConfig, train};
+use jetsweep_proto::trial::Hyperparameters;
+
+use crate::train::{Progress, Summary, train};
 
 /// Where a trial runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +134,7 @@ fn probe_cuda(index: usize) -> Result<(), WorkerError> {
 pub fn train_on(
     choice: DeviceChoice,
     data: &Prepared,
-    config: &TrainConfig,
+    config: &Hyperparameters,
     trace_steps: usize,
     observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Summary, WorkerError> {

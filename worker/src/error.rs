@@ -1,13 +1,13 @@
-//! The worker crate's error type. Messages name the bad value and what to do instead.
+//! The worker crate's one error type. Messages name the bad value and what to do instead.
 
 use jetsweep_data::DataError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error(
-        "unknown model {0:?}: use jsc-tiny, jsc-toy, jsc-s, jsc-tiny-x10, or mlp:W1,W2,... (hidden widths)"
-    )]
-    UnknownModel(String),
+    /// A value the shared vocabulary refuses (a model name, a hyperparameter), or a coordinator
+    /// address or token it cannot use.
+    #[error(transparent)]
+    Contract(#[from] jetsweep_proto::Error),
 
     #[error("{0}")]
     Invalid(String),
@@ -20,4 +20,36 @@ pub enum WorkerError {
 
     #[error("training stopped: {0}")]
     Stopped(String),
+
+    /// The coordinator refused or failed a call (after retries, where retrying made sense).
+    #[error("coordinator: {call}: {}", .status.message())]
+    Rpc {
+        call: &'static str,
+        status: tonic::Status,
+    },
+
+    /// A dataset fetched from the coordinator that is not the one the job named.
+    #[error("dataset {sha256} from the coordinator: {reason}; not used")]
+    DatasetMismatch { sha256: String, reason: String },
+
+    /// A lease without what every lease carries.
+    #[error("lease {lease}: {what}")]
+    BadLease { lease: String, what: String },
+
+    /// A training or I/O task of this process died (a panic in it, or the runtime stopping).
+    #[error("worker task failed: {0}")]
+    Task(String),
+}
+
+impl WorkerError {
+    /// A failed call to the coordinator, named.
+    pub fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> WorkerError {
+        move |status| WorkerError::Rpc { call, status }
+    }
+}
+
+impl From<tokio::task::JoinError> for WorkerError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        WorkerError::Task(e.to_string())
+    }
 }

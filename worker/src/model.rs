@@ -1,6 +1,8 @@
 //! The JSC models, as burn modules.
 //!
-//! Every MASE JSC model has the same skeleton, so one module type, [`Mlp`], describes them all:
+//! A model's shape ([`Architecture`], parsed from its name) is part of the shared vocabulary in
+//! `jetsweep-proto`; this module builds it. Every MASE JSC model has the same skeleton, so one
+//! module type, [`Mlp`], describes them all:
 //! `BatchNorm1d(16) → ReLU`, then stages of `Linear → [BatchNorm1d] → ReLU`, the last stage producing
 //! the 5 class scores. The final ReLU acts on the logits fed to cross-entropy: that is what MASE does.
 //! Tensor shapes: input `[batch, 16]` scaled features, output `[batch, 5]` non-negative logits.
@@ -9,15 +11,12 @@
 //! (Linear: weight and bias U(±1/√fan_in); BatchNorm: γ=1, β=0), so CPU and GPU start from the same
 //! numbers and a run can hand its exact starting point to the PyTorch reference.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use jetsweep_data::rng::SplitMix64;
-use jetsweep_data::{NUM_CLASSES, NUM_FEATURES};
+use jetsweep_data::NUM_FEATURES;
 
 use crate::error::WorkerError;
 
@@ -25,116 +24,23 @@ use crate::error::WorkerError;
 const BN_EPSILON: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
-/// The shape of a model: the width each linear stage produces (the last is 5) and whether a
-/// BatchNorm follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Architecture {
-    pub name: String,
-    pub stages: Vec<StageShape>,
-}
+pub use jetsweep_proto::model::{Architecture, MODELS, StageShape};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageShape {
-    pub width: usize,
-    pub norm: bool,
-}
-
-/// Named models, with a one-line description each (shown by `--help` and in errors).
-pub const MODELS: [(&str, &str); 5] = [
-    ("jsc-tiny", "BN16 ReLU Linear16→5 ReLU; 117 params (MASE)"),
-    (
-        "jsc-toy",
-        "BN16 ReLU, Linear→BN→ReLU 16→8→8→5; 327 params (MASE)",
-    ),
-    (
-        "jsc-s",
-        "hidden 64-32-32-32, BN after the first and last linear; 5,615 params (MASE)",
-    ),
-    (
-        "jsc-tiny-x10",
-        "BN16 ReLU Linear16→48 BN48 ReLU Linear48→5 ReLU; 1,189 params, ~10x jsc-tiny (lab question 4)",
-    ),
-    (
-        "mlp:W1,W2,...",
-        "generic: BN16 ReLU, Linear→BN→ReLU for each hidden width, Linear→5 ReLU",
-    ),
-];
-
-fn stages(spec: &[(usize, bool)]) -> Vec<StageShape> {
-    spec.iter()
-        .map(|&(width, norm)| StageShape { width, norm })
-        .collect()
-}
-
-impl FromStr for Architecture {
-    type Err = WorkerError;
-
-    fn from_str(name: &str) -> Result<Self, WorkerError> {
-        let shape = match name {
-            "jsc-tiny" => stages(&[(5, false)]),
-            "jsc-toy" => stages(&[(8, true), (8, true), (5, true)]),
-            "jsc-s" => stages(&[(64, true), (32, false), (32, false), (32, false), (5, true)]),
-            "jsc-tiny-x10" => stages(&[(48, true), (5, false)]),
-            _ => match name.strip_prefix("mlp:") {
-                Some(widths) => {
-                    let mut hidden = Vec::new();
-                    for w in widths.split(',') {
-                        match w.trim().parse::<usize>() {
-                            Ok(w) if (1..=4096).contains(&w) => hidden.push((w, true)),
-                            _ => {
-                                return Err(WorkerError::UnknownModel(format!(
-                                    "{name} (hidden width {w:?} must be a whole number from 1 to 4096)"
-                                )));
-                            }
-                        }
-                    }
-                    hidden.push((NUM_CLASSES, false));
-                    stages(&hidden)
-                }
-                None => return Err(WorkerError::UnknownModel(name.to_string())),
-            },
-        };
-        Ok(Architecture {
-            name: name.to_string(),
-            stages: shape,
-        })
+/// Builds `arch` with parameters drawn from `seed`.
+pub fn init<B: Backend>(arch: &Architecture, seed: u64, device: &B::Device) -> Mlp<B> {
+    let mut rng = SplitMix64::derive(seed, "init", 0);
+    let mut fan_in = NUM_FEATURES;
+    let mut built = Vec::with_capacity(arch.stages.len());
+    for s in &arch.stages {
+        built.push(Stage {
+            linear: Dense::init(fan_in, s.width, &mut rng, device),
+            norm: s.norm.then(|| BatchNorm1d::init(s.width, device)),
+        });
+        fan_in = s.width;
     }
-}
-
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-impl Architecture {
-    /// Trainable parameters, by arithmetic (a test checks it against the built module).
-    pub fn param_count(&self) -> usize {
-        let mut n = 2 * NUM_FEATURES;
-        let mut fan_in = NUM_FEATURES;
-        for s in &self.stages {
-            n += fan_in * s.width + s.width + if s.norm { 2 * s.width } else { 0 };
-            fan_in = s.width;
-        }
-        n
-    }
-
-    /// Builds the model with parameters drawn from `seed`.
-    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> Mlp<B> {
-        let mut rng = SplitMix64::derive(seed, "init", 0);
-        let mut fan_in = NUM_FEATURES;
-        let mut built = Vec::with_capacity(self.stages.len());
-        for s in &self.stages {
-            built.push(Stage {
-                linear: Dense::init(fan_in, s.width, &mut rng, device),
-                norm: s.norm.then(|| BatchNorm1d::init(s.width, device)),
-            });
-            fan_in = s.width;
-        }
-        Mlp {
-            input_norm: BatchNorm1d::init(NUM_FEATURES, device),
-            stages: built,
-        }
+    Mlp {
+        input_norm: BatchNorm1d::init(NUM_FEATURES, device),
+        stages: built,
     }
 }
 
@@ -332,19 +238,11 @@ mod tests {
             let arch: Architecture = name.parse().unwrap();
             assert_eq!(arch.param_count(), expected, "{name} by arithmetic");
             // burn counts BatchNorm's running statistics too; they are state, not trainable parameters.
-            let model = arch.init::<B>(0, &Default::default());
+            let model = init::<B>(&arch, 0, &Default::default());
             let norms = std::iter::once(&model.input_norm)
                 .chain(model.stages.iter().filter_map(|s| s.norm.as_ref()));
             let running: usize = norms.map(|bn| 2 * bn.running_mean.value().dims()[0]).sum();
             assert_eq!(model.num_params() - running, expected, "{name} as built");
-        }
-    }
-
-    #[test]
-    fn unknown_models_are_refused_by_name() {
-        for bad in ["jsc-huge", "mlp:", "mlp:0", "mlp:8,x"] {
-            let err = bad.parse::<Architecture>().unwrap_err().to_string();
-            assert!(err.contains(bad), "{err}");
         }
     }
 
@@ -354,8 +252,8 @@ mod tests {
         for name in ["jsc-tiny", "jsc-toy", "jsc-s", "jsc-tiny-x10"] {
             let model = name
                 .parse::<Architecture>()
-                .unwrap()
-                .init::<Autodiff<B>>(1, &device);
+                .unwrap();
+            let model = init::<Autodiff<B>>(&model, 1, &device);
             let x = Tensor::<Autodiff<B>, 2>::from_data(
                 TensorData::new(
                     (0..7 * 16)
@@ -380,9 +278,9 @@ mod tests {
     #[test]
     fn initialisation_follows_the_seed_and_pytorch_bounds() {
         let arch: Architecture = "jsc-tiny".parse().unwrap();
-        let a = export_jsc_tiny(&arch.init::<B>(5, &Default::default())).unwrap();
-        let b = export_jsc_tiny(&arch.init::<B>(5, &Default::default())).unwrap();
-        let c = export_jsc_tiny(&arch.init::<B>(6, &Default::default())).unwrap();
+        let a = export_jsc_tiny(&init::<B>(&arch, 5, &Default::default())).unwrap();
+        let b = export_jsc_tiny(&init::<B>(&arch, 5, &Default::default())).unwrap();
+        let c = export_jsc_tiny(&init::<B>(&arch, 6, &Default::default())).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let weight = &a.iter().find(|(n, _, _)| n == "fc_weight").unwrap();

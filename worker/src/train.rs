@@ -16,10 +16,12 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::log_softmax};
 use jetsweep_data::batch::{self, batch_ranges};
 use jetsweep_data::{NUM_FEATURES, Prepared, Split, ValidationKind};
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::trial::{self, Hyperparameters};
 use serde::Serialize;
 
 use crate::error::WorkerError;
-use crate::model::{Architecture, Mlp};
+use crate::model::{self, Mlp};
 
 /// Floor of the cosine schedule (MASE passes eta_min=1e-6).
 pub const ETA_MIN: f64 = 1e-6;
@@ -28,74 +30,36 @@ pub const ADAM_EPSILON: f32 = 1e-8;
 /// Rows per forward pass when evaluating; large, since evaluation keeps no graph.
 const EVAL_CHUNK: usize = 8192;
 
-/// One trial's hyperparameters.
-#[derive(Debug, Clone)]
-pub struct TrainConfig {
-    pub arch: Architecture,
-    pub batch_size: usize,
-    pub max_epochs: usize,
-    pub lr: f64,
-    pub seed: u64,
-}
-
-impl TrainConfig {
-    /// Refuses values no training can use, naming them.
-    pub fn validate(&self) -> Result<(), WorkerError> {
-        if self.batch_size == 0 {
-            return Err(WorkerError::Invalid(
-                "batch size 0: use a positive batch size, e.g. 128".into(),
-            ));
-        }
-        if self.max_epochs == 0 {
-            return Err(WorkerError::Invalid(
-                "max epochs 0: use at least 1 epoch".into(),
-            ));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(WorkerError::Invalid(format!(
-                "learning rate {}: use a positive finite number, e.g. 1e-3",
-                self.lr
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// PyTorch's CosineAnnealingLR (closed form) for 0-based `epoch`.
 pub fn cosine_lr(base_lr: f64, epoch: usize, max_epochs: usize) -> f64 {
     let progress = epoch as f64 / max_epochs as f64;
     ETA_MIN + (base_lr - ETA_MIN) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
 }
 
-/// What one epoch measured. Losses are means over samples; accuracies are top-1 fractions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
-    /// `train-as-val` (MASE) or `held-out`.
-    pub val: ValidationKind,
-    pub test_loss: f64,
-    pub test_acc: f64,
-    /// Wall time of the training pass alone (no evaluation).
-    pub seconds: f64,
-    pub samples_per_second: f64,
-}
-
 /// The trial's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub params: usize,
-    pub epochs: usize,
+    pub epochs: u32,
     /// Test accuracy after the last epoch.
     pub test_acc: f64,
     /// The epoch with the lowest validation loss, and the test accuracy there (MASE's `best.ckpt`).
-    pub best_epoch: usize,
+    pub best_epoch: u32,
     pub best_test_acc: f64,
+    /// What the validation numbers were computed on.
     pub val: ValidationKind,
+}
+
+impl Summary {
+    /// The outcome as the coordinator stores it.
+    pub fn result(&self) -> TrialResult {
+        TrialResult {
+            params: self.params as u64,
+            test_acc: self.test_acc,
+            best_epoch: self.best_epoch,
+            best_test_acc: self.best_test_acc,
+        }
+    }
 }
 
 /// What the loop reports as it goes.
@@ -167,7 +131,7 @@ pub struct TrainPass {
 
 /// A model and its optimizer, stepping through epochs.
 pub struct Trainer<B: AutodiffBackend> {
-    config: TrainConfig,
+    config: Hyperparameters,
     device: B::Device,
     model: Option<Mlp<B>>,
     optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Mlp<B>, B>,
@@ -178,12 +142,16 @@ pub struct Trainer<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
-    pub fn new(config: TrainConfig, device: B::Device) -> Result<Self, WorkerError> {
+    pub fn new(config: Hyperparameters, device: B::Device) -> Result<Self, WorkerError> {
         config.validate()?;
-        let model = config.arch.init::<B>(config.seed, &device);
-        let optim = AdamConfig::new()
-            .with_epsilon(ADAM_EPSILON)
-            .init::<B, Mlp<B>>();
+        let model = model::init::<B>(&config.model, config.seed, &device);
+        // Every optimizer a trial may name is matched here: a new one cannot be accepted by the
+        // sweep file and then ignored.
+        let optim = match config.optimizer {
+            trial::Optimizer::Adam => AdamConfig::new()
+                .with_epsilon(ADAM_EPSILON)
+                .init::<B, Mlp<B>>(),
+        };
         Ok(Trainer {
             config,
             device,
@@ -211,11 +179,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         on_step: &mut dyn FnMut(usize, f64),
     ) -> TrainPass {
         let start = Instant::now();
-        let lr = cosine_lr(self.config.lr, epoch, self.config.max_epochs);
+        let lr = cosine_lr(
+            self.config.learning_rate,
+            epoch,
+            self.config.max_epochs as usize,
+        );
         let order = batch::epoch_order(train.len(), self.config.seed, epoch);
         let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
-        for range in batch_ranges(train.len(), self.config.batch_size) {
+        for range in batch_ranges(train.len(), self.config.batch_size as usize) {
             let rows = &order[range];
             batch::gather(train, rows, &mut self.xb, &mut self.yb);
             let (x, y) = batch_tensors::<B>(&self.xb, &self.yb, &self.device);
@@ -266,7 +238,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 /// step losses are reported too. `observe` returning `Break(reason)` stops the run.
 pub fn train<B: AutodiffBackend>(
     data: &Prepared,
-    config: &TrainConfig,
+    config: &Hyperparameters,
     device: &B::Device,
     trace_steps: usize,
     observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
@@ -279,11 +251,12 @@ pub fn train<B: AutodiffBackend>(
         )));
     }
     let (val_split, val_kind) = data.validation();
-    let mut best: Option<(f64, usize, f64)> = None; // (val loss, epoch, test acc)
+    let mut best: Option<(f64, u32, f64)> = None; // (val loss, epoch, test acc)
     let mut last_test_acc = 0.0;
     let mut stopped: Option<String> = None;
-    for epoch in 0..config.max_epochs {
-        let lr = cosine_lr(config.lr, epoch, config.max_epochs);
+    let epochs = config.max_epochs as usize;
+    for epoch in 0..epochs {
+        let lr = cosine_lr(config.learning_rate, epoch, epochs);
         let mut on_step = |step: usize, loss: f64| {
             if let ControlFlow::Break(reason) = observe(Progress::Step { step, loss }) {
                 stopped.get_or_insert(reason);
@@ -293,14 +266,14 @@ pub fn train<B: AutodiffBackend>(
         let eval_model = trainer.model().valid();
         let (val_loss, val_acc) = evaluate(&eval_model, val_split, device);
         let (test_loss, test_acc) = evaluate(&eval_model, &data.test, device);
+        let number = epoch as u32 + 1;
         let metrics = EpochMetrics {
-            epoch: epoch + 1,
+            epoch: number,
             lr,
             train_loss: pass.loss,
             train_acc: pass.acc,
             val_loss,
             val_acc,
-            val: val_kind,
             test_loss,
             test_acc,
             seconds: pass.seconds,
@@ -308,7 +281,7 @@ pub fn train<B: AutodiffBackend>(
         };
         last_test_acc = test_acc;
         if best.is_none_or(|(best_loss, _, _)| val_loss < best_loss) {
-            best = Some((val_loss, epoch + 1, test_acc));
+            best = Some((val_loss, number, test_acc));
         }
         if let ControlFlow::Break(reason) = observe(Progress::Epoch(&metrics)) {
             stopped.get_or_insert(reason);
@@ -319,7 +292,7 @@ pub fn train<B: AutodiffBackend>(
     }
     let (_, best_epoch, best_test_acc) = best.expect("at least one epoch ran");
     Ok(Summary {
-        params: config.arch.param_count(),
+        params: config.model.param_count(),
         epochs: config.max_epochs,
         test_acc: last_test_acc,
         best_epoch,
@@ -336,23 +309,24 @@ mod tests {
 
     fn config(
         model: &str,
-        batch_size: usize,
-        max_epochs: usize,
-        lr: f64,
+        batch_size: u32,
+        max_epochs: u32,
+        learning_rate: f64,
         seed: u64,
-    ) -> TrainConfig {
-        TrainConfig {
-            arch: model.parse().unwrap(),
+    ) -> Hyperparameters {
+        Hyperparameters {
+            model: model.parse().unwrap(),
             batch_size,
             max_epochs,
-            lr,
+            learning_rate,
             seed,
+            ..Default::default()
         }
     }
 
     fn run(
         data: &Prepared,
-        cfg: &TrainConfig,
+        cfg: &Hyperparameters,
         trace: usize,
     ) -> (Summary, Vec<EpochMetrics>, Vec<f64>) {
         let (mut epochs, mut steps) = (Vec::new(), Vec::new());
@@ -425,11 +399,8 @@ mod tests {
         assert_eq!(epochs.len(), 4);
         assert_eq!(epochs[0].lr, 1e-2);
         assert!(epochs.windows(2).all(|w| w[1].lr < w[0].lr));
-        assert!(
-            epochs
-                .iter()
-                .all(|m| m.val == ValidationKind::HeldOut && (0.0..=1.0).contains(&m.test_acc))
-        );
+        assert_eq!(summary.val, ValidationKind::HeldOut);
+        assert!(epochs.iter().all(|m| (0.0..=1.0).contains(&m.test_acc)));
         let best = epochs
             .iter()
             .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
@@ -465,12 +436,15 @@ mod tests {
     #[test]
     fn impossible_hyperparameters_are_refused() {
         for (cfg, needle) in [
-            (config("jsc-tiny", 0, 1, 1e-3, 0), "batch size 0"),
-            (config("jsc-tiny", 8, 1, 0.0, 0), "learning rate 0"),
-            (config("jsc-tiny", 8, 1, f64::NAN, 0), "learning rate NaN"),
-            (config("jsc-tiny", 8, 0, 1e-3, 0), "max epochs 0"),
+            (config("jsc-tiny", 0, 1, 1e-3, 0), "batch_size = 0"),
+            (config("jsc-tiny", 8, 1, 0.0, 0), "learning_rate = 0"),
+            (config("jsc-tiny", 8, 1, f64::NAN, 0), "learning_rate = NaN"),
+            (config("jsc-tiny", 8, 0, 1e-3, 0), "max_epochs = 0"),
         ] {
-            let err = cfg.validate().unwrap_err().to_string();
+            let err = Trainer::<CpuBackend>::new(cfg, Default::default())
+                .err()
+                .expect("refused")
+                .to_string();
             assert!(err.contains(needle), "{err}");
         }
     }

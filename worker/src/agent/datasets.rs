@@ -12,6 +12,8 @@ use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::Mutex;
 
+use crate::WorkerError;
+
 /// Loaded datasets by sha256, and where they are kept on disk.
 pub struct Datasets {
     dir: PathBuf,
@@ -32,7 +34,7 @@ impl Datasets {
         &self,
         sha256: &str,
         client: &mut WorkerServiceClient<Channel>,
-    ) -> anyhow::Result<Arc<Prepared>> {
+    ) -> Result<Arc<Prepared>, WorkerError> {
         let mut loaded = self.loaded.lock().await;
         if let Some(d) = loaded.get(sha256) {
             return Ok(d.clone());
@@ -47,6 +49,7 @@ impl Datasets {
             Ok(p) if p.provenance.sha256 == sha256 => p,
             _ => self.fetch(sha256, &path, client).await?,
         };
+        tracing::info!(dataset = %sha256, rows = prepared.train.len() + prepared.test.len(), "dataset ready");
         let prepared = Arc::new(prepared);
         loaded.insert(sha256.to_string(), prepared.clone());
         Ok(prepared)
@@ -57,32 +60,39 @@ impl Datasets {
         sha256: &str,
         path: &Path,
         client: &mut WorkerServiceClient<Channel>,
-    ) -> anyhow::Result<Prepared> {
+    ) -> Result<Prepared, WorkerError> {
+        tracing::info!(dataset = %sha256, "fetching the dataset from the coordinator");
         let mut stream = client
             .fetch_dataset(pb::FetchDatasetRequest {
                 sha256: sha256.to_string(),
             })
-            .await?
+            .await
+            .map_err(WorkerError::rpc("fetch dataset"))?
             .into_inner();
         let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            anyhow::ensure!(
-                chunk.offset as usize == bytes.len(),
-                "dataset {sha256}: chunk at offset {} after {} bytes",
-                chunk.offset,
-                bytes.len()
-            );
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(WorkerError::rpc("fetch dataset"))?
+        {
+            if chunk.offset as usize != bytes.len() {
+                return Err(WorkerError::DatasetMismatch {
+                    sha256: sha256.to_string(),
+                    reason: format!("chunk at offset {} after {} bytes", chunk.offset, bytes.len()),
+                });
+            }
             bytes.extend_from_slice(&chunk.data);
         }
         let path = path.to_path_buf();
         let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Prepared> {
+        tokio::task::spawn_blocking(move || -> Result<Prepared, WorkerError> {
             let prepared = cache::decode(&bytes, &path)?;
-            anyhow::ensure!(
-                prepared.provenance.sha256 == sha,
-                "dataset from the coordinator has content hash {}, the job asked for {sha}; not used",
-                prepared.provenance.sha256
-            );
+            if prepared.provenance.sha256 != sha {
+                return Err(WorkerError::DatasetMismatch {
+                    reason: format!("its content hash is {}", prepared.provenance.sha256),
+                    sha256: sha,
+                });
+            }
             cache::save(&prepared, &path)?;
             Ok(prepared)
         })

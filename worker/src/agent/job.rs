@@ -8,17 +8,20 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use jetsweep_proto::auth::Channel;
+use jetsweep_proto::trial::Hyperparameters;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::datasets::Datasets;
 use super::with_retry;
+use crate::WorkerError;
 use crate::device::{self, DeviceChoice};
-use crate::model::Architecture;
-use crate::train::{Progress, TrainConfig};
+use crate::train::Progress;
 
 /// Who is asking, and whether it wants another job when this one completes.
 pub struct NextWork {
@@ -28,8 +31,29 @@ pub struct NextWork {
 }
 
 /// Runs one job to its end; never panics on a bad job: errors are reported as the job's failure.
-/// Returns the leases granted with its completion (the worker's next jobs).
+/// Returns the leases granted with its completion (the worker's next jobs). Everything it logs
+/// carries the job's sweep, job id, lease and attempt.
 pub async fn run(
+    lease: pb::Lease,
+    device: DeviceChoice,
+    client: WorkerServiceClient<Channel>,
+    datasets: Arc<Datasets>,
+    stop: Arc<AtomicBool>,
+    next: NextWork,
+) -> Vec<pb::Lease> {
+    let span = tracing::info_span!(
+        "job",
+        sweep = %lease.sweep_id,
+        job = %lease.job_id,
+        lease = %lease.lease_id,
+        attempt = lease.attempt
+    );
+    run_job(lease, device, client, datasets, stop, next)
+        .instrument(span)
+        .await
+}
+
+async fn run_job(
     lease: pb::Lease,
     device: DeviceChoice,
     mut client: WorkerServiceClient<Channel>,
@@ -38,9 +62,12 @@ pub async fn run(
     next: NextWork,
 ) -> Vec<pb::Lease> {
     let lease_id = lease.lease_id.clone();
+    let started = Instant::now();
     let outcome = train(lease, device, &mut client, datasets, stop).await;
+    let seconds = started.elapsed().as_secs_f64();
     let result = match outcome {
         Ok(Some((result, epochs))) => {
+            tracing::info!(seconds, test_acc = result.test_acc, best_test_acc = result.best_test_acc, "job done");
             let request = pb::CompleteJobRequest {
                 lease_id: lease_id.clone(),
                 result: Some(result),
@@ -60,12 +87,15 @@ pub async fn run(
             .await
         }
         // Stopped: the lease is stale or the sweep cancelled; the coordinator already knows.
-        Ok(None) => Ok(Vec::new()),
+        Ok(None) => {
+            tracing::info!(seconds, "job stopped (lease no longer current, or sweep cancelled)");
+            Ok(Vec::new())
+        }
         Err(error) => {
-            eprintln!("jetsweep-worker: job {lease_id} failed: {error:#}");
+            tracing::warn!(seconds, error = %error, "job failed");
             let request = pb::FailJobRequest {
                 lease_id: lease_id.clone(),
-                error: format!("{error:#}"),
+                error: error.to_string(),
             };
             with_retry("fail", || {
                 let mut c = client.clone();
@@ -77,7 +107,7 @@ pub async fn run(
     };
     result.unwrap_or_else(|s| {
         // A stale lease here means another worker finished or took the job: nothing to do.
-        eprintln!("jetsweep-worker: job {lease_id}: {}", s.message());
+        tracing::info!(status = %s.message(), "the coordinator did not take the outcome");
         Vec::new()
     })
 }
@@ -90,50 +120,48 @@ async fn train(
     client: &mut WorkerServiceClient<Channel>,
     datasets: Arc<Datasets>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<Option<(pb::TrialResult, Vec<pb::EpochMetrics>)>> {
-    let spec = lease
-        .spec
-        .ok_or_else(|| anyhow::anyhow!("lease {} carries no trial", lease.lease_id))?;
+) -> Result<Option<(pb::TrialResult, Vec<pb::EpochMetrics>)>, WorkerError> {
+    let bad_lease = |what: &str| WorkerError::BadLease {
+        lease: lease.lease_id.clone(),
+        what: what.to_string(),
+    };
+    let spec = lease.spec.as_ref().ok_or_else(|| bad_lease("carries no trial"))?;
     let dataset = spec
         .dataset
         .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("lease {} names no dataset", lease.lease_id))?;
+        .ok_or_else(|| bad_lease("names no dataset"))?;
+    // Every hyperparameter the coordinator sent, through the same validation as the sweep file.
+    let config = Hyperparameters::try_from(spec)?;
+    tracing::info!(
+        model = %config.model,
+        optimizer = %config.optimizer,
+        batch_size = config.batch_size,
+        max_epochs = config.max_epochs,
+        learning_rate = config.learning_rate,
+        seed = config.seed,
+        dataset = %dataset.sha256,
+        "job started"
+    );
     let data = datasets.get(&dataset.sha256, client).await?;
-    let config = TrainConfig {
-        arch: spec.model.parse::<Architecture>()?,
-        batch_size: spec.batch_size as usize,
-        max_epochs: spec.max_epochs as usize,
-        lr: spec.learning_rate,
-        seed: spec.seed,
-    };
-    config.validate()?;
 
     // Epochs go to a reporter task over a channel; training never waits on the network.
     let (epochs, incoming) = mpsc::unbounded_channel::<pb::EpochMetrics>();
-    let reporter = tokio::spawn(report_epochs(
-        client.clone(),
-        lease.lease_id.clone(),
-        incoming,
-        stop.clone(),
-    ));
+    let reporter = tokio::spawn(
+        report_epochs(
+            client.clone(),
+            lease.lease_id.clone(),
+            incoming,
+            stop.clone(),
+        )
+        .in_current_span(),
+    );
     let stop_flag = stop.clone();
     let last_epoch = config.max_epochs;
     let (summary, last) = tokio::task::spawn_blocking(move || {
         let mut last = None;
         let summary = device::train_on(device, &data, &config, 0, &mut |p| {
             if let Progress::Epoch(m) = p {
-                let metrics = pb::EpochMetrics {
-                    epoch: m.epoch as u32,
-                    lr: m.lr,
-                    train_loss: m.train_loss,
-                    train_acc: m.train_acc,
-                    val_loss: m.val_loss,
-                    val_acc: m.val_acc,
-                    test_loss: m.test_loss,
-                    test_acc: m.test_acc,
-                    seconds: m.seconds,
-                    samples_per_second: m.samples_per_second,
-                };
+                let metrics = pb::EpochMetrics::from(m);
                 // The last epoch waits for the completion, which carries it.
                 if m.epoch == last_epoch {
                     last = Some(metrics);
@@ -154,17 +182,9 @@ async fn train(
     let mut unsent = reporter.await?;
     unsent.extend(last);
     match summary {
-        Ok(s) if !stop.load(Ordering::SeqCst) => Ok(Some((
-            pb::TrialResult {
-                params: s.params as u64,
-                test_acc: s.test_acc,
-                best_epoch: s.best_epoch as u32,
-                best_test_acc: s.best_test_acc,
-            },
-            unsent,
-        ))),
-        Ok(_) | Err(crate::WorkerError::Stopped(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+        Ok(s) if !stop.load(Ordering::SeqCst) => Ok(Some((pb::TrialResult::from(&s.result()), unsent))),
+        Ok(_) | Err(WorkerError::Stopped(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -202,10 +222,7 @@ async fn report_epochs(
             Ok(a) if a.get_ref().cancel => stop.store(true, Ordering::SeqCst),
             Ok(_) => {}
             Err(s) => {
-                eprintln!(
-                    "jetsweep-worker: {lease_id}: report refused ({}); stopping the job",
-                    s.message()
-                );
+                tracing::info!(status = %s.message(), "epoch report refused; stopping the job");
                 stop.store(true, Ordering::SeqCst);
             }
         }

@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetsweep_proto::PROTOCOL_VERSION;
-use jetsweep_proto::auth::{Channel, ClientToken};
+use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
+use jetsweep_proto::{PROTOCOL_VERSION, client};
 use tokio::task::JoinSet;
-use tonic::transport::Endpoint;
 
+use crate::WorkerError;
 use crate::device::DeviceChoice;
 
 /// How long to wait before asking again when the queue was empty.
@@ -59,10 +59,7 @@ where
                     tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
                 ) =>
             {
-                eprintln!(
-                    "jetsweep-worker: {what}: coordinator unreachable ({}); retrying in {delay:?}",
-                    s.message()
-                );
+                tracing::warn!(call = what, status = %s.message(), retry_in = ?delay, "coordinator unreachable; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(BACKOFF_MAX);
             }
@@ -81,19 +78,10 @@ fn host_name() -> String {
 }
 
 /// Runs the agent until `stop` is set (then finishes the jobs it holds).
-pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
     crate::device::check(config.device)?;
-    let channel = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "coordinator address {:?} is not a URL like http://host:7070: {e}",
-                config.coordinator
-            )
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
-    let token = ClientToken::new(config.token.as_deref())?;
-    let client = WorkerServiceClient::new(token.wrap(channel)).max_decoding_message_size(8 << 20);
+    let channel = client::connect_lazy(&config.coordinator, config.token.as_deref())?;
+    let client = client::worker_client(channel);
     let register = pb::RegisterRequest {
         protocol_version: PROTOCOL_VERSION,
         host: host_name(),
@@ -105,11 +93,15 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         let r = register.clone();
         async move { c.register(r).await }
     })
-    .await?
+    .await
+    .map_err(WorkerError::rpc("register"))?
     .into_inner();
-    eprintln!(
-        "jetsweep-worker: registered as {} with {} ({} slot(s), {})",
-        reg.worker_id, config.coordinator, config.slots, config.device
+    tracing::info!(
+        worker = %reg.worker_id,
+        coordinator = %config.coordinator,
+        slots = config.slots,
+        device = %config.device,
+        "registered"
     );
 
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
@@ -162,7 +154,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
         {
             Ok(r) => ready = r.into_inner().leases,
             Err(s) => {
-                eprintln!("jetsweep-worker: leasing failed: {}", s.message());
+                tracing::warn!(status = %s.message(), retry_in = ?BACKOFF_MAX, "leasing failed");
                 tokio::time::sleep(BACKOFF_MAX).await;
                 continue;
             }
@@ -172,9 +164,9 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> anyhow::Result<(
             wait_for_a_job_or_poll(&mut jobs, &mut ready).await;
         }
     }
-    eprintln!(
-        "jetsweep-worker: stopping: finishing {} running job(s), taking no new work",
-        jobs.len()
+    tracing::info!(
+        running = jobs.len(),
+        "stopping: finishing the running jobs, taking no new work"
     );
     // Jobs complete without leasing more now; any lease granted in the race is finished too.
     while let Some(done) = jobs.join_next().await {
@@ -258,7 +250,7 @@ async fn heartbeats(
                     }
                 }
             }
-            Err(s) => eprintln!("jetsweep-worker: heartbeat failed: {}", s.message()),
+            Err(s) => tracing::warn!(status = %s.message(), "heartbeat failed"),
         }
     }
 }

@@ -5,6 +5,7 @@ mod prepare;
 mod train;
 
 use clap::{Parser, Subcommand};
+use jetsweep_proto::logging::{self, LogFormat};
 
 pub use dataset_args::DatasetArgs;
 pub use prepare::PrepareArgs;
@@ -54,6 +55,12 @@ pub struct AgentArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+
+    /// Log lines as readable text or as one JSON object each, on stderr (filter with JETSWEEP_LOG
+    /// or RUST_LOG, e.g. `JETSWEEP_LOG=debug`). Every job's lines carry its sweep, job, lease and
+    /// attempt.
+    #[arg(long, default_value = "text", value_name = "text|json")]
+    pub log_format: LogFormat,
 }
 
 fn parse_device(s: &str) -> Result<crate::device::DeviceChoice, String> {
@@ -71,6 +78,7 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    logging::init(cli.agent.log_format);
     match cli.command {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Prepare(args)) => prepare::run(args),
@@ -99,15 +107,10 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            jetsweep_proto::shutdown::signal().await;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         crate::agent::run(config, stop).await
-    })
+    })?;
+    Ok(())
 }

@@ -7,10 +7,12 @@ use clap::Args;
 use jetsweep_data::{batch, npy};
 use serde_json::json;
 
+use jetsweep_proto::trial::{self, Hyperparameters, MAX_BATCH_SIZE, MAX_EPOCHS};
+
 use super::dataset_args::{DatasetArgs, describe};
 use crate::device::{self, DeviceChoice};
 use crate::model::Architecture;
-use crate::train::{Progress, TrainConfig};
+use crate::train::Progress;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -22,15 +24,15 @@ pub struct TrainArgs {
     pub data: DatasetArgs,
 
     /// Rows per optimizer step (the last batch of an epoch may be smaller).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
+    #[arg(long, default_value_t = trial::DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_SIZE as i64))]
+    pub batch_size: u32,
 
     /// Passes over the training data; also the cosine schedule's T_max.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_epochs: u64,
+    #[arg(long, default_value_t = trial::DEFAULT_MAX_EPOCHS, value_parser = clap::value_parser!(u32).range(1..=MAX_EPOCHS as i64))]
+    pub max_epochs: u32,
 
     /// Initial learning rate of Adam (decays by cosine to 1e-6 over the run). MASE's default is 1e-5.
-    #[arg(long, default_value_t = 1e-5, value_parser = parse_lr, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = trial::DEFAULT_LEARNING_RATE, value_parser = parse_lr, allow_hyphen_values = true)]
     pub lr: f64,
 
     /// Seed of the initial weights and of the per-epoch shuffles.
@@ -59,29 +61,31 @@ pub struct TrainArgs {
 }
 
 fn parse_model(s: &str) -> Result<Architecture, String> {
-    s.parse().map_err(|e: crate::WorkerError| e.to_string())
+    s.parse().map_err(|e: jetsweep_proto::Error| e.to_string())
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: crate::WorkerError| e.to_string())
 }
 
+/// A learning rate, checked by the shared rule; the message quotes the value as it was typed.
 fn parse_lr(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(lr) if lr.is_finite() && lr > 0.0 => Ok(lr),
-        _ => Err(format!(
-            "learning rate {s} must be a positive finite number, e.g. 1e-3"
-        )),
-    }
+    let lr = s.parse::<f64>().unwrap_or(f64::NAN);
+    trial::check_learning_rate(lr).map_err(|e| match e {
+        jetsweep_proto::Error::Invalid { hint, .. } => format!("learning rate {s}: {hint}"),
+        other => other.to_string(),
+    })?;
+    Ok(lr)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let config = TrainConfig {
-        arch: args.model.clone(),
-        batch_size: args.batch_size as usize,
-        max_epochs: args.max_epochs as usize,
-        lr: args.lr,
+    let config = Hyperparameters {
+        model: args.model.clone(),
+        batch_size: args.batch_size,
+        max_epochs: args.max_epochs,
+        learning_rate: args.lr,
         seed: args.seed,
+        ..Default::default()
     };
     config.validate()?;
     device::check(args.device)?;
@@ -90,19 +94,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if !args.json {
         println!(
             "training {} ({} params) on {} — batch {}, {} epochs, lr {:e}, seed {}",
-            config.arch,
-            config.arch.param_count(),
+            config.model,
+            config.model.param_count(),
             args.device,
             config.batch_size,
             config.max_epochs,
-            config.lr,
+            config.learning_rate,
             config.seed
         );
     }
     if let Some(path) = &args.dump_init {
-        let model = config
-            .arch
-            .init::<burn::backend::Flex>(config.seed, &Default::default());
+        let model = crate::model::init::<burn::backend::Flex>(
+            &config.model,
+            config.seed,
+            &Default::default(),
+        );
         let arrays = crate::model::export_jsc_tiny(&model)?;
         let object: serde_json::Map<String, serde_json::Value> = arrays
             .into_iter()
@@ -112,18 +118,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.dump_order {
         let n = data.train.len();
-        let mut all = Vec::with_capacity(n * config.max_epochs);
-        for epoch in 0..config.max_epochs {
+        let epochs = config.max_epochs as usize;
+        let mut all = Vec::with_capacity(n * epochs);
+        for epoch in 0..epochs {
             all.extend(
                 batch::epoch_order(n, config.seed, epoch)
                     .into_iter()
                     .map(i64::from),
             );
         }
-        npy::write_i64(path, &[config.max_epochs, n], &all)?;
+        npy::write_i64(path, &[epochs, n], &all)?;
     }
 
     let json_mode = args.json;
+    let val_kind = data.validation().1;
     let mut observe = |p: Progress<'_>| {
         match p {
             Progress::Step { step, loss } => {
@@ -135,7 +143,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
             Progress::Epoch(m) => {
                 if json_mode {
-                    println!("{}", serde_json::to_string(m).expect("metrics serialise"));
+                    let mut line = serde_json::to_value(m).expect("metrics serialise");
+                    line["val"] = json!(val_kind);
+                    println!("{line}");
                 } else {
                     println!(
                         "epoch {:>3}/{}  lr {:.3e}  train loss {:.4} acc {:.4} | val ({}) loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.2} s, {:.0} samples/s",
@@ -144,7 +154,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         m.lr,
                         m.train_loss,
                         m.train_acc,
-                        m.val.as_str(),
+                        val_kind.as_str(),
                         m.val_loss,
                         m.val_acc,
                         m.test_loss,
@@ -163,7 +173,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "{}",
             json!({
                 "final": true,
-                "model": config.arch.name,
+                "model": config.model.name,
                 "params": summary.params,
                 "test_acc": summary.test_acc,
                 "best_epoch": summary.best_epoch,
@@ -171,7 +181,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 "val": summary.val,
                 "batch_size": config.batch_size,
                 "max_epochs": config.max_epochs,
-                "lr": config.lr,
+                "lr": config.learning_rate,
                 "seed": config.seed,
                 "device": args.device.to_string(),
                 "dataset": data.provenance.source,
