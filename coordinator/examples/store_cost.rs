@@ -14,10 +14,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use jetsweep_coordinator::jobs;
-use jetsweep_proto::dataset::{DatasetRef, ValidationKind};
-use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 use jetsweep_coordinator::store::Store;
 use jetsweep_coordinator::sweep::SweepSpec;
+use jetsweep_proto::dataset::{DatasetRef, ValidationKind};
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
 fn main() {
     let args: Vec<usize> = std::env::args()

@@ -147,10 +147,9 @@ impl From<Error> for Status {
             },
             Error::NotFound(_) => Status::not_found(message),
             Error::Unavailable(_) => Status::unavailable(message),
-            Error::Open { .. }
-            | Error::NewerSchema { .. }
-            | Error::Sql(_)
-            | Error::Corrupt(_) => Status::internal(message),
+            Error::Open { .. } | Error::NewerSchema { .. } | Error::Sql(_) | Error::Corrupt(_) => {
+                Status::internal(message)
+            }
         }
     }
 }

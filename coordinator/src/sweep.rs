@@ -127,18 +127,21 @@ fn each<T, U>(
     list: Vec<T>,
     f: impl Fn(T) -> Result<U, jetsweep_proto::Error>,
 ) -> Result<Vec<U>, Error> {
-    list.into_iter().map(|v| f(v).map_err(Error::from)).collect()
+    list.into_iter()
+        .map(|v| f(v).map_err(Error::from))
+        .collect()
 }
 
 impl SweepSpec {
     /// Parses and validates a sweep file's text.
     pub fn parse(text: &str) -> Result<SweepSpec, Error> {
-        let file: SweepFile =
-            toml::from_str(text).map_err(|e| Error::SweepSyntax(e.to_string().trim().to_string()))?;
+        let file: SweepFile = toml::from_str(text)
+            .map_err(|e| Error::SweepSyntax(e.to_string().trim().to_string()))?;
         let d = file.defaults;
         let g = file.grid;
         let defaults = Hyperparameters::default();
-        let checked = |v: u32, check: fn(u32) -> Result<(), jetsweep_proto::Error>| check(v).map(|_| v);
+        let checked =
+            |v: u32, check: fn(u32) -> Result<(), jetsweep_proto::Error>| check(v).map(|_| v);
         let spec = SweepSpec {
             name: file.name.trim().to_string(),
             dataset: file
@@ -151,7 +154,10 @@ impl SweepSpec {
             attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
             lease_timeout: match file.lease_timeout_s {
                 None => DEFAULT_LEASE,
-                Some(s) if s.is_finite() && (MIN_LEASE.as_secs_f64()..=MAX_LEASE.as_secs_f64()).contains(&s) => {
+                Some(s)
+                    if s.is_finite()
+                        && (MIN_LEASE.as_secs_f64()..=MAX_LEASE.as_secs_f64()).contains(&s) =>
+                {
                     Duration::from_secs_f64(s)
                 }
                 Some(s) => {
@@ -170,19 +176,39 @@ impl SweepSpec {
                 |m| m.parse(),
             )?,
             optimizers: each(
-                axis("optimizer", g.optimizer, d.optimizer, defaults.optimizer.as_str().into())?,
+                axis(
+                    "optimizer",
+                    g.optimizer,
+                    d.optimizer,
+                    defaults.optimizer.as_str().into(),
+                )?,
                 |o| o.parse(),
             )?,
             batch_sizes: each(
-                axis("batch_size", g.batch_size, d.batch_size, defaults.batch_size)?,
+                axis(
+                    "batch_size",
+                    g.batch_size,
+                    d.batch_size,
+                    defaults.batch_size,
+                )?,
                 |b| checked(b, trial::check_batch_size),
             )?,
             max_epochs: each(
-                axis("max_epochs", g.max_epochs, d.max_epochs, defaults.max_epochs)?,
+                axis(
+                    "max_epochs",
+                    g.max_epochs,
+                    d.max_epochs,
+                    defaults.max_epochs,
+                )?,
                 |e| checked(e, trial::check_max_epochs),
             )?,
             learning_rates: each(
-                axis("learning_rate", g.learning_rate, d.learning_rate, defaults.learning_rate)?,
+                axis(
+                    "learning_rate",
+                    g.learning_rate,
+                    d.learning_rate,
+                    defaults.learning_rate,
+                )?,
                 |lr| trial::check_learning_rate(lr).map(|_| lr),
             )?,
             seeds: axis("seed", g.seed, d.seed, defaults.seed)?,
@@ -426,7 +452,10 @@ seed = [0, 1, 2]
             &["optimizer", "lbfgs"],
         );
         refused("name = \"x\"\nattempts = 0\n", &["attempts"]);
-        refused("name = \"x\"\nlease_timeout_s = 1\n", &["lease_timeout_s", "three heartbeats"]);
+        refused(
+            "name = \"x\"\nlease_timeout_s = 1\n",
+            &["lease_timeout_s", "three heartbeats"],
+        );
         refused(
             "name = \"x\"\n[defaults]\nmax_epochs = 4294967295\n",
             &["max_epochs", "4294967295"],

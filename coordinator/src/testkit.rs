@@ -69,7 +69,9 @@ impl TestCoordinator {
         let store = Store::open(&dir.join("state.db")).expect("open the test state file");
         let coordinator = Coordinator::new(store, dir.to_path_buf(), clock.shared())
             .expect("start the test coordinator");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(listener, coordinator.clone(), async {
@@ -119,9 +121,6 @@ impl TestCoordinator {
     /// Moves the coordinator's time forward by `by` and expires the leases that outlived it.
     pub async fn advance(&self, by: Duration) {
         self.clock.advance(by);
-        self.coordinator
-            .expire_leases()
-            .await
-            .expect("expiry runs");
+        self.coordinator.expire_leases().await.expect("expiry runs");
     }
 }

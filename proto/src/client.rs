@@ -9,7 +9,6 @@ use crate::Error;
 use crate::auth::{Channel, ClientToken};
 use crate::limits::{CONNECT_TIMEOUT, MAX_MESSAGE_BYTES};
 
-
 fn endpoint(url: &str) -> Result<Endpoint, Error> {
     Endpoint::from_shared(url.to_string())
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT))

@@ -208,10 +208,34 @@ mod tests {
     fn a_bad_trial_from_the_wire_is_refused_by_field() {
         let good = trial_to_wire(&Hyperparameters::default(), None);
         for (bad, field) in [
-            (pb::TrialSpec { batch_size: 0, ..good.clone() }, "batch_size"),
-            (pb::TrialSpec { model: "resnet".into(), ..good.clone() }, "model"),
-            (pb::TrialSpec { optimizer: "sgd".into(), ..good.clone() }, "optimizer"),
-            (pb::TrialSpec { learning_rate: f64::INFINITY, ..good.clone() }, "learning_rate"),
+            (
+                pb::TrialSpec {
+                    batch_size: 0,
+                    ..good.clone()
+                },
+                "batch_size",
+            ),
+            (
+                pb::TrialSpec {
+                    model: "resnet".into(),
+                    ..good.clone()
+                },
+                "model",
+            ),
+            (
+                pb::TrialSpec {
+                    optimizer: "sgd".into(),
+                    ..good.clone()
+                },
+                "optimizer",
+            ),
+            (
+                pb::TrialSpec {
+                    learning_rate: f64::INFINITY,
+                    ..good.clone()
+                },
+                "learning_rate",
+            ),
         ] {
             let err = Hyperparameters::try_from(&bad).unwrap_err();
             assert_eq!(err.field(), Some(field), "{err}");
@@ -221,6 +245,11 @@ mod tests {
             validation: "sometimes".into(),
             ..Default::default()
         };
-        assert!(DatasetRef::try_from(&bad).unwrap_err().to_string().contains("sometimes"));
+        assert!(
+            DatasetRef::try_from(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("sometimes")
+        );
     }
 }

@@ -68,10 +68,7 @@ impl FromStr for Architecture {
         let unknown = |why: String| Error::UnknownModel(why);
         let (shape, canonical) = match name {
             "jsc-tiny" => (stages(&[(5, false)]), name.to_string()),
-            "jsc-toy" => (
-                stages(&[(8, true), (8, true), (5, true)]),
-                name.to_string(),
-            ),
+            "jsc-toy" => (stages(&[(8, true), (8, true), (5, true)]), name.to_string()),
             "jsc-s" => (
                 stages(&[(64, true), (32, false), (32, false), (32, false), (5, true)]),
                 name.to_string(),

@@ -146,7 +146,12 @@ mod tests {
     fn defaults_are_mases_and_valid() {
         let d = Hyperparameters::default();
         assert_eq!(
-            (d.model.name.as_str(), d.batch_size, d.max_epochs, d.learning_rate),
+            (
+                d.model.name.as_str(),
+                d.batch_size,
+                d.max_epochs,
+                d.learning_rate
+            ),
             ("jsc-tiny", 128, 20, 1e-5)
         );
         d.validate().unwrap();
@@ -156,18 +161,39 @@ mod tests {
     fn impossible_values_are_refused_by_field_and_value() {
         let d = Hyperparameters::default();
         for (bad, needles) in [
-            (Hyperparameters { batch_size: 0, ..d.clone() }, ["batch_size", "0"]),
-            (Hyperparameters { max_epochs: 0, ..d.clone() }, ["max_epochs", "0"]),
             (
-                Hyperparameters { max_epochs: u32::MAX, ..d.clone() },
+                Hyperparameters {
+                    batch_size: 0,
+                    ..d.clone()
+                },
+                ["batch_size", "0"],
+            ),
+            (
+                Hyperparameters {
+                    max_epochs: 0,
+                    ..d.clone()
+                },
+                ["max_epochs", "0"],
+            ),
+            (
+                Hyperparameters {
+                    max_epochs: u32::MAX,
+                    ..d.clone()
+                },
                 ["max_epochs", "4294967295"],
             ),
             (
-                Hyperparameters { learning_rate: -1e-3, ..d.clone() },
+                Hyperparameters {
+                    learning_rate: -1e-3,
+                    ..d.clone()
+                },
                 ["learning_rate", "-0.001"],
             ),
             (
-                Hyperparameters { learning_rate: f64::NAN, ..d.clone() },
+                Hyperparameters {
+                    learning_rate: f64::NAN,
+                    ..d.clone()
+                },
                 ["learning_rate", "NaN"],
             ),
         ] {

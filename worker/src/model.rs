@@ -15,8 +15,8 @@ use burn::module::{Module, Param, RunningState};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use jetsweep_data::rng::SplitMix64;
 use jetsweep_data::NUM_FEATURES;
+use jetsweep_data::rng::SplitMix64;
 
 use crate::error::WorkerError;
 
@@ -250,9 +250,7 @@ mod tests {
     fn forward_maps_batch_by_16_to_batch_by_5_non_negative() {
         let device = Default::default();
         for name in ["jsc-tiny", "jsc-toy", "jsc-s", "jsc-tiny-x10"] {
-            let model = name
-                .parse::<Architecture>()
-                .unwrap();
+            let model = name.parse::<Architecture>().unwrap();
             let model = init::<Autodiff<B>>(&model, 1, &device);
             let x = Tensor::<Autodiff<B>, 2>::from_data(
                 TensorData::new(

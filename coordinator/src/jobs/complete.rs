@@ -3,9 +3,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
 use super::lease::{current, end_attempt};
-use super::Millis;
 use crate::Error;
 use crate::store::{exec, one};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
@@ -116,12 +116,7 @@ pub fn complete(
 }
 
 /// Ends the current attempt with an error; returns true if the job was queued again.
-pub fn fail(
-    tx: &Transaction<'_>,
-    lease_id: &str,
-    error: &str,
-    now: Millis,
-) -> Result<bool, Error> {
+pub fn fail(tx: &Transaction<'_>, lease_id: &str, error: &str, now: Millis) -> Result<bool, Error> {
     let held = current(tx, lease_id, now)?;
     let retry = held.attempts < held.max_attempts;
     let why = format!(

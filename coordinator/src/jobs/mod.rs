@@ -33,7 +33,9 @@ mod workers;
 pub use cancel::cancel_sweep;
 pub use complete::{ReportAck, complete, fail, report_epoch};
 pub use lease::{expire_leases, heartbeat, job_of_lease, lease_jobs};
-pub use queries::{dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts, sweep_of_job};
+pub use queries::{
+    dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts, sweep_of_job,
+};
 pub use submit::submit;
 pub use workers::{WorkerRecord, list_workers, register_worker};
 

@@ -11,7 +11,13 @@ use jetsweep_proto::state::JobStatus;
 
 /// A sweep's counts. Errors: NotFound.
 pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
-    type SweepRow = (String, String, i64, bool, (String, String, i64, bool, String));
+    type SweepRow = (
+        String,
+        String,
+        i64,
+        bool,
+        (String, String, i64, bool, String),
+    );
     let row: SweepRow = tx
         .prepare_cached(
             "SELECT id, name, created_ms, cancel_requested, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation FROM sweeps WHERE id = ?1",

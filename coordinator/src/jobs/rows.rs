@@ -42,9 +42,15 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
     let latest: Option<String> = r.get(12)?;
     let result: Option<String> = r.get(16)?;
     let error: Option<String> = r.get(17)?;
-    let leased = (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?, r.get::<_, Option<i64>>(15)?);
-    let (batch_size, max_epochs, learning_rate, seed) = (r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, i64>(6)?);
-    let (dataset_sha256, attempts, max_attempts, epochs_done) = (r.get(7)?, r.get(9)?, r.get(10)?, r.get(11)?);
+    let leased = (
+        r.get::<_, Option<String>>(13)?,
+        r.get::<_, Option<String>>(14)?,
+        r.get::<_, Option<i64>>(15)?,
+    );
+    let (batch_size, max_epochs, learning_rate, seed) =
+        (r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, i64>(6)?);
+    let (dataset_sha256, attempts, max_attempts, epochs_done) =
+        (r.get(7)?, r.get(9)?, r.get(10)?, r.get(11)?);
     Ok((|| {
         let what = |field: &str| format!("job {id} {field}");
         let state = match parsed::<JobStatus>(&what("state"), &state)? {
@@ -55,7 +61,12 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                     worker,
                     expires_at,
                 },
-                _ => return Err(corrupt(&what("lease"), "leased without a lease, worker or expiry")),
+                _ => {
+                    return Err(corrupt(
+                        &what("lease"),
+                        "leased without a lease, worker or expiry",
+                    ));
+                }
             },
             JobStatus::Done => serde_json::from_str(result.as_deref().unwrap_or(""))
                 .map(|result| JobState::Done { result })

@@ -58,7 +58,10 @@ pub fn submit(
         let id = job_id(trial, &dataset.sha256);
         let state: Option<String> = find.query_row([&id], |r| r.get(0)).optional()?;
         let state = state
-            .map(|s| s.parse::<JobStatus>().map_err(|e| corrupt(&format!("job {id} state"), e)))
+            .map(|s| {
+                s.parse::<JobStatus>()
+                    .map_err(|e| corrupt(&format!("job {id} state"), e))
+            })
             .transpose()?;
         let reused = match state {
             None => {

@@ -394,7 +394,10 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         .await
         .unwrap();
     assert!(
-        lease_one(&mut c, 8).await.iter().all(|l| l.job_id != lease.job_id),
+        lease_one(&mut c, 8)
+            .await
+            .iter()
+            .all(|l| l.job_id != lease.job_id),
         "the lease is still current"
     );
     // Past it, the job goes back to the queue and is leased again, to a second lease.
@@ -500,7 +503,10 @@ async fn dataset_errors_keep_their_kind() {
         let err = c
             .sweeps
             .submit_sweep(pb::SubmitSweepRequest {
-                sweep_toml: format!("name = \"x\"\ndataset = {:?}\n", dataset.display().to_string()),
+                sweep_toml: format!(
+                    "name = \"x\"\ndataset = {:?}\n",
+                    dataset.display().to_string()
+                ),
             })
             .await
             .unwrap_err();

@@ -91,7 +91,9 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
         if r.epochs.is_empty() {
-            return Err(Error::InvalidRequest("epochs is empty: report at least one".into()).into());
+            return Err(
+                Error::InvalidRequest("epochs is empty: report at least one".into()).into(),
+            );
         }
         let epochs: Vec<EpochMetrics> = r.epochs.iter().map(Into::into).collect();
         let ack = self
@@ -133,7 +135,9 @@ impl WorkerService for Workers {
                 lease_to_wire(tx, &r.worker_id, next, now)
             })
             .await
-            .inspect_err(|e| tracing::debug!(lease = %lease_id, error = %e, "completion refused"))?;
+            .inspect_err(
+                |e| tracing::debug!(lease = %lease_id, error = %e, "completion refused"),
+            )?;
         tracing::debug!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, test_acc, "job done");
         Ok(Response::new(pb::CompleteJobResponse { leases }))
     }

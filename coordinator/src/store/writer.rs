@@ -223,11 +223,7 @@ fn write_groups(
 
 /// Runs a group straight through and commits it; if an op failed, rolls back and runs the group
 /// again with each op isolated in a savepoint.
-fn commit_group(
-    store: &mut Store,
-    group: &mut [Box<dyn Op>],
-    now: Millis,
-) -> Result<(), Error> {
+fn commit_group(store: &mut Store, group: &mut [Box<dyn Op>], now: Millis) -> Result<(), Error> {
     let tx = store.begin()?;
     if group.iter_mut().all(|op| op.run(&tx, now, false)) {
         return Ok(tx.commit()?);

@@ -78,7 +78,11 @@ impl Datasets {
             if chunk.offset as usize != bytes.len() {
                 return Err(WorkerError::DatasetMismatch {
                     sha256: sha256.to_string(),
-                    reason: format!("chunk at offset {} after {} bytes", chunk.offset, bytes.len()),
+                    reason: format!(
+                        "chunk at offset {} after {} bytes",
+                        chunk.offset,
+                        bytes.len()
+                    ),
                 });
             }
             bytes.extend_from_slice(&chunk.data);

@@ -67,7 +67,12 @@ async fn run_job(
     let seconds = started.elapsed().as_secs_f64();
     let result = match outcome {
         Ok(Some((result, epochs))) => {
-            tracing::info!(seconds, test_acc = result.test_acc, best_test_acc = result.best_test_acc, "job done");
+            tracing::info!(
+                seconds,
+                test_acc = result.test_acc,
+                best_test_acc = result.best_test_acc,
+                "job done"
+            );
             let request = pb::CompleteJobRequest {
                 lease_id: lease_id.clone(),
                 result: Some(result),
@@ -88,7 +93,10 @@ async fn run_job(
         }
         // Stopped: the lease is stale or the sweep cancelled; the coordinator already knows.
         Ok(None) => {
-            tracing::info!(seconds, "job stopped (lease no longer current, or sweep cancelled)");
+            tracing::info!(
+                seconds,
+                "job stopped (lease no longer current, or sweep cancelled)"
+            );
             Ok(Vec::new())
         }
         Err(error) => {
@@ -125,7 +133,10 @@ async fn train(
         lease: lease.lease_id.clone(),
         what: what.to_string(),
     };
-    let spec = lease.spec.as_ref().ok_or_else(|| bad_lease("carries no trial"))?;
+    let spec = lease
+        .spec
+        .as_ref()
+        .ok_or_else(|| bad_lease("carries no trial"))?;
     let dataset = spec
         .dataset
         .as_ref()
@@ -182,7 +193,9 @@ async fn train(
     let mut unsent = reporter.await?;
     unsent.extend(last);
     match summary {
-        Ok(s) if !stop.load(Ordering::SeqCst) => Ok(Some((pb::TrialResult::from(&s.result()), unsent))),
+        Ok(s) if !stop.load(Ordering::SeqCst) => {
+            Ok(Some((pb::TrialResult::from(&s.result()), unsent)))
+        }
         Ok(_) | Err(WorkerError::Stopped(_)) => Ok(None),
         Err(e) => Err(e),
     }
