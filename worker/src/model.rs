@@ -227,16 +227,12 @@ mod tests {
     type B = Flex;
 
     #[test]
-    fn parameter_counts_match_mase() {
-        for (name, expected) in [
-            ("jsc-tiny", 117),
-            ("jsc-toy", 327),
-            ("jsc-s", 5_615),
-            ("jsc-tiny-x10", 1_189),
-            ("mlp:64,32", 3_557),
-        ] {
+    /// The built module has the parameters the shared grammar counts by arithmetic (whose own
+    /// test holds those counts to MASE's).
+    fn built_models_have_the_counted_parameters() {
+        for name in ["jsc-tiny", "jsc-toy", "jsc-s", "jsc-tiny-x10", "mlp:64,32"] {
             let arch: Architecture = name.parse().unwrap();
-            assert_eq!(arch.param_count(), expected, "{name} by arithmetic");
+            let expected = arch.param_count();
             // burn counts BatchNorm's running statistics too; they are state, not trainable parameters.
             let model = init::<B>(&arch, 0, &Default::default());
             let norms = std::iter::once(&model.input_norm)
