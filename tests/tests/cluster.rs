@@ -384,3 +384,66 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// Logs as an operator reads them: with `--log-format json` every line of both processes is a JSON
+/// object, and one job can be followed from the coordinator's lease to the worker's start and end
+/// by its ids (the worker's lines carry sweep, job, lease and attempt; the coordinator's, at debug,
+/// job, lease and worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_can_be_followed_through_both_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut coord, url) = coordinator_env(
+        dir.path(),
+        "127.0.0.1:0",
+        "a",
+        &["--log-format", "json"],
+        &[("JETSWEEP_LOG", "info,jetsweep_coordinator=debug")],
+    );
+    let sweep_id = submit(&url, QUICK).await.sweep_id;
+    let mut w = worker_with(dir.path(), &url, "1", &["--log-format", "json"]);
+    wait_for(&url, &sweep_id, LONG, "the sweep to finish", finished).await;
+    w.kill();
+    coord.kill();
+    let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    };
+    let (coordinator_log, worker_log) = (lines(&coord.log), lines(&w.log));
+    let message = |l: &serde_json::Value| l["fields"]["message"].as_str().unwrap_or("").to_string();
+    let done: Vec<&serde_json::Value> = worker_log
+        .iter()
+        .filter(|l| message(l) == "job done")
+        .collect();
+    assert_eq!(done.len(), 8, "one `job done` per job");
+    for line in done {
+        let span = &line["span"];
+        assert_eq!(span["sweep"], sweep_id.as_str(), "{line}");
+        assert_eq!(span["attempt"], 1, "{line}");
+        assert!(line["fields"]["seconds"].is_number(), "{line}");
+        let (job, lease) = (
+            span["job"].as_str().unwrap(),
+            span["lease"].as_str().unwrap(),
+        );
+        assert!(
+            worker_log
+                .iter()
+                .any(|l| message(l) == "job started" && l["span"]["job"] == job),
+            "no start line for {job}"
+        );
+        assert!(
+            coordinator_log.iter().any(|l| message(l) == "job leased"
+                && l["fields"]["job"] == job
+                && l["fields"]["lease"] == lease
+                && l["fields"]["sweep"] == sweep_id.as_str()),
+            "the coordinator's log has no lease line for {job} / {lease}"
+        );
+    }
+    assert!(
+        coordinator_log
+            .iter()
+            .any(|l| message(l) == "sweep submitted" && l["fields"]["sweep"] == sweep_id.as_str())
+    );
+}

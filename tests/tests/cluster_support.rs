@@ -45,12 +45,24 @@ pub fn coordinator(dir: &Path, listen: &str, tag: &str) -> (Proc, String) {
 
 /// [`coordinator`] with more arguments for `jetsweep serve`.
 pub fn coordinator_with(dir: &Path, listen: &str, tag: &str, extra: &[&str]) -> (Proc, String) {
+    coordinator_env(dir, listen, tag, extra, &[])
+}
+
+/// [`coordinator_with`] with environment variables set for it.
+pub fn coordinator_env(
+    dir: &Path,
+    listen: &str,
+    tag: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
     let log = dir.join(format!("coordinator-{tag}.log"));
     let mut child = Command::new(coordinator_bin())
         .args(["serve", "--listen", listen, "--state"])
         .arg(dir.join("state.db"))
         .args(extra)
         .env_remove("JETSWEEP_TOKEN")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -69,10 +81,16 @@ pub fn coordinator_with(dir: &Path, listen: &str, tag: &str, extra: &[&str]) -> 
 
 /// Starts `jetsweep-worker --coordinator URL` with its own dataset cache.
 pub fn worker(dir: &Path, url: &str, tag: &str) -> Proc {
+    worker_with(dir, url, tag, &[])
+}
+
+/// [`worker`] with more arguments.
+pub fn worker_with(dir: &Path, url: &str, tag: &str, extra: &[&str]) -> Proc {
     let log = dir.join(format!("worker-{tag}.log"));
     let child = Command::new(worker_bin())
         .args(["--coordinator", url, "--slots", "1", "--cache-dir"])
         .arg(dir.join(format!("cache-{tag}")))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

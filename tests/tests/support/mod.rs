@@ -11,19 +11,17 @@ pub fn workspace_root() -> &'static Path {
         .expect("tests/ sits inside the workspace")
 }
 
-/// Builds `bin` of `package` in the release profile (a no-op when it is up to date) and returns the
-/// executable's path, as Cargo reports it. Binaries of another package are not built for this crate's
-/// tests by `cargo test`, so the tests ask Cargo for them.
-fn build(package: &str, bin: &str) -> PathBuf {
+/// Builds the workspace's binaries in the release profile and returns the path of `bin`, as Cargo
+/// reports it. Binaries of another package are not built for this crate's tests by `cargo test`, so
+/// the tests ask Cargo for them — with the README's own build command (`cargo build --release`,
+/// the whole workspace), so that its features are the ones already built and this is a no-op after
+/// it. (`-p PACKAGE` would resolve features for that package alone and rebuild burn.)
+fn build(bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args([
             "build",
             "--release",
-            "-p",
-            package,
-            "--bin",
-            bin,
             "--message-format=json-render-diagnostics",
         ])
         .current_dir(workspace_root())
@@ -45,13 +43,13 @@ fn build(package: &str, bin: &str) -> PathBuf {
 /// `jetsweep-worker`.
 pub fn worker_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("jetsweep-worker", "jetsweep-worker"))
+    BIN.get_or_init(|| build("jetsweep-worker"))
 }
 
 /// `jetsweep`.
 pub fn coordinator_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("jetsweep-coordinator", "jetsweep"))
+    BIN.get_or_init(|| build("jetsweep"))
 }
 
 /// Runs the worker binary with `args` in `dir` (a private cache folder under it), returning its output.

@@ -1,0 +1,147 @@
+//! The training loop against its recipe: schedule, determinism, validation kind, best epoch, stopping.
+
+use super::*;
+use crate::device::CpuBackend;
+use jetsweep_data::synthetic;
+
+fn config(
+    model: &str,
+    batch_size: u32,
+    max_epochs: u32,
+    learning_rate: f64,
+    seed: u64,
+) -> Hyperparameters {
+    Hyperparameters {
+        model: model.parse().unwrap(),
+        batch_size,
+        max_epochs,
+        learning_rate,
+        seed,
+        ..Default::default()
+    }
+}
+
+fn run(
+    data: &Prepared,
+    cfg: &Hyperparameters,
+    trace: usize,
+) -> (Summary, Vec<EpochMetrics>, Vec<f64>) {
+    let (mut epochs, mut steps) = (Vec::new(), Vec::new());
+    let summary = train::<CpuBackend>(data, cfg, &Default::default(), trace, &mut |p| {
+        match p {
+            Progress::Step { loss, .. } => steps.push(loss),
+            Progress::Epoch(m) => epochs.push(m.clone()),
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    (summary, epochs, steps)
+}
+
+#[test]
+fn cosine_schedule_matches_pytorch() {
+    // torch CosineAnnealingLR(T_max=10, eta_min=1e-6) from lr 1e-3: epochs 0, 5, 9.
+    assert!((cosine_lr(1e-3, 0, 10) - 1e-3).abs() < 1e-12);
+    assert!((cosine_lr(1e-3, 5, 10) - 5.005e-4).abs() < 1e-12);
+    assert!((cosine_lr(1e-3, 9, 10) - 2.5447270110570814e-5).abs() < 1e-12);
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    let data = synthetic::prepared(4_000, &Default::default()).unwrap();
+    let (_, _, losses) = run(&data, &config("jsc-toy", 64, 1, 1e-2, 3), 50);
+    assert_eq!(losses.len(), 50);
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[45..].iter().sum::<f64>() / 5.0;
+    assert!(last < first - 0.1, "loss went from {first:.3} to {last:.3}");
+}
+
+#[test]
+fn same_seed_gives_identical_metrics_and_another_seed_does_not() {
+    let data = synthetic::prepared(3_000, &Default::default()).unwrap();
+    let strip = |ms: Vec<EpochMetrics>| -> Vec<[f64; 6]> {
+        ms.into_iter()
+            .map(|m| {
+                [
+                    m.train_loss,
+                    m.train_acc,
+                    m.val_loss,
+                    m.val_acc,
+                    m.test_loss,
+                    m.test_acc,
+                ]
+            })
+            .collect()
+    };
+    let (s1, a, _) = run(&data, &config("jsc-tiny", 100, 3, 1e-3, 7), 0);
+    let (s2, b, _) = run(&data, &config("jsc-tiny", 100, 3, 1e-3, 7), 0);
+    let (_, c, _) = run(&data, &config("jsc-tiny", 100, 3, 1e-3, 8), 0);
+    assert_eq!(s1, s2);
+    let (a, b, c) = (strip(a), strip(b), strip(c));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn epochs_report_schedule_validation_kind_and_best_epoch() {
+    let data = synthetic::prepared(
+        2_000,
+        &jetsweep_data::preprocess::PrepareOptions {
+            val_fraction: 0.2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (summary, epochs, _) = run(&data, &config("jsc-tiny", 128, 4, 1e-2, 0), 0);
+    assert_eq!(epochs.len(), 4);
+    assert_eq!(epochs[0].lr, 1e-2);
+    assert!(epochs.windows(2).all(|w| w[1].lr < w[0].lr));
+    assert_eq!(summary.val, ValidationKind::HeldOut);
+    assert!(epochs.iter().all(|m| (0.0..=1.0).contains(&m.test_acc)));
+    let best = epochs
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .unwrap();
+    assert_eq!(
+        (summary.best_epoch, summary.best_test_acc),
+        (best.epoch, best.test_acc)
+    );
+    assert_eq!(summary.test_acc, epochs[3].test_acc);
+    assert_eq!(summary.params, 117);
+}
+
+#[test]
+fn the_observer_can_stop_a_run() {
+    let data = synthetic::prepared(1_000, &Default::default()).unwrap();
+    let err = train::<CpuBackend>(
+        &data,
+        &config("jsc-tiny", 128, 5, 1e-3, 0),
+        &Default::default(),
+        0,
+        &mut |p| match p {
+            Progress::Epoch(m) if m.epoch == 2 => ControlFlow::Break("cancelled".into()),
+            _ => ControlFlow::Continue(()),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, WorkerError::Stopped(ref r) if r == "cancelled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn impossible_hyperparameters_are_refused() {
+    for (cfg, needle) in [
+        (config("jsc-tiny", 0, 1, 1e-3, 0), "batch_size = 0"),
+        (config("jsc-tiny", 8, 1, 0.0, 0), "learning_rate = 0"),
+        (config("jsc-tiny", 8, 1, f64::NAN, 0), "learning_rate = NaN"),
+        (config("jsc-tiny", 8, 0, 1e-3, 0), "max_epochs = 0"),
+    ] {
+        let err = Trainer::<CpuBackend>::new(cfg, Default::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}
