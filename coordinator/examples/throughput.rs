@@ -75,6 +75,15 @@ fn epoch() -> pb::EpochMetrics {
     }
 }
 
+/// A fresh request id per call, as the real worker sends (the coordinator remembers each grant).
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "r{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 const RESULT: pb::TrialResult = pb::TrialResult {
     params: 117,
     test_acc: 0.5,
@@ -139,6 +148,7 @@ async fn simulate(
         .lease_jobs(pb::LeaseJobsRequest {
             worker_id: id.clone(),
             max_jobs: 1,
+            request_id: request_id(),
         })
         .await
         .unwrap()
@@ -170,6 +180,7 @@ async fn simulate(
                 .lease_jobs(pb::LeaseJobsRequest {
                     worker_id: id.clone(),
                     max_jobs: 1,
+                    request_id: request_id(),
                 })
                 .await
                 .unwrap()
@@ -185,6 +196,8 @@ async fn simulate(
                     epochs: vec![epoch()],
                     lease_next: 1,
                     worker_id: id.clone(),
+                    // As the real worker does: a retry would get the same next lease.
+                    request_id: request_id(),
                 })
                 .await
                 .unwrap()

@@ -75,6 +75,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another coordinator runs on this state file.
+    #[error(
+        "the state file {path} is in use by another coordinator ({holder}); stop it, or give this one another --state"
+    )]
+    StateInUse {
+        path: std::path::PathBuf,
+        holder: String,
+    },
+
     #[error(
         "the state file has schema version {found}, newer than this jetsweep knows ({known}); use a newer jetsweep"
     )]
@@ -109,20 +118,11 @@ impl From<DataError> for Error {
     }
 }
 
-/// A value the shared vocabulary refused (a sweep cell, a field of a request) names its field.
+/// A value of a request the shared vocabulary refused (its message names the field). A sweep
+/// file's values are mapped by `sweep`, which names the file's key instead.
 impl From<jetsweep_proto::Error> for Error {
     fn from(e: jetsweep_proto::Error) -> Self {
-        match e {
-            jetsweep_proto::Error::UnknownModel(_) => Error::SweepValue {
-                key: "model".into(),
-                reason: e.to_string(),
-            },
-            jetsweep_proto::Error::Invalid { field, value, hint } => Error::SweepValue {
-                key: field.into(),
-                reason: format!("{value}: {hint}"),
-            },
-            other => Error::InvalidRequest(other.to_string()),
-        }
+        Error::InvalidRequest(e.to_string())
     }
 }
 
@@ -147,9 +147,11 @@ impl From<Error> for Status {
             },
             Error::NotFound(_) => Status::not_found(message),
             Error::Unavailable(_) => Status::unavailable(message),
-            Error::Open { .. } | Error::NewerSchema { .. } | Error::Sql(_) | Error::Corrupt(_) => {
-                Status::internal(message)
-            }
+            Error::Open { .. }
+            | Error::StateInUse { .. }
+            | Error::NewerSchema { .. }
+            | Error::Sql(_)
+            | Error::Corrupt(_) => Status::internal(message),
         }
     }
 }

@@ -65,7 +65,11 @@ pub struct TestCoordinator {
 impl TestCoordinator {
     /// Starts a coordinator with its state file and datasets under `dir`.
     pub async fn start(dir: &Path) -> TestCoordinator {
-        let clock = ManualClock::at(CLOCK_START);
+        Self::start_with(dir, ManualClock::at(CLOCK_START)).await
+    }
+
+    /// Starts a coordinator on `clock` (a restart carries on the clock of the first start).
+    pub async fn start_with(dir: &Path, clock: ManualClock) -> TestCoordinator {
         let store = Store::open(&dir.join("state.db")).expect("open the test state file");
         let coordinator = Coordinator::new(store, dir.to_path_buf(), clock.shared())
             .expect("start the test coordinator");

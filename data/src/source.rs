@@ -34,11 +34,22 @@ pub enum DatasetSpec {
     NpyDir(PathBuf),
 }
 
+/// Longest dataset reference accepted: a path (Linux's PATH_MAX) or a source name.
+pub const MAX_SPEC_BYTES: usize = 4096;
+/// How much of an unusable reference an error quotes.
+const MAX_SHOWN_CHARS: usize = 200;
+
 impl FromStr for DatasetSpec {
     type Err = DataError;
 
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
+        if s.len() > MAX_SPEC_BYTES {
+            return Err(DataError::Invalid(format!(
+                "dataset reference of {} bytes: use at most {MAX_SPEC_BYTES} (a path or a source name)",
+                s.len()
+            )));
+        }
         if s == "synthetic" {
             return Ok(DatasetSpec::Synthetic {
                 rows: synthetic::DEFAULT_ROWS,
@@ -47,12 +58,19 @@ impl FromStr for DatasetSpec {
         if let Some(rows) = s.strip_prefix("synthetic:") {
             let rows: usize = rows.replace('_', "").parse().map_err(|_| {
                 DataError::Invalid(format!(
-                    "synthetic row count {rows:?} is not a whole number (e.g. synthetic:50000)"
+                    "synthetic row count {:?} is not a whole number (e.g. synthetic:50000)",
+                    rows.chars().take(32).collect::<String>()
                 ))
             })?;
             if rows < 100 {
                 return Err(DataError::Invalid(format!(
                     "synthetic:{rows} is too small: use at least 100 rows"
+                )));
+            }
+            if rows > synthetic::MAX_ROWS {
+                return Err(DataError::Invalid(format!(
+                    "synthetic:{rows} is too large: use at most {} rows (more than the real dataset's 830,000)",
+                    synthetic::MAX_ROWS
                 )));
             }
             return Ok(DatasetSpec::Synthetic { rows });
@@ -72,7 +90,11 @@ impl FromStr for DatasetSpec {
             Some("csv") => DatasetSpec::Csv(path.clone()),
             Some("z" | "h5" | "hdf5") => DatasetSpec::Hdf5(path.clone()),
             Some(cache::EXTENSION) => DatasetSpec::PreparedFile(path.clone()),
-            _ => return Err(DataError::UnknownDataset(s.to_string())),
+            _ => {
+                return Err(DataError::UnknownDataset(
+                    s.chars().take(MAX_SHOWN_CHARS).collect(),
+                ));
+            }
         };
         if !path.is_file() {
             return Err(DataError::io(
@@ -262,6 +284,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/jets.csv"), "{err}");
+        let err = "synthetic:1000000000"
+            .parse::<DatasetSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1000000000") && err.contains("at most 1000000"),
+            "{err}"
+        );
+        let long = format!("{}.weird", "x".repeat(100_000));
+        let err = long.parse::<DatasetSpec>().unwrap_err().to_string();
+        assert!(err.contains("4096") && err.len() < 400, "{err}");
     }
 
     #[test]

@@ -15,6 +15,9 @@ use crate::rng::SplitMix64;
 
 /// Rows generated for plain `synthetic` (train + test, before the split).
 pub const DEFAULT_ROWS: usize = 200_000;
+/// The most jets one synthetic dataset may have: more than the real dataset's 830,000, and small
+/// enough (64 MB of features) that a request cannot make the coordinator generate gigabytes.
+pub const MAX_ROWS: usize = 1_000_000;
 /// The generator's own seed: `synthetic:N` is the same data everywhere. Trial seeds do not change it.
 const DATA_SEED: u64 = 0x4a53_4330; // "JSC0"
 const MIXING_SEED: u64 = 12_345;

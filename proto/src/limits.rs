@@ -8,6 +8,9 @@ use std::time::Duration;
 /// at most (and in practice one group commit).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A worker silent this long (ten heartbeats) is shown as gone.
+pub const GONE_AFTER: Duration = Duration::from_secs(10 * HEARTBEAT_INTERVAL.as_secs());
+
 /// The shortest lease a sweep may set: three heartbeats, so one late heartbeat never costs a job.
 pub const MIN_LEASE: Duration = Duration::from_secs(3 * HEARTBEAT_INTERVAL.as_secs());
 

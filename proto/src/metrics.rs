@@ -3,6 +3,44 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+use crate::trial::MAX_EPOCHS;
+
+/// Most parameters a reported model may claim (the widest `mlp:` is far below).
+const MAX_PARAMS: u64 = 1 << 40;
+
+/// A number a report must carry: finite, and within `range`.
+fn check(
+    field: &'static str,
+    value: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<(), Error> {
+    if value.is_finite() && range.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        field,
+        value: value.to_string(),
+        hint: format!(
+            "must be a finite number from {} to {} (a trial that diverged is reported as a failure, not as numbers)",
+            range.start(),
+            range.end()
+        ),
+    })
+}
+
+/// Epoch numbers run from 1 to [`MAX_EPOCHS`].
+fn check_epoch(field: &'static str, epoch: u32) -> Result<(), Error> {
+    if (1..=MAX_EPOCHS).contains(&epoch) {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        field,
+        value: epoch.to_string(),
+        hint: format!("epochs are numbered 1 to {MAX_EPOCHS}"),
+    })
+}
+
 /// What one epoch measured. Losses are means over samples; accuracies are top-1 fractions.
 /// Validation numbers are on the dataset's validation data (see [`crate::dataset::DatasetRef`]:
 /// the training split itself, as MASE does, unless it has a held-out split).
@@ -23,6 +61,25 @@ pub struct EpochMetrics {
     pub samples_per_second: f64,
 }
 
+impl EpochMetrics {
+    /// Refuses what no real epoch measures: a non-finite number, an accuracy outside [0, 1], a
+    /// negative loss or time, an epoch number out of range. Stored metrics pass this, so a sweep
+    /// always reads back.
+    pub fn check(&self) -> Result<(), Error> {
+        const ANY: std::ops::RangeInclusive<f64> = 0.0..=f64::MAX;
+        check_epoch("epoch", self.epoch)?;
+        check("lr", self.lr, ANY)?;
+        check("train_loss", self.train_loss, ANY)?;
+        check("train_acc", self.train_acc, 0.0..=1.0)?;
+        check("val_loss", self.val_loss, ANY)?;
+        check("val_acc", self.val_acc, 0.0..=1.0)?;
+        check("test_loss", self.test_loss, ANY)?;
+        check("test_acc", self.test_acc, 0.0..=1.0)?;
+        check("seconds", self.seconds, ANY)?;
+        check("samples_per_second", self.samples_per_second, ANY)
+    }
+}
+
 /// A finished trial's outcome.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TrialResult {
@@ -33,4 +90,108 @@ pub struct TrialResult {
     /// The epoch with the lowest validation loss, and the test accuracy there (MASE's `best.ckpt`).
     pub best_epoch: u32,
     pub best_test_acc: f64,
+}
+
+impl TrialResult {
+    /// Refuses a result no trial produces (see [`EpochMetrics::check`]).
+    pub fn check(&self) -> Result<(), Error> {
+        if self.params > MAX_PARAMS {
+            return Err(Error::Invalid {
+                field: "params",
+                value: self.params.to_string(),
+                hint: format!("at most {MAX_PARAMS}"),
+            });
+        }
+        check("test_acc", self.test_acc, 0.0..=1.0)?;
+        check_epoch("best_epoch", self.best_epoch)?;
+        check("best_test_acc", self.best_test_acc, 0.0..=1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch() -> EpochMetrics {
+        EpochMetrics {
+            epoch: 1,
+            lr: 1e-3,
+            train_loss: 1.2,
+            train_acc: 0.5,
+            val_loss: 1.3,
+            val_acc: 0.45,
+            test_loss: 1.3,
+            test_acc: 0.44,
+            seconds: 0.2,
+            samples_per_second: 1e6,
+        }
+    }
+
+    #[test]
+    fn real_numbers_pass_and_impossible_ones_are_refused_by_field() {
+        epoch().check().unwrap();
+        for (bad, field) in [
+            (
+                EpochMetrics {
+                    train_loss: f64::NAN,
+                    ..epoch()
+                },
+                "train_loss",
+            ),
+            (
+                EpochMetrics {
+                    test_acc: f64::INFINITY,
+                    ..epoch()
+                },
+                "test_acc",
+            ),
+            (
+                EpochMetrics {
+                    val_acc: 1.5,
+                    ..epoch()
+                },
+                "val_acc",
+            ),
+            (
+                EpochMetrics {
+                    seconds: -1.0,
+                    ..epoch()
+                },
+                "seconds",
+            ),
+            (
+                EpochMetrics {
+                    epoch: 0,
+                    ..epoch()
+                },
+                "epoch",
+            ),
+            (
+                EpochMetrics {
+                    epoch: u32::MAX,
+                    ..epoch()
+                },
+                "epoch",
+            ),
+        ] {
+            assert_eq!(bad.check().unwrap_err().field(), Some(field));
+        }
+        let good = TrialResult {
+            params: 117,
+            test_acc: 0.7,
+            best_epoch: 3,
+            best_test_acc: 0.71,
+        };
+        good.check().unwrap();
+        let bad = TrialResult {
+            best_test_acc: f64::NAN,
+            ..good.clone()
+        };
+        assert_eq!(bad.check().unwrap_err().field(), Some("best_test_acc"));
+        let bad = TrialResult {
+            params: u64::MAX,
+            ..good
+        };
+        assert_eq!(bad.check().unwrap_err().field(), Some("params"));
+    }
 }

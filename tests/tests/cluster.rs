@@ -223,6 +223,47 @@ async fn a_killed_coordinator_restarts_on_its_state_and_loses_nothing() {
     }
 }
 
+/// A coordinator restarted on an empty state file (a new machine, a lost disk) no longer knows the
+/// workers of the old one: they register again by themselves and run its sweeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_join_again_a_coordinator_that_forgot_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut coord, url) = coordinator(dir.path(), "127.0.0.1:0", "first");
+    let w = worker(dir.path(), &url, "1");
+    let start = std::time::Instant::now();
+    while client(&url)
+        .await
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers
+        .is_empty()
+    {
+        assert!(start.elapsed() < LONG, "the worker never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    coord.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh = tempfile::tempdir().unwrap();
+    let listen = url.trim_start_matches("http://").to_string();
+    let (_coord, url2) = coordinator(fresh.path(), &listen, "second");
+    assert_eq!(url, url2);
+    let sweep_id = submit(&url, QUICK).await.sweep_id;
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the forgotten worker to finish the sweep",
+        finished,
+    )
+    .await;
+    let s = sweep(&url, &sweep_id).await;
+    assert_eq!((s.done, s.failed), (8, 0));
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert!(log.contains("registering again"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sweep_files_are_refused_and_the_coordinator_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,11 @@ pub enum WorkerError {
     #[error("training stopped: {0}")]
     Stopped(String),
 
+    /// The trial's numbers stopped being numbers (a loss of NaN or infinity): training it again
+    /// gives the same, so the job fails for good.
+    #[error("diverged at epoch {epoch}: {what}")]
+    Diverged { epoch: u32, what: String },
+
     /// The coordinator refused or failed a call (after retries, where retrying made sense).
     #[error("coordinator: {call}: {}", .status.message())]
     Rpc {

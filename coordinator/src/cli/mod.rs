@@ -38,7 +38,7 @@ pub enum Command {
     Results(results::ResultsArgs),
     /// Cancel a sweep: queued jobs at once, running ones at their next report.
     Cancel(submit::CancelArgs),
-    /// Follow a sweep with a progress bar until it ends.
+    /// Follow a sweep with a progress bar until it ends; exits non-zero if any job failed.
     Watch(status::WatchArgs),
     /// Run a sweep on this machine: a coordinator and N local workers, progress, then the results.
     Run(run::RunArgs),

@@ -13,6 +13,7 @@ use super::{Logging, Remote, rpc_error};
 use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
+use crate::store::lock::StateLock;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -68,6 +69,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let data_dir = args.state.with_extension("data");
+    let mut lock = StateLock::acquire(&args.state)?;
+    lock.describe(&format!("jetsweep run {}", args.file.display()))?;
     let store = Store::open(&args.state)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

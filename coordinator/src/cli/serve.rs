@@ -9,6 +9,7 @@ use super::Logging;
 use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
+use crate::store::lock::StateLock;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -43,6 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| args.state.with_extension("data"));
+    let mut lock = StateLock::acquire(&args.state)?;
     let store = Store::open(&args.state)?;
     let listener = TcpListener::bind(&args.listen)
         .await
@@ -57,6 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => {}
     }
+    lock.describe(&format!("serving http://{addr}"))?;
     println!("http://{addr}");
     tracing::info!(
         url = %format!("http://{addr}"),

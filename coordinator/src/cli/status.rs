@@ -130,18 +130,19 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
         .workers;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     println!(
-        "{:<24} {:<20} {:<8} {:>5} {:>10}  JOBS",
-        "WORKER", "HOST", "DEVICE", "SLOTS", "SEEN"
+        "{:<24} {:<20} {:<8} {:>5} {:>10}  {:>4}  STATE",
+        "WORKER", "HOST", "DEVICE", "SLOTS", "SEEN", "JOBS"
     );
     for w in workers {
         println!(
-            "{:<24} {:<20} {:<8} {:>5} {:>8.1}s  {}",
+            "{:<24} {:<20} {:<8} {:>5} {:>8.1}s  {:>4}  {}",
             w.worker_id,
             w.host,
             w.device,
             w.slots,
             (now - w.last_seen_unix_ms) as f64 / 1000.0,
-            w.job_ids.len()
+            w.job_ids.len(),
+            if w.gone { "gone" } else { "alive" }
         );
     }
     Ok(())
@@ -158,6 +159,14 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
     let last = follow(&mut client, &args.sweep).await?;
     println!("{}", sweep_line(&last));
+    // A script that waits on `watch` learns from its exit status whether everything ran.
+    anyhow::ensure!(
+        last.failed == 0,
+        "{} job(s) of {} failed: `jetsweep status {}` shows why",
+        last.failed,
+        last.sweep_id,
+        last.sweep_id
+    );
     Ok(())
 }
 

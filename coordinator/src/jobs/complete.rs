@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
-use super::lease::{current, end_attempt};
+use super::lease::{Held, current, end_attempt};
 use crate::Error;
 use crate::store::{exec, one};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
@@ -35,7 +35,7 @@ pub fn report_epoch(
         });
     }
     // Without epochs (none is refused on the wire, but the rule holds) only the lease is extended.
-    let (epoch, json) = store_epochs(tx, lease_id, epochs)?.unzip();
+    let (epoch, json) = store_epochs(tx, &held, epochs)?.unzip();
     let expires_at: Millis = one(
         tx,
         "UPDATE jobs SET epochs_done = COALESCE(?2, epochs_done), latest_json = COALESCE(?3, latest_json),
@@ -50,11 +50,26 @@ pub fn report_epoch(
 }
 
 /// Writes epochs of a current lease; returns the last one (number and JSON) for the job's row.
+/// Epochs past the trial's last, or more of them than it has, are refused (nothing is written).
 fn store_epochs(
     tx: &Transaction<'_>,
-    lease_id: &str,
+    held: &Held,
     epochs: &[EpochMetrics],
 ) -> Result<Option<(u32, String)>, Error> {
+    let lease_id = &held.lease_id;
+    if epochs.len() > held.max_epochs as usize {
+        return Err(Error::InvalidRequest(format!(
+            "{} epochs in one report: the trial has {}",
+            epochs.len(),
+            held.max_epochs
+        )));
+    }
+    if let Some(past) = epochs.iter().find(|m| m.epoch > held.max_epochs) {
+        return Err(Error::InvalidRequest(format!(
+            "epoch {} reported: the trial has {} epochs",
+            past.epoch, held.max_epochs
+        )));
+    }
     let mut latest = None;
     for metrics in epochs {
         let json = serde_json::to_string(metrics).expect("metrics serialise");
@@ -93,7 +108,7 @@ pub fn complete(
         }
         Err(e) => return Err(e),
     };
-    let latest = store_epochs(tx, lease_id, epochs)?;
+    let latest = store_epochs(tx, &held, epochs)?;
     exec(
         tx,
         "UPDATE attempts SET ended_ms = ?2, outcome = 'done' WHERE lease_id = ?1",
@@ -115,13 +130,20 @@ pub fn complete(
     Ok(())
 }
 
-/// Ends the current attempt with an error; returns true if the job was queued again.
-pub fn fail(tx: &Transaction<'_>, lease_id: &str, error: &str, now: Millis) -> Result<bool, Error> {
+/// Ends the current attempt with an error; returns true if the job was queued again. With
+/// `retryable` false (the failure would repeat: the trial diverged) the job fails now.
+pub fn fail(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    error: &str,
+    retryable: bool,
+    now: Millis,
+) -> Result<bool, Error> {
     let held = current(tx, lease_id, now)?;
-    let retry = held.attempts < held.max_attempts;
+    let retry = retryable && held.failures < held.max_attempts;
     let why = format!(
         "attempt {} of {}: {error}",
-        held.attempts, held.max_attempts
+        held.failures, held.max_attempts
     );
     end_attempt(tx, &held.job_id, lease_id, "failed", Some(&why), retry, now)?;
     Ok(retry)

@@ -10,6 +10,11 @@ use super::{JobState, LeaseGrant, Millis};
 use crate::Error;
 use crate::store::{exec, one};
 
+/// How many times a job may lose its worker (its lease expires: the machine died, the network
+/// went) before it is failed. Larger than any sensible `attempts`: a dying machine is not the
+/// job's fault, but a job that kills every machine it lands on must still stop somewhere.
+pub const MAX_LOST: u32 = 20;
+
 /// The next place at the end of the queue.
 pub(super) fn next_seq(tx: &Transaction<'_>) -> Result<i64, Error> {
     Ok(one(
@@ -23,18 +28,35 @@ pub(super) fn next_seq(tx: &Transaction<'_>) -> Result<i64, Error> {
 /// Returns expired leases' jobs to the queue (or fails them on their last attempt). Returns how many.
 pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> {
     let expired: Vec<(String, String, String, u32, u32)> = tx
-        .prepare_cached("SELECT id, lease_id, worker_id, attempts, max_attempts FROM jobs WHERE state = 'leased' AND lease_expires_ms < ?1")?
+        .prepare_cached("SELECT id, lease_id, worker_id, lost, max_lost FROM jobs WHERE state = 'leased' AND lease_expires_ms < ?1")?
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
-    for (job, lease, worker, attempts, max) in &expired {
+    for (job, lease, worker, lost, max_lost) in &expired {
+        let lost = lost + 1;
         let why = format!(
-            "lease {lease} expired: worker {worker} stopped reporting (attempt {attempts} of {max})"
+            "lease {lease} expired: worker {worker} stopped reporting (worker lost {lost} of {max_lost} times)"
         );
-        let retry = attempts < max;
-        tracing::info!(job = %job, lease = %lease, worker = %worker, attempt = attempts, requeued = retry, "lease expired");
+        let retry = lost < *max_lost;
+        tracing::info!(job = %job, lease = %lease, worker = %worker, lost, requeued = retry, "lease expired");
+        exec(
+            tx,
+            "UPDATE jobs SET lost = ?2 WHERE id = ?1",
+            params![job, lost],
+        )?;
         end_attempt(tx, job, lease, "expired", Some(&why), retry, now)?;
     }
     Ok(expired.len())
+}
+
+/// Gives every running lease one lease timeout from `now` (a coordinator that just started): while
+/// it was away, workers could not heartbeat, and their leases must not expire for that. Returns how
+/// many leases were extended.
+pub fn extend_leases_after_start(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> {
+    Ok(exec(
+        tx,
+        "UPDATE jobs SET lease_expires_ms = MAX(lease_expires_ms, ?1 + lease_ttl_ms) WHERE state = 'leased'",
+        [now],
+    )?)
 }
 
 /// Ends the current attempt; the job goes back to the queue if `retry`, else it fails with `error`.
@@ -122,8 +144,12 @@ pub fn lease_jobs(
 pub(super) struct Held {
     pub job_id: String,
     pub lease_id: String,
-    pub attempts: u32,
+    /// The job's own failures so far, this attempt included (leases that expired are not its
+    /// failures), and how many it may have.
+    pub failures: u32,
     pub max_attempts: u32,
+    /// Epochs the trial runs: reports of epochs past it are refused.
+    pub max_epochs: u32,
 }
 
 /// The job of `lease_id` if that lease is current; expires it first if it is overdue.
@@ -133,17 +159,17 @@ pub(super) fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Resu
         lease_id: lease_id.to_string(),
         reason,
     };
-    // (state, lease, expiry) and the attempt counts: the five columns the rules need.
-    type LeaseRow = ((String, Option<String>, Option<Millis>), (u32, u32));
+    // (state, lease, expiry) and the counts: the six columns the rules need.
+    type LeaseRow = ((String, Option<String>, Option<Millis>), (u32, u32, u32));
     let row: Option<LeaseRow> = tx
         .prepare_cached(
-            "SELECT state, lease_id, lease_expires_ms, attempts, max_attempts FROM jobs WHERE id = ?1",
+            "SELECT state, lease_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs FROM jobs WHERE id = ?1",
         )?
         .query_row([job_id], |r| {
-            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?)))
+            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?, r.get(5)?)))
         })
         .optional()?;
-    let Some(((state, lease, expires_at), (attempts, max_attempts))) = row else {
+    let Some(((state, lease, expires_at), (failures, max_attempts, max_epochs))) = row else {
         return Err(stale("no such job".into()));
     };
     match (state.as_str(), lease, expires_at) {
@@ -155,8 +181,9 @@ pub(super) fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Resu
             Ok(Held {
                 job_id: job_id.to_string(),
                 lease_id: lease,
-                attempts,
+                failures,
                 max_attempts,
+                max_epochs,
             })
         }
         ("leased", Some(lease), _) => Err(stale(format!("the job was leased again as {lease}"))),

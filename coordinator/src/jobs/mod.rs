@@ -17,6 +17,7 @@
 //! - [`submit`](submit()): a sweep and its jobs, reusing finished cells.
 //! - `lease`: leasing, heartbeats, expiry, and the fencing check every report goes through.
 //! - `complete`: epoch reports, completion and failure.
+//! - `grants`: leases remembered per request, so a retried request gets the same ones.
 //! - `cancel`: cancelling a sweep and its jobs.
 //! - `queries`: reads for status, results and the wire.
 //! - `workers`: the worker registry.
@@ -24,6 +25,7 @@
 
 mod cancel;
 mod complete;
+mod grants;
 mod lease;
 mod queries;
 mod rows;
@@ -32,7 +34,10 @@ mod workers;
 
 pub use cancel::cancel_sweep;
 pub use complete::{ReportAck, complete, fail, report_epoch};
-pub use lease::{expire_leases, heartbeat, job_of_lease, lease_jobs};
+pub use grants::{lease_for_request, prune_grants};
+pub use lease::{
+    MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
+};
 pub use queries::{
     dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts, sweep_of_job,
 };

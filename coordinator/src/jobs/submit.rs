@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::lease::next_seq;
+use super::lease::{MAX_LOST, next_seq};
 use super::rows::corrupt;
 use super::{DatasetRef, Millis, SweepCounts, sweep_counts};
 use crate::Error;
@@ -26,8 +26,9 @@ fn sweep_id(name: &str, number: i64) -> String {
 }
 
 /// Stores a sweep and its jobs. Cells already done (in any earlier sweep) are reused; failed or
-/// cancelled ones are queued again with `attempts` more tries (attempt numbers keep counting up, so a
-/// lease id is never reused); queued or running ones are shared.
+/// cancelled ones are queued again with `attempts` more tries and [`MAX_LOST`] more lost workers
+/// (attempt numbers keep counting up, so a lease id is never reused); queued or running ones are
+/// shared.
 pub fn submit(
     tx: &Transaction<'_>,
     spec: &SweepSpec,
@@ -46,11 +47,11 @@ pub fn submit(
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12)",
+        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut requeue = tx.prepare_cached(
-        "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts + ?3, lease_ttl_ms = ?4, error = NULL,
+        "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts - lost + ?3, max_lost = lost + ?6, lease_ttl_ms = ?4, error = NULL,
          lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, epochs_done = 0, latest_json = NULL, updated_ms = ?5 WHERE id = ?1",
     )?;
     let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused) VALUES (?1, ?2, ?3, ?4)")?;
@@ -77,14 +78,15 @@ pub fn submit(
                     seq,
                     spec.attempts,
                     lease_ttl,
-                    now
+                    now,
+                    MAX_LOST
                 ])?;
                 seq += 1;
                 false
             }
             Some(JobStatus::Done) => true,
             Some(JobStatus::Failed | JobStatus::Cancelled) => {
-                requeue.execute(params![id, seq, spec.attempts, lease_ttl, now])?;
+                requeue.execute(params![id, seq, spec.attempts, lease_ttl, now, MAX_LOST])?;
                 seq += 1;
                 false
             }

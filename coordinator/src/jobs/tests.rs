@@ -162,7 +162,7 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
     for refused in [
         store.write(|tx| report_epoch(tx, &old.lease_id, &[metrics(1)], 12_002).map(|_| ())),
         store.write(|tx| complete(tx, &old.lease_id, &[], &result(0.1), 12_002)),
-        store.write(|tx| fail(tx, &old.lease_id, "late", 12_002).map(|_| ())),
+        store.write(|tx| fail(tx, &old.lease_id, "late", true, 12_002).map(|_| ())),
     ] {
         assert!(
             matches!(refused, Err(Error::StaleLease { .. })),
@@ -225,7 +225,7 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
         .remove(0);
     assert!(
         store
-            .write(|tx| fail(tx, &first.lease_id, "out of memory", 3_000))
+            .write(|tx| fail(tx, &first.lease_id, "out of memory", true, 3_000))
             .unwrap()
     );
     // Requeued at the back of the queue: take everything to find it again.
@@ -234,18 +234,19 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
     assert_eq!(second.attempt, 2);
     assert!(
         !store
-            .write(|tx| fail(tx, &second.lease_id, "out of memory again", 5_000))
+            .write(|tx| fail(tx, &second.lease_id, "out of memory again", true, 5_000))
             .unwrap()
     );
     match store.read(|tx| get_job(tx, &first.job.id)).unwrap().state {
         JobState::Failed { error } => assert_eq!(error, "attempt 2 of 2: out of memory again"),
         other => panic!("{other:?}"),
     }
-    // Expiry on the last attempt fails the job too, saying why.
+    // A worker's death is not the job's failure: after one failure of its own, a job whose lease
+    // expires is queued again and keeps its last try...
     let other = again.iter().find(|g| g.job.id != first.job.id).unwrap();
     assert!(
         store
-            .write(|tx| fail(tx, &other.lease_id, "x", 5_000))
+            .write(|tx| fail(tx, &other.lease_id, "x", true, 5_000))
             .unwrap()
     );
     let retry = store
@@ -253,10 +254,51 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
         .unwrap()
         .remove(0);
     assert_eq!(retry.job.id, other.job.id);
+    // (The other jobs leased at 4,000 expire with it.)
     store.write(|tx| expire_leases(tx, 16_001)).unwrap();
+    let mut now = 17_000;
+    let lease = |store: &mut Store, now: i64| {
+        store
+            .write(|tx| lease_jobs(tx, &w1, 6, now))
+            .unwrap()
+            .into_iter()
+            .find(|g| g.job.id == other.job.id)
+            .expect("queued again")
+    };
+    let last_try = lease(&mut store, now);
+    assert!(
+        !store
+            .write(|tx| fail(tx, &last_try.lease_id, "y", true, now + 1))
+            .unwrap(),
+        "its second failure of its own is its last"
+    );
     match store.read(|tx| get_job(tx, &other.job.id)).unwrap().state {
+        JobState::Failed { error } => assert_eq!(error, "attempt 2 of 2: y"),
+        other => panic!("{other:?}"),
+    }
+    // ...and a job that loses its worker again and again stops at MAX_LOST, saying why.
+    let spec = SweepSpec::parse(&SWEEP.replace("seed = [0, 1, 2]", "seed = [9]")).unwrap();
+    let lonely = store
+        .write(|tx| submit(tx, &spec, SWEEP, &dataset(), now))
+        .unwrap();
+    let job = store.read(|tx| list_jobs(tx, &lonely.id, 0, 1)).unwrap()[0]
+        .id
+        .clone();
+    for lost in 1..=MAX_LOST {
+        now += 20_000;
+        let grant = store
+            .write(|tx| lease_jobs(tx, &w1, 8, now))
+            .unwrap()
+            .into_iter()
+            .find(|g| g.job.id == job)
+            .unwrap_or_else(|| panic!("leased again after {} losses", lost - 1));
+        assert_eq!(grant.attempt, lost);
+        now += 11_000;
+        store.write(|tx| expire_leases(tx, now)).unwrap();
+    }
+    match store.read(|tx| get_job(tx, &job)).unwrap().state {
         JobState::Failed { error } => assert!(
-            error.contains("expired") && error.contains("attempt 2 of 2"),
+            error.contains("expired") && error.contains(&format!("lost {MAX_LOST} of {MAX_LOST}")),
             "{error}"
         ),
         other => panic!("{other:?}"),
@@ -273,10 +315,12 @@ fn resubmitting_reuses_done_cells_and_requeues_failed_ones() {
             .unwrap();
     }
     store
-        .write(|tx| fail(tx, &grants[5].lease_id, "boom", 3_000))
+        .write(|tx| fail(tx, &grants[5].lease_id, "boom", true, 3_000))
         .unwrap();
     store
-        .write(|tx| lease_jobs(tx, &w1, 1, 3_500).map(|g| fail(tx, &g[0].lease_id, "boom", 3_600)))
+        .write(|tx| {
+            lease_jobs(tx, &w1, 1, 3_500).map(|g| fail(tx, &g[0].lease_id, "boom", true, 3_600))
+        })
         .unwrap()
         .unwrap();
     let spec = SweepSpec::parse(SWEEP).unwrap();

@@ -38,18 +38,31 @@ pub struct Coordinator {
     data_dir: PathBuf,
     /// Checks every call's token (lets all through when the coordinator has none).
     auth: RequireToken,
+    /// Where `now` comes from, for the writer and for reads that judge time (a worker gone).
+    clock: SharedClock,
 }
 
 impl Coordinator {
     /// A coordinator over the state file `store` (a file store: queries use a second connection),
     /// reading the time from `clock` (the system clock in service; a hand-moved one in tests).
-    pub fn new(store: Store, data_dir: PathBuf, clock: SharedClock) -> Result<Self, Error> {
+    ///
+    /// Leases that were running when the coordinator last stopped get one lease timeout from now
+    /// before any expires: their workers could not heartbeat while it was away.
+    pub fn new(mut store: Store, data_dir: PathBuf, clock: SharedClock) -> Result<Self, Error> {
+        let extended = store.write(|tx| crate::jobs::extend_leases_after_start(tx, clock.now()))?;
+        if extended > 0 {
+            tracing::info!(
+                leases = extended,
+                "running leases given a lease timeout to report again after the start"
+            );
+        }
         let reader = store.open_reader()?;
         Ok(Coordinator {
-            writer: Writer::start(store, clock)?,
+            writer: Writer::start(store, clock.clone())?,
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             auth: RequireToken::default(),
+            clock,
         })
     }
 
@@ -85,7 +98,11 @@ impl Coordinator {
     /// Returns overdue leases' jobs to the queue now (the server also does it every
     /// [`EXPIRY_SCAN`], and before every lease grant). Returns how many expired.
     pub async fn expire_leases(&self) -> Result<usize, Error> {
-        self.write(crate::jobs::expire_leases).await
+        self.write(|tx, now| {
+            crate::jobs::prune_grants(tx, now)?;
+            crate::jobs::expire_leases(tx, now)
+        })
+        .await
     }
 }
 

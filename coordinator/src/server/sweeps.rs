@@ -10,6 +10,8 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use jetsweep_proto::limits::GONE_AFTER;
+
 use super::{Coordinator, required, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
@@ -228,10 +230,12 @@ impl SweepService for Sweeps {
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let workers = self.0.read(jobs::list_workers).await?;
+        let gone_before = self.0.clock.now() - GONE_AFTER.as_millis() as i64;
         Ok(Response::new(pb::ListWorkersResponse {
             workers: workers
                 .into_iter()
                 .map(|(w, job_ids)| pb::WorkerView {
+                    gone: w.last_seen_ms < gone_before,
                     worker_id: w.id,
                     host: w.host,
                     device: w.device,

@@ -58,6 +58,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         .lease_jobs(pb::LeaseJobsRequest {
             worker_id: reg.worker_id.clone(),
             max_jobs: 4,
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -218,6 +219,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         .lease_jobs(pb::LeaseJobsRequest {
             worker_id: "ghost".into(),
             max_jobs: 1,
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -285,6 +287,7 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
         .lease_jobs(pb::LeaseJobsRequest {
             worker_id: worker_id.clone(),
             max_jobs: 1,
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -308,6 +311,7 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
                 epochs: vec![epoch(1), epoch(2)],
                 lease_next: 1,
                 worker_id: worker_id.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -376,6 +380,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
             w.lease_jobs(pb::LeaseJobsRequest {
                 worker_id,
                 max_jobs,
+                request_id: String::new(),
             })
             .await
             .unwrap()
@@ -421,7 +426,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         .workers
         .report_epoch(pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
-            epochs: vec![pb::EpochMetrics::default()],
+            epochs: vec![epoch(1)],
         })
         .await;
     assert_eq!(late.unwrap_err().code(), Code::FailedPrecondition);
@@ -520,4 +525,266 @@ async fn dataset_errors_keep_their_kind() {
         .into_inner()
         .sweeps;
     assert!(sweeps.is_empty());
+}
+
+/// A coordinator that was away longer than a lease does not expire the leases its workers hold
+/// the moment it starts again: they get one lease timeout to report, and a worker that does keeps
+/// its job (no attempt spent); one that stays silent loses it after that.
+#[tokio::test]
+async fn leases_survive_an_outage_longer_than_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = TestCoordinator::start(dir.path()).await;
+    c.submit(SWEEP).await;
+    let id = c.register("h", 2).await;
+    let leases = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: id.clone(),
+            max_jobs: 2,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(leases.len(), 2);
+    let clock = c.clock.clone();
+    drop(c);
+    // Down for four lease timeouts (TINY's lease is 5 s).
+    clock.advance(Duration::from_secs(20));
+    let mut c = TestCoordinator::start_with(dir.path(), clock).await;
+    assert_eq!(
+        c.coordinator.expire_leases().await.unwrap(),
+        0,
+        "no lease expires at the start"
+    );
+    c.advance(Duration::from_secs(4)).await;
+    let stale = c
+        .workers
+        .heartbeat(pb::HeartbeatRequest {
+            worker_id: id.clone(),
+            lease_ids: vec![leases[0].lease_id.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stale_lease_ids;
+    assert!(stale.is_empty(), "the heartbeating worker keeps its lease");
+    // The silent one's lease runs out a lease timeout after the start; the other's was extended.
+    c.advance(Duration::from_secs(2)).await;
+    let ack = c
+        .workers
+        .report_epoch(pb::ReportEpochRequest {
+            lease_id: leases[0].lease_id.clone(),
+            epochs: vec![epoch(1)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.cancel);
+    let late = c
+        .workers
+        .report_epoch(pb::ReportEpochRequest {
+            lease_id: leases[1].lease_id.clone(),
+            epochs: vec![epoch(1)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+}
+
+/// Numbers no trial produces are refused at the wire, naming the field, and nothing is stored:
+/// the sweep stays readable. A worker that says its trial diverged fails the job for good, its
+/// remaining attempts unspent.
+#[tokio::test]
+async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
+    let (mut c, _dir) = start().await;
+    let sweep = c.submit(SWEEP).await;
+    let id = c.register("h", 2).await;
+    let leases = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: id.clone(),
+            max_jobs: 2,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    for (epochs, needle) in [
+        (
+            vec![pb::EpochMetrics {
+                train_loss: f64::NAN,
+                ..epoch(1)
+            }],
+            "train_loss",
+        ),
+        (vec![epoch(3)], "epoch 3"),
+        (vec![epoch(1); 3], "3 epochs"),
+    ] {
+        let err = c
+            .workers
+            .report_epoch(pb::ReportEpochRequest {
+                lease_id: leases[0].lease_id.clone(),
+                epochs,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(needle), "{err:?}");
+    }
+    let bad_result = c
+        .workers
+        .complete_job(pb::CompleteJobRequest {
+            lease_id: leases[0].lease_id.clone(),
+            result: Some(pb::TrialResult {
+                params: 117,
+                test_acc: f64::INFINITY,
+                best_epoch: 1,
+                best_test_acc: 0.5,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_result.code(), Code::InvalidArgument);
+    let requeued = c
+        .workers
+        .fail_job(pb::FailJobRequest {
+            lease_id: leases[1].lease_id.clone(),
+            error: "diverged at epoch 2: train_loss = NaN".into(),
+            deterministic: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requeued;
+    assert!(!requeued, "a divergence is not tried again");
+    let jobs = c
+        .sweeps
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id: sweep.sweep_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    let failed = jobs.iter().find(|j| j.job_id == leases[1].job_id).unwrap();
+    assert_eq!(failed.state, pb::JobState::Failed as i32);
+    assert!(failed.error.contains("diverged"), "{}", failed.error);
+    let first = jobs.iter().find(|j| j.job_id == leases[0].job_id).unwrap();
+    assert_eq!(
+        (first.state, first.epochs_done),
+        (pb::JobState::Leased as i32, 0)
+    );
+    c.sweeps
+        .get_results(pb::GetResultsRequest {
+            sweep_id: sweep.sweep_id,
+        })
+        .await
+        .expect("the sweep reads back");
+}
+
+/// A request retried after its reply was lost gets the grant of the first try, not a second one:
+/// LeaseJobs and CompleteJob's next leases both, keyed by the worker's request id.
+#[tokio::test]
+async fn a_retried_request_gets_the_same_leases() {
+    let (mut c, _dir) = start().await;
+    c.submit(SWEEP).await;
+    let id = c.register("h", 2).await;
+    let lease = |c: &mut TestCoordinator, request_id: &str| {
+        let mut w = c.workers.clone();
+        let request = pb::LeaseJobsRequest {
+            worker_id: id.clone(),
+            max_jobs: 2,
+            request_id: request_id.into(),
+        };
+        async move { w.lease_jobs(request).await.unwrap().into_inner().leases }
+    };
+    let ids = |leases: &[pb::Lease]| {
+        leases
+            .iter()
+            .map(|l| l.lease_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let first = lease(&mut c, "r1").await;
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        ids(&lease(&mut c, "r1").await),
+        ids(&first),
+        "the retry gets the same leases"
+    );
+    let complete = pb::CompleteJobRequest {
+        lease_id: first[0].lease_id.clone(),
+        result: Some(pb::TrialResult {
+            params: 117,
+            test_acc: 0.6,
+            best_epoch: 1,
+            best_test_acc: 0.6,
+        }),
+        lease_next: 1,
+        worker_id: id.clone(),
+        request_id: "r2".into(),
+        ..Default::default()
+    };
+    let next = c
+        .workers
+        .complete_job(complete.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(next.len(), 1);
+    let again = c
+        .workers
+        .complete_job(complete)
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(
+        ids(&again),
+        ids(&next),
+        "the retried completion grants nothing new"
+    );
+    // The one job left in the queue is still there for another request.
+    let other = lease(&mut c, "r3").await;
+    assert_eq!(other.len(), 1);
+    assert!(!ids(&first).contains(&other[0].lease_id) && other[0].lease_id != next[0].lease_id);
+    // A remembered lease that has ended is not handed out again.
+    assert_eq!(
+        ids(&lease(&mut c, "r1").await),
+        vec![first[1].lease_id.clone()]
+    );
+}
+
+/// A worker that stops heartbeating is shown as gone once ten heartbeats have passed.
+#[tokio::test]
+async fn a_silent_worker_is_shown_as_gone() {
+    let (mut c, _dir) = start().await;
+    let id = c.register("h", 1).await;
+    let list = |c: &mut TestCoordinator| {
+        let mut s = c.sweeps.clone();
+        async move {
+            s.list_workers(pb::ListWorkersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .workers
+        }
+    };
+    assert!(!list(&mut c).await[0].gone);
+    c.advance(Duration::from_secs(9)).await;
+    assert!(
+        !list(&mut c).await[0].gone,
+        "nine silent heartbeats: not gone yet"
+    );
+    c.advance(Duration::from_secs(2)).await;
+    let workers = list(&mut c).await;
+    assert_eq!(
+        (workers[0].worker_id.as_str(), workers[0].gone),
+        (id.as_str(), true)
+    );
 }

@@ -15,9 +15,26 @@ use jetsweep_proto::limits::{DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_LEASE_
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
 use super::{Coordinator, required, views};
+use crate::store::writer::in_savepoint;
 use crate::{Error, jobs};
 
 pub struct Workers(pub Coordinator);
+
+/// How much of a worker's error message is kept: enough for any real error, and a bound on what
+/// one request can make the store keep.
+const MAX_ERROR_CHARS: usize = 4096;
+
+/// Epochs from the wire, each checked: a number no epoch measures is refused before anything is
+/// stored, so a sweep always reads back.
+fn checked_epochs(epochs: &[pb::EpochMetrics]) -> Result<Vec<EpochMetrics>, Error> {
+    epochs
+        .iter()
+        .map(|e| {
+            let metrics = EpochMetrics::from(e);
+            metrics.check().map(|_| metrics).map_err(Error::from)
+        })
+        .collect()
+}
 
 #[tonic::async_trait]
 impl WorkerService for Workers {
@@ -79,7 +96,7 @@ impl WorkerService for Workers {
         let max = r.max_jobs.clamp(1, MAX_LEASE_BATCH);
         let leases = self
             .0
-            .write(move |tx, now| lease_to_wire(tx, &r.worker_id, max, now))
+            .write(move |tx, now| lease_to_wire(tx, &r.worker_id, &r.request_id, max, now))
             .await?;
         Ok(Response::new(pb::LeaseJobsResponse { leases }))
     }
@@ -95,7 +112,7 @@ impl WorkerService for Workers {
                 Error::InvalidRequest("epochs is empty: report at least one".into()).into(),
             );
         }
-        let epochs: Vec<EpochMetrics> = r.epochs.iter().map(Into::into).collect();
+        let epochs = checked_epochs(&r.epochs)?;
         let ack = self
             .0
             .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &epochs, now))
@@ -117,14 +134,16 @@ impl WorkerService for Workers {
             .as_ref()
             .map(TrialResult::from)
             .ok_or_else(|| Error::InvalidRequest("result is required".into()))?;
+        result.check().map_err(Error::from)?;
         if r.lease_next > 0 {
             required(&r.worker_id, "worker_id (needed with lease_next)")?;
         }
-        let epochs: Vec<EpochMetrics> = r.epochs.iter().map(Into::into).collect();
+        let epochs = checked_epochs(&r.epochs)?;
         let next = r.lease_next.min(MAX_LEASE_BATCH);
         let lease_id = r.lease_id.clone();
         let test_acc = result.test_acc;
-        // One commit: the result and the next leases stand or fall together.
+        // One commit: the result, and the next leases if they can be granted. A failure to lease
+        // (a worker the coordinator no longer knows, a damaged queue) must not cost the result.
         let leases = self
             .0
             .write(move |tx, now| {
@@ -132,7 +151,15 @@ impl WorkerService for Workers {
                 if next == 0 {
                     return Ok(Vec::new());
                 }
-                lease_to_wire(tx, &r.worker_id, next, now)
+                match in_savepoint(tx, |tx| {
+                    lease_to_wire(tx, &r.worker_id, &r.request_id, next, now)
+                }) {
+                    Ok(leases) => Ok(leases),
+                    Err(e) => {
+                        tracing::warn!(worker = %r.worker_id, error = %e, "result stored; leasing the next job failed");
+                        Ok(Vec::new())
+                    }
+                }
             })
             .await
             .inspect_err(
@@ -148,12 +175,14 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
-        let (lease_id, error) = (r.lease_id.clone(), r.error.clone());
+        let error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
+        let lease_id = r.lease_id.clone();
+        let why = error.clone();
         let requeued = self
             .0
-            .write(move |tx, now| jobs::fail(tx, &r.lease_id, &r.error, now))
+            .write(move |tx, now| jobs::fail(tx, &r.lease_id, &why, !r.deterministic, now))
             .await?;
-        tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, error = %error, "job attempt failed");
+        tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, deterministic = r.deterministic, error = %error, "job attempt failed");
         Ok(Response::new(pb::FailJobResponse { requeued }))
     }
 
@@ -220,15 +249,16 @@ impl WorkerService for Workers {
     }
 }
 
-/// Leases up to `max` jobs to `worker` and converts them for the wire, each with its dataset and
-/// the sweep it belongs to.
+/// Leases up to `max` jobs to `worker` for `request_id` (a retry gets the first try's leases) and
+/// converts them for the wire, each with its dataset and the sweep it belongs to.
 fn lease_to_wire(
     tx: &rusqlite::Transaction<'_>,
     worker: &str,
+    request_id: &str,
     max: u32,
     now: jobs::Millis,
 ) -> Result<Vec<pb::Lease>, Error> {
-    let grants = jobs::lease_jobs(tx, worker, max, now)?;
+    let grants = jobs::lease_for_request(tx, worker, request_id, max, now)?;
     let mut leases = Vec::with_capacity(grants.len());
     // Grants of one call nearly always share a dataset: look each up once.
     let mut previous: Option<pb::DatasetRef> = None;

@@ -124,4 +124,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_queued ON jobs (queued_seq) WHERE state = 'queued';
     CREATE INDEX jobs_leased ON jobs (lease_expires_ms) WHERE state = 'leased';
     "#,
+    // 5: a worker's death (a lease that expired) is counted apart from the job's own failures, with
+    // a limit of its own, so machines dying do not fail healthy jobs. `max_attempts` now bounds the
+    // failures (attempts - lost); for the rows written before, lost is 0 and the bound is unchanged.
+    // The default of max_lost is jobs::MAX_LOST at the time of writing.
+    r#"
+    ALTER TABLE jobs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN max_lost INTEGER NOT NULL DEFAULT 20;
+    "#,
+    // 6: the leases granted to each retryable request, so a retry after a lost reply gets the same
+    // grant instead of a second one (kept for a while, then pruned).
+    r#"
+    CREATE TABLE grants (
+        worker_id  TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        lease_ids  TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (worker_id, request_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX grants_by_age ON grants (created_ms);
+    "#,
 ];

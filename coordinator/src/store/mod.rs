@@ -7,6 +7,7 @@
 //!
 //! - [`migrations`]: the schema, version by version.
 //! - [`writer`]: the one writer thread that group-commits every state change.
+//! - [`lock`]: one coordinator per state file.
 //! - [`exec`], [`one`]: statements through the connection's statement cache.
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use rusqlite::{Connection, Transaction};
 use crate::Error;
 use migrations::MIGRATIONS;
 
+pub mod lock;
 mod migrations;
 pub mod writer;
 

@@ -35,6 +35,14 @@ use crate::{DatasetProblem, Error};
 pub const MAX_CELLS: usize = 100_000;
 /// Default tries per job.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// The most tries a sweep may give a job: a job that fails this often will not succeed, and the
+/// count stays far from overflowing however often a sweep is resubmitted.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest sweep name (it becomes the sweep's id).
+pub const MAX_NAME_CHARS: usize = 128;
+/// Largest sweep file: a grid of 100,000 cells is written in a few kilobytes; the text is stored
+/// with every submission.
+pub const MAX_FILE_BYTES: usize = 256 << 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +143,12 @@ fn each<T, U>(
 impl SweepSpec {
     /// Parses and validates a sweep file's text.
     pub fn parse(text: &str) -> Result<SweepSpec, Error> {
+        if text.len() > MAX_FILE_BYTES {
+            return Err(Error::InvalidRequest(format!(
+                "sweep file of {} bytes: the limit is {MAX_FILE_BYTES}; a grid is a few lists, so split the file or shorten it",
+                text.len()
+            )));
+        }
         let file: SweepFile = toml::from_str(text)
             .map_err(|e| Error::SweepSyntax(e.to_string().trim().to_string()))?;
         let d = file.defaults;
@@ -222,6 +236,15 @@ impl SweepSpec {
         if self.name.is_empty() {
             return Err(bad("name", "empty: give the sweep a name"));
         }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(bad(
+                "name",
+                format!(
+                    "{} characters: use at most {MAX_NAME_CHARS}",
+                    self.name.chars().count()
+                ),
+            ));
+        }
         if !(0.0..0.9).contains(&self.val_fraction) {
             return Err(bad(
                 "val_fraction",
@@ -231,8 +254,11 @@ impl SweepSpec {
                 ),
             ));
         }
-        if self.attempts == 0 {
-            return Err(bad("attempts", "0: a job needs at least 1 attempt"));
+        if !(1..=MAX_ATTEMPTS).contains(&self.attempts) {
+            return Err(bad(
+                "attempts",
+                format!("{}: use 1 to {MAX_ATTEMPTS} tries per job", self.attempts),
+            ));
         }
         let cells = self.cells();
         if cells > MAX_CELLS as u128 {

@@ -145,6 +145,29 @@ fn bad_sweep_files_are_refused_with_what_is_wrong() {
     );
     refused("name = \"x\"\nattempts = 0\n", &["attempts"]);
     refused(
+        "name = \"x\"\nattempts = 4000000000\n",
+        &["attempts", "1 to 100"],
+    );
+    refused(
+        &format!("name = \"{}\"\n", "n".repeat(129)),
+        &["name", "at most 128"],
+    );
+    refused(
+        "name = \"x\"\ndataset = \"synthetic:1000000000\"\n",
+        &["dataset", "at most 1000000"],
+    );
+    refused(
+        &format!(
+            "name = \"x\"\n[defaults]\nmodel = \"mlp:{}\"\n",
+            vec!["8"; 17].join(",")
+        ),
+        &["model", "at most 16 hidden layers"],
+    );
+    refused(
+        &format!("name = \"x\"\n# {}\n", "x".repeat(300_000)),
+        &["bytes", "262144"],
+    );
+    refused(
         "name = \"x\"\nlease_timeout_s = 1\n",
         &["lease_timeout_s", "three heartbeats"],
     );

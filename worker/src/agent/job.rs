@@ -18,14 +18,14 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::datasets::Datasets;
-use super::with_retry;
+use super::{with_retry, with_retry_unless_refused};
 use crate::WorkerError;
 use crate::device::{self, DeviceChoice};
 use crate::train::Progress;
 
 /// Who is asking, and whether it wants another job when this one completes.
 pub struct NextWork {
-    pub worker_id: String,
+    pub identity: Arc<super::identity::Identity>,
     /// Set when the agent is stopping: complete without leasing more.
     pub stopping: Arc<AtomicBool>,
 }
@@ -82,9 +82,10 @@ async fn run_job(
                 } else {
                     1
                 },
-                worker_id: next.worker_id,
+                worker_id: next.identity.id(),
+                request_id: super::next_request_id(),
             };
-            with_retry("complete", || {
+            with_retry_unless_refused("complete", || {
                 let mut c = client.clone();
                 let r = request.clone();
                 async move { c.complete_job(r).await.map(|r| r.into_inner().leases) }
@@ -104,6 +105,7 @@ async fn run_job(
             let request = pb::FailJobRequest {
                 lease_id: lease_id.clone(),
                 error: error.to_string(),
+                deterministic: matches!(error, WorkerError::Diverged { .. }),
             };
             with_retry("fail", || {
                 let mut c = client.clone();

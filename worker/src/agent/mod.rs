@@ -7,6 +7,7 @@
 //! carries on; on SIGTERM or Ctrl-C it takes no new work and finishes what it holds.
 
 mod datasets;
+mod identity;
 mod job;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::WorkerError;
 use crate::device::DeviceChoice;
+use identity::Identity;
 
 /// How long to wait before asking again when the queue was empty.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -45,7 +47,56 @@ pub struct AgentConfig {
 pub(crate) type Running = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
 
 /// Retries `f` while the coordinator is unreachable, with exponential back-off; other errors return.
-pub(crate) async fn with_retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, tonic::Status>
+pub(crate) async fn with_retry<T, F, Fut>(what: &str, f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    retry_while(what, unreachable, f).await
+}
+
+/// Retries `f` on every error but a refusal that no retry can change (a stale lease, a request the
+/// coordinator finds invalid, a wrong token): for a finished result, which must not be dropped
+/// because the coordinator had a bad moment.
+pub(crate) async fn with_retry_unless_refused<T, F, Fut>(
+    what: &str,
+    f: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    retry_while(
+        what,
+        |s| {
+            !matches!(
+                s.code(),
+                tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::NotFound
+                    | tonic::Code::OutOfRange
+            )
+        },
+        f,
+    )
+    .await
+}
+
+/// The coordinator (or the way to it) is down: try again later.
+fn unreachable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
+async fn retry_while<T, F, Fut>(
+    what: &str,
+    retryable: impl Fn(&tonic::Status) -> bool,
+    mut f: F,
+) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -53,19 +104,21 @@ where
     let mut delay = BACKOFF_MIN;
     loop {
         match f().await {
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                ) =>
-            {
-                tracing::warn!(call = what, status = %s.message(), retry_in = ?delay, "coordinator unreachable; retrying");
+            Err(s) if retryable(&s) => {
+                tracing::warn!(call = what, code = ?s.code(), status = %s.message(), retry_in = ?delay, "coordinator call failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(BACKOFF_MAX);
             }
             other => return other,
         }
     }
+}
+
+/// A fresh id for a request that may be retried: the coordinator answers every retry of it with
+/// the grant of the first try. Unique within this process (the coordinator keys it by worker id).
+pub(crate) fn next_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("r{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn host_name() -> String {
@@ -88,28 +141,14 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
         device: config.device.to_string(),
         slots: config.slots,
     };
-    let reg = with_retry("register", || {
-        let mut c = client.clone();
-        let r = register.clone();
-        async move { c.register(r).await }
-    })
-    .await
-    .map_err(WorkerError::rpc("register"))?
-    .into_inner();
-    tracing::info!(
-        worker = %reg.worker_id,
-        coordinator = %config.coordinator,
-        slots = config.slots,
-        device = %config.device,
-        "registered"
-    );
+    tracing::info!(coordinator = %config.coordinator, "joining");
+    let identity = Arc::new(Identity::register(client.clone(), register).await?);
 
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     let datasets = Arc::new(datasets::Datasets::new(&config.cache_dir));
     let heartbeat = tokio::spawn(heartbeats(
         client.clone(),
-        reg.worker_id.clone(),
-        Duration::from_millis(u64::from(reg.heartbeat_interval_ms.max(100))),
+        identity.clone(),
         running.clone(),
     ));
     let starter = Starter {
@@ -117,7 +156,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
         datasets,
         running: running.clone(),
         device: config.device,
-        worker_id: reg.worker_id.clone(),
+        identity: identity.clone(),
         stopping: stop.clone(),
     };
     let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
@@ -142,8 +181,9 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
             continue;
         }
         let request = pb::LeaseJobsRequest {
-            worker_id: reg.worker_id.clone(),
+            worker_id: identity.id(),
             max_jobs: free,
+            request_id: next_request_id(),
         };
         match with_retry("lease", || {
             let mut c = client.clone();
@@ -153,6 +193,10 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
         .await
         {
             Ok(r) => ready = r.into_inner().leases,
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                identity.register_again(&request.worker_id).await?;
+                continue;
+            }
             Err(s) => {
                 tracing::warn!(status = %s.message(), retry_in = ?BACKOFF_MAX, "leasing failed");
                 tokio::time::sleep(BACKOFF_MAX).await;
@@ -193,7 +237,7 @@ struct Starter {
     datasets: Arc<datasets::Datasets>,
     running: Running,
     device: DeviceChoice,
-    worker_id: String,
+    identity: Arc<Identity>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -212,7 +256,7 @@ impl Starter {
             self.device,
         );
         let next = job::NextWork {
-            worker_id: self.worker_id.clone(),
+            identity: self.identity.clone(),
             stopping: self.stopping.clone(),
         };
         jobs.spawn(async move {
@@ -224,17 +268,18 @@ impl Starter {
     }
 }
 
-/// Extends every held lease on each tick; stops the jobs whose leases came back stale.
+/// Extends every held lease on each tick; stops the jobs whose leases came back stale; registers
+/// again if the coordinator no longer knows this worker.
 async fn heartbeats(
     mut client: WorkerServiceClient<Channel>,
-    worker_id: String,
-    every: Duration,
+    identity: Arc<Identity>,
     running: Running,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(identity.heartbeat_interval);
     loop {
         tick.tick().await;
         let lease_ids: Vec<String> = running.lock().unwrap().keys().cloned().collect();
+        let worker_id = identity.id();
         match client
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: worker_id.clone(),
@@ -246,11 +291,19 @@ async fn heartbeats(
                 let held = running.lock().unwrap();
                 for stale in r.into_inner().stale_lease_ids {
                     if let Some(flag) = held.get(&stale) {
+                        tracing::info!(lease = %stale, "lease no longer current; stopping its job");
                         flag.store(true, Ordering::SeqCst);
                     }
                 }
             }
-            Err(s) => tracing::warn!(status = %s.message(), "heartbeat failed"),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                if let Err(e) = identity.register_again(&worker_id).await {
+                    tracing::warn!(error = %e, "registering again failed; the next heartbeat retries");
+                }
+            }
+            Err(s) => {
+                tracing::warn!(worker = %worker_id, status = %s.message(), "heartbeat failed")
+            }
         }
     }
 }

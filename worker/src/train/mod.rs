@@ -279,6 +279,11 @@ pub fn train<B: AutodiffBackend>(
             seconds: pass.seconds,
             samples_per_second: data.train.len() as f64 / pass.seconds.max(1e-9),
         };
+        // A trial whose numbers are no longer numbers has diverged; every report would be refused.
+        metrics.check().map_err(|e| WorkerError::Diverged {
+            epoch: number,
+            what: e.to_string(),
+        })?;
         last_test_acc = test_acc;
         if best.is_none_or(|(best_loss, _, _)| val_loss < best_loss) {
             best = Some((val_loss, number, test_acc));
