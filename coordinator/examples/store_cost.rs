@@ -89,7 +89,7 @@ fn main() {
             .write(|tx| {
                 for (w, lease) in workers.iter().zip(held.iter_mut()) {
                     let Some(l) = lease.take() else { continue };
-                    jobs::complete(tx, &l, std::slice::from_ref(&epoch), &result, now)?;
+                    jobs::complete(tx, &l, w, std::slice::from_ref(&epoch), &result, now)?;
                     *lease = jobs::lease_jobs(tx, w, 1, now)?.pop().map(|g| g.lease_id);
                     done += 1;
                 }

@@ -165,12 +165,14 @@ async fn simulate(
             c.report_epoch(pb::ReportEpochRequest {
                 lease_id: l.lease_id.clone(),
                 epochs: vec![epoch()],
+                worker_id: id.clone(),
             })
             .await
             .unwrap();
             c.complete_job(pb::CompleteJobRequest {
                 lease_id: l.lease_id,
                 result: Some(RESULT),
+                worker_id: id.clone(),
                 ..Default::default()
             })
             .await

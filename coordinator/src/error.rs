@@ -97,6 +97,12 @@ pub enum Error {
     #[error("lease {lease_id} is not current: {reason}")]
     StaleLease { lease_id: String, reason: String },
 
+    /// A lease presented by a worker it was not granted to.
+    #[error(
+        "lease {lease_id} was granted to another worker; a worker may report only on its own leases"
+    )]
+    NotYourLease { lease_id: String },
+
     #[error("state file: {0}")]
     Sql(#[from] rusqlite::Error),
 
@@ -146,6 +152,7 @@ impl From<Error> for Status {
                 DatasetProblem::Unavailable => Status::unavailable(message),
             },
             Error::NotFound(_) => Status::not_found(message),
+            Error::NotYourLease { .. } => Status::permission_denied(message),
             Error::Unavailable(_) => Status::unavailable(message),
             Error::Open { .. }
             | Error::StateInUse { .. }

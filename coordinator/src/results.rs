@@ -1,6 +1,10 @@
 //! Aggregating a sweep's finished jobs: per grid point (every hyperparameter but the seed), the mean
 //! and standard deviation over seeds of the final and best-epoch test accuracy, and the best point.
 
+use std::collections::HashMap;
+
+use jetsweep_proto::trial::Optimizer;
+
 use crate::jobs::{Job, JobState};
 use crate::sweep::Trial;
 
@@ -29,32 +33,40 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// A grid point's identity: every hyperparameter but the seed (the learning rate by its bits).
+type PointKey = (String, Optimizer, u32, u32, u64);
+
 /// Rows in the order points first appear in `jobs` (grid order), for points with at least one finished
-/// seed, and the index of the row with the highest mean best-epoch test accuracy.
+/// seed, and the index of the row with the highest mean best-epoch test accuracy. One pass over
+/// the jobs (a 100,000-job sweep must not cost 100,000² comparisons).
 pub fn aggregate(jobs: &[Job]) -> (Vec<ResultRow>, Option<usize>) {
+    let mut index: HashMap<PointKey, usize> = HashMap::new();
     let mut points: Vec<(Trial, Vec<f64>, Vec<f64>)> = Vec::new();
     for job in jobs {
         let JobState::Done { result } = &job.state else {
             continue;
         };
-        let point = Trial {
-            seed: 0,
-            ..job.trial.clone()
-        };
-        let same = |t: &Trial| {
-            t.model == point.model
-                && t.optimizer == point.optimizer
-                && t.batch_size == point.batch_size
-                && t.max_epochs == point.max_epochs
-                && t.learning_rate.to_bits() == point.learning_rate.to_bits()
-        };
-        match points.iter_mut().find(|(t, _, _)| same(t)) {
-            Some((_, last, best)) => {
-                last.push(result.test_acc);
-                best.push(result.best_test_acc);
-            }
-            None => points.push((point, vec![result.test_acc], vec![result.best_test_acc])),
-        }
+        let t = &job.trial;
+        let key = (
+            t.model.name.clone(),
+            t.optimizer,
+            t.batch_size,
+            t.max_epochs,
+            t.learning_rate.to_bits(),
+        );
+        let i = *index.entry(key).or_insert_with(|| {
+            points.push((
+                Trial {
+                    seed: 0,
+                    ..t.clone()
+                },
+                Vec::new(),
+                Vec::new(),
+            ));
+            points.len() - 1
+        });
+        points[i].1.push(result.test_acc);
+        points[i].2.push(result.best_test_acc);
     }
     let rows: Vec<ResultRow> = points
         .into_iter()

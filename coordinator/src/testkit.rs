@@ -81,7 +81,7 @@ impl TestCoordinator {
         tokio::spawn(serve(listener, coordinator.clone(), async {
             let _ = stopped.await;
         }));
-        let channel = client::connect(&url, None)
+        let channel = client::connect(&url, None, None)
             .await
             .expect("connect to the test coordinator");
         TestCoordinator {

@@ -1,17 +1,21 @@
 //! Connecting to a coordinator: one helper for the CLI, the worker and the tests, so the address
-//! check, the token, the timeouts and the message limits are the same everywhere.
+//! check, TLS, the token, the timeouts and the message limits are the same everywhere.
+//!
+//! `http://` is plaintext; `https://` is TLS (rustls), trusting the certificate authority given as
+//! `--ca FILE` (PEM), or else the public web roots. A bare `host:port` means `http://`.
 
 use crate::v1::sweep_service_client::SweepServiceClient;
 use crate::v1::worker_service_client::WorkerServiceClient;
-use tonic::transport::Endpoint;
+use std::path::Path;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use crate::Error;
 use crate::auth::{Channel, ClientToken};
 use crate::limits::{CONNECT_TIMEOUT, MAX_MESSAGE_BYTES};
 
-/// The coordinator's address as a URL: `host:port` means `http://host:port`. `https://` is
-/// refused until the coordinator speaks TLS: a client must never believe it is encrypted when
-/// it is not.
+/// The coordinator's address as a URL: `host:port` means `http://host:port`; `http://` and
+/// `https://` are taken as they are; any other scheme is refused.
 pub fn coordinator_url(address: &str) -> Result<String, Error> {
     let address = address.trim();
     let bad = |reason: &str| Error::Address {
@@ -25,12 +29,7 @@ pub fn coordinator_url(address: &str) -> Result<String, Error> {
     }
     let url = match address.split_once("://") {
         None => format!("http://{address}"),
-        Some(("http", _)) => address.to_string(),
-        Some(("https", _)) => {
-            return Err(bad(
-                "https:// needs TLS, which this jetsweep does not speak yet; use http:// on a network you trust",
-            ));
-        }
+        Some(("http" | "https", _)) => address.to_string(),
         Some((scheme, _)) => {
             return Err(bad(&format!(
                 "unknown scheme {:?}: use http://HOST:PORT",
@@ -41,14 +40,32 @@ pub fn coordinator_url(address: &str) -> Result<String, Error> {
     Ok(url)
 }
 
-fn endpoint(address: &str) -> Result<(Endpoint, String), Error> {
+fn endpoint(address: &str, ca: Option<&Path>) -> Result<(Endpoint, String), Error> {
     let url = coordinator_url(address)?;
-    let endpoint = Endpoint::from_shared(url.clone())
+    let bad = |reason: String| Error::Address {
+        url: url.clone(),
+        reason,
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT))
-        .map_err(|e| Error::Address {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| bad(e.to_string()))?;
+    if url.starts_with("https://") {
+        let tls = match ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| Error::Tls {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_webpki_roots(),
+        };
+        endpoint = endpoint.tls_config(tls).map_err(|e| bad(with_causes(&e)))?;
+    } else if ca.is_some() {
+        return Err(bad(
+            "a certificate authority (--ca) is for https:// addresses; this one is plaintext http://".into(),
+        ));
+    }
     Ok((endpoint, url))
 }
 
@@ -68,11 +85,16 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     line
 }
 
-/// A channel to the coordinator at `url`, connected now (an unreachable coordinator is an error
-/// that says so), carrying `token` on every call when there is one.
-pub async fn connect(address: &str, token: Option<&str>) -> Result<Channel, Error> {
+/// A channel to the coordinator at `address`, connected now (an unreachable coordinator is an
+/// error that names it and the cause), carrying `token` on every call when there is one, over TLS
+/// trusting `ca` (or the public roots) when the address is `https://`.
+pub async fn connect(
+    address: &str,
+    token: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Channel, Error> {
     let token = ClientToken::new(token)?;
-    let (endpoint, url) = endpoint(address)?;
+    let (endpoint, url) = endpoint(address, ca)?;
     let channel = endpoint.connect().await.map_err(|e| Error::Unreachable {
         url,
         reason: with_causes(&e),
@@ -82,9 +104,13 @@ pub async fn connect(address: &str, token: Option<&str>) -> Result<Channel, Erro
 
 /// Like [`connect`], but the connection is made on the first call and remade after it drops: for
 /// a worker, which may start before its coordinator and must outlive its restarts.
-pub fn connect_lazy(address: &str, token: Option<&str>) -> Result<Channel, Error> {
+pub fn connect_lazy(
+    address: &str,
+    token: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Channel, Error> {
     let token = ClientToken::new(token)?;
-    Ok(token.wrap(endpoint(address)?.0.connect_lazy()))
+    Ok(token.wrap(endpoint(address, ca)?.0.connect_lazy()))
 }
 
 /// The people-and-tools service over `channel`, with the contract's message limits.
@@ -112,7 +138,8 @@ mod tests {
             "http://10.0.0.5:7070"
         );
         assert_eq!(coordinator_url(" http://h:1 ").unwrap(), "http://h:1");
-        for (bad, needle) in [("https://h:7070", "TLS"), ("ftp://h", "ftp"), ("", "empty")] {
+        assert_eq!(coordinator_url("https://h:7070").unwrap(), "https://h:7070");
+        for (bad, needle) in [("ftp://h", "ftp"), ("", "empty")] {
             let err = coordinator_url(bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
         }
@@ -126,7 +153,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = connect(&format!("127.0.0.1:{port}"), None)
+        let err = connect(&format!("127.0.0.1:{port}"), None, None)
             .await
             .err()
             .unwrap()

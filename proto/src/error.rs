@@ -29,6 +29,9 @@ pub enum Error {
 
     #[error(transparent)]
     Token(#[from] crate::auth::InvalidToken),
+
+    #[error("TLS: {path}: {reason}")]
+    Tls { path: String, reason: String },
 }
 
 impl Error {

@@ -43,4 +43,6 @@ pub mod v1 {
 /// Bump it on any change that an older peer would misread.
 ///
 /// 2: epoch reports carry several epochs; completion carries the last epochs and leases the next jobs.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: reports, completions and failures name the worker (a lease answers only to its own worker);
+///    requests carry ids so a retry gets the first grant; failures can be final (a divergence).
+pub const PROTOCOL_VERSION: u32 = 3;

@@ -47,6 +47,7 @@ async fn two_workers_finish_a_sweep_and_resubmitting_runs_nothing_new() {
         .await
         .get_results(pb::GetResultsRequest {
             sweep_id: sweep_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

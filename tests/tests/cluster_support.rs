@@ -72,7 +72,7 @@ pub fn coordinator_env(
         .read_line(&mut line)
         .unwrap();
     assert!(
-        line.starts_with("http://"),
+        line.starts_with("http://") || line.starts_with("https://"),
         "coordinator did not start: {line:?}\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
@@ -99,7 +99,7 @@ pub fn worker_with(dir: &Path, url: &str, tag: &str, extra: &[&str]) -> Proc {
 }
 
 pub async fn client(url: &str) -> SweepServiceClient<Channel> {
-    client::sweep_client(client::connect(url, None).await.unwrap())
+    client::sweep_client(client::connect(url, None, None).await.unwrap())
 }
 
 pub async fn submit(url: &str, toml: &str) -> pb::SweepView {
@@ -152,7 +152,9 @@ pub async fn wait_for(
 ) {
     let start = Instant::now();
     loop {
-        if let Ok(mut c) = client::connect(url, None).await.map(client::sweep_client)
+        if let Ok(mut c) = client::connect(url, None, None)
+            .await
+            .map(client::sweep_client)
             && let (Ok(s), Ok(j)) = (
                 c.get_sweep(pb::GetSweepRequest {
                     sweep_id: id.into(),

@@ -4,4 +4,5 @@
 mod cluster;
 mod cluster_support;
 mod support;
+mod tls;
 mod worker_cli;

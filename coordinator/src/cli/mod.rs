@@ -63,11 +63,16 @@ pub struct Remote {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM certificate of the authority that signed the coordinator's TLS certificate (for an
+    /// https:// address whose certificate is not from a public authority).
+    #[arg(long, env = "JETSWEEP_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Remote {
     pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<auth::Channel>> {
-        let channel = client::connect(&self.coordinator, self.token.as_deref()).await?;
+        let channel =
+            client::connect(&self.coordinator, self.token.as_deref(), self.ca.as_deref()).await?;
         Ok(client::sweep_client(channel))
     }
 }

@@ -1,7 +1,9 @@
 //! `jetsweep results SWEEP [--format table|csv|json]`.
 
 use clap::{Args, ValueEnum};
+use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
+use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 use super::{Remote, rpc_error};
 
@@ -23,25 +25,40 @@ pub struct ResultsArgs {
 
 pub async fn run(args: ResultsArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let results = client
-        .get_results(pb::GetResultsRequest {
-            sweep_id: args.sweep.clone(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let results = fetch(&mut client, &args.sweep).await?;
     print!("{}", render(&results, args.format));
     Ok(())
 }
 
+/// Every page of a sweep's results, as one response.
+pub async fn fetch(
+    client: &mut SweepServiceClient<Channel>,
+    sweep_id: &str,
+) -> anyhow::Result<pb::GetResultsResponse> {
+    let mut all = pb::GetResultsResponse::default();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .get_results(pb::GetResultsRequest {
+                sweep_id: sweep_id.to_string(),
+                page_size: 0,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        all.rows.extend(page.rows);
+        (all.best, all.total_rows, all.dataset) = (page.best, page.total_rows, page.dataset);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// The results in the chosen format.
 pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
-    let dataset = r
-        .rows
-        .first()
-        .and_then(|row| row.spec.as_ref())
-        .and_then(|s| s.dataset.clone())
-        .unwrap_or_default();
+    let dataset = r.dataset.clone().unwrap_or_default();
     let mut out = String::new();
     match format {
         Format::Json => {

@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::results::{Format, render};
-use super::{Logging, Remote, rpc_error};
+use super::{Logging, Remote};
 use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
@@ -87,6 +87,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let remote = Remote {
         coordinator: url.clone(),
         token: None,
+        ca: None,
     };
     tracing::info!(file = %args.file.display(), "preparing the dataset and submitting");
     let sweep = super::submit::submit(&remote, text).await?;
@@ -119,13 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut client = remote.connect().await?;
     let last = super::status::follow(&mut client, &sweep.sweep_id).await?;
-    let results = client
-        .get_results(jetsweep_proto::v1::GetResultsRequest {
-            sweep_id: sweep.sweep_id.clone(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
     drop(workers);
     let _ = stop.send(());
     let _ = server.await;

@@ -31,8 +31,24 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM certificate (chain) to serve TLS with, with --tls-key. Clients then use https:// (and
+    /// --ca FILE when the certificate is not from a public authority).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve off loopback without TLS or without a token: only on a network where everyone who can
+    /// reach the address may submit, cancel and report, and read the token in passing.
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub logging: Logging,
+}
+
+fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -50,19 +66,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
-    let mut coordinator = Coordinator::new(store, data_dir.clone(), clock::system())?;
-    match args.token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => coordinator = coordinator.require_token(token)?,
-        None if !addr.ip().is_loopback() => tracing::warn!(
-            %addr,
-            "listening off loopback without a token: anyone who can reach it can submit, cancel and report. Start with --token (or JETSWEEP_TOKEN) to require one"
-        ),
-        None => {}
+    let token = args.token.as_deref().filter(|t| !t.is_empty());
+    let tls = args.tls_cert.is_some();
+    let secured = tls && token.is_some();
+    if !addr.ip().is_loopback() && !secured {
+        let missing = match (tls, token.is_some()) {
+            (false, false) => "TLS and a token",
+            (false, true) => "TLS (the token would cross the network in clear)",
+            _ => "a token (anyone who can reach it could submit, cancel and report)",
+        };
+        anyhow::ensure!(
+            args.insecure,
+            "refusing to serve on {addr} without {missing}: give --tls-cert/--tls-key and --token (or JETSWEEP_TOKEN), or --insecure on a network you trust"
+        );
+        tracing::warn!(%addr, missing, "serving off loopback insecurely, as --insecure asked");
     }
-    lock.describe(&format!("serving http://{addr}"))?;
-    println!("http://{addr}");
+    let mut coordinator = Coordinator::new(store, data_dir.clone(), clock::system())?;
+    if let Some(token) = token {
+        coordinator = coordinator.require_token(token)?;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        coordinator =
+            coordinator.serve_tls(&read(cert, "TLS certificate")?, &read(key, "TLS key")?)?;
+    }
+    let url = format!("{}://{addr}", if tls { "https" } else { "http" });
+    lock.describe(&format!("serving {url}"))?;
+    println!("{url}");
     tracing::info!(
-        url = %format!("http://{addr}"),
+        url = %url,
         state = %args.state.display(),
         datasets = %data_dir.display(),
         "coordinator serving"

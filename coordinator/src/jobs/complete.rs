@@ -23,10 +23,11 @@ pub struct ReportAck {
 pub fn report_epoch(
     tx: &Transaction<'_>,
     lease_id: &str,
+    worker: &str,
     epochs: &[EpochMetrics],
     now: Millis,
 ) -> Result<ReportAck, Error> {
-    let held = current(tx, lease_id, now)?;
+    let held = current(tx, lease_id, worker, now)?;
     if cancelled_everywhere(tx, &held.job_id)? {
         cancel_job(tx, &held.job_id, Some(lease_id), now)?;
         return Ok(ReportAck {
@@ -89,20 +90,24 @@ fn store_epochs(
 pub fn complete(
     tx: &Transaction<'_>,
     lease_id: &str,
+    worker: &str,
     epochs: &[EpochMetrics],
     result: &TrialResult,
     now: Millis,
 ) -> Result<(), Error> {
-    let held = match current(tx, lease_id, now) {
+    let held = match current(tx, lease_id, worker, now) {
         Ok(held) => held,
         Err(stale @ Error::StaleLease { .. }) => {
-            // Harmless if this very lease already completed the job.
-            let outcome: Option<Option<String>> = tx
-                .prepare_cached("SELECT outcome FROM attempts WHERE lease_id = ?1")?
-                .query_row([lease_id], |r| r.get(0))
+            // Harmless if this very lease, held by this worker, already completed the job.
+            let attempt: Option<(Option<String>, String)> = tx
+                .prepare_cached("SELECT outcome, worker_id FROM attempts WHERE lease_id = ?1")?
+                .query_row([lease_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            return match outcome.flatten().as_deref() {
-                Some("done") => Ok(()),
+            return match attempt {
+                Some((Some(outcome), holder)) if outcome == "done" && holder == worker => Ok(()),
+                Some((Some(outcome), _)) if outcome == "done" => Err(Error::NotYourLease {
+                    lease_id: lease_id.to_string(),
+                }),
                 _ => Err(stale),
             };
         }
@@ -135,11 +140,12 @@ pub fn complete(
 pub fn fail(
     tx: &Transaction<'_>,
     lease_id: &str,
+    worker: &str,
     error: &str,
     retryable: bool,
     now: Millis,
 ) -> Result<bool, Error> {
-    let held = current(tx, lease_id, now)?;
+    let held = current(tx, lease_id, worker, now)?;
     let retry = retryable && held.failures < held.max_attempts;
     let why = format!(
         "attempt {} of {}: {error}",

@@ -152,28 +152,46 @@ pub(super) struct Held {
     pub max_epochs: u32,
 }
 
-/// The job of `lease_id` if that lease is current; expires it first if it is overdue.
-pub(super) fn current(tx: &Transaction<'_>, lease_id: &str, now: Millis) -> Result<Held, Error> {
+/// The job of `lease_id` if that lease is current and was granted to `worker`; expires it first
+/// if it is overdue.
+pub(super) fn current(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    worker: &str,
+    now: Millis,
+) -> Result<Held, Error> {
     let job_id = job_of_lease(lease_id);
     let stale = |reason: String| Error::StaleLease {
         lease_id: lease_id.to_string(),
         reason,
     };
-    // (state, lease, expiry) and the counts: the six columns the rules need.
-    type LeaseRow = ((String, Option<String>, Option<Millis>), (u32, u32, u32));
+    // (state, lease, holder, expiry) and the counts: the seven columns the rules need.
+    type LeaseRow = (
+        (String, Option<String>, Option<String>, Option<Millis>),
+        (u32, u32, u32),
+    );
     let row: Option<LeaseRow> = tx
         .prepare_cached(
-            "SELECT state, lease_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs FROM jobs WHERE id = ?1",
+            "SELECT state, lease_id, worker_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs FROM jobs WHERE id = ?1",
         )?
         .query_row([job_id], |r| {
-            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?, r.get(5)?)))
+            Ok((
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                (r.get(4)?, r.get(5)?, r.get(6)?),
+            ))
         })
         .optional()?;
-    let Some(((state, lease, expires_at), (failures, max_attempts, max_epochs))) = row else {
+    let Some(((state, lease, holder, expires_at), (failures, max_attempts, max_epochs))) = row
+    else {
         return Err(stale("no such job".into()));
     };
     match (state.as_str(), lease, expires_at) {
         ("leased", Some(lease), Some(expires_at)) if lease == lease_id => {
+            if holder.as_deref() != Some(worker) {
+                return Err(Error::NotYourLease {
+                    lease_id: lease_id.to_string(),
+                });
+            }
             if expires_at < now {
                 expire_leases(tx, now)?;
                 return Err(stale(format!("it expired at {expires_at} (now {now})")));
@@ -201,7 +219,7 @@ pub fn heartbeat(
     touch_worker(tx, worker, now)?;
     let mut stale = Vec::new();
     for lease in lease_ids {
-        match current(tx, lease, now) {
+        match current(tx, lease, worker, now) {
             Ok(held) if cancelled_everywhere(tx, &held.job_id)? => {
                 cancel_job(tx, &held.job_id, Some(&held.lease_id), now)?;
                 stale.push(lease.clone());
@@ -213,7 +231,7 @@ pub fn heartbeat(
                     params![held.job_id, now],
                 )?;
             }
-            Err(Error::StaleLease { .. }) => stale.push(lease.clone()),
+            Err(Error::StaleLease { .. } | Error::NotYourLease { .. }) => stale.push(lease.clone()),
             Err(e) => return Err(e),
         }
     }

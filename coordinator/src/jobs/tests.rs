@@ -60,6 +60,14 @@ fn metrics(epoch: u32) -> EpochMetrics {
     }
 }
 
+/// The worker a grant went to (every report on it must name that worker).
+fn holder(g: &LeaseGrant) -> String {
+    match &g.job.state {
+        JobState::Leased { worker, .. } => worker.clone(),
+        other => panic!("not leased: {other:?}"),
+    }
+}
+
 fn result(acc: f64) -> TrialResult {
     TrialResult {
         params: 117,
@@ -112,7 +120,7 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
         .unwrap()
         .remove(0);
     let ack = store
-        .write(|tx| report_epoch(tx, &grant.lease_id, &[metrics(1)], 9_000))
+        .write(|tx| report_epoch(tx, &grant.lease_id, &holder(&grant), &[metrics(1)], 9_000))
         .unwrap();
     assert_eq!(
         ack,
@@ -122,10 +130,28 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
         }
     );
     store
-        .write(|tx| complete(tx, &grant.lease_id, &[], &result(0.7), 15_000))
+        .write(|tx| {
+            complete(
+                tx,
+                &grant.lease_id,
+                &holder(&grant),
+                &[],
+                &result(0.7),
+                15_000,
+            )
+        })
         .unwrap();
     store
-        .write(|tx| complete(tx, &grant.lease_id, &[], &result(0.9), 16_000))
+        .write(|tx| {
+            complete(
+                tx,
+                &grant.lease_id,
+                &holder(&grant),
+                &[],
+                &result(0.9),
+                16_000,
+            )
+        })
         .unwrap();
     let job = store.read(|tx| get_job(tx, &grant.job.id)).unwrap();
     assert_eq!(
@@ -160,9 +186,11 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         .remove(0);
     assert_eq!((new.job.id.as_str(), new.attempt), (old.job.id.as_str(), 2));
     for refused in [
-        store.write(|tx| report_epoch(tx, &old.lease_id, &[metrics(1)], 12_002).map(|_| ())),
-        store.write(|tx| complete(tx, &old.lease_id, &[], &result(0.1), 12_002)),
-        store.write(|tx| fail(tx, &old.lease_id, "late", true, 12_002).map(|_| ())),
+        store.write(|tx| {
+            report_epoch(tx, &old.lease_id, &holder(&old), &[metrics(1)], 12_002).map(|_| ())
+        }),
+        store.write(|tx| complete(tx, &old.lease_id, &holder(&old), &[], &result(0.1), 12_002)),
+        store.write(|tx| fail(tx, &old.lease_id, &holder(&old), "late", true, 12_002).map(|_| ())),
     ] {
         assert!(
             matches!(refused, Err(Error::StaleLease { .. })),
@@ -174,12 +202,12 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         .unwrap();
     assert_eq!(stale, vec![old.lease_id.clone()]);
     store
-        .write(|tx| complete(tx, &new.lease_id, &[], &result(0.8), 13_000))
+        .write(|tx| complete(tx, &new.lease_id, &holder(&new), &[], &result(0.8), 13_000))
         .unwrap();
     // The old lease still cannot write, even after the job is done.
     assert!(
         store
-            .write(|tx| complete(tx, &old.lease_id, &[], &result(0.1), 13_001))
+            .write(|tx| complete(tx, &old.lease_id, &holder(&old), &[], &result(0.1), 13_001))
             .is_err()
     );
     assert_eq!(
@@ -211,7 +239,7 @@ fn heartbeats_keep_a_lease_alive() {
     );
     assert!(
         store
-            .write(|tx| report_epoch(tx, &grant.lease_id, &[metrics(1)], 15_000))
+            .write(|tx| report_epoch(tx, &grant.lease_id, &holder(grant), &[metrics(1)], 15_000))
             .is_ok()
     );
 }
@@ -225,7 +253,14 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
         .remove(0);
     assert!(
         store
-            .write(|tx| fail(tx, &first.lease_id, "out of memory", true, 3_000))
+            .write(|tx| fail(
+                tx,
+                &first.lease_id,
+                &holder(&first),
+                "out of memory",
+                true,
+                3_000
+            ))
             .unwrap()
     );
     // Requeued at the back of the queue: take everything to find it again.
@@ -234,7 +269,14 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
     assert_eq!(second.attempt, 2);
     assert!(
         !store
-            .write(|tx| fail(tx, &second.lease_id, "out of memory again", true, 5_000))
+            .write(|tx| fail(
+                tx,
+                &second.lease_id,
+                &holder(second),
+                "out of memory again",
+                true,
+                5_000
+            ))
             .unwrap()
     );
     match store.read(|tx| get_job(tx, &first.job.id)).unwrap().state {
@@ -246,7 +288,7 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
     let other = again.iter().find(|g| g.job.id != first.job.id).unwrap();
     assert!(
         store
-            .write(|tx| fail(tx, &other.lease_id, "x", true, 5_000))
+            .write(|tx| fail(tx, &other.lease_id, &holder(other), "x", true, 5_000))
             .unwrap()
     );
     let retry = store
@@ -268,7 +310,14 @@ fn failures_retry_until_the_attempt_limit_then_keep_the_reason() {
     let last_try = lease(&mut store, now);
     assert!(
         !store
-            .write(|tx| fail(tx, &last_try.lease_id, "y", true, now + 1))
+            .write(|tx| fail(
+                tx,
+                &last_try.lease_id,
+                &holder(&last_try),
+                "y",
+                true,
+                now + 1
+            ))
             .unwrap(),
         "its second failure of its own is its last"
     );
@@ -311,15 +360,25 @@ fn resubmitting_reuses_done_cells_and_requeues_failed_ones() {
     let grants = store.write(|tx| lease_jobs(tx, &w1, 6, 2_000)).unwrap();
     for g in &grants[..5] {
         store
-            .write(|tx| complete(tx, &g.lease_id, &[], &result(0.7), 3_000))
+            .write(|tx| complete(tx, &g.lease_id, &holder(g), &[], &result(0.7), 3_000))
             .unwrap();
     }
     store
-        .write(|tx| fail(tx, &grants[5].lease_id, "boom", true, 3_000))
+        .write(|tx| {
+            fail(
+                tx,
+                &grants[5].lease_id,
+                &holder(&grants[5]),
+                "boom",
+                true,
+                3_000,
+            )
+        })
         .unwrap();
     store
         .write(|tx| {
-            lease_jobs(tx, &w1, 1, 3_500).map(|g| fail(tx, &g[0].lease_id, "boom", true, 3_600))
+            lease_jobs(tx, &w1, 1, 3_500)
+                .map(|g| fail(tx, &g[0].lease_id, &holder(&g[0]), "boom", true, 3_600))
         })
         .unwrap()
         .unwrap();
@@ -368,7 +427,15 @@ fn cancelling_stops_queued_jobs_now_and_leased_ones_at_their_next_report() {
         (4, 2, true)
     );
     let ack = store
-        .write(|tx| report_epoch(tx, &grants[0].lease_id, &[metrics(1)], 3_500))
+        .write(|tx| {
+            report_epoch(
+                tx,
+                &grants[0].lease_id,
+                &holder(&grants[0]),
+                &[metrics(1)],
+                3_500,
+            )
+        })
         .unwrap();
     assert!(ack.cancel);
     let stale = store
@@ -391,7 +458,7 @@ fn state_survives_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let spec = SweepSpec::parse(SWEEP).unwrap();
-    let (lease, sweep) = {
+    let (lease, sweep, w) = {
         let mut store = Store::open(&path).unwrap();
         let sweep = store
             .write(|tx| submit(tx, &spec, SWEEP, &dataset(), 1_000))
@@ -404,15 +471,15 @@ fn state_survives_reopening_the_file() {
             .unwrap()
             .remove(0);
         store
-            .write(|tx| complete(tx, &g.lease_id, &[], &result(0.75), 3_000))
+            .write(|tx| complete(tx, &g.lease_id, &holder(&g), &[], &result(0.75), 3_000))
             .unwrap();
-        (g.lease_id, sweep.id)
+        (g.lease_id, sweep.id, w)
     };
     let mut store = Store::open(&path).unwrap();
     let counts = store.read(|tx| sweep_counts(tx, &sweep)).unwrap();
     assert_eq!((counts.total, counts.done, counts.queued), (6, 1, 5));
     store
-        .write(|tx| complete(tx, &lease, &[], &result(0.75), 4_000))
+        .write(|tx| complete(tx, &lease, &w, &[], &result(0.75), 4_000))
         .unwrap();
     assert_eq!(
         store
@@ -452,4 +519,43 @@ fn an_unknown_state_is_corruption_not_a_default() {
             other => panic!("expected corruption, got {other:?}"),
         }
     }
+}
+
+/// A lease answers only to the worker it was granted to: another worker's report, completion,
+/// failure or heartbeat on it is refused and changes nothing; the holder carries on.
+#[test]
+fn a_lease_answers_only_to_its_own_worker() {
+    let (mut store, _, w1, w2) = setup();
+    let g = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    for refused in [
+        store.write(|tx| report_epoch(tx, &g.lease_id, &w2, &[metrics(1)], 2_100).map(|_| ())),
+        store.write(|tx| complete(tx, &g.lease_id, &w2, &[], &result(0.99), 2_100)),
+        store.write(|tx| fail(tx, &g.lease_id, &w2, "mine now", true, 2_100).map(|_| ())),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::NotYourLease { .. })),
+            "{refused:?}"
+        );
+    }
+    let stale = store
+        .write(|tx| heartbeat(tx, &w2, std::slice::from_ref(&g.lease_id), 2_200))
+        .unwrap();
+    assert_eq!(stale, vec![g.lease_id.clone()], "not w2's to extend");
+    store
+        .write(|tx| complete(tx, &g.lease_id, &w1, &[metrics(3)], &result(0.7), 2_300))
+        .unwrap();
+    // Once done, the other worker still cannot pass the completion off as its own.
+    assert!(matches!(
+        store.write(|tx| complete(tx, &g.lease_id, &w2, &[], &result(0.99), 2_400)),
+        Err(Error::NotYourLease { .. })
+    ));
+    assert_eq!(
+        store.read(|tx| get_job(tx, &g.job.id)).unwrap().state,
+        JobState::Done {
+            result: result(0.7)
+        }
+    );
 }

@@ -21,6 +21,7 @@ use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::Error;
 use crate::clock::{Millis, SharedClock};
@@ -40,6 +41,8 @@ pub struct Coordinator {
     auth: RequireToken,
     /// Where `now` comes from, for the writer and for reads that judge time (a worker gone).
     clock: SharedClock,
+    /// The certificate and key both services are served with; `None`: plaintext.
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Coordinator {
@@ -63,7 +66,24 @@ impl Coordinator {
             data_dir,
             auth: RequireToken::default(),
             clock,
+            tls: None,
         })
+    }
+
+    /// Serves over TLS with this PEM certificate chain and private key. Errors: a certificate or
+    /// key that rustls cannot use, said before anything listens.
+    pub fn serve_tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
+        let config = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+        tonic::transport::Server::builder()
+            .tls_config(config.clone())
+            .map_err(|e| Error::InvalidRequest(format!("TLS certificate or key: {e}")))?;
+        self.tls = Some(config);
+        Ok(self)
+    }
+
+    /// True when both services are served over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Requires `token` on every call of both services.
@@ -135,7 +155,11 @@ pub async fn serve(
         }
     });
     let auth = coordinator.auth.clone();
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = coordinator.tls.clone() {
+        server = server.tls_config(tls)?;
+    }
+    let result = server
         .add_service(InterceptedService::new(
             SweepServiceServer::new(sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -18,6 +18,23 @@ use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.
 const DEFAULT_PAGE: u32 = 1000;
+/// Result rows per `GetResults` page when the request does not say, and at most: a row is about
+/// 100 bytes, so a page stays far inside the message limit.
+const DEFAULT_RESULTS_PAGE: u32 = 2000;
+const MAX_RESULTS_PAGE: u32 = 5000;
+
+/// The offset a page token stands for.
+fn page_offset(token: &str) -> Result<usize, crate::Error> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token.parse().map_err(|_| {
+        crate::Error::InvalidRequest(format!(
+            "page_token {:?} is not one this server gave",
+            token.chars().take(40).collect::<String>()
+        ))
+    })
+}
 /// A watched sweep's counts are re-read at most this often: live enough for progress bars, and one cheap
 /// query per watcher however many reports arrive.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -86,16 +103,7 @@ impl SweepService for Sweeps {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let r = request.into_inner();
         required(&r.sweep_id, "sweep_id")?;
-        let offset: u32 = if r.page_token.is_empty() {
-            0
-        } else {
-            r.page_token.parse().map_err(|_| {
-                crate::Error::InvalidRequest(format!(
-                    "page_token {:?} is not one this server gave",
-                    r.page_token
-                ))
-            })?
-        };
+        let offset = u32::try_from(page_offset(&r.page_token)?).unwrap_or(u32::MAX);
         let limit = if r.page_size == 0 {
             DEFAULT_PAGE
         } else {
@@ -187,25 +195,37 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::GetResultsRequest>,
     ) -> Result<Response<pb::GetResultsResponse>, Status> {
-        let id = request.into_inner().sweep_id;
-        required(&id, "sweep_id")?;
-        let (counts, all) = self
+        let r = request.into_inner();
+        required(&r.sweep_id, "sweep_id")?;
+        let offset = page_offset(&r.page_token)?;
+        let limit = match r.page_size {
+            0 => DEFAULT_RESULTS_PAGE,
+            n => n.min(MAX_RESULTS_PAGE),
+        } as usize;
+        let id = r.sweep_id;
+        // Reading and aggregating every job is the slow part: it runs on a blocking thread.
+        let (counts, rows, best) = self
             .0
             .read(move |tx| {
-                Ok((
-                    jobs::sweep_counts(tx, &id)?,
-                    jobs::list_jobs(tx, &id, 0, u32::MAX)?,
-                ))
+                let counts = jobs::sweep_counts(tx, &id)?;
+                let all = jobs::list_jobs(tx, &id, 0, u32::MAX)?;
+                let (rows, best) = crate::results::aggregate(&all);
+                Ok((counts, rows, best))
             })
             .await?;
-        let (rows, best) = crate::results::aggregate(&all);
-        let dataset = counts.dataset.as_ref().map(pb::DatasetRef::from);
+        let total = rows.len();
+        let page = rows.iter().skip(offset).take(limit);
+        let next = offset + limit;
         Ok(Response::new(pb::GetResultsResponse {
-            rows: rows
-                .iter()
-                .map(|r| views::result_row(r, dataset.clone()))
-                .collect(),
+            rows: page.map(|r| views::result_row(r, None)).collect(),
             best: best.map_or(-1, |b| b as i32),
+            next_page_token: if next < total {
+                next.to_string()
+            } else {
+                String::new()
+            },
+            total_rows: total as u32,
+            dataset: counts.dataset.as_ref().map(pb::DatasetRef::from),
         }))
     }
 

@@ -73,6 +73,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         let ack = c
             .workers
             .report_epoch(pb::ReportEpochRequest {
+                worker_id: reg.worker_id.clone(),
                 lease_id: lease.lease_id.clone(),
                 epochs: vec![epoch(1)],
             })
@@ -87,6 +88,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
             best_test_acc: 0.6 + 0.01 * i as f64,
         };
         let complete = pb::CompleteJobRequest {
+            worker_id: reg.worker_id.clone(),
             lease_id: lease.lease_id.clone(),
             result: Some(result),
             epochs: vec![epoch(2)],
@@ -111,6 +113,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     let stale = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
+            worker_id: reg.worker_id.clone(),
             lease_id: leases[0].lease_id.clone(),
             epochs: vec![epoch(3)],
         })
@@ -132,6 +135,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         .sweeps
         .get_results(pb::GetResultsRequest {
             sweep_id: sweep.sweep_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -228,7 +232,9 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     // contract's own limit, as a foreign client would).
     let huge = format!("name = \"x\"\n# {}\n", "x".repeat(MAX_MESSAGE_BYTES));
     let mut unlimited = pb::sweep_service_client::SweepServiceClient::new(
-        jetsweep_proto::client::connect(&c.url, None).await.unwrap(),
+        jetsweep_proto::client::connect(&c.url, None, None)
+            .await
+            .unwrap(),
     );
     let oversized = unlimited
         .submit_sweep(pb::SubmitSweepRequest { sweep_toml: huge })
@@ -276,6 +282,7 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
     let empty = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
+            worker_id: worker_id.clone(),
             lease_id: "x.1".into(),
             epochs: vec![],
         })
@@ -425,6 +432,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
     let late = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
+            worker_id: id.clone(),
             lease_id: lease.lease_id.clone(),
             epochs: vec![epoch(1)],
         })
@@ -433,6 +441,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
     let late = c
         .workers
         .complete_job(pb::CompleteJobRequest {
+            worker_id: id.clone(),
             lease_id: lease.lease_id.clone(),
             result: result(0.1),
             ..Default::default()
@@ -442,6 +451,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
     for acc in [0.7, 0.9] {
         c.workers
             .complete_job(pb::CompleteJobRequest {
+                worker_id: id.clone(),
                 lease_id: new.lease_id.clone(),
                 result: result(acc),
                 ..Default::default()
@@ -575,6 +585,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
     let ack = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
+            worker_id: id.clone(),
             lease_id: leases[0].lease_id.clone(),
             epochs: vec![epoch(1)],
         })
@@ -585,6 +596,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
     let late = c
         .workers
         .report_epoch(pb::ReportEpochRequest {
+            worker_id: id.clone(),
             lease_id: leases[1].lease_id.clone(),
             epochs: vec![epoch(1)],
         })
@@ -626,6 +638,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
         let err = c
             .workers
             .report_epoch(pb::ReportEpochRequest {
+                worker_id: id.clone(),
                 lease_id: leases[0].lease_id.clone(),
                 epochs,
             })
@@ -637,6 +650,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
     let bad_result = c
         .workers
         .complete_job(pb::CompleteJobRequest {
+            worker_id: id.clone(),
             lease_id: leases[0].lease_id.clone(),
             result: Some(pb::TrialResult {
                 params: 117,
@@ -652,6 +666,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
     let requeued = c
         .workers
         .fail_job(pb::FailJobRequest {
+            worker_id: id.clone(),
             lease_id: leases[1].lease_id.clone(),
             error: "diverged at epoch 2: train_loss = NaN".into(),
             deterministic: true,
@@ -682,6 +697,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
     c.sweeps
         .get_results(pb::GetResultsRequest {
             sweep_id: sweep.sweep_id,
+            ..Default::default()
         })
         .await
         .expect("the sweep reads back");
@@ -787,4 +803,79 @@ async fn a_silent_worker_is_shown_as_gone() {
         (workers[0].worker_id.as_str(), workers[0].gone),
         (id.as_str(), true)
     );
+}
+
+/// Results read back a page at a time, every row once, the best index counted over all pages, the
+/// dataset named once; a token this server did not give is refused.
+#[tokio::test]
+async fn results_come_in_pages() {
+    let (mut c, _dir) = start().await;
+    let sweep = c
+        .submit(&SWEEP.replace("seed = [0, 1]", "seed = [0]").replace(
+            "batch_size = [64, 128]",
+            "batch_size = [16, 32, 64, 128, 256]",
+        ))
+        .await;
+    let id = c.register("h", 8).await;
+    let leases = c
+        .workers
+        .lease_jobs(pb::LeaseJobsRequest {
+            worker_id: id.clone(),
+            max_jobs: 8,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(leases.len(), 5);
+    for (i, lease) in leases.iter().enumerate() {
+        let acc = [0.5, 0.9, 0.6, 0.7, 0.55][i];
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                worker_id: id.clone(),
+                lease_id: lease.lease_id.clone(),
+                result: Some(pb::TrialResult {
+                    params: 117,
+                    test_acc: acc,
+                    best_epoch: 1,
+                    best_test_acc: acc,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let (mut rows, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = c
+            .sweeps
+            .get_results(pb::GetResultsRequest {
+                sweep_id: sweep.sweep_id.clone(),
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert_eq!((page.total_rows, page.best), (5, 1));
+        assert!(page.dataset.as_ref().unwrap().synthetic);
+        rows.extend(page.rows.into_iter().map(|r| r.spec.unwrap().batch_size));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!((pages, rows), (3, vec![16, 32, 64, 128, 256]));
+    let bad = c
+        .sweeps
+        .get_results(pb::GetResultsRequest {
+            sweep_id: sweep.sweep_id,
+            page_size: 2,
+            page_token: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
 }

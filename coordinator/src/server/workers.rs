@@ -107,6 +107,7 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::ReportEpochResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
+        required(&r.worker_id, "worker_id")?;
         if r.epochs.is_empty() {
             return Err(
                 Error::InvalidRequest("epochs is empty: report at least one".into()).into(),
@@ -115,7 +116,7 @@ impl WorkerService for Workers {
         let epochs = checked_epochs(&r.epochs)?;
         let ack = self
             .0
-            .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &epochs, now))
+            .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &r.worker_id, &epochs, now))
             .await?;
         Ok(Response::new(pb::ReportEpochResponse {
             cancel: ack.cancel,
@@ -135,9 +136,7 @@ impl WorkerService for Workers {
             .map(TrialResult::from)
             .ok_or_else(|| Error::InvalidRequest("result is required".into()))?;
         result.check().map_err(Error::from)?;
-        if r.lease_next > 0 {
-            required(&r.worker_id, "worker_id (needed with lease_next)")?;
-        }
+        required(&r.worker_id, "worker_id")?;
         let epochs = checked_epochs(&r.epochs)?;
         let next = r.lease_next.min(MAX_LEASE_BATCH);
         let lease_id = r.lease_id.clone();
@@ -147,7 +146,7 @@ impl WorkerService for Workers {
         let leases = self
             .0
             .write(move |tx, now| {
-                jobs::complete(tx, &r.lease_id, &epochs, &result, now)?;
+                jobs::complete(tx, &r.lease_id, &r.worker_id, &epochs, &result, now)?;
                 if next == 0 {
                     return Ok(Vec::new());
                 }
@@ -175,12 +174,15 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
+        required(&r.worker_id, "worker_id")?;
         let error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
         let lease_id = r.lease_id.clone();
         let why = error.clone();
         let requeued = self
             .0
-            .write(move |tx, now| jobs::fail(tx, &r.lease_id, &why, !r.deterministic, now))
+            .write(move |tx, now| {
+                jobs::fail(tx, &r.lease_id, &r.worker_id, &why, !r.deterministic, now)
+            })
             .await?;
         tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, deterministic = r.deterministic, error = %error, "job attempt failed");
         Ok(Response::new(pb::FailJobResponse { requeued }))

@@ -62,8 +62,10 @@ async fn run_job(
     next: NextWork,
 ) -> Vec<pb::Lease> {
     let lease_id = lease.lease_id.clone();
+    // The lease answers to the worker it was granted to: every word about it carries that id.
+    let worker_id = next.identity.id();
     let started = Instant::now();
-    let outcome = train(lease, device, &mut client, datasets, stop).await;
+    let outcome = train(lease, &worker_id, device, &mut client, datasets, stop).await;
     let seconds = started.elapsed().as_secs_f64();
     let result = match outcome {
         Ok(Some((result, epochs))) => {
@@ -82,7 +84,7 @@ async fn run_job(
                 } else {
                     1
                 },
-                worker_id: next.identity.id(),
+                worker_id: worker_id.clone(),
                 request_id: super::next_request_id(),
             };
             with_retry_unless_refused("complete", || {
@@ -106,6 +108,7 @@ async fn run_job(
                 lease_id: lease_id.clone(),
                 error: error.to_string(),
                 deterministic: matches!(error, WorkerError::Diverged { .. }),
+                worker_id: worker_id.clone(),
             };
             with_retry("fail", || {
                 let mut c = client.clone();
@@ -126,6 +129,7 @@ async fn run_job(
 /// (at least the last one), for the completion to carry.
 async fn train(
     lease: pb::Lease,
+    worker_id: &str,
     device: DeviceChoice,
     client: &mut WorkerServiceClient<Channel>,
     datasets: Arc<Datasets>,
@@ -163,6 +167,7 @@ async fn train(
         report_epochs(
             client.clone(),
             lease.lease_id.clone(),
+            worker_id.to_string(),
             incoming,
             stop.clone(),
         )
@@ -209,6 +214,7 @@ async fn train(
 async fn report_epochs(
     client: WorkerServiceClient<Channel>,
     lease_id: String,
+    worker_id: String,
     mut incoming: mpsc::UnboundedReceiver<pb::EpochMetrics>,
     stop: Arc<AtomicBool>,
 ) -> Vec<pb::EpochMetrics> {
@@ -226,6 +232,7 @@ async fn report_epochs(
         let request = pb::ReportEpochRequest {
             lease_id: lease_id.clone(),
             epochs: std::mem::take(&mut unsent),
+            worker_id: worker_id.clone(),
         };
         let ack = with_retry("report", || {
             let mut c = client.clone();

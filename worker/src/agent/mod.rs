@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub coordinator: String,
     /// Sent with every call when the coordinator requires one.
     pub token: Option<String>,
+    /// The authority that signed the coordinator's TLS certificate (https:// addresses).
+    pub ca: Option<PathBuf>,
     pub device: DeviceChoice,
     pub slots: u32,
     pub cache_dir: PathBuf,
@@ -133,7 +135,11 @@ fn host_name() -> String {
 /// Runs the agent until `stop` is set (then finishes the jobs it holds).
 pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
     crate::device::check(config.device)?;
-    let channel = client::connect_lazy(&config.coordinator, config.token.as_deref())?;
+    let channel = client::connect_lazy(
+        &config.coordinator,
+        config.token.as_deref(),
+        config.ca.as_deref(),
+    )?;
     let client = client::worker_client(channel);
     let register = pb::RegisterRequest {
         protocol_version: PROTOCOL_VERSION,

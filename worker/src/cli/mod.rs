@@ -56,6 +56,11 @@ pub struct AgentArgs {
     )]
     pub token: Option<String>,
 
+    /// PEM certificate of the authority that signed the coordinator's TLS certificate (for an
+    /// https:// address whose certificate is not from a public authority).
+    #[arg(long, env = "JETSWEEP_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+
     /// Log lines as readable text or as one JSON object each, on stderr (filter with JETSWEEP_LOG
     /// or RUST_LOG, e.g. `JETSWEEP_LOG=debug`). Every job's lines carry its sweep, job, lease and
     /// attempt.
@@ -93,6 +98,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let config = crate::agent::AgentConfig {
         coordinator,
         token: args.token,
+        ca: args.ca,
         device: args.device,
         slots: args.slots,
         cache_dir: args
