@@ -113,6 +113,7 @@ mod tests {
             max_attempts: 3,
             epochs_done: 10,
             latest: None,
+            sweep_id: None,
         }
     }
 

@@ -98,6 +98,17 @@ pub fn lease_jobs(
     max: u32,
     now: Millis,
 ) -> Result<Vec<LeaseGrant>, Error> {
+    lease_jobs_for(tx, worker, max, None, now)
+}
+
+/// [`lease_jobs`] for the worker's request `request_id`, recorded with each lease.
+pub(super) fn lease_jobs_for(
+    tx: &Transaction<'_>,
+    worker: &str,
+    max: u32,
+    request_id: Option<&str>,
+    now: Millis,
+) -> Result<Vec<LeaseGrant>, Error> {
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
     // One statement takes the oldest queued job and returns it, already leased.
@@ -126,8 +137,8 @@ pub fn lease_jobs(
         let (lease_id, expires_at) = (lease.clone(), *expires_at);
         exec(
             tx,
-            "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![lease_id, job.id, job.attempts, worker, now],
+            "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![lease_id, job.id, job.attempts, worker, now, request_id],
         )?;
         grants.push(LeaseGrant {
             lease_id,

@@ -34,13 +34,11 @@ mod workers;
 
 pub use cancel::cancel_sweep;
 pub use complete::{ReportAck, complete, fail, report_epoch};
-pub use grants::{lease_for_request, prune_grants};
+pub use grants::lease_for_request;
 pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
-pub use queries::{
-    dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts, sweep_of_job,
-};
+pub use queries::{dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts};
 pub use submit::submit;
 pub use workers::{WorkerRecord, list_workers, register_worker};
 
@@ -95,6 +93,8 @@ pub struct Job {
     pub max_attempts: u32,
     pub epochs_done: u32,
     pub latest: Option<EpochMetrics>,
+    /// The sweep it was last submitted with (a job may be shared by several).
+    pub sweep_id: Option<String>,
 }
 
 /// What a worker gets when it leases a job.

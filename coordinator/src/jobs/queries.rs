@@ -109,16 +109,6 @@ pub fn list_jobs(
     collect_jobs(stmt.query_map(params![sweep_id, limit, offset], job_from_row)?)
 }
 
-/// The latest sweep that holds the job (a job may be shared by several): for logs and the wire.
-pub fn sweep_of_job(tx: &Transaction<'_>, job_id: &str) -> Result<Option<String>, Error> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT sweep_id FROM sweep_jobs WHERE job_id = ?1 ORDER BY rowid DESC LIMIT 1",
-        )?
-        .query_row([job_id], |r| r.get(0))
-        .optional()?)
-}
-
 /// The reference of a dataset some sweep uses, by its content hash. Errors: NotFound.
 pub fn dataset_by_sha(tx: &Transaction<'_>, sha256: &str) -> Result<DatasetRef, Error> {
     let row: Option<(String, i64, bool, String)> = tx

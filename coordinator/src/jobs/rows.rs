@@ -15,7 +15,7 @@ use crate::sweep::Trial;
 macro_rules! job_columns {
     () => {
         "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
-         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error"
+         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error, last_sweep"
     };
 }
 pub(super) use job_columns;
@@ -42,6 +42,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
     let latest: Option<String> = r.get(12)?;
     let result: Option<String> = r.get(16)?;
     let error: Option<String> = r.get(17)?;
+    let sweep_id: Option<String> = r.get(18)?;
     let leased = (
         r.get::<_, Option<String>>(13)?,
         r.get::<_, Option<String>>(14)?,
@@ -96,6 +97,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                 .map(|l| serde_json::from_str(&l))
                 .transpose()
                 .map_err(|e| corrupt(&what("epoch"), e))?,
+            sweep_id,
             id,
         })
     })())

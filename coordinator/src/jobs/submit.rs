@@ -47,13 +47,14 @@ pub fn submit(
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
+        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost, last_sweep)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut requeue = tx.prepare_cached(
-        "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts - lost + ?3, max_lost = lost + ?6, lease_ttl_ms = ?4, error = NULL,
+        "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts - lost + ?3, max_lost = lost + ?6, last_sweep = ?7, lease_ttl_ms = ?4, error = NULL,
          lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, epochs_done = 0, latest_json = NULL, updated_ms = ?5 WHERE id = ?1",
     )?;
+    let mut adopt = tx.prepare_cached("UPDATE jobs SET last_sweep = ?2 WHERE id = ?1")?;
     let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused) VALUES (?1, ?2, ?3, ?4)")?;
     for (position, trial) in spec.trials().iter().enumerate() {
         let id = job_id(trial, &dataset.sha256);
@@ -79,18 +80,31 @@ pub fn submit(
                     spec.attempts,
                     lease_ttl,
                     now,
-                    MAX_LOST
+                    MAX_LOST,
+                    sweep_id
                 ])?;
                 seq += 1;
                 false
             }
             Some(JobStatus::Done) => true,
             Some(JobStatus::Failed | JobStatus::Cancelled) => {
-                requeue.execute(params![id, seq, spec.attempts, lease_ttl, now, MAX_LOST])?;
+                requeue.execute(params![
+                    id,
+                    seq,
+                    spec.attempts,
+                    lease_ttl,
+                    now,
+                    MAX_LOST,
+                    sweep_id
+                ])?;
                 seq += 1;
                 false
             }
-            Some(JobStatus::Queued | JobStatus::Leased) => false,
+            Some(JobStatus::Queued | JobStatus::Leased) => {
+                // Shared with an earlier sweep that is still running it: it now runs for this one.
+                adopt.execute(params![id, sweep_id])?;
+                false
+            }
         };
         link.execute(params![sweep_id, id, position as i64, reused])?;
     }

@@ -118,11 +118,7 @@ impl Coordinator {
     /// Returns overdue leases' jobs to the queue now (the server also does it every
     /// [`EXPIRY_SCAN`], and before every lease grant). Returns how many expired.
     pub async fn expire_leases(&self) -> Result<usize, Error> {
-        self.write(|tx, now| {
-            crate::jobs::prune_grants(tx, now)?;
-            crate::jobs::expire_leases(tx, now)
-        })
-        .await
+        self.write(crate::jobs::expire_leases).await
     }
 }
 

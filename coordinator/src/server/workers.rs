@@ -269,7 +269,7 @@ fn lease_to_wire(
             Some(d) if d.sha256 == g.job.dataset_sha256 => d,
             _ => (&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?).into(),
         };
-        let sweep = jobs::sweep_of_job(tx, &g.job.id)?.unwrap_or_default();
+        let sweep = g.job.sweep_id.clone().unwrap_or_default();
         tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker, attempt = g.attempt, "job leased");
         leases.push(views::lease(g, dataset.clone(), sweep));
         previous = Some(dataset);

@@ -132,16 +132,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN max_lost INTEGER NOT NULL DEFAULT 20;
     "#,
-    // 6: the leases granted to each retryable request, so a retry after a lost reply gets the same
-    // grant instead of a second one (kept for a while, then pruned).
+    // 6: the request each lease was granted for, so a worker that retries a request after a lost
+    // reply gets the same leases instead of a second set; and the sweep a job was last submitted
+    // with, read with the job (a lease names its sweep without another lookup).
     r#"
-    CREATE TABLE grants (
-        worker_id  TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        lease_ids  TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        PRIMARY KEY (worker_id, request_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX grants_by_age ON grants (created_ms);
+    ALTER TABLE attempts ADD COLUMN request_id TEXT;
+    CREATE INDEX attempts_by_request ON attempts (worker_id, request_id) WHERE request_id IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN last_sweep TEXT;
+    UPDATE jobs SET last_sweep = (
+        SELECT s.sweep_id FROM sweep_jobs s WHERE s.job_id = jobs.id ORDER BY s.rowid DESC LIMIT 1
+    );
     "#,
 ];
