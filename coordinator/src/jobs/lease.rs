@@ -121,13 +121,27 @@ pub(super) fn lease_jobs_for(
     ))?;
     let mut grants = Vec::new();
     while grants.len() < max as usize {
-        let Some(job) = take
-            .query_row(params![worker, now], job_from_row)
+        let Some((id, job)) = take
+            .query_row(params![worker, now], |r| {
+                Ok((r.get::<_, String>(0)?, job_from_row(r)?))
+            })
             .optional()?
         else {
             break;
         };
-        let job = job?;
+        // A row that cannot be read back fails alone: the job is set aside, the queue moves on.
+        let job = match job {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "queued job unreadable; failed so the queue moves on");
+                exec(
+                    tx,
+                    "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+                    params![id, format!("the stored job cannot be read: {e}"), now],
+                )?;
+                continue;
+            }
+        };
         let JobState::Leased {
             lease, expires_at, ..
         } = &job.state

@@ -559,3 +559,37 @@ fn a_lease_answers_only_to_its_own_worker() {
         }
     );
 }
+
+/// A queued job whose stored row cannot be read back fails alone, saying why; leasing hands out
+/// the others as if it were not there.
+#[test]
+fn an_unreadable_queued_job_fails_alone_and_the_queue_moves_on() {
+    let (mut store, sweep, w1, _) = setup();
+    let first = store.read(|tx| list_jobs(tx, &sweep.id, 0, 1)).unwrap()[0]
+        .id
+        .clone();
+    store
+        .write(|tx| {
+            tx.execute("UPDATE jobs SET model = 'resnet50' WHERE id = ?1", [&first])?;
+            Ok(())
+        })
+        .unwrap();
+    let grants = store.write(|tx| lease_jobs(tx, &w1, 10, 2_000)).unwrap();
+    assert_eq!(grants.len(), 5, "the five readable jobs are leased");
+    assert!(grants.iter().all(|g| g.job.id != first));
+    let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
+    assert_eq!((counts.failed, counts.leased), (1, 5));
+    let error: String = store
+        .read(|tx| {
+            Ok(
+                tx.query_row("SELECT error FROM jobs WHERE id = ?1", [&first], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert!(
+        error.contains("cannot be read") && error.contains("resnet50"),
+        "{error}"
+    );
+}

@@ -85,9 +85,8 @@ where
     }
 }
 
-/// Runs `f` so that its changes are undone if it fails, without touching the rest of the group
-/// (or of the request: a request may isolate a part of itself that is allowed to fail).
-pub(crate) fn in_savepoint<T>(
+/// Runs `f` so that its changes are undone if it fails, without touching the rest of the group.
+fn in_savepoint<T>(
     tx: &Transaction<'_>,
     f: impl FnOnce(&Transaction<'_>) -> Result<T, Error>,
 ) -> Result<T, Error> {
