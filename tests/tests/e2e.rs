@@ -3,6 +3,7 @@
 
 mod cluster;
 mod cluster_support;
+mod stopping;
 mod support;
 mod tls;
 mod worker_cli;

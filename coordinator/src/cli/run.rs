@@ -2,6 +2,7 @@
 //! over the same gRPC path as a cluster), N `jetsweep-worker` processes on this machine, progress on
 //! screen, the results table at the end.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -47,8 +48,44 @@ fn worker_binary() -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
-/// Kills the local workers when dropped, whatever way `run` ends.
+/// The local worker processes. They are in a process group of their own (a Ctrl-C at the
+/// terminal reaches `run` alone, which decides what they do) and die with `run` however it ends:
+/// killed when this is dropped, and sent SIGTERM by the kernel if `run` itself is killed.
 struct LocalWorkers(Vec<Child>);
+
+impl LocalWorkers {
+    fn start(&mut self, mut command: Command) -> std::io::Result<()> {
+        command.process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.0.push(command.spawn()?);
+        Ok(())
+    }
+
+    /// Asks every worker to stop taking work and finish (or hand back) what it runs.
+    fn terminate(&self) {
+        for child in &self.0 {
+            // SAFETY: kill(2) on a child process this struct owns and has not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits until every worker has exited.
+    async fn exited(&mut self) {
+        while self.0.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
 
 impl Drop for LocalWorkers {
     fn drop(&mut self) {
@@ -105,21 +142,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .open(&log_path)?;
     let mut workers = LocalWorkers(Vec::new());
     for _ in 0..args.workers {
-        workers.0.push(
-            Command::new(&worker_bin)
-                .args(["--coordinator", &url, "--slots", "1", "--cache-dir"])
-                .arg(&data_dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log.try_clone()?)
-                .spawn()
-                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", worker_bin.display()))?,
-        );
+        let mut command = Command::new(&worker_bin);
+        command
+            .args(["--coordinator", &url, "--slots", "1", "--cache-dir"])
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log.try_clone()?);
+        workers
+            .start(command)
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", worker_bin.display()))?;
     }
     tracing::info!(workers = args.workers, log = %log_path.display(), "local workers started");
 
     let mut client = remote.connect().await?;
-    let last = super::status::follow(&mut client, &sweep.sweep_id).await?;
+    let finished = tokio::select! {
+        last = super::status::follow(&mut client, &sweep.sweep_id) => Some(last?),
+        _ = jetsweep_proto::shutdown::signal() => None,
+    };
+    let Some(last) = finished else {
+        // Interrupted: the workers finish (or hand back) what they hold; a second signal stops
+        // everything at once. What finished is kept: running the same command again reuses it.
+        eprintln!(
+            "jetsweep: stopping: the workers finish the jobs they hold (Ctrl-C again to stop at once)"
+        );
+        workers.terminate();
+        tokio::select! {
+            _ = workers.exited() => {}
+            _ = jetsweep_proto::shutdown::signal() => eprintln!("jetsweep: stopping at once"),
+        }
+        drop(workers);
+        let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
+        let now = super::status::sweep_view(&mut client, &sweep.sweep_id).await?;
+        let _ = stop.send(());
+        let _ = server.await;
+        print!("{}", render(&results, args.format));
+        anyhow::bail!(
+            "interrupted: {} of {} jobs done; `jetsweep run {} --state {}` runs the rest (finished jobs are reused)",
+            now.done,
+            now.total,
+            args.file.display(),
+            args.state.display()
+        );
+    };
     let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
     drop(workers);
     let _ = stop.send(());

@@ -31,6 +31,24 @@ fn sweep_line(s: &pb::SweepView) -> String {
     )
 }
 
+/// One sweep's counts.
+pub async fn sweep_view(
+    client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
+        jetsweep_proto::auth::Channel,
+    >,
+    sweep_id: &str,
+) -> anyhow::Result<pb::SweepView> {
+    client
+        .get_sweep(pb::GetSweepRequest {
+            sweep_id: sweep_id.to_string(),
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner()
+        .sweep
+        .ok_or_else(|| anyhow::anyhow!("the coordinator answered without the sweep"))
+}
+
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
     let Some(sweep_id) = args.sweep else {

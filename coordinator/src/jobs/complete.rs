@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
-use super::lease::{Held, current, end_attempt};
+use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
@@ -153,4 +153,27 @@ pub fn fail(
     );
     end_attempt(tx, &held.job_id, lease_id, "failed", Some(&why), retry, now)?;
     Ok(retry)
+}
+
+/// The worker hands the job back (it is stopping): the job goes back to the queue, counted as a
+/// lost worker, not as a failure of its own. Returns true if it was queued again.
+pub fn release(
+    tx: &Transaction<'_>,
+    lease_id: &str,
+    worker: &str,
+    why: &str,
+    now: Millis,
+) -> Result<bool, Error> {
+    let held = current(tx, lease_id, worker, now)?;
+    let why = format!("worker {worker} handed it back: {why}");
+    lose_worker(
+        tx,
+        &held.job_id,
+        lease_id,
+        held.lost,
+        held.max_lost,
+        &why,
+        "released",
+        now,
+    )
 }

@@ -32,20 +32,36 @@ pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> 
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     for (job, lease, worker, lost, max_lost) in &expired {
-        let lost = lost + 1;
-        let why = format!(
-            "lease {lease} expired: worker {worker} stopped reporting (worker lost {lost} of {max_lost} times)"
-        );
-        let retry = lost < *max_lost;
-        tracing::info!(job = %job, lease = %lease, worker = %worker, lost, requeued = retry, "lease expired");
-        exec(
-            tx,
-            "UPDATE jobs SET lost = ?2 WHERE id = ?1",
-            params![job, lost],
-        )?;
-        end_attempt(tx, job, lease, "expired", Some(&why), retry, now)?;
+        let why = format!("lease {lease} expired: worker {worker} stopped reporting");
+        lose_worker(tx, job, lease, *lost, *max_lost, &why, "expired", now)?;
     }
     Ok(expired.len())
+}
+
+/// Ends an attempt whose worker is gone (`outcome`: its lease expired, or it handed the job back):
+/// the job is queued again unless it has lost [`MAX_LOST`] workers. Returns true if requeued.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn lose_worker(
+    tx: &Transaction<'_>,
+    job: &str,
+    lease: &str,
+    lost: u32,
+    max_lost: u32,
+    why: &str,
+    outcome: &str,
+    now: Millis,
+) -> Result<bool, Error> {
+    let lost = lost + 1;
+    let why = format!("{why} (worker lost {lost} of {max_lost} times)");
+    let retry = lost < max_lost;
+    tracing::info!(job = %job, lease = %lease, lost, requeued = retry, outcome, "worker lost");
+    exec(
+        tx,
+        "UPDATE jobs SET lost = ?2 WHERE id = ?1",
+        params![job, lost],
+    )?;
+    end_attempt(tx, job, lease, outcome, Some(&why), retry, now)?;
+    Ok(retry)
 }
 
 /// Gives every running lease one lease timeout from `now` (a coordinator that just started): while
@@ -175,6 +191,9 @@ pub(super) struct Held {
     pub max_attempts: u32,
     /// Epochs the trial runs: reports of epochs past it are refused.
     pub max_epochs: u32,
+    /// Workers the job has lost so far, and how many it may lose.
+    pub lost: u32,
+    pub max_lost: u32,
 }
 
 /// The job of `lease_id` if that lease is current and was granted to `worker`; expires it first
@@ -193,20 +212,23 @@ pub(super) fn current(
     // (state, lease, holder, expiry) and the counts: the seven columns the rules need.
     type LeaseRow = (
         (String, Option<String>, Option<String>, Option<Millis>),
-        (u32, u32, u32),
+        (u32, u32, u32, u32, u32),
     );
     let row: Option<LeaseRow> = tx
         .prepare_cached(
-            "SELECT state, lease_id, worker_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs FROM jobs WHERE id = ?1",
+            "SELECT state, lease_id, worker_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs, lost, max_lost FROM jobs WHERE id = ?1",
         )?
         .query_row([job_id], |r| {
             Ok((
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
-                (r.get(4)?, r.get(5)?, r.get(6)?),
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
             ))
         })
         .optional()?;
-    let Some(((state, lease, holder, expires_at), (failures, max_attempts, max_epochs))) = row
+    let Some((
+        (state, lease, holder, expires_at),
+        (failures, max_attempts, max_epochs, lost, max_lost),
+    )) = row
     else {
         return Err(stale("no such job".into()));
     };
@@ -227,6 +249,8 @@ pub(super) fn current(
                 failures,
                 max_attempts,
                 max_epochs,
+                lost,
+                max_lost,
             })
         }
         ("leased", Some(lease), _) => Err(stale(format!("the job was leased again as {lease}"))),

@@ -33,7 +33,7 @@ mod submit;
 mod workers;
 
 pub use cancel::cancel_sweep;
-pub use complete::{ReportAck, complete, fail, report_epoch};
+pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use grants::lease_for_request;
 pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,

@@ -593,3 +593,38 @@ fn an_unreadable_queued_job_fails_alone_and_the_queue_moves_on() {
         "{error}"
     );
 }
+
+/// A job handed back by a stopping worker is queued again at once, its attempts unspent: after
+/// as many hand-backs as the job has attempts, it still runs.
+#[test]
+fn a_handed_back_job_is_queued_again_without_spending_an_attempt() {
+    let (mut store, _, w1, _) = setup();
+    let mut grant = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    for round in 0..3 {
+        let now = 3_000 + round * 1_000;
+        assert!(
+            store
+                .write(|tx| release(tx, &grant.lease_id, &w1, "stopping", now))
+                .unwrap()
+        );
+        assert_eq!(
+            store.read(|tx| get_job(tx, &grant.job.id)).unwrap().state,
+            JobState::Queued
+        );
+        grant = store
+            .write(|tx| lease_jobs(tx, &w1, 6, now + 1))
+            .unwrap()
+            .into_iter()
+            .find(|g| g.job.id == grant.job.id)
+            .unwrap();
+    }
+    // Two failures of its own are still allowed (SWEEP gives 2 attempts).
+    assert!(
+        store
+            .write(|tx| fail(tx, &grant.lease_id, &w1, "x", true, 9_000))
+            .unwrap()
+    );
+}

@@ -670,6 +670,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
             lease_id: leases[1].lease_id.clone(),
             error: "diverged at epoch 2: train_loss = NaN".into(),
             deterministic: true,
+            released: false,
         })
         .await
         .unwrap()

@@ -181,7 +181,11 @@ impl WorkerService for Workers {
         let requeued = self
             .0
             .write(move |tx, now| {
-                jobs::fail(tx, &r.lease_id, &r.worker_id, &why, !r.deterministic, now)
+                if r.released {
+                    jobs::release(tx, &r.lease_id, &r.worker_id, &why, now)
+                } else {
+                    jobs::fail(tx, &r.lease_id, &r.worker_id, &why, !r.deterministic, now)
+                }
             })
             .await?;
         tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, deterministic = r.deterministic, error = %error, "job attempt failed");

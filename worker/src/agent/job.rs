@@ -26,8 +26,9 @@ use crate::train::Progress;
 /// Who is asking, and whether it wants another job when this one completes.
 pub struct NextWork {
     pub identity: Arc<super::identity::Identity>,
-    /// Set when the agent is stopping: complete without leasing more.
-    pub stopping: Arc<AtomicBool>,
+    /// Stopping: complete without leasing more; handing back: tell the coordinator the job is
+    /// released.
+    pub shutdown: Arc<super::Shutdown>,
 }
 
 /// Runs one job to its end; never panics on a bad job: errors are reported as the job's failure.
@@ -79,11 +80,7 @@ async fn run_job(
                 lease_id: lease_id.clone(),
                 result: Some(result),
                 epochs,
-                lease_next: if next.stopping.load(Ordering::SeqCst) {
-                    0
-                } else {
-                    1
-                },
+                lease_next: if next.shutdown.stopping() { 0 } else { 1 },
                 worker_id: worker_id.clone(),
                 request_id: super::next_request_id(),
             };
@@ -93,6 +90,28 @@ async fn run_job(
                 async move { c.complete_job(r).await.map(|r| r.into_inner().leases) }
             })
             .await
+        }
+        // Handed back: the worker is stopping; the job goes back to the queue. The coordinator
+        // may be away: tell it within the grace, or leave the lease to expire.
+        Ok(None) if next.shutdown.handing_back() => {
+            tracing::info!(seconds, "job handed back (the worker is stopping)");
+            let request = pb::FailJobRequest {
+                lease_id: lease_id.clone(),
+                error: "the worker was stopped".into(),
+                worker_id: worker_id.clone(),
+                released: true,
+                ..Default::default()
+            };
+            let handed = tokio::time::timeout(super::HAND_BACK_GRACE, async {
+                with_retry("hand back", || {
+                    let mut c = client.clone();
+                    let r = request.clone();
+                    async move { c.fail_job(r).await.map(|_| Vec::new()) }
+                })
+                .await
+            })
+            .await;
+            handed.unwrap_or_else(|_| Ok(Vec::new()))
         }
         // Stopped: the lease is stale or the sweep cancelled; the coordinator already knows.
         Ok(None) => {
@@ -109,6 +128,7 @@ async fn run_job(
                 error: error.to_string(),
                 deterministic: matches!(error, WorkerError::Diverged { .. }),
                 worker_id: worker_id.clone(),
+                released: false,
             };
             with_retry("fail", || {
                 let mut c = client.clone();

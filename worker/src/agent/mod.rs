@@ -43,10 +43,55 @@ pub struct AgentConfig {
     pub device: DeviceChoice,
     pub slots: u32,
     pub cache_dir: PathBuf,
+    /// After a stop signal, how long running jobs may take to finish before they are handed back.
+    pub drain_timeout: Duration,
 }
 
 /// Leases this process holds, with each one's stop flag (set when the lease goes stale or the sweep is cancelled).
 pub(crate) type Running = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
+
+/// How long the worker, told to stop at once, waits for the coordinator to take back the jobs it
+/// hands back before it exits anyway (their leases then expire): it never hangs on a coordinator
+/// that is away.
+const HAND_BACK_GRACE: Duration = Duration::from_secs(5);
+
+/// What the process's signals asked for: the first SIGTERM or Ctrl-C stops taking work and lets
+/// the running jobs finish (for at most the drain timeout); a second hands them back at once.
+#[derive(Default)]
+pub struct Shutdown {
+    stop: AtomicBool,
+    hand_back: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Shutdown {
+    /// Records one more stop signal.
+    pub fn signal(&self) {
+        if self.stop.swap(true, Ordering::SeqCst) {
+            self.hand_back.store(true, Ordering::SeqCst);
+        }
+        self.changed.notify_waiters();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn handing_back(&self) -> bool {
+        self.hand_back.load(Ordering::SeqCst)
+    }
+
+    /// Completes once a second signal asks to hand the jobs back.
+    async fn hand_back_asked(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.handing_back() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
 
 /// Retries `f` while the coordinator is unreachable, with exponential back-off; other errors return.
 pub(crate) async fn with_retry<T, F, Fut>(what: &str, f: F) -> Result<T, tonic::Status>
@@ -132,8 +177,9 @@ fn host_name() -> String {
         .unwrap_or_else(|| "worker".into())
 }
 
-/// Runs the agent until `stop` is set (then finishes the jobs it holds).
-pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), WorkerError> {
+/// Runs the agent until `shutdown` says stop: then it finishes the jobs it holds, or hands them
+/// back when asked twice or when `config.drain_timeout` has passed.
+pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), WorkerError> {
     crate::device::check(config.device)?;
     let channel = client::connect_lazy(
         &config.coordinator,
@@ -163,7 +209,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
         running: running.clone(),
         device: config.device,
         identity: identity.clone(),
-        stopping: stop.clone(),
+        shutdown: shutdown.clone(),
     };
     let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
     // Leases in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
@@ -178,7 +224,7 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
         if !ready.is_empty() {
             continue;
         }
-        if stop.load(Ordering::SeqCst) {
+        if shutdown.stopping() {
             break;
         }
         let free = config.slots.saturating_sub(jobs.len() as u32);
@@ -216,12 +262,49 @@ pub async fn run(config: AgentConfig, stop: Arc<AtomicBool>) -> Result<(), Worke
     }
     tracing::info!(
         running = jobs.len(),
-        "stopping: finishing the running jobs, taking no new work"
+        drain_timeout = ?config.drain_timeout,
+        "stopping: finishing the running jobs, taking no new work (a second signal hands them back)"
     );
     // Jobs complete without leasing more now; any lease granted in the race is finished too.
-    while let Some(done) = jobs.join_next().await {
-        for lease in done.unwrap_or_default() {
-            starter.start(&mut jobs, lease);
+    let drained = tokio::time::timeout(config.drain_timeout, async {
+        tokio::select! {
+            _ = async {
+                while let Some(done) = jobs.join_next().await {
+                    for lease in done.unwrap_or_default() {
+                        starter.start(&mut jobs, lease);
+                    }
+                }
+            } => true,
+            _ = shutdown.hand_back_asked() => false,
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if !drained {
+        let held: Vec<(String, Arc<AtomicBool>)> = running
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(lease, flag)| (lease.clone(), flag.clone()))
+            .collect();
+        tracing::warn!(
+            jobs = held.len(),
+            "handing the running jobs back to the coordinator"
+        );
+        shutdown.hand_back.store(true, Ordering::SeqCst);
+        for (_, flag) in &held {
+            flag.store(true, Ordering::SeqCst);
+        }
+        // Each job tells the coordinator within the grace; whatever has not by then is left to
+        // expire (the coordinator may be away).
+        if tokio::time::timeout(HAND_BACK_GRACE + Duration::from_secs(1), async {
+            while jobs.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("the coordinator did not take every job back; their leases will expire");
+            jobs.abort_all();
         }
     }
     heartbeat.abort();
@@ -244,7 +327,7 @@ struct Starter {
     running: Running,
     device: DeviceChoice,
     identity: Arc<Identity>,
-    stopping: Arc<AtomicBool>,
+    shutdown: Arc<Shutdown>,
 }
 
 impl Starter {
@@ -263,7 +346,7 @@ impl Starter {
         );
         let next = job::NextWork {
             identity: self.identity.clone(),
-            stopping: self.stopping.clone(),
+            shutdown: self.shutdown.clone(),
         };
         jobs.spawn(async move {
             let lease_id = lease.lease_id.clone();

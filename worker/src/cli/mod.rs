@@ -61,6 +61,12 @@ pub struct AgentArgs {
     #[arg(long, env = "JETSWEEP_CA", value_name = "FILE")]
     pub ca: Option<std::path::PathBuf>,
 
+    /// After SIGTERM or Ctrl-C, how long (seconds) running jobs may take to finish before they are
+    /// handed back to the coordinator (a second signal hands them back at once). Under Slurm or
+    /// Kubernetes keep it below the grace before SIGKILL.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub drain_timeout: u64,
+
     /// Log lines as readable text or as one JSON object each, on stderr (filter with JETSWEEP_LOG
     /// or RUST_LOG, e.g. `JETSWEEP_LOG=debug`). Every job's lines carry its sweep, job, lease and
     /// attempt.
@@ -99,6 +105,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         coordinator,
         token: args.token,
         ca: args.ca,
+        drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
         device: args.device,
         slots: args.slots,
         cache_dir: args
@@ -110,13 +117,15 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
+        let shutdown = std::sync::Arc::new(crate::agent::Shutdown::default());
+        let signals = shutdown.clone();
         tokio::spawn(async move {
-            jetsweep_proto::shutdown::signal().await;
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            loop {
+                jetsweep_proto::shutdown::signal().await;
+                signals.signal();
+            }
         });
-        crate::agent::run(config, stop).await
+        crate::agent::run(config, shutdown).await
     })?;
     Ok(())
 }

@@ -1,0 +1,120 @@
+//! Stopping on request, as Slurm, Kubernetes and people at a terminal ask: a worker told twice to
+//! stop hands its job back at once (the job is queued again, not failed); `jetsweep run`
+//! interrupted stops its workers, keeps what finished, and says how to carry on.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jetsweep_proto::v1 as pb;
+
+use crate::cluster_support::*;
+use crate::support::{coordinator_bin, text};
+
+/// Jobs of a few seconds each (100,000 jets, batch 32, 8 epochs).
+fn slow(name: &str, seeds: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 30\n[defaults]\nmax_epochs = 8\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{seeds}]\n"
+    )
+}
+
+const LONG: Duration = Duration::from_secs(240);
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child process of this test.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Two SIGTERMs: the worker stops training, tells the coordinator, and exits within seconds; the
+/// job is queued again without spending an attempt, and another worker finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_twice_hands_its_job_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, &slow("hand-back", "0")).await.sweep_id;
+    let mut w = worker(dir.path(), &url, "1");
+    wait_for(&url, &sweep_id, LONG, "the job to start", |_, jobs| {
+        jobs.iter().any(|j| j.epochs_done >= 1)
+    })
+    .await;
+    let pid = w.child.id();
+    signal(pid, libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(pid, libc::SIGTERM);
+    let start = Instant::now();
+    while w.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the worker did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let job = jobs(&url, &sweep_id).await.remove(0);
+    assert_eq!(state(&job), pb::JobState::Queued, "{job:?}");
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert!(log.contains("handed back"), "{log}");
+    let _w2 = worker(dir.path(), &url, "2");
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "another worker to finish it",
+        |s, _| s.done == 1,
+    )
+    .await;
+    let job = jobs(&url, &sweep_id).await.remove(0);
+    assert_eq!(job.attempts, 2);
+}
+
+/// Ctrl-C on `jetsweep run`: it stops its workers (none outlives it), prints what finished and the
+/// command that carries on, and exits non-zero; that command then finishes the sweep, reusing
+/// what was done.
+#[test]
+fn an_interrupted_run_stops_its_workers_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slow.toml"), slow("interrupted", "0, 1, 2")).unwrap();
+    let state = dir.path().join("state").join("state.db");
+    let child = Command::new(coordinator_bin())
+        .args(["run", "slow.toml", "--workers", "1", "--state"])
+        .arg(&state)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = state.with_extension("workers.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("job started")) {
+        assert!(start.elapsed() < LONG, "no job started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("jetsweep run slow.toml --state"),
+        "{stderr}"
+    );
+    // No worker of this run is left: none has the run's cache folder on its command line.
+    let cache = state.with_extension("data");
+    let cache = cache.to_str().unwrap();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(cache) && c.contains("jetsweep-worker"))
+        .collect();
+    assert!(alive.is_empty(), "workers outlived the run: {alive:?}");
+    let again = Command::new(coordinator_bin())
+        .args(["run", "slow.toml", "--workers", "2", "--state"])
+        .arg(&state)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&again);
+    assert!(again.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("3 done, 0 failed"), "{stderr}");
+}
