@@ -122,6 +122,20 @@ impl TestCoordinator {
             .worker_id
     }
 
+    /// Leases up to `max` jobs to `worker` (a new request each time).
+    pub async fn lease(&mut self, worker: &str, max: u32) -> Vec<pb::Lease> {
+        self.workers
+            .lease_jobs(pb::LeaseJobsRequest {
+                worker_id: worker.into(),
+                max_jobs: max,
+                request_id: String::new(),
+            })
+            .await
+            .expect("leasing is accepted")
+            .into_inner()
+            .leases
+    }
+
     /// Moves the coordinator's time forward by `by` and expires the leases that outlived it.
     pub async fn advance(&self, by: Duration) {
         self.clock.advance(by);

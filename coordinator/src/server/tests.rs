@@ -53,17 +53,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         .unwrap()
         .into_inner();
 
-    let leases = c
-        .workers
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: reg.worker_id.clone(),
-            max_jobs: 4,
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
+    let leases = c.lease(&reg.worker_id, 4).await;
     assert_eq!(leases.len(), 4);
     let dataset = leases[0].spec.as_ref().unwrap().dataset.clone().unwrap();
     assert!(dataset.synthetic && dataset.sha256.len() == 64);
@@ -289,18 +279,7 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
         .await
         .unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
-    let mut lease = c
-        .workers
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: worker_id.clone(),
-            max_jobs: 1,
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases
-        .remove(0);
+    let mut lease = c.lease(&worker_id, 1).await.remove(0);
     let first = lease.clone();
     let result = pb::TrialResult {
         params: 117,
@@ -546,17 +525,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
     let mut c = TestCoordinator::start(dir.path()).await;
     c.submit(SWEEP).await;
     let id = c.register("h", 2).await;
-    let leases = c
-        .workers
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: id.clone(),
-            max_jobs: 2,
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
+    let leases = c.lease(&id, 2).await;
     assert_eq!(leases.len(), 2);
     let clock = c.clock.clone();
     drop(c);
@@ -613,17 +582,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
     let (mut c, _dir) = start().await;
     let sweep = c.submit(SWEEP).await;
     let id = c.register("h", 2).await;
-    let leases = c
-        .workers
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: id.clone(),
-            max_jobs: 2,
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
+    let leases = c.lease(&id, 2).await;
     for (epochs, needle) in [
         (
             vec![pb::EpochMetrics {
@@ -818,17 +777,7 @@ async fn results_come_in_pages() {
         ))
         .await;
     let id = c.register("h", 8).await;
-    let leases = c
-        .workers
-        .lease_jobs(pb::LeaseJobsRequest {
-            worker_id: id.clone(),
-            max_jobs: 8,
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leases;
+    let leases = c.lease(&id, 8).await;
     assert_eq!(leases.len(), 5);
     for (i, lease) in leases.iter().enumerate() {
         let acc = [0.5, 0.9, 0.6, 0.7, 0.55][i];
