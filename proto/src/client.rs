@@ -4,8 +4,6 @@
 //! `http://` is plaintext; `https://` is TLS (rustls), trusting the certificate authority given as
 //! `--ca FILE` (PEM), or else the public web roots. A bare `host:port` means `http://`.
 
-use crate::v1::sweep_service_client::SweepServiceClient;
-use crate::v1::worker_service_client::WorkerServiceClient;
 use std::path::Path;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
@@ -13,6 +11,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use crate::Error;
 use crate::auth::{Channel, ClientToken};
 use crate::limits::{CONNECT_TIMEOUT, MAX_MESSAGE_BYTES};
+use crate::v1::sweep_service_client::SweepServiceClient;
+use crate::v1::worker_service_client::WorkerServiceClient;
 
 /// The coordinator's address as a URL: `host:port` means `http://host:port`; `http://` and
 /// `https://` are taken as they are; any other scheme is refused.
