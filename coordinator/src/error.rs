@@ -115,11 +115,23 @@ pub enum Error {
     Unavailable(String),
 }
 
+/// A dataset's error as a client may read it: never a file's contents (a CSV's header, a row's
+/// values), which belong to the coordinator's machine, not to whoever submitted the sweep.
 impl From<DataError> for Error {
     fn from(e: DataError) -> Self {
+        let message = match &e {
+            DataError::MissingColumn { path, column, .. } => format!(
+                "{}: CSV has no column {column:?} (needed: the 16 JSC features and a label column)",
+                path.display()
+            ),
+            DataError::BadRow { path, line, .. } => {
+                format!("{}, line {line}: not a row of numbers", path.display())
+            }
+            other => other.to_string(),
+        };
         Error::Dataset {
             problem: DatasetProblem::of(&e),
-            message: e.to_string(),
+            message,
         }
     }
 }

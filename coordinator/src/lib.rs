@@ -9,12 +9,14 @@
 //! - [`clock`]: where `now` comes from (the system clock, or a test's hand-moved one).
 //! - [`results`]: per grid point mean ± std over seeds, and the best point.
 //! - [`datasets`]: the prepared dataset files the coordinator keeps and serves to workers.
+//! - [`access`]: which dataset files a submitted sweep may make the coordinator read.
 //! - [`server`]: the two gRPC services (glue over the above) and [`server::serve`].
 //! - [`cli`]: the `jetsweep` verbs (the binary only parses and dispatches).
 //! - [`testkit`]: a coordinator on loopback and fixture sweeps, for tests.
 //!
 //! Errors: one [`Error`] for the crate, turned into a gRPC status in one place.
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod datasets;

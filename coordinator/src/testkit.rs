@@ -12,6 +12,7 @@ use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::net::TcpListener;
 
+use crate::access::DataAccess;
 use crate::clock::ManualClock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
@@ -72,7 +73,8 @@ impl TestCoordinator {
     pub async fn start_with(dir: &Path, clock: ManualClock) -> TestCoordinator {
         let store = Store::open(&dir.join("state.db")).expect("open the test state file");
         let coordinator = Coordinator::new(store, dir.to_path_buf(), clock.shared())
-            .expect("start the test coordinator");
+            .expect("start the test coordinator")
+            .with_data_access(DataAccess::Local);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

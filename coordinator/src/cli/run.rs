@@ -114,7 +114,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        Coordinator::new(store, data_dir.clone(), clock::system())?,
+        // The submitter is the local user: any file they can read.
+        Coordinator::new(store, data_dir.clone(), clock::system())?
+            .with_data_access(crate::access::DataAccess::Local),
         async {
             let _ = stopped.await;
         },

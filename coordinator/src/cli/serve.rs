@@ -6,6 +6,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::Logging;
+use crate::access::DataAccess;
 use crate::clock;
 use crate::server::{Coordinator, serve};
 use crate::store::Store;
@@ -22,6 +23,11 @@ pub struct ServeArgs {
     /// Folder for prepared datasets and downloads [default: beside the state file].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The folder sweeps may name dataset files in (relative names are relative to it). Without
+    /// it, sweeps may use only the built-in sources (synthetic, openml): a sweep comes from a
+    /// client, and the files are this machine's.
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
     /// A shared secret every client and worker must present (their --token or JETSWEEP_TOKEN).
     /// Without one, anyone who can reach the address can submit, cancel and report.
     #[arg(
@@ -81,7 +87,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         tracing::warn!(%addr, missing, "serving off loopback insecurely, as --insecure asked");
     }
-    let mut coordinator = Coordinator::new(store, data_dir.clone(), clock::system())?;
+    let access = match &args.data_root {
+        Some(root) => DataAccess::under(root)?,
+        None => DataAccess::BuiltInOnly,
+    };
+    let mut coordinator =
+        Coordinator::new(store, data_dir.clone(), clock::system())?.with_data_access(access);
     if let Some(token) = token {
         coordinator = coordinator.require_token(token)?;
     }

@@ -24,6 +24,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::Error;
+use crate::access::DataAccess;
 use crate::clock::{Millis, SharedClock};
 use crate::store::Store;
 use crate::store::writer::Writer;
@@ -43,6 +44,8 @@ pub struct Coordinator {
     clock: SharedClock,
     /// The certificate and key both services are served with; `None`: plaintext.
     tls: Option<ServerTlsConfig>,
+    /// Which dataset files a submitted sweep may name.
+    access: DataAccess,
 }
 
 impl Coordinator {
@@ -67,7 +70,14 @@ impl Coordinator {
             auth: RequireToken::default(),
             clock,
             tls: None,
+            access: DataAccess::BuiltInOnly,
         })
+    }
+
+    /// Lets sweeps name dataset files as `access` allows (by default only the built-in sources).
+    pub fn with_data_access(mut self, access: DataAccess) -> Self {
+        self.access = access;
+        self
     }
 
     /// Serves over TLS with this PEM certificate chain and private key. Errors: a certificate or

@@ -48,7 +48,7 @@ impl SweepService for Sweeps {
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
         let text = request.into_inner().sweep_toml;
-        let spec = SweepSpec::parse(&text).inspect_err(|e| {
+        let spec = SweepSpec::parse_with(&text, &self.0.access).inspect_err(|e| {
             tracing::info!(error = %e, "sweep file refused");
         })?;
         let data_dir = self.0.data_dir.clone();

@@ -29,6 +29,7 @@ use jetsweep_proto::trial::{self, Hyperparameters, Optimizer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::access::DataAccess;
 use crate::{DatasetProblem, Error};
 
 /// The most jobs one sweep may expand to.
@@ -141,8 +142,15 @@ fn each<T, U>(
 }
 
 impl SweepSpec {
-    /// Parses and validates a sweep file's text.
+    /// Parses and validates a sweep file's text; its dataset may be any file this process can
+    /// read (for a local run).
     pub fn parse(text: &str) -> Result<SweepSpec, Error> {
+        Self::parse_with(text, &DataAccess::Local)
+    }
+
+    /// Parses and validates a sweep file's text, its dataset resolved under `access`: nothing
+    /// outside what `access` allows is looked at.
+    pub fn parse_with(text: &str, access: &DataAccess) -> Result<SweepSpec, Error> {
         if text.len() > MAX_FILE_BYTES {
             return Err(Error::InvalidRequest(format!(
                 "sweep file of {} bytes: the limit is {MAX_FILE_BYTES}; a grid is a few lists, so split the file or shorten it",
@@ -158,10 +166,8 @@ impl SweepSpec {
             |v: u32, check: fn(u32) -> Result<(), jetsweep_proto::Error>| check(v).map(|_| v);
         let spec = SweepSpec {
             name: file.name.trim().to_string(),
-            dataset: file
-                .dataset
-                .as_deref()
-                .unwrap_or("synthetic")
+            dataset: access
+                .resolve(file.dataset.as_deref().unwrap_or("synthetic"))?
                 .parse()
                 .map_err(dataset_error)?,
             val_fraction: file.val_fraction.unwrap_or(0.0),

@@ -191,3 +191,25 @@ fn bad_sweep_files_are_refused_with_what_is_wrong() {
     );
     refused(&big, &["101000 cells", "100000"]);
 }
+
+#[test]
+fn a_served_sweep_names_files_only_where_the_coordinator_allows() {
+    let text = "name = \"x\"\ndataset = \"/etc/passwd.csv\"\n";
+    let err = SweepSpec::parse_with(text, &DataAccess::BuiltInOnly).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Dataset {
+                problem: DatasetProblem::Forbidden,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--data-root"), "{err}");
+    SweepSpec::parse_with(
+        "name = \"x\"\ndataset = \"synthetic:500\"\n",
+        &DataAccess::BuiltInOnly,
+    )
+    .expect("built-in sources need no files");
+}

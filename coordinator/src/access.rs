@@ -1,0 +1,137 @@
+//! Which dataset files a submitted sweep may make the coordinator read. A sweep file comes from
+//! a client; the files are on the coordinator's machine. So a coordinator serving others reads
+//! only under its `--data-root` (and the built-in sources: the synthetic generator and the OpenML
+//! download), and a path outside it is refused before anything is looked at there: a refusal says
+//! nothing about what exists on the machine. `jetsweep run`, where the submitter is the local
+//! user, reads any path that user can.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::{DatasetProblem, Error};
+
+/// The files a sweep may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataAccess {
+    /// Any path this process can read (`jetsweep run`).
+    Local,
+    /// Paths under this folder (canonical); relative paths are relative to it.
+    Under(PathBuf),
+    /// No files: only the built-in sources (a coordinator started without `--data-root`).
+    BuiltInOnly,
+}
+
+/// How much of a refused reference an error quotes.
+const SHOWN_CHARS: usize = 200;
+
+fn forbidden(message: String) -> Error {
+    Error::Dataset {
+        problem: DatasetProblem::Forbidden,
+        message,
+    }
+}
+
+/// The synthetic generator and the OpenML download: no file of the coordinator's is named.
+fn built_in(raw: &str) -> bool {
+    let raw = raw.trim();
+    raw == "synthetic"
+        || raw.starts_with("synthetic:")
+        || raw == "openml"
+        || raw.starts_with("openml:")
+}
+
+impl DataAccess {
+    /// Access under `root`, which must be an existing folder.
+    pub fn under(root: &Path) -> Result<DataAccess, Error> {
+        let root = root.canonicalize().map_err(|e| Error::Open {
+            path: root.to_path_buf(),
+            reason: format!("the data root: {e}"),
+        })?;
+        Ok(DataAccess::Under(root))
+    }
+
+    /// The dataset reference `raw` as the coordinator may read it: built-in names as they are, a
+    /// path resolved under the root if it lies there. Errors: PERMISSION_DENIED naming the rule.
+    pub fn resolve(&self, raw: &str) -> Result<String, Error> {
+        if built_in(raw) {
+            return Ok(raw.to_string());
+        }
+        let shown: String = raw.trim().chars().take(SHOWN_CHARS).collect();
+        match self {
+            DataAccess::Local => Ok(raw.to_string()),
+            DataAccess::BuiltInOnly => Err(forbidden(format!(
+                "{shown:?} is not synthetic or openml, and this coordinator reads no dataset files (it was started without --data-root): use a built-in source, or start it with --data-root DIR and put the file there"
+            ))),
+            DataAccess::Under(root) => {
+                let outside = || {
+                    forbidden(format!(
+                        "{shown:?}: this coordinator reads dataset files only under its data root {}; give a path inside it (relative paths are relative to it)",
+                        root.display()
+                    ))
+                };
+                let path = Path::new(raw.trim());
+                if path.components().any(|c| matches!(c, Component::ParentDir)) {
+                    return Err(outside());
+                }
+                let path = root.join(path);
+                if !path.starts_with(root) {
+                    return Err(outside());
+                }
+                // A link inside the root may point outside it: what it resolves to must lie under
+                // the root too. (A path that does not exist is left to the dataset's own error.)
+                if let Ok(real) = path.canonicalize()
+                    && !real.starts_with(root)
+                {
+                    return Err(outside());
+                }
+                Ok(path.display().to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_outside_the_root_are_refused_without_being_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("jets.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("secret.csv"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.csv"), root.join("link.csv")).unwrap();
+        let access = DataAccess::under(&root).unwrap();
+        let real_root = root.canonicalize().unwrap();
+        assert_eq!(
+            access.resolve("jets.csv").unwrap(),
+            real_root.join("jets.csv").display().to_string()
+        );
+        assert_eq!(access.resolve("synthetic:5000").unwrap(), "synthetic:5000");
+        for outside in [
+            "../secret.csv".to_string(),
+            "link.csv".to_string(),
+            dir.path().join("secret.csv").display().to_string(),
+            "/etc/passwd".to_string(),
+        ] {
+            let err = access.resolve(&outside).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Dataset {
+                        problem: DatasetProblem::Forbidden,
+                        ..
+                    }
+                ),
+                "{outside}: {err}"
+            );
+            assert!(err.to_string().contains("data root"), "{err}");
+        }
+        let err = DataAccess::BuiltInOnly
+            .resolve("/etc/passwd")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--data-root"), "{err}");
+        assert_eq!(DataAccess::Local.resolve("/x/y.csv").unwrap(), "/x/y.csv");
+    }
+}
