@@ -248,7 +248,9 @@ async fn run_once(
         .await
         .unwrap();
     SweepServiceClient::new(channel)
-        .submit_sweep(pb::SubmitSweepRequest { sweep_toml: toml })
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: toml.into(),
+        })
         .await
         .unwrap();
     let mut joined = Vec::new();

@@ -30,7 +30,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
 pub async fn submit(remote: &Remote, sweep_toml: String) -> anyhow::Result<pb::SweepView> {
     let mut client = remote.connect().await?;
     let sweep = client
-        .submit_sweep(pb::SubmitSweepRequest { sweep_toml })
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: sweep_toml.into_bytes(),
+        })
         .await
         .map_err(rpc_error)?
         .into_inner()

@@ -47,7 +47,12 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
-        let text = request.into_inner().sweep_toml;
+        let text = String::from_utf8(request.into_inner().sweep_toml).map_err(|e| {
+            crate::Error::InvalidRequest(format!(
+                "the sweep file is not UTF-8 text: invalid byte at offset {}",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         let spec = SweepSpec::parse_with(&text, &self.0.access).inspect_err(|e| {
             tracing::info!(error = %e, "sweep file refused");
         })?;

@@ -227,13 +227,28 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
             .unwrap(),
     );
     let oversized = unlimited
-        .submit_sweep(pb::SubmitSweepRequest { sweep_toml: huge })
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: huge.into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(oversized.code(), Code::OutOfRange, "{oversized:?}");
     assert!(
         oversized.message().contains("the limit is: 4194304 bytes"),
         "{oversized:?}"
+    );
+    // Text that is not UTF-8 is refused saying where.
+    let latin1 = c
+        .sweeps
+        .submit_sweep(pb::SubmitSweepRequest {
+            sweep_toml: b"name = \"caf\xe9\"\n".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(latin1.code(), Code::InvalidArgument, "{latin1:?}");
+    assert!(
+        latin1.message().contains("UTF-8") && latin1.message().contains("offset 11"),
+        "{latin1:?}"
     );
     // Still serving, and nothing was stored by any of the above.
     let sweep = c.submit(SWEEP).await;
@@ -500,7 +515,8 @@ async fn dataset_errors_keep_their_kind() {
                 sweep_toml: format!(
                     "name = \"x\"\ndataset = {:?}\n",
                     dataset.display().to_string()
-                ),
+                )
+                .into(),
             })
             .await
             .unwrap_err();
