@@ -49,18 +49,24 @@ pub struct CancelArgs {
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let s = client
+    let reply = client
         .cancel_sweep(pb::CancelSweepRequest {
             sweep_id: args.sweep,
         })
         .await
         .map_err(rpc_error)?
-        .into_inner()
-        .sweep
-        .unwrap_or_default();
-    println!(
-        "{}: cancel requested; {} cancelled, {} still running (they stop at their next report)",
-        s.sweep_id, s.cancelled, s.leased
+        .into_inner();
+    let s = reply.sweep.unwrap_or_default();
+    let mut line = format!(
+        "{}: cancel requested; {} cancelled, {} running that stop at their next report",
+        s.sweep_id, s.cancelled, reply.stopping
     );
+    if reply.kept > 0 {
+        line += &format!(
+            "; {} go on because another sweep that is not cancelled holds them too",
+            reply.kept
+        );
+    }
+    println!("{line}");
     Ok(())
 }

@@ -63,3 +63,28 @@ pub fn cancel_sweep(
     }
     sweep_counts(tx, sweep_id)
 }
+
+/// After a cancel: how many of the sweep's running jobs will stop, and how many of its unfinished
+/// jobs go on because another sweep that is not cancelled holds them too.
+pub fn cancel_effect(tx: &Transaction<'_>, sweep_id: &str) -> Result<(u32, u32), Error> {
+    let rows: Vec<(String, bool)> = tx
+        .prepare(
+            "SELECT j.state, MIN(w.cancel_requested) FROM sweep_jobs s
+               JOIN jobs j ON j.id = s.job_id
+               JOIN sweep_jobs o ON o.job_id = j.id
+               JOIN sweeps w ON w.id = o.sweep_id
+             WHERE s.sweep_id = ?1 AND (j.state = 'queued' OR j.state = 'leased')
+             GROUP BY j.id",
+        )?
+        .query_map([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let (mut stopping, mut kept) = (0, 0);
+    for (state, cancelled_everywhere) in rows {
+        match (cancelled_everywhere, state.as_str()) {
+            (false, _) => kept += 1,
+            (true, "leased") => stopping += 1,
+            (true, _) => {}
+        }
+    }
+    Ok((stopping, kept))
+}

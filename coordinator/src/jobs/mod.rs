@@ -32,7 +32,7 @@ mod rows;
 mod submit;
 mod workers;
 
-pub use cancel::cancel_sweep;
+pub use cancel::{cancel_effect, cancel_sweep};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use grants::lease_for_request;
 pub use lease::{

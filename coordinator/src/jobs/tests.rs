@@ -628,3 +628,39 @@ fn a_handed_back_job_is_queued_again_without_spending_an_attempt() {
             .unwrap()
     );
 }
+
+/// Cancelling a sweep whose jobs another live sweep shares says so: its own running jobs stop,
+/// the shared ones go on (and are counted as kept, not as stopping).
+#[test]
+fn a_cancel_says_which_jobs_stop_and_which_go_on_for_another_sweep() {
+    let (mut store, sweep, w1, _) = setup();
+    store.write(|tx| lease_jobs(tx, &w1, 2, 2_000)).unwrap();
+    let after = store
+        .write(|tx| {
+            cancel_sweep(tx, &sweep.id, 3_000)?;
+            cancel_effect(tx, &sweep.id)
+        })
+        .unwrap();
+    assert_eq!(after, (2, 0), "both running jobs stop, nothing is shared");
+    // A second sweep of the same cells is submitted: the cancelled cells are queued again for it,
+    // the running ones are shared, and cancelling the first again stops none of them.
+    let spec = SweepSpec::parse(SWEEP).unwrap();
+    let again = store
+        .write(|tx| submit(tx, &spec, SWEEP, &dataset(), 4_000))
+        .unwrap();
+    assert_eq!(
+        again.queued, 4,
+        "the 4 cancelled cells run again for the new sweep"
+    );
+    let (stopping, kept) = store
+        .write(|tx| {
+            cancel_sweep(tx, &sweep.id, 5_000)?;
+            cancel_effect(tx, &sweep.id)
+        })
+        .unwrap();
+    assert_eq!(
+        (stopping, kept),
+        (0, 6),
+        "the 2 running jobs are the new sweep's too, so they go on, as do the 4 queued again"
+    );
+}

@@ -240,13 +240,18 @@ impl SweepService for Sweeps {
     ) -> Result<Response<pb::CancelSweepResponse>, Status> {
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
-        let counts = self
+        let (counts, (stopping, kept)) = self
             .0
-            .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
+            .write(move |tx, now| {
+                let counts = jobs::cancel_sweep(tx, &id, now)?;
+                Ok((counts, jobs::cancel_effect(tx, &id)?))
+            })
             .await?;
-        tracing::info!(sweep = %counts.id, cancelled = counts.cancelled, running = counts.leased, "sweep cancelled");
+        tracing::info!(sweep = %counts.id, cancelled = counts.cancelled, stopping, kept, "sweep cancelled");
         Ok(Response::new(pb::CancelSweepResponse {
             sweep: Some(views::sweep(&counts)),
+            stopping,
+            kept,
         }))
     }
 
