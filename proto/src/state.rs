@@ -42,14 +42,6 @@ impl JobStatus {
             JobStatus::Cancelled => "cancelled",
         }
     }
-
-    /// Done, failed or cancelled: nothing more will happen to it in this sweep.
-    pub fn ended(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
 }
 
 impl fmt::Display for JobStatus {

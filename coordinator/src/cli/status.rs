@@ -67,15 +67,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     };
-    let sweep = client
-        .get_sweep(pb::GetSweepRequest {
-            sweep_id: sweep_id.clone(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .sweep
-        .unwrap_or_default();
+    let sweep = sweep_view(&mut client, &sweep_id).await?;
     eprintln!("{}", sweep_line(&sweep));
     println!(
         "{:<34} {:<13} {:<7} {:>5} {:>9} {:>6} {:<16} {:>8} {:>8}  ERROR",

@@ -98,12 +98,18 @@ pub(super) fn end_attempt(
             params![job, seq, now],
         )?;
     } else {
-        exec(
-            tx,
-            "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-            params![job, error, now],
-        )?;
+        fail_job_row(tx, job, error.unwrap_or_default(), now)?;
     }
+    Ok(())
+}
+
+/// Marks a job failed for good, with the reason kept.
+fn fail_job_row(tx: &Transaction<'_>, job: &str, error: &str, now: Millis) -> Result<(), Error> {
+    exec(
+        tx,
+        "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+        params![job, error, now],
+    )?;
     Ok(())
 }
 
@@ -150,11 +156,7 @@ pub(super) fn lease_jobs_for(
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "queued job unreadable; failed so the queue moves on");
-                exec(
-                    tx,
-                    "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-                    params![id, format!("the stored job cannot be read: {e}"), now],
-                )?;
+                fail_job_row(tx, &id, &format!("the stored job cannot be read: {e}"), now)?;
                 continue;
             }
         };

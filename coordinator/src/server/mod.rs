@@ -91,11 +91,6 @@ impl Coordinator {
         Ok(self)
     }
 
-    /// True when both services are served over TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Requires `token` on every call of both services.
     pub fn require_token(mut self, token: &str) -> Result<Self, InvalidToken> {
         self.auth = RequireToken::new(Some(token))?;
