@@ -166,6 +166,7 @@ async fn simulate(
                 lease_id: l.lease_id.clone(),
                 epochs: vec![epoch()],
                 worker_id: id.clone(),
+                checkpoint: None,
             })
             .await
             .unwrap();

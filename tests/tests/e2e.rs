@@ -3,6 +3,7 @@
 
 mod cluster;
 mod cluster_support;
+mod resume;
 mod stopping;
 mod support;
 mod tls;

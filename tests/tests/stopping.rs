@@ -1,6 +1,7 @@
 //! Stopping on request, as Slurm, Kubernetes and people at a terminal ask: a worker told twice to
-//! stop hands its job back at once (the job is queued again, not failed); `jetsweep run`
-//! interrupted stops its workers, keeps what finished, and says how to carry on.
+//! stop hands its job back at once (the job is queued again, not failed, and the next worker
+//! resumes it from its last reported epoch); `jetsweep run` interrupted stops its workers, keeps
+//! what finished, and says how to carry on.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ async fn a_worker_told_twice_hands_its_job_back() {
     assert_eq!(state(&job), pb::JobState::Queued, "{job:?}");
     let log = std::fs::read_to_string(&w.log).unwrap();
     assert!(log.contains("handed back"), "{log}");
-    let _w2 = worker(dir.path(), &url, "2");
+    let w2 = worker(dir.path(), &url, "2");
     wait_for(
         &url,
         &sweep_id,
@@ -65,6 +66,12 @@ async fn a_worker_told_twice_hands_its_job_back() {
     .await;
     let job = jobs(&url, &sweep_id).await.remove(0);
     assert_eq!(job.attempts, 2);
+    // It carried on from the last epoch the first worker reported, not from the start.
+    let log = std::fs::read_to_string(&w2.log).unwrap();
+    assert!(
+        log.contains("resumed from the state saved after epoch"),
+        "{log}"
+    );
 }
 
 /// Ctrl-C on `jetsweep run`: it stops its workers (none outlives it), prints what finished and the

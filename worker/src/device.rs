@@ -14,7 +14,7 @@ use jetsweep_data::Prepared;
 use crate::error::WorkerError;
 use jetsweep_proto::trial::Hyperparameters;
 
-use crate::train::{Progress, Summary, train};
+use crate::train::{Progress, RunOptions, Summary, train};
 
 /// Where a trial runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,18 +135,18 @@ pub fn train_on(
     choice: DeviceChoice,
     data: &Prepared,
     config: &Hyperparameters,
-    trace_steps: usize,
+    options: &RunOptions,
     observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Summary, WorkerError> {
     check(choice)?;
     match choice {
         DeviceChoice::Cpu => {
-            train::<CpuBackend>(data, config, &Default::default(), trace_steps, observe)
+            train::<CpuBackend>(data, config, &Default::default(), options, observe)
         }
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => {
             let device = burn::backend::cuda::CudaDevice::new(index);
-            train::<CudaBackend>(data, config, &device, trace_steps, observe)
+            train::<CudaBackend>(data, config, &device, options, observe)
         }
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda(_) => unreachable!("check() refuses CUDA in builds without it"),

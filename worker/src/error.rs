@@ -41,6 +41,10 @@ pub enum WorkerError {
     #[error("lease {lease}: {what}")]
     BadLease { lease: String, what: String },
 
+    /// Saved trial state (from the coordinator, to resume a trial) that this trial cannot use.
+    #[error("checkpoint not usable: {0}")]
+    Checkpoint(String),
+
     /// A training or I/O task of this process died (a panic in it, or the runtime stopping).
     #[error("worker task failed: {0}")]
     Task(String),

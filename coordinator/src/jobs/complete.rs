@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
+use super::checkpoints::{self, Checkpoint};
 use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
@@ -18,13 +19,15 @@ pub struct ReportAck {
     pub expires_at: Millis,
 }
 
-/// Stores epochs' metrics under the current lease and extends it; if every sweep of the job was
-/// cancelled, cancels the job instead (storing nothing) and says so. Errors: StaleLease.
+/// Stores epochs' metrics (and the trial's state after the last of them, if sent) under the
+/// current lease and extends it; if every sweep of the job was cancelled, cancels the job instead
+/// (storing nothing) and says so. Errors: StaleLease.
 pub fn report_epoch(
     tx: &Transaction<'_>,
     lease_id: &str,
     worker: &str,
     epochs: &[EpochMetrics],
+    checkpoint: Option<&Checkpoint>,
     now: Millis,
 ) -> Result<ReportAck, Error> {
     let held = current(tx, lease_id, worker, now)?;
@@ -37,6 +40,9 @@ pub fn report_epoch(
     }
     // Without epochs (none is refused on the wire, but the rule holds) only the lease is extended.
     let (epoch, json) = store_epochs(tx, &held, epochs)?.unzip();
+    if let Some(checkpoint) = checkpoint {
+        checkpoints::save(tx, &held, epoch, checkpoint)?;
+    }
     let expires_at: Millis = one(
         tx,
         "UPDATE jobs SET epochs_done = COALESCE(?2, epochs_done), latest_json = COALESCE(?3, latest_json),
@@ -120,6 +126,7 @@ pub fn complete(
         params![lease_id, now],
     )?;
     let (epoch, json) = latest.unzip();
+    checkpoints::discard(tx, &held.job_id)?;
     exec(
         tx,
         "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),

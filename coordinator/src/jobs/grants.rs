@@ -5,6 +5,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::checkpoints;
 use super::lease::lease_jobs_for;
 use super::rows::{job_columns, job_from_row};
 use super::{JobState, LeaseGrant, Millis};
@@ -66,6 +67,7 @@ fn still_current(tx: &Transaction<'_>, lease_ids: &[String]) -> Result<Vec<Lease
                 lease_id: lease_id.clone(),
                 attempt: job.attempts,
                 expires_at,
+                resume_epoch: checkpoints::resume_point(tx, &job.id)?,
                 job,
             });
         }

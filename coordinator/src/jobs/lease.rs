@@ -4,6 +4,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::cancel::{cancel_job, cancelled_everywhere};
+use super::checkpoints;
 use super::rows::{corrupt, job_columns, job_from_row};
 use super::workers::touch_worker;
 use super::{JobState, LeaseGrant, Millis};
@@ -105,6 +106,7 @@ pub(super) fn end_attempt(
 
 /// Marks a job failed for good, with the reason kept.
 fn fail_job_row(tx: &Transaction<'_>, job: &str, error: &str, now: Millis) -> Result<(), Error> {
+    checkpoints::discard(tx, job)?;
     exec(
         tx,
         "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
@@ -172,10 +174,17 @@ pub(super) fn lease_jobs_for(
             "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![lease_id, job.id, job.attempts, worker, now, request_id],
         )?;
+        // Only a job granted before can have saved state.
+        let resume_epoch = if job.attempts > 1 {
+            checkpoints::resume_point(tx, &job.id)?
+        } else {
+            None
+        };
         grants.push(LeaseGrant {
             lease_id,
             attempt: job.attempts,
             expires_at,
+            resume_epoch,
             job,
         });
     }

@@ -24,6 +24,7 @@
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 
 mod cancel;
+mod checkpoints;
 mod complete;
 mod grants;
 mod lease;
@@ -33,6 +34,7 @@ mod submit;
 mod workers;
 
 pub use cancel::{cancel_effect, cancel_sweep};
+pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use grants::lease_for_request;
 pub use lease::{
@@ -104,6 +106,8 @@ pub struct LeaseGrant {
     pub job: Job,
     pub attempt: u32,
     pub expires_at: Millis,
+    /// The epoch a previous attempt saved the trial's state after: resume from there.
+    pub resume_epoch: Option<u32>,
 }
 
 /// A sweep's counts by state.

@@ -120,7 +120,16 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
         .unwrap()
         .remove(0);
     let ack = store
-        .write(|tx| report_epoch(tx, &grant.lease_id, &holder(&grant), &[metrics(1)], 9_000))
+        .write(|tx| {
+            report_epoch(
+                tx,
+                &grant.lease_id,
+                &holder(&grant),
+                &[metrics(1)],
+                None,
+                9_000,
+            )
+        })
         .unwrap();
     assert_eq!(
         ack,
@@ -187,7 +196,15 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
     assert_eq!((new.job.id.as_str(), new.attempt), (old.job.id.as_str(), 2));
     for refused in [
         store.write(|tx| {
-            report_epoch(tx, &old.lease_id, &holder(&old), &[metrics(1)], 12_002).map(|_| ())
+            report_epoch(
+                tx,
+                &old.lease_id,
+                &holder(&old),
+                &[metrics(1)],
+                None,
+                12_002,
+            )
+            .map(|_| ())
         }),
         store.write(|tx| complete(tx, &old.lease_id, &holder(&old), &[], &result(0.1), 12_002)),
         store.write(|tx| fail(tx, &old.lease_id, &holder(&old), "late", true, 12_002).map(|_| ())),
@@ -239,7 +256,14 @@ fn heartbeats_keep_a_lease_alive() {
     );
     assert!(
         store
-            .write(|tx| report_epoch(tx, &grant.lease_id, &holder(grant), &[metrics(1)], 15_000))
+            .write(|tx| report_epoch(
+                tx,
+                &grant.lease_id,
+                &holder(grant),
+                &[metrics(1)],
+                None,
+                15_000
+            ))
             .is_ok()
     );
 }
@@ -433,6 +457,7 @@ fn cancelling_stops_queued_jobs_now_and_leased_ones_at_their_next_report() {
                 &grants[0].lease_id,
                 &holder(&grants[0]),
                 &[metrics(1)],
+                None,
                 3_500,
             )
         })
@@ -531,7 +556,8 @@ fn a_lease_answers_only_to_its_own_worker() {
         .unwrap()
         .remove(0);
     for refused in [
-        store.write(|tx| report_epoch(tx, &g.lease_id, &w2, &[metrics(1)], 2_100).map(|_| ())),
+        store
+            .write(|tx| report_epoch(tx, &g.lease_id, &w2, &[metrics(1)], None, 2_100).map(|_| ())),
         store.write(|tx| complete(tx, &g.lease_id, &w2, &[], &result(0.99), 2_100)),
         store.write(|tx| fail(tx, &g.lease_id, &w2, "mine now", true, 2_100).map(|_| ())),
     ] {
@@ -663,4 +689,102 @@ fn a_cancel_says_which_jobs_stop_and_which_go_on_for_another_sweep() {
         (0, 6),
         "the 2 running jobs are the new sweep's too, so they go on, as do the 4 queued again"
     );
+}
+
+#[test]
+fn a_requeued_job_resumes_from_its_newest_checkpoint_and_forgets_it_when_done() {
+    let (mut store, _, w1, w2) = setup();
+    let first = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    assert_eq!(first.resume_epoch, None);
+    let state = |epoch: u32| Checkpoint {
+        epoch,
+        state: vec![epoch as u8; 100],
+    };
+    let report = |store: &mut Store, epoch: u32, ck: Option<Checkpoint>| {
+        store.write(|tx| {
+            report_epoch(
+                tx,
+                &first.lease_id,
+                &w1,
+                &[metrics(epoch)],
+                ck.as_ref(),
+                2_100,
+            )
+        })
+    };
+    report(&mut store, 1, Some(state(1))).unwrap();
+    report(&mut store, 2, Some(state(2))).unwrap();
+    // Refused, naming the field: state not after the report's last epoch; state after the trial's
+    // last epoch (3); empty or oversized state. Nothing of a refused report is kept.
+    for (epoch, ck) in [
+        (2, state(1)),
+        (3, state(3)),
+        (
+            2,
+            Checkpoint {
+                epoch: 2,
+                state: vec![],
+            },
+        ),
+        (
+            2,
+            Checkpoint {
+                epoch: 2,
+                state: vec![0; jetsweep_proto::limits::MAX_CHECKPOINT_BYTES + 1],
+            },
+        ),
+    ] {
+        let err = report(&mut store, epoch, Some(ck)).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidRequest(m) if m.starts_with("checkpoint.")),
+            "{err}"
+        );
+    }
+
+    // The worker dies; the job goes to another worker, which resumes after epoch 2.
+    assert_eq!(store.write(|tx| expire_leases(tx, 20_000)).unwrap(), 1);
+    // (It went to the back of the queue: the others come first.)
+    let second = store
+        .write(|tx| lease_jobs(tx, &w2, 64, 20_001))
+        .unwrap()
+        .into_iter()
+        .find(|g| g.job.id == first.job.id)
+        .expect("the requeued job is granted");
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.resume_epoch, Some(2));
+    let job = store.read(|tx| get_job(tx, &second.job.id)).unwrap();
+    assert_eq!((job.epochs_done, job.latest.map(|m| m.epoch)), (2, Some(2)));
+    let fetched = store
+        .write(|tx| fetch_checkpoint(tx, &second.lease_id, &w2, 20_002))
+        .unwrap();
+    assert_eq!(fetched, state(2));
+    // Only the lease's holder may read it, and only while the lease is current.
+    assert!(matches!(
+        store.write(|tx| fetch_checkpoint(tx, &second.lease_id, &w1, 20_002)),
+        Err(Error::NotYourLease { .. })
+    ));
+    assert!(matches!(
+        store.write(|tx| fetch_checkpoint(tx, &first.lease_id, &w1, 20_002)),
+        Err(Error::StaleLease { .. })
+    ));
+
+    store
+        .write(|tx| {
+            complete(
+                tx,
+                &second.lease_id,
+                &w2,
+                &[metrics(3)],
+                &result(0.7),
+                20_100,
+            )
+        })
+        .unwrap();
+    let left: i64 = store
+        .read(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(left, 0, "a finished job's checkpoint is dropped");
 }

@@ -66,6 +66,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
                 worker_id: reg.worker_id.clone(),
                 lease_id: lease.lease_id.clone(),
                 epochs: vec![epoch(1)],
+                checkpoint: None,
             })
             .await
             .unwrap()
@@ -106,6 +107,7 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
             worker_id: reg.worker_id.clone(),
             lease_id: leases[0].lease_id.clone(),
             epochs: vec![epoch(3)],
+            checkpoint: None,
         })
         .await;
     assert_eq!(stale.unwrap_err().code(), Code::FailedPrecondition);
@@ -290,6 +292,7 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
             worker_id: worker_id.clone(),
             lease_id: "x.1".into(),
             epochs: vec![],
+            checkpoint: None,
         })
         .await
         .unwrap_err();
@@ -429,6 +432,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
             worker_id: id.clone(),
             lease_id: lease.lease_id.clone(),
             epochs: vec![epoch(1)],
+            checkpoint: None,
         })
         .await;
     assert_eq!(late.unwrap_err().code(), Code::FailedPrecondition);
@@ -575,6 +579,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
             worker_id: id.clone(),
             lease_id: leases[0].lease_id.clone(),
             epochs: vec![epoch(1)],
+            checkpoint: None,
         })
         .await
         .unwrap()
@@ -586,6 +591,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
             worker_id: id.clone(),
             lease_id: leases[1].lease_id.clone(),
             epochs: vec![epoch(1)],
+            checkpoint: None,
         })
         .await
         .unwrap_err();
@@ -618,6 +624,7 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
                 worker_id: id.clone(),
                 lease_id: leases[0].lease_id.clone(),
                 epochs,
+                checkpoint: None,
             })
             .await
             .unwrap_err();

@@ -54,6 +54,7 @@ pub fn lease(g: &LeaseGrant, dataset: pb::DatasetRef, sweep_id: String) -> pb::L
         expires_unix_ms: g.expires_at,
         attempt: g.attempt,
         sweep_id,
+        resume_epoch: g.resume_epoch.unwrap_or(0),
     }
 }
 

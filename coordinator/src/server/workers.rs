@@ -113,9 +113,26 @@ impl WorkerService for Workers {
             );
         }
         let epochs = checked_epochs(&r.epochs)?;
+        let checkpoint = r.checkpoint.map(|c| jobs::Checkpoint {
+            epoch: c.epoch,
+            state: c.state,
+        });
+        // The size is checked before the request waits for the writer.
+        if let Some(c) = &checkpoint {
+            c.check_size()?;
+        }
         let ack = self
             .0
-            .write(move |tx, now| jobs::report_epoch(tx, &r.lease_id, &r.worker_id, &epochs, now))
+            .write(move |tx, now| {
+                jobs::report_epoch(
+                    tx,
+                    &r.lease_id,
+                    &r.worker_id,
+                    &epochs,
+                    checkpoint.as_ref(),
+                    now,
+                )
+            })
             .await?;
         Ok(Response::new(pb::ReportEpochResponse {
             cancel: ack.cancel,
@@ -190,6 +207,23 @@ impl WorkerService for Workers {
             .await?;
         tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, deterministic = r.deterministic, error = %error, "job attempt failed");
         Ok(Response::new(pb::FailJobResponse { requeued }))
+    }
+
+    async fn fetch_checkpoint(
+        &self,
+        request: Request<pb::FetchCheckpointRequest>,
+    ) -> Result<Response<pb::TrialCheckpoint>, Status> {
+        let r = request.into_inner();
+        required(&r.lease_id, "lease_id")?;
+        required(&r.worker_id, "worker_id")?;
+        let checkpoint = self
+            .0
+            .write(move |tx, now| jobs::fetch_checkpoint(tx, &r.lease_id, &r.worker_id, now))
+            .await?;
+        Ok(Response::new(pb::TrialCheckpoint {
+            epoch: checkpoint.epoch,
+            state: checkpoint.state,
+        }))
     }
 
     type FetchDatasetStream =

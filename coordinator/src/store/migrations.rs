@@ -143,4 +143,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         SELECT s.sweep_id FROM sweep_jobs s WHERE s.job_id = jobs.id ORDER BY s.rowid DESC LIMIT 1
     );
     "#,
+    // 7: the newest saved state of each running trial, so a requeued job resumes from its last
+    // reported epoch instead of from the start. Kept apart from `jobs`: a few KB per row, and only
+    // jobs that were interrupted are ever read.
+    r#"
+    CREATE TABLE checkpoints (
+        job_id   TEXT PRIMARY KEY REFERENCES jobs (id),
+        lease_id TEXT NOT NULL,
+        epoch    INTEGER NOT NULL,
+        state    BLOB NOT NULL
+    );
+    "#,
 ];

@@ -16,9 +16,27 @@ pub fn workspace_root() -> &'static Path {
 /// the tests ask Cargo for them — with the README's own build command (`cargo build --release`,
 /// the whole workspace), so that its features are the ones already built and this is a no-op after
 /// it. (`-p PACKAGE` would resolve features for that package alone and rebuild burn.)
+///
+/// The variables Cargo sets for a running test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...) are
+/// removed first: build scripts that watch them (ring's does) would otherwise see a change, and
+/// this build and the next plain one would each rebuild half the workspace.
 fn build(bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_tests = name == "CARGO_MANIFEST_DIR"
+            || name == "CARGO_MANIFEST_PATH"
+            || name == "CARGO_CRATE_NAME"
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_TARGET_TMPDIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_");
+        if set_for_tests {
+            command.env_remove(&*name);
+        }
+    }
+    let output = command
         .args([
             "build",
             "--release",

@@ -12,7 +12,7 @@ use jetsweep_proto::trial::{self, Hyperparameters, MAX_BATCH_SIZE, MAX_EPOCHS};
 use super::dataset_args::{DatasetArgs, describe};
 use crate::device::{self, DeviceChoice};
 use crate::model::Architecture;
-use crate::train::Progress;
+use crate::train::{Progress, RunOptions};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -164,10 +164,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     );
                 }
             }
+            // Neither is asked for here: no resume state, no checkpoints.
+            Progress::Resumed(_) | Progress::Checkpoint { .. } => {}
         }
         ControlFlow::Continue(())
     };
-    let summary = device::train_on(args.device, &data, &config, args.trace_steps, &mut observe)?;
+    let options = RunOptions {
+        trace_steps: args.trace_steps,
+        ..Default::default()
+    };
+    let summary = device::train_on(args.device, &data, &config, &options, &mut observe)?;
     if json_mode {
         println!(
             "{}",

@@ -23,6 +23,8 @@ use serde::Serialize;
 use crate::error::WorkerError;
 use crate::model::{self, Mlp};
 
+pub mod checkpoint;
+
 /// Floor of the cosine schedule (MASE passes eta_min=1e-6).
 pub const ETA_MIN: f64 = 1e-6;
 /// PyTorch's Adam ε (burn's default is 1e-5).
@@ -60,17 +62,6 @@ impl Summary {
             best_test_acc: self.best_test_acc,
         }
     }
-}
-
-/// What the loop reports as it goes.
-#[derive(Debug)]
-pub enum Progress<'a> {
-    /// The loss of one optimizer step; emitted for the first `trace_steps` steps only.
-    Step {
-        step: usize,
-        loss: f64,
-    },
-    Epoch(&'a EpochMetrics),
 }
 
 /// Mean cross-entropy of `logits` `[n, 5]` against class indices `[n]`.
@@ -129,12 +120,24 @@ pub struct TrainPass {
     pub seconds: f64,
 }
 
+type Adam<B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Mlp<B>, B>;
+
+/// The optimizer a trial names. Every optimizer a trial may name is matched here: a new one cannot
+/// be accepted by the sweep file and then ignored.
+fn new_optimizer<B: AutodiffBackend>(config: &Hyperparameters) -> Adam<B> {
+    match config.optimizer {
+        trial::Optimizer::Adam => AdamConfig::new()
+            .with_epsilon(ADAM_EPSILON)
+            .init::<B, Mlp<B>>(),
+    }
+}
+
 /// A model and its optimizer, stepping through epochs.
 pub struct Trainer<B: AutodiffBackend> {
     config: Hyperparameters,
     device: B::Device,
     model: Option<Mlp<B>>,
-    optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Mlp<B>, B>,
+    optim: Adam<B>,
     steps: usize,
     // Reused gather buffers.
     xb: Vec<f32>,
@@ -145,22 +148,60 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn new(config: Hyperparameters, device: B::Device) -> Result<Self, WorkerError> {
         config.validate()?;
         let model = model::init::<B>(&config.model, config.seed, &device);
-        // Every optimizer a trial may name is matched here: a new one cannot be accepted by the
-        // sweep file and then ignored.
-        let optim = match config.optimizer {
-            trial::Optimizer::Adam => AdamConfig::new()
-                .with_epsilon(ADAM_EPSILON)
-                .init::<B, Mlp<B>>(),
-        };
         Ok(Trainer {
+            optim: new_optimizer(&config),
             config,
             device,
             model: Some(model),
-            optim,
             steps: 0,
             xb: Vec::new(),
             yb: Vec::new(),
         })
+    }
+
+    /// The state after epoch `position.epoch`, as bytes (see [`checkpoint`]).
+    pub fn checkpoint(&self, position: checkpoint::Position) -> Vec<u8> {
+        checkpoint::save(self.model(), &self.optim, position)
+    }
+
+    /// Puts the state saved by [`Trainer::checkpoint`] back; returns where the loop stood. On an
+    /// error the trainer is as new (the caller may start from epoch 0).
+    pub fn resume(&mut self, bytes: &[u8]) -> Result<checkpoint::Position, WorkerError> {
+        let fresh = || {
+            (
+                model::init::<B>(&self.config.model, self.config.seed, &self.device),
+                new_optimizer::<B>(&self.config),
+            )
+        };
+        let (model, optim) = fresh();
+        let loaded = checkpoint::load(bytes, model, optim, &self.device).and_then(|loaded| {
+            let epoch = loaded.2.epoch;
+            if epoch == 0 || epoch >= self.config.max_epochs || loaded.2.best.1 > epoch {
+                return Err(WorkerError::Checkpoint(format!(
+                    "it is after epoch {epoch} (best {}) of a trial of {}",
+                    loaded.2.best.1, self.config.max_epochs
+                )));
+            }
+            Ok(loaded)
+        });
+        let (model, optim, position) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let (model, optim) = fresh();
+                self.model = Some(model);
+                self.optim = optim;
+                self.steps = 0;
+                return Err(e);
+            }
+        };
+        self.model = Some(model);
+        self.optim = optim;
+        self.steps = position.steps as usize;
+        Ok(position)
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps as u64
     }
 
     pub fn model(&self) -> &Mlp<B> {
@@ -234,13 +275,44 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 }
 
-/// Trains one trial from scratch on `data`, reporting each epoch through `observe`; `trace_steps`
-/// step losses are reported too. `observe` returning `Break(reason)` stops the run.
+/// How a trial is run, beyond its hyperparameters.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Report the loss of the first this many optimizer steps ([`Progress::Step`]).
+    pub trace_steps: usize,
+    /// Start from this state (saved after some epoch by a run of the same trial) instead of from
+    /// scratch. State that does not fit the trial is reported ([`Progress::Resumed`]) and the run
+    /// starts from scratch.
+    pub resume: Option<Vec<u8>>,
+    /// Save the state after every epoch but the last ([`Progress::Checkpoint`]).
+    pub checkpoints: bool,
+}
+
+/// What the loop reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The loss of one optimizer step; emitted for the first `trace_steps` steps only.
+    Step {
+        step: usize,
+        loss: f64,
+    },
+    /// Whether the state in [`RunOptions::resume`] was taken (the epoch it resumes after) or not.
+    Resumed(Result<u32, &'a WorkerError>),
+    Epoch(&'a EpochMetrics),
+    /// The state after `epoch` (see [`checkpoint`]), right after that epoch's metrics.
+    Checkpoint {
+        epoch: u32,
+        state: Vec<u8>,
+    },
+}
+
+/// Trains one trial on `data` (from scratch, or from [`RunOptions::resume`]), reporting each epoch
+/// through `observe`. `observe` returning `Break(reason)` stops the run.
 pub fn train<B: AutodiffBackend>(
     data: &Prepared,
     config: &Hyperparameters,
     device: &B::Device,
-    trace_steps: usize,
+    options: &RunOptions,
     observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Summary, WorkerError> {
     let mut trainer = Trainer::<B>::new(config.clone(), device.clone())?;
@@ -251,18 +323,32 @@ pub fn train<B: AutodiffBackend>(
         )));
     }
     let (val_split, val_kind) = data.validation();
-    let mut best: Option<(f64, u32, f64)> = None; // (val loss, epoch, test acc)
+    let mut best: Option<checkpoint::Best> = None;
     let mut last_test_acc = 0.0;
     let mut stopped: Option<String> = None;
+    let mut first_epoch = 0;
+    if let Some(state) = &options.resume {
+        match trainer.resume(state) {
+            Ok(position) => {
+                best = Some(position.best);
+                last_test_acc = position.last_test_acc;
+                first_epoch = position.epoch as usize;
+                let _ = observe(Progress::Resumed(Ok(position.epoch)));
+            }
+            Err(e) => {
+                let _ = observe(Progress::Resumed(Err(&e)));
+            }
+        }
+    }
     let epochs = config.max_epochs as usize;
-    for epoch in 0..epochs {
+    for epoch in first_epoch..epochs {
         let lr = cosine_lr(config.learning_rate, epoch, epochs);
         let mut on_step = |step: usize, loss: f64| {
             if let ControlFlow::Break(reason) = observe(Progress::Step { step, loss }) {
                 stopped.get_or_insert(reason);
             }
         };
-        let pass = trainer.train_epoch(&data.train, epoch, trace_steps, &mut on_step);
+        let pass = trainer.train_epoch(&data.train, epoch, options.trace_steps, &mut on_step);
         let eval_model = trainer.model().valid();
         let (val_loss, val_acc) = evaluate(&eval_model, val_split, device);
         let (test_loss, test_acc) = evaluate(&eval_model, &data.test, device);
@@ -293,6 +379,20 @@ pub fn train<B: AutodiffBackend>(
         }
         if let Some(reason) = stopped {
             return Err(WorkerError::Stopped(reason));
+        }
+        if options.checkpoints && number < config.max_epochs {
+            let state = trainer.checkpoint(checkpoint::Position {
+                epoch: number,
+                steps: trainer.steps(),
+                best: best.expect("set above"),
+                last_test_acc,
+            });
+            if let ControlFlow::Break(reason) = observe(Progress::Checkpoint {
+                epoch: number,
+                state,
+            }) {
+                return Err(WorkerError::Stopped(reason));
+            }
         }
     }
     let (_, best_epoch, best_test_acc) = best.expect("at least one epoch ran");

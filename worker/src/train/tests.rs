@@ -27,10 +27,15 @@ fn run(
     trace: usize,
 ) -> (Summary, Vec<EpochMetrics>, Vec<f64>) {
     let (mut epochs, mut steps) = (Vec::new(), Vec::new());
-    let summary = train::<CpuBackend>(data, cfg, &Default::default(), trace, &mut |p| {
+    let options = RunOptions {
+        trace_steps: trace,
+        ..Default::default()
+    };
+    let summary = train::<CpuBackend>(data, cfg, &Default::default(), &options, &mut |p| {
         match p {
             Progress::Step { loss, .. } => steps.push(loss),
             Progress::Epoch(m) => epochs.push(m.clone()),
+            Progress::Resumed(_) | Progress::Checkpoint { .. } => {}
         }
         ControlFlow::Continue(())
     })
@@ -117,7 +122,7 @@ fn the_observer_can_stop_a_run() {
         &data,
         &config("jsc-tiny", 128, 5, 1e-3, 0),
         &Default::default(),
-        0,
+        &RunOptions::default(),
         &mut |p| match p {
             Progress::Epoch(m) if m.epoch == 2 => ControlFlow::Break("cancelled".into()),
             _ => ControlFlow::Continue(()),
@@ -143,5 +148,125 @@ fn impossible_hyperparameters_are_refused() {
             .expect("refused")
             .to_string();
         assert!(err.contains(needle), "{err}");
+    }
+}
+
+/// A run's summary, epochs, checkpoints (epoch, state) and what it said about resuming.
+type Observed = (
+    Summary,
+    Vec<EpochMetrics>,
+    Vec<(u32, Vec<u8>)>,
+    Option<String>,
+);
+
+/// Runs `cfg` with `options`, collecting epochs and the checkpoints made.
+fn run_with(data: &Prepared, cfg: &Hyperparameters, options: &RunOptions) -> Observed {
+    let (mut epochs, mut states, mut resumed) = (Vec::new(), Vec::new(), None);
+    let summary = train::<CpuBackend>(data, cfg, &Default::default(), options, &mut |p| {
+        match p {
+            Progress::Epoch(m) => epochs.push(m.clone()),
+            Progress::Checkpoint { epoch, state } => states.push((epoch, state)),
+            Progress::Resumed(r) => {
+                resumed = Some(r.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string()))
+            }
+            Progress::Step { .. } => {}
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    (summary, epochs, states, resumed)
+}
+
+/// Metrics without the wall-clock fields, which differ between runs.
+fn numbers(m: &EpochMetrics) -> [f64; 8] {
+    [
+        f64::from(m.epoch),
+        m.lr,
+        m.train_loss,
+        m.train_acc,
+        m.val_loss,
+        m.val_acc,
+        m.test_loss,
+        m.test_acc,
+    ]
+}
+
+#[test]
+fn a_trial_resumed_from_any_epoch_ends_exactly_as_an_uninterrupted_one() {
+    let data = synthetic::prepared(3_000, &Default::default()).unwrap();
+    for model in ["jsc-tiny", "jsc-toy"] {
+        let cfg = config(model, 64, 5, 5e-3, 7);
+        let checkpoints = RunOptions {
+            checkpoints: true,
+            ..Default::default()
+        };
+        let (whole, whole_epochs, states, _) = run_with(&data, &cfg, &checkpoints);
+        // One state after every epoch but the last; a few KB for these models.
+        assert_eq!(
+            states.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert!(states.iter().all(|(_, s)| s.len() < 8_192), "{model}");
+        for (epoch, state) in &states {
+            let resumed = RunOptions {
+                resume: Some(state.clone()),
+                ..Default::default()
+            };
+            let (summary, epochs, _, said) = run_with(&data, &cfg, &resumed);
+            assert_eq!(said.as_deref(), Some(&*epoch.to_string()), "{model}");
+            assert_eq!(summary, whole, "{model} resumed after epoch {epoch}");
+            let tail: Vec<_> = whole_epochs[*epoch as usize..]
+                .iter()
+                .map(numbers)
+                .collect();
+            assert_eq!(
+                epochs.iter().map(numbers).collect::<Vec<_>>(),
+                tail,
+                "{model} resumed after epoch {epoch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn state_that_does_not_fit_the_trial_is_refused_and_the_run_starts_over() {
+    let data = synthetic::prepared(1_000, &Default::default()).unwrap();
+    let tiny = config("jsc-tiny", 128, 3, 1e-3, 0);
+    let checkpoints = RunOptions {
+        checkpoints: true,
+        ..Default::default()
+    };
+    let (whole, _, states, _) = run_with(&data, &tiny, &checkpoints);
+    let good = states[0].1.clone();
+    let mut flipped_magic = good.clone();
+    flipped_magic[0] ^= 1;
+    let mut past_the_end = good.clone();
+    past_the_end[6..10].copy_from_slice(&3u32.to_le_bytes());
+    let cases: Vec<(Hyperparameters, Vec<u8>, &str)> = vec![
+        (tiny.clone(), good[..20].to_vec(), "ends early"),
+        (tiny.clone(), good[..good.len() - 3].to_vec(), "it claims"),
+        (tiny.clone(), [good.clone(), vec![0]].concat(), "left over"),
+        (tiny.clone(), flipped_magic, "not a jetsweep checkpoint"),
+        (tiny.clone(), past_the_end, "after epoch 3"),
+        (tiny.clone(), vec![0xff; 4], "not a jetsweep checkpoint"),
+        // jsc-toy's state into jsc-tiny: the shapes differ.
+        (
+            config("jsc-toy", 128, 3, 1e-3, 0),
+            good.clone(),
+            "do not fit",
+        ),
+    ];
+    for (cfg, state, needle) in cases {
+        let options = RunOptions {
+            resume: Some(state),
+            ..Default::default()
+        };
+        let (summary, epochs, _, said) = run_with(&data, &cfg, &options);
+        let said = said.expect("the resume is reported");
+        assert!(said.contains(needle), "{said:?} lacks {needle:?}");
+        assert_eq!(epochs.len(), 3, "it starts over");
+        if cfg == tiny {
+            assert_eq!(summary, whole);
+        }
     }
 }
