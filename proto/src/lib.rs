@@ -31,6 +31,7 @@ pub mod model;
 pub mod shutdown;
 pub mod state;
 pub mod trial;
+pub mod worker_id;
 
 pub use error::Error;
 

@@ -30,6 +30,10 @@ pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// Dataset files are streamed in chunks of this size (well inside [`MAX_MESSAGE_BYTES`]).
 pub const DATASET_CHUNK_BYTES: usize = 1 << 20;
 
+/// A worker gone this long (and holding no lease) is dropped from the registry; if it comes back
+/// it registers again.
+pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 /// Largest trial state a worker sends with an epoch report (to resume the trial elsewhere) and the
 /// coordinator keeps: ~170k parameters' worth. Larger models run without resuming.
 pub const MAX_CHECKPOINT_BYTES: usize = 2 << 20;
@@ -44,4 +48,5 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const _: () = assert!(MIN_LEASE.as_millis() >= 3 * HEARTBEAT_INTERVAL.as_millis());
 const _: () = assert!(DEFAULT_LEASE.as_secs() >= MIN_LEASE.as_secs());
 const _: () = assert!(DATASET_CHUNK_BYTES + 1024 < MAX_MESSAGE_BYTES);
+const _: () = assert!(FORGET_AFTER.as_secs() > GONE_AFTER.as_secs());
 const _: () = assert!(MAX_CHECKPOINT_BYTES + (1 << 20) < MAX_MESSAGE_BYTES);

@@ -10,6 +10,7 @@ use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::worker_id::worker_name;
 
 /// What a worker learns from an epoch report.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +177,7 @@ pub fn release(
     now: Millis,
 ) -> Result<bool, Error> {
     let held = current(tx, lease_id, worker, now)?;
-    let why = format!("worker {worker} handed it back: {why}");
+    let why = format!("worker {} handed it back: {why}", worker_name(worker));
     lose_worker(
         tx,
         &held.job_id,

@@ -10,6 +10,7 @@ use super::workers::touch_worker;
 use super::{JobState, LeaseGrant, Millis};
 use crate::Error;
 use crate::store::{exec, one};
+use jetsweep_proto::worker_id::worker_name;
 
 /// How many times a job may lose its worker (its lease expires: the machine died, the network
 /// went) before it is failed. Larger than any sensible `attempts`: a dying machine is not the
@@ -33,7 +34,10 @@ pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> 
         .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     for (job, lease, worker, lost, max_lost) in &expired {
-        let why = format!("lease {lease} expired: worker {worker} stopped reporting");
+        let why = format!(
+            "lease {lease} expired: worker {} stopped reporting",
+            worker_name(worker)
+        );
         lose_worker(tx, job, lease, *lost, *max_lost, &why, "expired", now)?;
     }
     Ok(expired.len())

@@ -42,7 +42,7 @@ pub use lease::{
 };
 pub use queries::{dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts};
 pub use submit::submit;
-pub use workers::{WorkerRecord, list_workers, register_worker};
+pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};
 
 pub use crate::clock::Millis;
 use jetsweep_proto::dataset::DatasetRef;

@@ -788,3 +788,36 @@ fn a_requeued_job_resumes_from_its_newest_checkpoint_and_forgets_it_when_done() 
         .unwrap();
     assert_eq!(left, 0, "a finished job's checkpoint is dropped");
 }
+
+#[test]
+fn gone_workers_without_leases_are_forgotten_and_names_are_never_given_twice() {
+    let (mut store, _, w1, w2) = setup();
+    assert_eq!(
+        (
+            jetsweep_proto::worker_id::worker_name(&w1),
+            jetsweep_proto::worker_id::worker_name(&w2)
+        ),
+        ("alpha-1", "beta-2")
+    );
+    // w1 holds a lease (its heartbeats stopped long ago, but the lease is the expiry's business).
+    store.write(|tx| lease_jobs(tx, &w1, 1, 1_000)).unwrap();
+    assert_eq!(
+        store.write(|tx| forget_workers(tx, 500)).unwrap(),
+        0,
+        "seen since"
+    );
+    assert_eq!(store.write(|tx| forget_workers(tx, 5_000)).unwrap(), 1);
+    let left: Vec<String> = store
+        .read(|tx| Ok(list_workers(tx)?.into_iter().map(|(w, _)| w.id).collect()))
+        .unwrap();
+    assert_eq!(left, vec![w1.clone()], "the lease holder stays");
+    // A forgotten worker that comes back is told to register again.
+    assert!(matches!(
+        store.write(|tx| heartbeat(tx, &w2, &[], 6_000)),
+        Err(Error::NotFound(_))
+    ));
+    let again = store
+        .write(|tx| register_worker(tx, "beta", "cpu", 2, 6_000))
+        .unwrap();
+    assert_eq!(jetsweep_proto::worker_id::worker_name(&again), "beta-3");
+}

@@ -16,7 +16,8 @@ pub struct WorkerRecord {
     pub last_seen_ms: Millis,
 }
 
-/// Records a worker; returns its id (its host, cleaned, and its number).
+/// Records a worker; returns its id, `NAME.SECRET` (see [`jetsweep_proto::worker_id`]): NAME is its
+/// host, cleaned, and a number never given before; SECRET is 128 random bits.
 pub fn register_worker(
     tx: &Transaction<'_>,
     host: &str,
@@ -24,13 +25,25 @@ pub fn register_worker(
     slots: u32,
     now: Millis,
 ) -> Result<String, Error> {
-    let n: i64 = one(tx, "SELECT COUNT(*) FROM workers", [], |r| r.get(0))?;
+    let n: i64 = one(
+        tx,
+        "INSERT INTO counters (name, value) VALUES ('workers', 1)
+         ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut secret = [0u8; 16];
+    getrandom::getrandom(&mut secret)
+        .map_err(|e| Error::Unavailable(format!("no randomness for a worker id: {e}")))?;
     let id = format!(
-        "{}-{}",
+        "{}-{n}.{}",
         host.chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect::<String>(),
-        n + 1
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     );
     exec(
         tx,
@@ -49,10 +62,22 @@ pub(super) fn touch_worker(tx: &Transaction<'_>, worker: &str, now: Millis) -> R
     )?;
     if n == 0 {
         return Err(Error::NotFound(format!(
-            "worker {worker:?} (register again)"
+            "worker {:?} (register again)",
+            jetsweep_proto::worker_id::worker_name(worker)
         )));
     }
     Ok(())
+}
+
+/// Drops the workers last heard from before `seen_before` that hold no lease (a worker that
+/// comes back registers again). Returns how many.
+pub fn forget_workers(tx: &Transaction<'_>, seen_before: Millis) -> Result<usize, Error> {
+    Ok(exec(
+        tx,
+        "DELETE FROM workers WHERE last_seen_ms < ?1
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'leased' AND jobs.worker_id = workers.id)",
+        [seen_before],
+    )?)
 }
 
 /// Workers, most recently seen first, with the leases each holds.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jetsweep_proto::auth::{InvalidToken, RequireToken};
-use jetsweep_proto::limits::MAX_MESSAGE_BYTES;
+use jetsweep_proto::limits::{FORGET_AFTER, MAX_MESSAGE_BYTES};
 use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
@@ -125,6 +125,12 @@ impl Coordinator {
     pub async fn expire_leases(&self) -> Result<usize, Error> {
         self.write(crate::jobs::expire_leases).await
     }
+
+    /// Drops workers gone longer than [`FORGET_AFTER`] that hold no lease. Returns how many.
+    pub async fn forget_workers(&self) -> Result<usize, Error> {
+        self.write(|tx, now| crate::jobs::forget_workers(tx, now - FORGET_AFTER.as_millis() as i64))
+            .await
+    }
 }
 
 /// A required string field that is empty is an invalid request naming the field.
@@ -139,6 +145,9 @@ fn required(value: &str, field: &str) -> Result<(), Error> {
 /// How often expired leases are swept back into the queue even when no worker asks for work.
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
 
+/// Gone workers are looked for every this many expiry scans (a minute).
+const FORGET_EVERY: u64 = 60;
+
 /// Serves both services on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -148,10 +157,20 @@ pub async fn serve(
     let expiry = coordinator.clone();
     let scanner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRY_SCAN);
-        loop {
+        for scan in 0u64.. {
             tick.tick().await;
             if let Err(e) = expiry.expire_leases().await {
                 tracing::warn!(error = %e, "expiry scan failed; the next scan retries");
+            }
+            if scan % FORGET_EVERY != FORGET_EVERY - 1 {
+                continue;
+            }
+            match expiry.forget_workers().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(workers = n, "forgot workers gone for an hour"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "forgetting gone workers failed; the next scan retries")
+                }
             }
         }
     });

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_server::SweepService;
+use jetsweep_proto::worker_id::worker_name;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -266,7 +267,7 @@ impl SweepService for Sweeps {
                 .into_iter()
                 .map(|(w, job_ids)| pb::WorkerView {
                     gone: w.last_seen_ms < gone_before,
-                    worker_id: w.id,
+                    worker_id: worker_name(&w.id).to_string(),
                     host: w.host,
                     device: w.device,
                     slots: w.slots,

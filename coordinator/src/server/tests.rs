@@ -5,6 +5,7 @@ use std::time::Duration;
 use jetsweep_proto::PROTOCOL_VERSION;
 use jetsweep_proto::limits::{HEARTBEAT_INTERVAL, MAX_MESSAGE_BYTES, MIN_LEASE};
 use jetsweep_proto::v1 as pb;
+use jetsweep_proto::worker_id::worker_name;
 use tonic::Code;
 
 use crate::testkit::{TestCoordinator, sweeps};
@@ -784,10 +785,60 @@ async fn a_silent_worker_is_shown_as_gone() {
     );
     c.advance(Duration::from_secs(2)).await;
     let workers = list(&mut c).await;
+    // Listed by name only: the id's secret part is never shown.
     assert_eq!(
         (workers[0].worker_id.as_str(), workers[0].gone),
-        (id.as_str(), true)
+        (worker_name(&id), true)
     );
+    assert_ne!(workers[0].worker_id, id);
+}
+
+/// A worker's id is issued with a secret part that no listing shows, so the name someone can read
+/// off `workers` or a job view cannot be used to report on that worker's leases.
+#[tokio::test]
+async fn a_worker_cannot_be_impersonated_by_its_shown_name() {
+    let (mut c, _dir) = start().await;
+    let sweep_id = c.submit(sweeps::QUICK).await.sweep_id;
+    let id = c.register("victim", 1).await;
+    let (name, secret) = id.split_once('.').expect("NAME.SECRET");
+    assert_eq!(name, "victim-1");
+    assert!(secret.len() == 32 && secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(
+        c.register("victim", 1).await,
+        id,
+        "every registration a new id"
+    );
+    let lease = c.lease(&id, 1).await.remove(0);
+    let shown = c
+        .sweeps
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .into_iter()
+        .find(|j| j.job_id == lease.job_id)
+        .unwrap()
+        .worker_id;
+    assert_eq!(shown, "victim-1");
+    let forged = c
+        .workers
+        .complete_job(pb::CompleteJobRequest {
+            worker_id: shown,
+            lease_id: lease.lease_id.clone(),
+            result: Some(pb::TrialResult {
+                params: 117,
+                test_acc: 0.99,
+                best_epoch: 1,
+                best_test_acc: 0.99,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(forged.unwrap_err().code(), Code::PermissionDenied);
 }
 
 /// Results read back a page at a time, every row once, the best index counted over all pages, the

@@ -7,6 +7,7 @@ use jetsweep_proto::v1 as pb;
 
 use crate::jobs::{Job, JobState, LeaseGrant, SweepCounts};
 use crate::results::ResultRow;
+use jetsweep_proto::worker_id::worker_name;
 
 pub fn sweep(c: &SweepCounts) -> pb::SweepView {
     pb::SweepView {
@@ -27,7 +28,7 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
 pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobView {
     let (worker_id, result, error) = match &j.state {
         JobState::Queued => (String::new(), None, String::new()),
-        JobState::Leased { worker, .. } => (worker.clone(), None, String::new()),
+        JobState::Leased { worker, .. } => (worker_name(worker).to_string(), None, String::new()),
         JobState::Done { result } => (String::new(), Some(result.into()), String::new()),
         JobState::Failed { error } => (String::new(), None, error.clone()),
         JobState::Cancelled { reason } => (String::new(), None, reason.clone()),

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use jetsweep_proto::PROTOCOL_VERSION;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_server::WorkerService;
+use jetsweep_proto::worker_id::worker_name;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -63,7 +64,7 @@ impl WorkerService for Workers {
             .0
             .write(move |tx, now| jobs::register_worker(tx, &r.host, &device, r.slots, now))
             .await?;
-        tracing::info!(worker = %worker_id, host = %host, slots, "worker registered");
+        tracing::info!(worker = %worker_name(&worker_id), host = %host, slots, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
             worker_id,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
@@ -171,7 +172,7 @@ impl WorkerService for Workers {
                 }
                 match lease_to_wire(tx, &r.worker_id, &r.request_id, next, now) {
                     Err(Error::NotFound(what)) => {
-                        tracing::warn!(worker = %r.worker_id, %what, "result stored; no next job for a worker this coordinator does not know");
+                        tracing::warn!(worker = %worker_name(&r.worker_id), %what, "result stored; no next job for a worker this coordinator does not know");
                         Ok(Vec::new())
                     }
                     other => other,
@@ -308,7 +309,7 @@ fn lease_to_wire(
             _ => (&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?).into(),
         };
         let sweep = g.job.sweep_id.clone().unwrap_or_default();
-        tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker, attempt = g.attempt, "job leased");
+        tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker_name(worker), attempt = g.attempt, "job leased");
         leases.push(views::lease(g, dataset.clone(), sweep));
         previous = Some(dataset);
     }

@@ -154,4 +154,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         state    BLOB NOT NULL
     );
     "#,
+    // 8: worker names are numbered from a counter, not from the number of rows, so a name is never
+    // given twice once gone workers are pruned.
+    r#"
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) SELECT 'workers', COUNT(*) FROM workers;
+    "#,
 ];

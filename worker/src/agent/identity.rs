@@ -3,6 +3,7 @@
 //! NOT_FOUND; the worker then registers again and carries on, and its next heartbeat names the
 //! leases it holds, so the coordinator learns which of them are still current.
 
+use jetsweep_proto::worker_id::worker_name;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ impl Identity {
         .await
         .map_err(WorkerError::rpc("register"))?
         .into_inner();
-        tracing::info!(worker = %reg.worker_id, host = %request.host, slots = request.slots, device = %request.device, "registered");
+        tracing::info!(worker = %worker_name(&reg.worker_id), host = %request.host, slots = request.slots, device = %request.device, "registered");
         Ok(reg)
     }
 
@@ -70,7 +71,7 @@ impl Identity {
         if self.id() != unknown {
             return Ok(());
         }
-        tracing::warn!(worker = %unknown, "the coordinator does not know this worker; registering again");
+        tracing::warn!(worker = %worker_name(unknown), "the coordinator does not know this worker; registering again");
         let reg = Self::call(&self.client, &self.request).await?;
         *self.id.write().unwrap_or_else(|p| p.into_inner()) = reg.worker_id;
         Ok(())

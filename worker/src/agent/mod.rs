@@ -391,7 +391,7 @@ async fn heartbeats(
                 }
             }
             Err(s) => {
-                tracing::warn!(worker = %worker_id, status = %s.message(), "heartbeat failed")
+                tracing::warn!(worker = %jetsweep_proto::worker_id::worker_name(&worker_id), status = %s.message(), "heartbeat failed")
             }
         }
     }
