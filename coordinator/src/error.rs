@@ -144,10 +144,28 @@ impl From<jetsweep_proto::Error> for Error {
     }
 }
 
+/// Longest status message sent. The message travels in an HTTP/2 header, and a header over the
+/// peer's limit (16 KiB by default) breaks the whole connection, not just the call: an error that
+/// quotes a huge value (a 100 KB model name) must not take the client's other calls down with it.
+pub const MAX_STATUS_MESSAGE_CHARS: usize = 1024;
+
+/// `message`, cut to [`MAX_STATUS_MESSAGE_CHARS`] with a note of how much was left out.
+fn bounded(message: String) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_STATUS_MESSAGE_CHARS {
+        return message;
+    }
+    let kept: String = message.chars().take(MAX_STATUS_MESSAGE_CHARS).collect();
+    format!(
+        "{kept}… ({} more characters)",
+        chars - MAX_STATUS_MESSAGE_CHARS
+    )
+}
+
 /// The one mapping from the coordinator's errors to gRPC statuses.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        let message = e.to_string();
+        let message = bounded(e.to_string());
         match e {
             Error::SweepSyntax(_) | Error::SweepValue { .. } | Error::InvalidRequest(_) => {
                 Status::invalid_argument(message)

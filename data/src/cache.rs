@@ -165,13 +165,17 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A hidden, process-unique temporary name next to `path`.
+/// A hidden temporary name next to `path`, unique to this call: two threads (two sweeps naming
+/// the same dataset at once) or two processes writing the same file never share one, so neither
+/// renames away the other's.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}.{n}.partial", std::process::id()))
 }
 
 #[cfg(test)]
@@ -188,6 +192,26 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn threads_saving_the_same_file_at_once_all_succeed() {
+        // Two sweeps naming one dataset at once prepare it on two threads of one process.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("same.jsd");
+        let prepared = sample();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| save(&prepared, &path))).collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(load(&path).unwrap().train.x, prepared.train.x);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
     }
 
     #[test]

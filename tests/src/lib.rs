@@ -1,1 +1,5 @@
-//! End-to-end tests live in `tests/`; this crate has no library code of its own.
+//! What the end-to-end tests (`tests/`) and the chaos suite (`chaos/`) share: finding the binaries,
+//! and starting a coordinator and workers as real processes on loopback.
+
+pub mod bins;
+pub mod cluster;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use jetsweep_proto::v1 as pb;
 
-use crate::cluster_support::*;
 use crate::support::{coordinator_bin, text};
+use jetsweep_tests::cluster::*;
 
 /// 8 quick jobs (the fixture the coordinator's own tests use too).
 use jetsweep_coordinator::testkit::sweeps::QUICK;

@@ -2,7 +2,6 @@
 //! workspace, so the heavy dependencies link once.
 
 mod cluster;
-mod cluster_support;
 mod resume;
 mod stopping;
 mod support;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use jetsweep_proto::v1 as pb;
 
-use crate::cluster_support::*;
 use crate::support::{coordinator_bin, text};
+use jetsweep_tests::cluster::*;
 
 /// Jobs of a few seconds each (100,000 jets, batch 32, 8 epochs).
 fn slow(name: &str, seeds: &str) -> String {

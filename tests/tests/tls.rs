@@ -9,8 +9,8 @@ use jetsweep_coordinator::testkit::sweeps::QUICK;
 use jetsweep_proto::client;
 use jetsweep_proto::v1 as pb;
 
-use crate::cluster_support::*;
 use crate::support::{coordinator_bin, text};
+use jetsweep_tests::cluster::*;
 
 /// A certificate authority and a server certificate for 127.0.0.1 signed by it, made with the
 /// openssl command: `ca.pem`, `server.pem`, `server.key` in `dir`.

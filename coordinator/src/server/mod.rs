@@ -46,7 +46,13 @@ pub struct Coordinator {
     tls: Option<ServerTlsConfig>,
     /// Which dataset files a submitted sweep may name.
     access: DataAccess,
+    /// Submissions being parsed, expanded and stored at once: each holds its whole grid, so however
+    /// many clients submit together, memory holds at most this many grids.
+    submissions: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many submissions are worked on at once (see `Coordinator::submissions`).
+const CONCURRENT_SUBMISSIONS: usize = 2;
 
 impl Coordinator {
     /// A coordinator over the state file `store` (a file store: queries use a second connection),
@@ -71,6 +77,7 @@ impl Coordinator {
             clock,
             tls: None,
             access: DataAccess::BuiltInOnly,
+            submissions: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SUBMISSIONS)),
         })
     }
 
@@ -133,13 +140,23 @@ impl Coordinator {
     }
 }
 
-/// A required string field that is empty is an invalid request naming the field.
+/// Longest id (sweep, lease, worker) or host name a request may carry: every one the coordinator
+/// issues is far shorter, and a request is refused before a long one is copied anywhere.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// A required string field (an id, a host name): empty, or longer than [`MAX_ID_CHARS`], is an
+/// invalid request naming the field.
 fn required(value: &str, field: &str) -> Result<(), Error> {
     if value.is_empty() {
-        Err(Error::InvalidRequest(format!("{field} is required")))
-    } else {
-        Ok(())
+        return Err(Error::InvalidRequest(format!("{field} is required")));
     }
+    if value.len() > MAX_ID_CHARS {
+        return Err(Error::InvalidRequest(format!(
+            "{field} of {} bytes: at most {MAX_ID_CHARS}",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 /// How often expired leases are swept back into the queue even when no worker asks for work.

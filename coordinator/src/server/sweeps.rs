@@ -48,6 +48,12 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        let _turn = self
+            .0
+            .submissions
+            .acquire()
+            .await
+            .map_err(|_| crate::Error::Unavailable("the coordinator is stopping".into()))?;
         let text = String::from_utf8(request.into_inner().sweep_toml).map_err(|e| {
             crate::Error::InvalidRequest(format!(
                 "the sweep file is not UTF-8 text: invalid byte at offset {}",

@@ -20,6 +20,9 @@ use crate::{Error, jobs};
 
 pub struct Workers(pub Coordinator);
 
+/// Most jobs one worker may run at once (its `slots`), and so most leases one heartbeat names.
+const MAX_SLOTS: u32 = 1024;
+
 /// How much of a worker's error message is kept: enough for any real error, and a bound on what
 /// one request can make the store keep.
 const MAX_ERROR_CHARS: usize = 4096;
@@ -51,12 +54,17 @@ impl WorkerService for Workers {
             .into());
         }
         required(&r.host, "host")?;
-        if r.slots == 0 {
-            return Err(Error::InvalidRequest("slots must be at least 1".into()).into());
+        if r.slots == 0 || r.slots > MAX_SLOTS {
+            return Err(Error::InvalidRequest(format!(
+                "slots = {}: give 1 to {MAX_SLOTS}",
+                r.slots
+            ))
+            .into());
         }
         let device = if r.device.is_empty() {
             "cpu".to_string()
         } else {
+            required(&r.device, "device")?;
             r.device
         };
         let (host, slots) = (r.host.clone(), r.slots);
@@ -78,6 +86,16 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
         required(&r.worker_id, "worker_id")?;
+        if r.lease_ids.len() > MAX_SLOTS as usize {
+            return Err(Error::InvalidRequest(format!(
+                "{} lease_ids: a worker holds at most {MAX_SLOTS}",
+                r.lease_ids.len()
+            ))
+            .into());
+        }
+        for lease in &r.lease_ids {
+            required(lease, "lease_ids[]")?;
+        }
         let stale = self
             .0
             .write(move |tx, now| jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, now))

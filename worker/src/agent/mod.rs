@@ -81,6 +81,17 @@ impl Shutdown {
         self.hand_back.load(Ordering::SeqCst)
     }
 
+    /// Completes once a signal asks to stop.
+    async fn stop_asked(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.stopping() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Completes once a second signal asks to hand the jobs back.
     async fn hand_back_asked(&self) {
         loop {
@@ -194,7 +205,14 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         slots: config.slots,
     };
     tracing::info!(coordinator = %config.coordinator, "joining");
-    let identity = Arc::new(Identity::register(client.clone(), register).await?);
+    // A worker told to stop while the coordinator is away stops: it holds nothing yet.
+    let identity = tokio::select! {
+        registered = Identity::register(client.clone(), register) => Arc::new(registered?),
+        _ = shutdown.stop_asked() => {
+            tracing::info!("stopped before registering");
+            return Ok(());
+        }
+    };
 
     let running: Running = Arc::new(Mutex::new(HashMap::new()));
     let datasets = Arc::new(datasets::Datasets::new(&config.cache_dir));
@@ -229,7 +247,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         }
         let free = config.slots.saturating_sub(jobs.len() as u32);
         if free == 0 {
-            wait_for_a_job_or_poll(&mut jobs, &mut ready).await;
+            wait_for_a_job_or_poll(&mut jobs, &mut ready, &shutdown).await;
             continue;
         }
         let request = pb::LeaseJobsRequest {
@@ -237,13 +255,17 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             max_jobs: free,
             request_id: next_request_id(),
         };
-        match with_retry("lease", || {
-            let mut c = client.clone();
-            let r = request.clone();
-            async move { c.lease_jobs(r).await }
-        })
-        .await
-        {
+        // Asking for work (retrying while the coordinator is away) gives way to a stop signal: a
+        // lease granted in that moment and never seen expires on the coordinator.
+        let leased = tokio::select! {
+            leased = with_retry("lease", || {
+                let mut c = client.clone();
+                let r = request.clone();
+                async move { c.lease_jobs(r).await }
+            }) => leased,
+            _ = shutdown.stop_asked() => continue,
+        };
+        match leased {
             Ok(r) => ready = r.into_inner().leases,
             Err(s) if s.code() == tonic::Code::NotFound => {
                 identity.register_again(&request.worker_id).await?;
@@ -251,13 +273,16 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             }
             Err(s) => {
                 tracing::warn!(status = %s.message(), retry_in = ?BACKOFF_MAX, "leasing failed");
-                tokio::time::sleep(BACKOFF_MAX).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(BACKOFF_MAX) => {}
+                    _ = shutdown.stop_asked() => {}
+                }
                 continue;
             }
         };
         if ready.is_empty() {
             // Nothing queued: wait, but start at once on whatever a finishing job brings back.
-            wait_for_a_job_or_poll(&mut jobs, &mut ready).await;
+            wait_for_a_job_or_poll(&mut jobs, &mut ready, &shutdown).await;
         }
     }
     tracing::info!(
@@ -311,12 +336,17 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
     Ok(())
 }
 
-/// Waits until a running job ends (keeping the leases its completion brought back) or the idle
-/// poll interval passes, whichever is first.
-async fn wait_for_a_job_or_poll(jobs: &mut JoinSet<Vec<pb::Lease>>, ready: &mut Vec<pb::Lease>) {
+/// Waits until a running job ends (keeping the leases its completion brought back), the idle poll
+/// interval passes, or a stop signal comes, whichever is first.
+async fn wait_for_a_job_or_poll(
+    jobs: &mut JoinSet<Vec<pb::Lease>>,
+    ready: &mut Vec<pb::Lease>,
+    shutdown: &Shutdown,
+) {
     tokio::select! {
         Some(done) = jobs.join_next() => ready.extend(done.unwrap_or_default()),
         _ = tokio::time::sleep(IDLE_POLL) => {}
+        _ = shutdown.stop_asked() => {}
     }
 }
 

@@ -10,7 +10,7 @@ use jetsweep_proto::client;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
-use crate::support::{coordinator_bin, worker_bin};
+use crate::bins::{coordinator_bin, worker_bin};
 
 /// A child process killed (SIGKILL) when dropped; its log is printed if the test fails.
 pub struct Proc {
