@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use jetsweep_proto::trial::Optimizer;
 
-use crate::jobs::{Job, JobState};
 use crate::sweep::Trial;
+use jetsweep_proto::metrics::TrialResult;
 
 /// One grid point's results.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,17 +36,15 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 /// A grid point's identity: every hyperparameter but the seed (the learning rate by its bits).
 type PointKey = (String, Optimizer, u32, u32, u64);
 
-/// Rows in the order points first appear in `jobs` (grid order), for points with at least one finished
-/// seed, and the index of the row with the highest mean best-epoch test accuracy. One pass over
-/// the jobs (a 100,000-job sweep must not cost 100,000² comparisons).
-pub fn aggregate(jobs: &[Job]) -> (Vec<ResultRow>, Option<usize>) {
+/// Rows in the order points first appear in `finished` (grid order), for points with at least one
+/// finished seed, and the index of the row with the highest mean best-epoch test accuracy. One pass
+/// (a 100,000-job sweep must not cost 100,000² comparisons).
+pub fn aggregate<'a>(
+    finished: impl IntoIterator<Item = &'a (Trial, TrialResult)>,
+) -> (Vec<ResultRow>, Option<usize>) {
     let mut index: HashMap<PointKey, usize> = HashMap::new();
     let mut points: Vec<(Trial, Vec<f64>, Vec<f64>)> = Vec::new();
-    for job in jobs {
-        let JobState::Done { result } = &job.state else {
-            continue;
-        };
-        let t = &job.trial;
+    for (t, result) in finished {
         let key = (
             t.model.name.clone(),
             t.optimizer,
@@ -94,7 +92,17 @@ pub fn aggregate(jobs: &[Job]) -> (Vec<ResultRow>, Option<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jetsweep_proto::metrics::TrialResult;
+    use crate::jobs::{Job, JobState};
+
+    /// The finished jobs' trials and results, as the store gives them.
+    fn finished(jobs: &[Job]) -> Vec<(Trial, TrialResult)> {
+        jobs.iter()
+            .filter_map(|j| match &j.state {
+                JobState::Done { result } => Some((j.trial.clone(), result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
 
     fn job(batch_size: u32, seed: u64, state: JobState) -> Job {
         Job {
@@ -137,7 +145,7 @@ mod tests {
             job(128, 0, done(0.74, 0.76)),
             job(256, 0, JobState::Failed { error: "x".into() }),
         ];
-        let (rows, best) = aggregate(&jobs);
+        let (rows, best) = aggregate(&finished(&jobs));
         assert_eq!(rows.len(), 2, "a point with no finished seed has no row");
         assert_eq!((rows[0].point.batch_size, rows[0].seeds), (64, 2));
         assert!((rows[0].mean_test_acc - 0.71).abs() < 1e-12);

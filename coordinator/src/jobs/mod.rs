@@ -40,7 +40,9 @@ pub use grants::lease_for_request;
 pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
-pub use queries::{dataset_by_sha, epochs_of, get_job, list_jobs, list_sweeps, sweep_counts};
+pub use queries::{
+    dataset_by_sha, epochs_of, finished_trials, get_job, list_jobs, list_sweeps, sweep_counts,
+};
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};
 

@@ -6,7 +6,11 @@ use super::rows::{collect_jobs, corrupt, job_columns, job_from_row};
 use super::{Job, SweepCounts};
 use crate::Error;
 use jetsweep_proto::dataset::{DatasetRef, parse_validation};
-use jetsweep_proto::metrics::EpochMetrics;
+use std::collections::HashMap;
+
+use crate::sweep::Trial;
+use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::model::Architecture;
 use jetsweep_proto::state::JobStatus;
 
 /// A sweep's counts. Errors: NotFound.
@@ -133,4 +137,62 @@ pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochMetric
         .query_map([lease_id], |r| r.get::<_, String>(0))?
         .map(|j| serde_json::from_str(&j?).map_err(|e| corrupt("epoch", e)))
         .collect()
+}
+
+/// The trial and result of every finished job of a sweep, in grid order: what results are made
+/// of, read without the rest of each row (a 100,000-job sweep is read often). A row that cannot be
+/// read is left out and logged: it fails alone, the sweep's results stay readable.
+pub fn finished_trials(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+) -> Result<Vec<(Trial, TrialResult)>, Error> {
+    tx.prepare_cached("SELECT 1 FROM sweeps WHERE id = ?1")?
+        .query_row([sweep_id], |_| Ok(()))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, j.result_json
+         FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
+         WHERE s.sweep_id = ?1 AND j.state = 'done' ORDER BY s.position",
+    )?;
+    let mut rows = stmt.query([sweep_id])?;
+    let mut out = Vec::new();
+    // Sweeps name few models: each name is parsed once.
+    let mut models: HashMap<String, Architecture> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let mut read = || -> Result<(Trial, TrialResult), String> {
+            let name: String = r.get(1).map_err(|e| e.to_string())?;
+            let model = match models.get(&name) {
+                Some(m) => m.clone(),
+                None => {
+                    let m: Architecture = name.parse().map_err(|e| format!("model: {e}"))?;
+                    models.insert(name, m.clone());
+                    m
+                }
+            };
+            let optimizer: String = r.get(2).map_err(|e| e.to_string())?;
+            let json: Option<String> = r.get(7).map_err(|e| e.to_string())?;
+            let result = serde_json::from_str(json.as_deref().unwrap_or("null"))
+                .map_err(|e| format!("result: {e}"))?;
+            Ok((
+                Trial {
+                    model,
+                    optimizer: optimizer.parse().map_err(|e| format!("optimizer: {e}"))?,
+                    batch_size: r.get(3).map_err(|e| e.to_string())?,
+                    max_epochs: r.get(4).map_err(|e| e.to_string())?,
+                    learning_rate: r.get(5).map_err(|e| e.to_string())?,
+                    seed: r.get::<_, i64>(6).map_err(|e| e.to_string())? as u64,
+                },
+                result,
+            ))
+        };
+        match read() {
+            Ok(finished) => out.push(finished),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "finished job unreadable; left out of the results")
+            }
+        }
+    }
+    Ok(out)
 }

@@ -6,6 +6,7 @@
 //! - `sweeps`: the SweepService; `workers`: the WorkerService; `views`: the coordinator's records
 //!   as wire messages.
 
+mod results_cache;
 mod sweeps;
 mod views;
 mod workers;
@@ -49,6 +50,8 @@ pub struct Coordinator {
     /// Submissions being parsed, expanded and stored at once: each holds its whole grid, so however
     /// many clients submit together, memory holds at most this many grids.
     submissions: Arc<tokio::sync::Semaphore>,
+    /// The results of the sweeps read last, aggregated once for all their pages.
+    results: Arc<results_cache::ResultsCache>,
 }
 
 /// How many submissions are worked on at once (see `Coordinator::submissions`).
@@ -78,6 +81,7 @@ impl Coordinator {
             tls: None,
             access: DataAccess::BuiltInOnly,
             submissions: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SUBMISSIONS)),
+            results: Arc::default(),
         })
     }
 

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::GONE_AFTER;
 
-use super::{Coordinator, required, views};
+use super::{Coordinator, required, results_cache, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
 
@@ -26,21 +26,64 @@ const MAX_RESULTS_PAGE: u32 = 5000;
 
 /// The offset a page token stands for.
 fn page_offset(token: &str) -> Result<usize, crate::Error> {
+    Ok(results_token(token)?.0)
+}
+
+/// A results page token, `OFFSET.DONE`: where the next page starts, and the finished-job count of
+/// the aggregate the earlier pages came from (so later pages come from the same one, without
+/// counting again). A bare `OFFSET` (a jobs page token) is read too.
+fn results_token(token: &str) -> Result<(usize, Option<u32>), crate::Error> {
     if token.is_empty() {
-        return Ok(0);
+        return Ok((0, None));
     }
-    token.parse().map_err(|_| {
+    let bad = || {
         crate::Error::InvalidRequest(format!(
             "page_token {:?} is not one this server gave",
             token.chars().take(40).collect::<String>()
         ))
-    })
+    };
+    match token.split_once('.') {
+        Some((offset, done)) => Ok((
+            offset.parse().map_err(|_| bad())?,
+            Some(done.parse().map_err(|_| bad())?),
+        )),
+        None => Ok((token.parse().map_err(|_| bad())?, None)),
+    }
 }
 /// A watched sweep's counts are re-read at most this often: live enough for progress bars, and one cheap
 /// query per watcher however many reports arrive.
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Sweeps(pub Coordinator);
+
+impl Sweeps {
+    /// The sweep's results as of now, with its finished-job count: from the cache while that count
+    /// stands, else read and aggregated (the slow part, on a blocking thread) and kept.
+    async fn aggregate_results(
+        &self,
+        id: &str,
+    ) -> Result<(u32, std::sync::Arc<results_cache::Aggregated>), crate::Error> {
+        let counts = {
+            let id = id.to_string();
+            self.0.read(move |tx| jobs::sweep_counts(tx, &id)).await?
+        };
+        if let Some(kept) = self.0.results.get(id, counts.done) {
+            return Ok((counts.done, kept));
+        }
+        let read_id = id.to_string();
+        let (rows, best) = self
+            .0
+            .read(move |tx| {
+                Ok(crate::results::aggregate(&jobs::finished_trials(
+                    tx, &read_id,
+                )?))
+            })
+            .await?;
+        let aggregated = std::sync::Arc::new((rows, best, counts.dataset));
+        self.0.results.put(id, counts.done, aggregated.clone());
+        Ok((counts.done, aggregated))
+    }
+}
 
 #[tonic::async_trait]
 impl SweepService for Sweeps {
@@ -209,35 +252,36 @@ impl SweepService for Sweeps {
     ) -> Result<Response<pb::GetResultsResponse>, Status> {
         let r = request.into_inner();
         required(&r.sweep_id, "sweep_id")?;
-        let offset = page_offset(&r.page_token)?;
+        let (offset, snapshot) = results_token(&r.page_token)?;
         let limit = match r.page_size {
             0 => DEFAULT_RESULTS_PAGE,
             n => n.min(MAX_RESULTS_PAGE),
         } as usize;
         let id = r.sweep_id;
-        // Reading and aggregating every job is the slow part: it runs on a blocking thread.
-        let (counts, rows, best) = self
-            .0
-            .read(move |tx| {
-                let counts = jobs::sweep_counts(tx, &id)?;
-                let all = jobs::list_jobs(tx, &id, 0, u32::MAX)?;
-                let (rows, best) = crate::results::aggregate(&all);
-                Ok((counts, rows, best))
-            })
-            .await?;
+        // Pages after the first come from the aggregate the first came from, while it is kept.
+        let kept = snapshot.and_then(|done| Some((done, self.0.results.get(&id, done)?)));
+        let (done, aggregated) = match kept {
+            Some(kept) => kept,
+            None => self.aggregate_results(&id).await?,
+        };
+        let (rows, best, dataset) = &*aggregated;
         let total = rows.len();
-        let page = rows.iter().skip(offset).take(limit);
         let next = offset + limit;
         Ok(Response::new(pb::GetResultsResponse {
-            rows: page.map(|r| views::result_row(r, None)).collect(),
+            rows: rows
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|r| views::result_row(r, None))
+                .collect(),
             best: best.map_or(-1, |b| b as i32),
             next_page_token: if next < total {
-                next.to_string()
+                format!("{next}.{done}")
             } else {
                 String::new()
             },
             total_rows: total as u32,
-            dataset: counts.dataset.as_ref().map(pb::DatasetRef::from),
+            dataset: dataset.as_ref().map(pb::DatasetRef::from),
         }))
     }
 
