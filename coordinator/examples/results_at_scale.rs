@@ -1,4 +1,5 @@
-//! Benchmark: reading back the results of a sweep of 100,000 points (GetResults, every page), while
+//! Benchmark: reading back the results of a sweep of 100,000 points (GetResults, every page) and
+//! its jobs (ListJobs, every page), while
 //! a worker keeps leasing and completing jobs of another sweep on the same coordinator.
 //!
 //!     cargo run --release -p jetsweep-coordinator --example results_at_scale -- [POINTS]
@@ -153,15 +154,38 @@ async fn main() {
         }
     }
     let all = start.elapsed();
+
+    // And every job, a page (1,000) at a time.
+    let jobs_start = Instant::now();
+    let (mut token, mut listed) = (String::new(), 0usize);
+    loop {
+        let page = c
+            .sweeps
+            .list_jobs(pb::ListJobsRequest {
+                sweep_id: big.clone(),
+                page_size: 1000,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("jobs page")
+            .into_inner();
+        listed += page.jobs.len();
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let all_jobs = jobs_start.elapsed();
     reading.store(false, Ordering::SeqCst);
     let mut latencies = leaser.await.unwrap();
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     let max = latencies.last().copied().unwrap_or_default();
     println!(
-        "| points | pages | all pages | first page | leases meanwhile | lease p50 | lease max |\n|---|---|---|---|---|---|---|\n| {rows} | {pages} | {:.2} s | {:.2} s | {} | {:.1} ms | {:.1} ms |",
+        "| points | result pages | all results | first page | jobs listed | all jobs | leases meanwhile | lease p50 | lease max |\n|---|---|---|---|---|---|---|---|---|\n| {rows} | {pages} | {:.2} s | {:.2} s | {listed} | {:.2} s | {} | {:.1} ms | {:.1} ms |",
         all.as_secs_f64(),
         first_page.unwrap().as_secs_f64(),
+        all_jobs.as_secs_f64(),
         latencies.len(),
         p50.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3

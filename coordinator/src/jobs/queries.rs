@@ -1,20 +1,21 @@
-//! Reads: a sweep's counts, the sweeps, a sweep's jobs, a lease's epochs, a dataset by its hash.
+//! Reads: a sweep's head and counts, the sweeps, a sweep's jobs (by page) and finished trials, a
+//! lease's epochs, a dataset by its hash.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::rows::{collect_jobs, corrupt, job_columns, job_from_row};
+use super::rows::{corrupt, job_columns, job_from_row};
 use super::{Job, SweepCounts};
-use crate::Error;
-use jetsweep_proto::dataset::{DatasetRef, parse_validation};
 use std::collections::HashMap;
 
+use crate::Error;
 use crate::sweep::Trial;
+use jetsweep_proto::dataset::{DatasetRef, parse_validation};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 use jetsweep_proto::model::Architecture;
 use jetsweep_proto::state::JobStatus;
 
-/// A sweep's counts. Errors: NotFound.
-pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
+/// A sweep's name, dataset and flags, its counts left at zero (one row: cheap). Errors: NotFound.
+pub fn sweep_head(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
     type SweepRow = (
         String,
         String,
@@ -39,7 +40,7 @@ pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts,
         .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
     let (id, name, created_ms, cancel_requested, (spec, sha256, bytes, synthetic, validation)) =
         row;
-    let mut c = SweepCounts {
+    let c = SweepCounts {
         dataset: Some(DatasetRef {
             spec,
             sha256,
@@ -54,6 +55,13 @@ pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts,
         cancel_requested,
         ..SweepCounts::default()
     };
+    Ok(c)
+}
+
+/// A sweep's counts by state (reading every job of it: for a large sweep, the costly part).
+/// Errors: NotFound.
+pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
+    let mut c = sweep_head(tx, sweep_id)?;
     let mut stmt = tx.prepare_cached(
         "SELECT j.state, COUNT(*), SUM(s.reused) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY j.state",
     )?;
@@ -97,20 +105,43 @@ pub fn get_job(tx: &Transaction<'_>, job_id: &str) -> Result<Job, Error> {
         .ok_or_else(|| Error::NotFound(format!("job {job_id:?}")))?
 }
 
-/// A page of a sweep's jobs in grid order.
+/// A page of a sweep's jobs in grid order, from grid position `from_position` on.
 pub fn list_jobs(
     tx: &Transaction<'_>,
     sweep_id: &str,
-    offset: u32,
+    from_position: u32,
     limit: u32,
 ) -> Result<Vec<Job>, Error> {
-    sweep_counts(tx, sweep_id)?;
+    Ok(jobs_page(tx, sweep_id, from_position, limit)?.0)
+}
+
+/// Up to `limit` jobs of a sweep in grid order, from grid position `from_position` on, and the
+/// position the next page starts at (`None`: this was the last). Walks the sweep's position index:
+/// a page costs its own size, wherever it starts. Errors: NotFound.
+pub fn jobs_page(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    from_position: u32,
+    limit: u32,
+) -> Result<(Vec<Job>, Option<u32>), Error> {
+    sweep_head(tx, sweep_id)?;
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT ",
         job_columns!(),
-        " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 ORDER BY s.position LIMIT ?2 OFFSET ?3"
+        ", s.position FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND s.position >= ?3 ORDER BY s.position LIMIT ?2"
     ))?;
-    collect_jobs(stmt.query_map(params![sweep_id, limit, offset], job_from_row)?)
+    let position_column = job_columns!().split(',').count();
+    let mut rows = stmt.query(params![sweep_id, i64::from(limit) + 1, from_position])?;
+    let (mut page, mut next) = (Vec::new(), None);
+    while let Some(r) = rows.next()? {
+        let position: u32 = r.get(position_column)?;
+        if page.len() == limit as usize {
+            next = Some(position);
+            break;
+        }
+        page.push(job_from_row(r)?);
+    }
+    Ok((page.into_iter().collect::<Result<_, _>>()?, next))
 }
 
 /// The reference of a dataset some sweep uses, by its content hash. Errors: NotFound.

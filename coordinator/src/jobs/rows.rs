@@ -102,10 +102,3 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
         })
     })())
 }
-
-/// Collects rows read by [`job_from_row`], stopping at the first error of either kind.
-pub(super) fn collect_jobs(
-    rows: impl Iterator<Item = rusqlite::Result<Result<Job, Error>>>,
-) -> Result<Vec<Job>, Error> {
-    rows.map(|r| r?).collect()
-}

@@ -158,34 +158,30 @@ impl SweepService for Sweeps {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let r = request.into_inner();
         required(&r.sweep_id, "sweep_id")?;
-        let offset = u32::try_from(page_offset(&r.page_token)?).unwrap_or(u32::MAX);
+        // The token is the grid position the page starts at.
+        let from = u32::try_from(page_offset(&r.page_token)?).unwrap_or(u32::MAX);
         let limit = if r.page_size == 0 {
             DEFAULT_PAGE
         } else {
             r.page_size.min(DEFAULT_PAGE)
         };
         let id = r.sweep_id.clone();
-        let (counts, page) = self
+        let (head, (page, next)) = self
             .0
             .read(move |tx| {
                 Ok((
-                    jobs::sweep_counts(tx, &id)?,
-                    jobs::list_jobs(tx, &id, offset, limit)?,
+                    jobs::sweep_head(tx, &id)?,
+                    jobs::jobs_page(tx, &id, from, limit)?,
                 ))
             })
             .await?;
-        let dataset = counts.dataset.as_ref().map(pb::DatasetRef::from);
-        let next = offset + page.len() as u32;
+        let dataset = head.dataset.as_ref().map(pb::DatasetRef::from);
         Ok(Response::new(pb::ListJobsResponse {
             jobs: page
                 .iter()
                 .map(|j| views::job(j, &r.sweep_id, dataset.clone()))
                 .collect(),
-            next_page_token: if next < counts.total && page.len() as u32 == limit {
-                next.to_string()
-            } else {
-                String::new()
-            },
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 

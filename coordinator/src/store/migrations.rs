@@ -163,4 +163,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO counters (name, value) SELECT 'workers', COUNT(*) FROM workers;
     "#,
+    // 9: a sweep's jobs in grid order without sorting them: a page of ListJobs reads only itself.
+    r#"
+    CREATE INDEX sweep_jobs_by_position ON sweep_jobs (sweep_id, position);
+    "#,
 ];
