@@ -227,3 +227,13 @@ pub fn finished_trials(
     }
     Ok(out)
 }
+
+/// The datasets (by sha256) that queued or running jobs need.
+pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet<String>, Error> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT DISTINCT dataset_sha256 FROM jobs WHERE state = 'queued' OR state = 'leased'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}

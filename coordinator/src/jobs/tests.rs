@@ -821,3 +821,18 @@ fn gone_workers_without_leases_are_forgotten_and_names_are_never_given_twice() {
         .unwrap();
     assert_eq!(jetsweep_proto::worker_id::worker_name(&again), "beta-3");
 }
+
+#[test]
+fn a_dataset_is_in_use_while_a_job_of_it_is_queued_or_running() {
+    let (mut store, _, w1, _) = setup();
+    let in_use = |store: &mut Store| store.read(datasets_in_use).unwrap();
+    assert_eq!(in_use(&mut store), ["d5".to_string()].into());
+    let grants = store.write(|tx| lease_jobs(tx, &w1, 64, 2_000)).unwrap();
+    assert_eq!(in_use(&mut store), ["d5".to_string()].into(), "running");
+    for g in &grants {
+        store
+            .write(|tx| complete(tx, &g.lease_id, &w1, &[metrics(3)], &result(0.5), 2_100))
+            .unwrap();
+    }
+    assert!(in_use(&mut store).is_empty(), "every job done");
+}

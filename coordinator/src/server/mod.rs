@@ -137,6 +137,24 @@ impl Coordinator {
         self.write(crate::jobs::expire_leases).await
     }
 
+    /// Removes prepared datasets no queued or running job needs and none used for
+    /// [`DATASET_GRACE`] (see [`crate::datasets::remove_unused`]). Returns how many.
+    pub async fn remove_unused_datasets(&self) -> Result<usize, Error> {
+        let needed = self.read(crate::jobs::datasets_in_use).await?;
+        let data_dir = self.data_dir.clone();
+        let unused_since = std::time::SystemTime::now() - DATASET_GRACE;
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::datasets::remove_unused(&data_dir, &needed, unused_since)
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("dataset clean-up task: {e}")))?
+        .map_err(|e| Error::Unavailable(format!("dataset clean-up: {e}")))?;
+        for sha256 in &removed {
+            tracing::info!(dataset = %sha256, "prepared dataset removed: no queued or running job needs it (a sweep naming it prepares it again)");
+        }
+        Ok(removed.len())
+    }
+
     /// Drops workers gone longer than [`FORGET_AFTER`] that hold no lease. Returns how many.
     pub async fn forget_workers(&self) -> Result<usize, Error> {
         self.write(|tx, now| crate::jobs::forget_workers(tx, now - FORGET_AFTER.as_millis() as i64))
@@ -166,7 +184,11 @@ fn required(value: &str, field: &str) -> Result<(), Error> {
 /// How often expired leases are swept back into the queue even when no worker asks for work.
 const EXPIRY_SCAN: Duration = Duration::from_secs(1);
 
-/// Gone workers are looked for every this many expiry scans (a minute).
+/// A prepared dataset no job needs is kept this long after it was last prepared or used, so that a
+/// sweep being submitted (its dataset prepared, its jobs not yet stored) never loses it.
+const DATASET_GRACE: Duration = Duration::from_secs(3600);
+
+/// Gone workers and unused datasets are looked for every this many expiry scans (a minute).
 const FORGET_EVERY: u64 = 60;
 
 /// Serves both services on `listener` until `shutdown` completes.
