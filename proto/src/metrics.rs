@@ -62,6 +62,21 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
+    /// The epoch number and every number measured about the training, without the wall-clock ones
+    /// (seconds, samples per second), which differ between runs that trained identically.
+    pub fn training_numbers(&self) -> [f64; 8] {
+        [
+            f64::from(self.epoch),
+            self.lr,
+            self.train_loss,
+            self.train_acc,
+            self.val_loss,
+            self.val_acc,
+            self.test_loss,
+            self.test_acc,
+        ]
+    }
+
     /// Refuses what no real epoch measures: a non-finite number, an accuracy outside [0, 1], a
     /// negative loss or time, an epoch number out of range. Stored metrics pass this, so a sweep
     /// always reads back.

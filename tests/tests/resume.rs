@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::v1 as pb;
 
 use jetsweep_tests::cluster::*;
@@ -15,16 +16,7 @@ const LONG: Duration = Duration::from_secs(240);
 
 /// Every number of an epoch's metrics but the wall-clock ones.
 fn numbers(m: &pb::EpochMetrics) -> [f64; 8] {
-    [
-        f64::from(m.epoch),
-        m.lr,
-        m.train_loss,
-        m.train_acc,
-        m.val_loss,
-        m.val_acc,
-        m.test_loss,
-        m.test_acc,
-    ]
+    EpochMetrics::from(m).training_numbers()
 }
 
 async fn finished_job(url: &str, sweep: &str) -> pb::JobView {

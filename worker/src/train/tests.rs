@@ -21,26 +21,52 @@ fn config(
     }
 }
 
+/// A run's summary, epochs, step losses, checkpoints (epoch, state) and what it said about resuming.
+struct Observed {
+    summary: Summary,
+    epochs: Vec<EpochMetrics>,
+    steps: Vec<f64>,
+    states: Vec<(u32, Vec<u8>)>,
+    resumed: Option<String>,
+}
+
+/// Runs `cfg` with `options`, collecting everything it reports.
+fn observe(data: &Prepared, cfg: &Hyperparameters, options: &RunOptions) -> Observed {
+    let (mut epochs, mut steps, mut states, mut resumed) =
+        (Vec::new(), Vec::new(), Vec::new(), None);
+    let summary = train::<CpuBackend>(data, cfg, &Default::default(), options, &mut |p| {
+        match p {
+            Progress::Step { loss, .. } => steps.push(loss),
+            Progress::Epoch(m) => epochs.push(m.clone()),
+            Progress::Checkpoint { epoch, state } => states.push((epoch, state)),
+            Progress::Resumed(r) => {
+                resumed = Some(r.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string()))
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    Observed {
+        summary,
+        epochs,
+        steps,
+        states,
+        resumed,
+    }
+}
+
+/// A plain run, the first `trace` step losses traced: summary, epochs, step losses.
 fn run(
     data: &Prepared,
     cfg: &Hyperparameters,
     trace: usize,
 ) -> (Summary, Vec<EpochMetrics>, Vec<f64>) {
-    let (mut epochs, mut steps) = (Vec::new(), Vec::new());
     let options = RunOptions {
         trace_steps: trace,
         ..Default::default()
     };
-    let summary = train::<CpuBackend>(data, cfg, &Default::default(), &options, &mut |p| {
-        match p {
-            Progress::Step { loss, .. } => steps.push(loss),
-            Progress::Epoch(m) => epochs.push(m.clone()),
-            Progress::Resumed(_) | Progress::Checkpoint { .. } => {}
-        }
-        ControlFlow::Continue(())
-    })
-    .unwrap();
-    (summary, epochs, steps)
+    let o = observe(data, cfg, &options);
+    (o.summary, o.epochs, o.steps)
 }
 
 #[test]
@@ -151,46 +177,6 @@ fn impossible_hyperparameters_are_refused() {
     }
 }
 
-/// A run's summary, epochs, checkpoints (epoch, state) and what it said about resuming.
-type Observed = (
-    Summary,
-    Vec<EpochMetrics>,
-    Vec<(u32, Vec<u8>)>,
-    Option<String>,
-);
-
-/// Runs `cfg` with `options`, collecting epochs and the checkpoints made.
-fn run_with(data: &Prepared, cfg: &Hyperparameters, options: &RunOptions) -> Observed {
-    let (mut epochs, mut states, mut resumed) = (Vec::new(), Vec::new(), None);
-    let summary = train::<CpuBackend>(data, cfg, &Default::default(), options, &mut |p| {
-        match p {
-            Progress::Epoch(m) => epochs.push(m.clone()),
-            Progress::Checkpoint { epoch, state } => states.push((epoch, state)),
-            Progress::Resumed(r) => {
-                resumed = Some(r.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string()))
-            }
-            Progress::Step { .. } => {}
-        }
-        ControlFlow::Continue(())
-    })
-    .unwrap();
-    (summary, epochs, states, resumed)
-}
-
-/// Metrics without the wall-clock fields, which differ between runs.
-fn numbers(m: &EpochMetrics) -> [f64; 8] {
-    [
-        f64::from(m.epoch),
-        m.lr,
-        m.train_loss,
-        m.train_acc,
-        m.val_loss,
-        m.val_acc,
-        m.test_loss,
-        m.test_acc,
-    ]
-}
-
 #[test]
 fn a_trial_resumed_from_any_epoch_ends_exactly_as_an_uninterrupted_one() {
     let data = synthetic::prepared(3_000, &Default::default()).unwrap();
@@ -200,7 +186,12 @@ fn a_trial_resumed_from_any_epoch_ends_exactly_as_an_uninterrupted_one() {
             checkpoints: true,
             ..Default::default()
         };
-        let (whole, whole_epochs, states, _) = run_with(&data, &cfg, &checkpoints);
+        let Observed {
+            summary: whole,
+            epochs: whole_epochs,
+            states,
+            ..
+        } = observe(&data, &cfg, &checkpoints);
         // One state after every epoch but the last; a few KB for these models.
         assert_eq!(
             states.iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -212,15 +203,23 @@ fn a_trial_resumed_from_any_epoch_ends_exactly_as_an_uninterrupted_one() {
                 resume: Some(state.clone()),
                 ..Default::default()
             };
-            let (summary, epochs, _, said) = run_with(&data, &cfg, &resumed);
+            let Observed {
+                summary,
+                epochs,
+                resumed: said,
+                ..
+            } = observe(&data, &cfg, &resumed);
             assert_eq!(said.as_deref(), Some(&*epoch.to_string()), "{model}");
             assert_eq!(summary, whole, "{model} resumed after epoch {epoch}");
             let tail: Vec<_> = whole_epochs[*epoch as usize..]
                 .iter()
-                .map(numbers)
+                .map(EpochMetrics::training_numbers)
                 .collect();
             assert_eq!(
-                epochs.iter().map(numbers).collect::<Vec<_>>(),
+                epochs
+                    .iter()
+                    .map(EpochMetrics::training_numbers)
+                    .collect::<Vec<_>>(),
                 tail,
                 "{model} resumed after epoch {epoch}"
             );
@@ -236,7 +235,11 @@ fn state_that_does_not_fit_the_trial_is_refused_and_the_run_starts_over() {
         checkpoints: true,
         ..Default::default()
     };
-    let (whole, _, states, _) = run_with(&data, &tiny, &checkpoints);
+    let Observed {
+        summary: whole,
+        states,
+        ..
+    } = observe(&data, &tiny, &checkpoints);
     let good = states[0].1.clone();
     let mut flipped_magic = good.clone();
     flipped_magic[0] ^= 1;
@@ -261,8 +264,13 @@ fn state_that_does_not_fit_the_trial_is_refused_and_the_run_starts_over() {
             resume: Some(state),
             ..Default::default()
         };
-        let (summary, epochs, _, said) = run_with(&data, &cfg, &options);
-        let said = said.expect("the resume is reported");
+        let Observed {
+            summary,
+            epochs,
+            resumed,
+            ..
+        } = observe(&data, &cfg, &options);
+        let said = resumed.expect("the resume is reported");
         assert!(said.contains(needle), "{said:?} lacks {needle:?}");
         assert_eq!(epochs.len(), 3, "it starts over");
         if cfg == tiny {
