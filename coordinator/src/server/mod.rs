@@ -137,12 +137,28 @@ impl Coordinator {
         self.write(crate::jobs::expire_leases).await
     }
 
+    /// The minute's chores: forgets gone workers and removes unused datasets. Failures are logged;
+    /// the next minute retries.
+    pub async fn housekeeping(&self) {
+        match self.forget_workers().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(workers = n, "forgot workers gone for an hour"),
+            Err(e) => {
+                tracing::warn!(error = %e, "forgetting gone workers failed; the next scan retries")
+            }
+        }
+        if let Err(e) = self.remove_unused_datasets().await {
+            tracing::warn!(error = %e, "removing unused datasets failed; the next scan retries");
+        }
+    }
+
     /// Removes prepared datasets no queued or running job needs and none used for
     /// [`DATASET_GRACE`] (see [`crate::datasets::remove_unused`]). Returns how many.
     pub async fn remove_unused_datasets(&self) -> Result<usize, Error> {
         let needed = self.read(crate::jobs::datasets_in_use).await?;
         let data_dir = self.data_dir.clone();
-        let unused_since = std::time::SystemTime::now() - DATASET_GRACE;
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(self.clock.now().max(0) as u64);
+        let unused_since = now - DATASET_GRACE;
         let removed = tokio::task::spawn_blocking(move || {
             crate::datasets::remove_unused(&data_dir, &needed, unused_since)
         })
@@ -208,13 +224,7 @@ pub async fn serve(
             if scan % FORGET_EVERY != FORGET_EVERY - 1 {
                 continue;
             }
-            match expiry.forget_workers().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(workers = n, "forgot workers gone for an hour"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "forgetting gone workers failed; the next scan retries")
-                }
-            }
+            expiry.housekeeping().await;
         }
     });
     let auth = coordinator.auth.clone();

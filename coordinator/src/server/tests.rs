@@ -905,3 +905,62 @@ async fn results_come_in_pages() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+/// The minute's housekeeping removes a prepared dataset once no queued or running job needs it and
+/// an hour has passed; a sweep naming it again prepares it again.
+#[tokio::test]
+async fn housekeeping_removes_a_dataset_no_job_needs_after_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut c = TestCoordinator::start_with(dir.path(), crate::clock::ManualClock::at(now)).await;
+    let sweep_id = c.submit(sweeps::TINY).await.sweep_id;
+    let jobs = c
+        .sweeps
+        .list_jobs(pb::ListJobsRequest {
+            sweep_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    let sha256 = jobs[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .dataset
+        .as_ref()
+        .unwrap()
+        .sha256
+        .clone();
+    let file = crate::datasets::dataset_path(dir.path(), &sha256);
+    assert!(file.is_file());
+    c.advance(Duration::from_secs(7200)).await;
+    c.coordinator.housekeeping().await;
+    assert!(file.is_file(), "queued jobs need it");
+
+    let id = c.register("w", 4).await;
+    for lease in c.lease(&id, 4).await {
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: lease.lease_id,
+                worker_id: id.clone(),
+                result: Some(pb::TrialResult {
+                    params: 117,
+                    test_acc: 0.5,
+                    best_epoch: 1,
+                    best_test_acc: 0.5,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    c.coordinator.housekeeping().await;
+    assert!(!file.exists(), "every job done and an hour passed");
+    c.submit(sweeps::TINY).await;
+    assert!(file.is_file(), "prepared again when named again");
+}
