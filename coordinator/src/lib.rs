@@ -27,5 +27,6 @@ pub mod server;
 pub mod store;
 pub mod sweep;
 pub mod testkit;
+pub mod web;
 
 pub use error::{DatasetProblem, Error};

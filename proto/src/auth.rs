@@ -85,6 +85,23 @@ impl RequireToken {
     }
 }
 
+impl RequireToken {
+    /// Whether a token is required at all.
+    pub fn required(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `token` (as a person or script types it, without `Bearer `) is the one required.
+    /// Always true when none is.
+    pub fn accepts(&self, token: Option<&str>) -> bool {
+        match (&self.0, token) {
+            (None, _) => true,
+            (Some(expected), Some(given)) => same(format!("Bearer {given}").as_bytes(), expected),
+            (Some(_), None) => false,
+        }
+    }
+}
+
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let Some(expected) = &self.0 else {

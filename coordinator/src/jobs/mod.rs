@@ -42,7 +42,7 @@ pub use lease::{
 };
 pub use queries::{
     dataset_by_sha, datasets_in_use, epochs_of, finished_trials, get_job, jobs_page, list_jobs,
-    list_sweeps, sweep_counts, sweep_head,
+    list_sweeps, sweep_counts, sweep_curves, sweep_head,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};

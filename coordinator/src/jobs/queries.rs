@@ -237,3 +237,36 @@ pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?)
 }
+
+/// Every epoch every job of a sweep reported, per job in epoch order; for a job tried more than
+/// once, each epoch as its latest attempt reported it (a resumed attempt continues the curve of the
+/// one before). Errors: NotFound.
+pub fn sweep_curves(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<EpochMetrics>>, Error> {
+    sweep_head(tx, sweep_id)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT a.job_id, e.epoch, e.metrics_json FROM sweep_jobs s
+         JOIN attempts a ON a.job_id = s.job_id
+         JOIN epochs e ON e.lease_id = a.lease_id
+         WHERE s.sweep_id = ?1 ORDER BY a.job_id, e.epoch, a.attempt DESC",
+    )?;
+    let mut rows = stmt.query([sweep_id])?;
+    let mut curves: std::collections::BTreeMap<String, Vec<EpochMetrics>> = Default::default();
+    while let Some(r) = rows.next()? {
+        let (job, epoch, json): (String, u32, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let curve = curves.entry(job).or_default();
+        // The first row of an epoch is its latest attempt's.
+        if curve.last().is_some_and(|m| m.epoch == epoch) {
+            continue;
+        }
+        match serde_json::from_str::<EpochMetrics>(&json) {
+            Ok(m) => curve.push(m),
+            Err(e) => {
+                tracing::warn!(sweep = %sweep_id, epoch, error = %e, "stored epoch unreadable; left out of the curve")
+            }
+        }
+    }
+    Ok(curves)
+}

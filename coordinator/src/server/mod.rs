@@ -6,7 +6,7 @@
 //! - `sweeps`: the SweepService; `workers`: the WorkerService; `views`: the coordinator's records
 //!   as wire messages.
 
-mod results_cache;
+pub(crate) mod results_cache;
 mod sweeps;
 mod views;
 mod workers;
@@ -110,7 +110,7 @@ impl Coordinator {
 
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
     /// (see [`crate::store::writer`]): it must be a pure function of the store and its arguments.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl Fn(&rusqlite::Transaction<'_>, Millis) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -118,7 +118,7 @@ impl Coordinator {
     }
 
     /// Runs `f` over a read snapshot on a blocking thread.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -150,6 +150,48 @@ impl Coordinator {
         if let Err(e) = self.remove_unused_datasets().await {
             tracing::warn!(error = %e, "removing unused datasets failed; the next scan retries");
         }
+    }
+
+    /// Who may call: the token check both services and the dashboard use.
+    pub(crate) fn auth(&self) -> &RequireToken {
+        &self.auth
+    }
+
+    /// Whether it serves TLS (cookies are then marked Secure).
+    pub(crate) fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The coordinator's time now.
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The sweep's results as of now, with its finished-job count: from the cache while that count
+    /// stands, else read and aggregated (the slow part, on a blocking thread) and kept.
+    pub(crate) async fn aggregate_results(
+        &self,
+        id: &str,
+    ) -> Result<(u32, Arc<results_cache::Aggregated>), Error> {
+        let counts = {
+            let id = id.to_string();
+            self.read(move |tx| crate::jobs::sweep_counts(tx, &id))
+                .await?
+        };
+        if let Some(kept) = self.results.get(id, counts.done) {
+            return Ok((counts.done, kept));
+        }
+        let read_id = id.to_string();
+        let (rows, best) = self
+            .read(move |tx| {
+                Ok(crate::results::aggregate(&crate::jobs::finished_trials(
+                    tx, &read_id,
+                )?))
+            })
+            .await?;
+        let aggregated = Arc::new((rows, best, counts.dataset));
+        self.results.put(id, counts.done, aggregated.clone());
+        Ok((counts.done, aggregated))
     }
 
     /// Removes prepared datasets no queued or running job needs and none used for
@@ -232,7 +274,9 @@ pub async fn serve(
     if let Some(tls) = coordinator.tls.clone() {
         server = server.tls_config(tls)?;
     }
-    let result = server
+    // gRPC (HTTP/2) and the dashboard (HTTP/1.1 or 2) on one port: the two services' routes are
+    // added to the dashboard's router.
+    let routes = tonic::service::Routes::from(crate::web::router(coordinator.clone()))
         .add_service(InterceptedService::new(
             SweepServiceServer::new(sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -244,7 +288,10 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             auth,
-        ))
+        ));
+    let result = server
+        .accept_http1(true)
+        .add_routes(routes)
         // No Nagle delay: replies are small and a worker waits on each one.
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

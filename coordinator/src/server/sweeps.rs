@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::GONE_AFTER;
 
-use super::{Coordinator, required, results_cache, views};
+use super::{Coordinator, required, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
 
@@ -55,35 +55,6 @@ fn results_token(token: &str) -> Result<(usize, Option<u32>), crate::Error> {
 const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Sweeps(pub Coordinator);
-
-impl Sweeps {
-    /// The sweep's results as of now, with its finished-job count: from the cache while that count
-    /// stands, else read and aggregated (the slow part, on a blocking thread) and kept.
-    async fn aggregate_results(
-        &self,
-        id: &str,
-    ) -> Result<(u32, std::sync::Arc<results_cache::Aggregated>), crate::Error> {
-        let counts = {
-            let id = id.to_string();
-            self.0.read(move |tx| jobs::sweep_counts(tx, &id)).await?
-        };
-        if let Some(kept) = self.0.results.get(id, counts.done) {
-            return Ok((counts.done, kept));
-        }
-        let read_id = id.to_string();
-        let (rows, best) = self
-            .0
-            .read(move |tx| {
-                Ok(crate::results::aggregate(&jobs::finished_trials(
-                    tx, &read_id,
-                )?))
-            })
-            .await?;
-        let aggregated = std::sync::Arc::new((rows, best, counts.dataset));
-        self.0.results.put(id, counts.done, aggregated.clone());
-        Ok((counts.done, aggregated))
-    }
-}
 
 #[tonic::async_trait]
 impl SweepService for Sweeps {
@@ -258,7 +229,7 @@ impl SweepService for Sweeps {
         let kept = snapshot.and_then(|done| Some((done, self.0.results.get(&id, done)?)));
         let (done, aggregated) = match kept {
             Some(kept) => kept,
-            None => self.aggregate_results(&id).await?,
+            None => self.0.aggregate_results(&id).await?,
         };
         let (rows, best, dataset) = &*aggregated;
         let total = rows.len();

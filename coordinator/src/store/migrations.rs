@@ -167,4 +167,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX sweep_jobs_by_position ON sweep_jobs (sweep_id, position);
     "#,
+    // 10: a job's attempts without a scan, for its learning curve across attempts.
+    r#"
+    CREATE INDEX attempts_by_job ON attempts (job_id);
+    "#,
 ];

@@ -1,0 +1,234 @@
+//! The dashboard's JSON: sweeps, one sweep's jobs (paged), results, learning curves, workers. Each
+//! call is one read of the store on a blocking thread; the shapes are the pages' and nothing else's.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{self, Job, JobState, SweepCounts};
+use crate::server::Coordinator;
+use jetsweep_proto::limits::GONE_AFTER;
+use jetsweep_proto::metrics::EpochMetrics;
+use jetsweep_proto::worker_id::worker_name;
+
+use super::WebError;
+
+/// Most jobs one page of `/api/sweeps/ID/jobs` returns.
+pub const MAX_JOBS_PAGE: u32 = 5_000;
+
+#[derive(Serialize)]
+pub struct Dataset {
+    spec: String,
+    sha256: String,
+    synthetic: bool,
+    validation: String,
+}
+
+#[derive(Serialize)]
+pub struct SweepJson {
+    id: String,
+    name: String,
+    created_ms: i64,
+    /// running, queued, done, failed (some job failed, none left), cancelled.
+    state: &'static str,
+    total: u32,
+    queued: u32,
+    running: u32,
+    done: u32,
+    failed: u32,
+    cancelled: u32,
+    reused: u32,
+    cancel_requested: bool,
+    dataset: Option<Dataset>,
+}
+
+fn sweep_state(c: &SweepCounts) -> &'static str {
+    if c.leased > 0 {
+        "running"
+    } else if c.queued > 0 {
+        if c.cancel_requested {
+            "cancelling"
+        } else {
+            "queued"
+        }
+    } else if c.cancel_requested && c.cancelled > 0 {
+        "cancelled"
+    } else if c.failed > 0 {
+        "failed"
+    } else {
+        "done"
+    }
+}
+
+impl From<&SweepCounts> for SweepJson {
+    fn from(c: &SweepCounts) -> Self {
+        SweepJson {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            created_ms: c.created_ms,
+            state: sweep_state(c),
+            total: c.total,
+            queued: c.queued,
+            running: c.leased,
+            done: c.done,
+            failed: c.failed,
+            cancelled: c.cancelled,
+            reused: c.reused,
+            cancel_requested: c.cancel_requested,
+            dataset: c.dataset.as_ref().map(|d| Dataset {
+                spec: d.spec.clone(),
+                sha256: d.sha256.clone(),
+                synthetic: d.synthetic,
+                validation: d.validation.as_str().to_string(),
+            }),
+        }
+    }
+}
+
+pub async fn sweeps(State(c): State<Coordinator>) -> Result<Json<Vec<SweepJson>>, WebError> {
+    let sweeps = c.read(jobs::list_sweeps).await?;
+    Ok(Json(sweeps.iter().map(SweepJson::from).collect()))
+}
+
+pub async fn sweep(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Json<SweepJson>, WebError> {
+    let counts = c.read(move |tx| jobs::sweep_counts(tx, &id)).await?;
+    Ok(Json(SweepJson::from(&counts)))
+}
+
+#[derive(Serialize)]
+pub struct JobJson {
+    id: String,
+    /// queued, running, done, failed, cancelled.
+    state: &'static str,
+    model: String,
+    optimizer: String,
+    batch_size: u32,
+    max_epochs: u32,
+    learning_rate: f64,
+    seed: u64,
+    epochs_done: u32,
+    attempts: u32,
+    worker: Option<String>,
+    latest: Option<EpochMetrics>,
+    test_acc: Option<f64>,
+    best_epoch: Option<u32>,
+    best_test_acc: Option<f64>,
+    error: Option<String>,
+}
+
+fn state_name(s: &JobState) -> &'static str {
+    match s {
+        JobState::Queued => "queued",
+        JobState::Leased { .. } => "running",
+        JobState::Done { .. } => "done",
+        JobState::Failed { .. } => "failed",
+        JobState::Cancelled { .. } => "cancelled",
+    }
+}
+
+impl From<&Job> for JobJson {
+    fn from(j: &Job) -> Self {
+        let (worker, result, error) = match &j.state {
+            JobState::Leased { worker, .. } => (Some(worker_name(worker).to_string()), None, None),
+            JobState::Done { result } => (None, Some(result), None),
+            JobState::Failed { error } => (None, None, Some(error.clone())),
+            JobState::Cancelled { reason } => (None, None, Some(reason.clone())),
+            JobState::Queued => (None, None, None),
+        };
+        JobJson {
+            id: j.id.clone(),
+            state: state_name(&j.state),
+            model: j.trial.model.name.clone(),
+            optimizer: j.trial.optimizer.to_string(),
+            batch_size: j.trial.batch_size,
+            max_epochs: j.trial.max_epochs,
+            learning_rate: j.trial.learning_rate,
+            seed: j.trial.seed,
+            epochs_done: j.epochs_done,
+            attempts: j.attempts,
+            worker,
+            latest: j.latest.clone(),
+            test_acc: result.map(|r| r.test_acc),
+            best_epoch: result.map(|r| r.best_epoch),
+            best_test_acc: result.map(|r| r.best_test_acc),
+            error,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    from: u32,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct JobsPage {
+    jobs: Vec<JobJson>,
+    /// Where the next page starts (`?from=`), if there is one.
+    next: Option<u32>,
+}
+
+pub async fn jobs(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<JobsPage>, WebError> {
+    let limit = q.limit.unwrap_or(MAX_JOBS_PAGE).clamp(1, MAX_JOBS_PAGE);
+    let (page, next) = c
+        .read(move |tx| jobs::jobs_page(tx, &id, q.from, limit))
+        .await?;
+    Ok(Json(JobsPage {
+        jobs: page.iter().map(JobJson::from).collect(),
+        next,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct CurvesJson {
+    /// Per job id: its epochs in order (for a job tried more than once, each epoch as its latest
+    /// attempt reported it).
+    jobs: std::collections::BTreeMap<String, Vec<EpochMetrics>>,
+}
+
+pub async fn curves(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Json<CurvesJson>, WebError> {
+    let jobs = c.read(move |tx| jobs::sweep_curves(tx, &id)).await?;
+    Ok(Json(CurvesJson { jobs }))
+}
+
+#[derive(Serialize)]
+pub struct WorkerJson {
+    name: String,
+    host: String,
+    device: String,
+    slots: u32,
+    last_seen_ms: i64,
+    gone: bool,
+    jobs: Vec<String>,
+}
+
+pub async fn workers(State(c): State<Coordinator>) -> Result<Json<Vec<WorkerJson>>, WebError> {
+    let workers = c.read(jobs::list_workers).await?;
+    let gone_before = c.now() - GONE_AFTER.as_millis() as i64;
+    Ok(Json(
+        workers
+            .into_iter()
+            .map(|(w, jobs)| WorkerJson {
+                name: worker_name(&w.id).to_string(),
+                gone: w.last_seen_ms < gone_before,
+                host: w.host,
+                device: w.device,
+                slots: w.slots,
+                last_seen_ms: w.last_seen_ms,
+                jobs,
+            })
+            .collect(),
+    ))
+}

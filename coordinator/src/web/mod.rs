@@ -1,0 +1,248 @@
+//! The web side of `jetsweep serve`, on the same address as gRPC (HTTP/1.1 beside gRPC's HTTP/2):
+//! the dashboard's pages and their JSON, and `/healthz` for HTTP probes. Assets are embedded in
+//! the binary; the one chart library (uPlot, MIT) is vendored in `assets/` with its licence.
+//!
+//! With a token set (`serve --token`), every page and every JSON call asks for it — as a bearer
+//! header, or as the cookie the login form sets — and nothing about a sweep is served without it.
+//! Actions (cancel) are POSTs that also need the `x-jetsweep` header, which a cross-site form
+//! cannot send.
+
+mod api;
+
+use axum::Router;
+use axum::extract::{Form, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::jobs;
+use crate::server::Coordinator;
+
+/// The cookie the login form sets.
+const COOKIE: &str = "jetsweep_token";
+
+/// A failed call, as HTTP: the status the gRPC side would give, and the message.
+pub struct WebError(crate::Error);
+
+impl From<crate::Error> for WebError {
+    fn from(e: crate::Error) -> Self {
+        WebError(e)
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = tonic::Status::from(self.0);
+        let code = match status.code() {
+            tonic::Code::NotFound => StatusCode::NOT_FOUND,
+            tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+            tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            code,
+            axum::Json(serde_json::json!({ "error": status.message() })),
+        )
+            .into_response()
+    }
+}
+
+/// The dashboard's routes and `/healthz`, for `coordinator`.
+pub fn router(coordinator: Coordinator) -> Router {
+    let guarded = Router::new()
+        .route("/", get(|| page(include_str!("assets/index.html"))))
+        .route(
+            "/sweeps/{id}",
+            get(|| page(include_str!("assets/sweep.html"))),
+        )
+        .route(
+            "/workers",
+            get(|| page(include_str!("assets/workers.html"))),
+        )
+        .route("/api/sweeps", get(api::sweeps))
+        .route("/api/sweeps/{id}", get(api::sweep))
+        .route("/api/sweeps/{id}/jobs", get(api::jobs))
+        .route("/api/sweeps/{id}/results", get(results))
+        .route("/api/sweeps/{id}/curves", get(api::curves))
+        .route("/api/sweeps/{id}/cancel", post(cancel))
+        .route("/api/workers", get(api::workers))
+        .route_layer(middleware::from_fn_with_state(
+            coordinator.clone(),
+            require_token,
+        ));
+    Router::new()
+        .merge(guarded)
+        .route("/healthz", get(healthz))
+        .route("/login", get(login_page).post(login))
+        .route("/assets/{name}", get(asset))
+        .with_state(coordinator)
+}
+
+async fn page(html: &'static str) -> Html<&'static str> {
+    Html(html)
+}
+
+/// The token a request carries: `Authorization: Bearer T`, or the login cookie.
+fn presented(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn require_token(State(c): State<Coordinator>, request: Request, next: Next) -> Response {
+    if c.auth().accepts(presented(request.headers()).as_deref()) {
+        return next.run(request).await;
+    }
+    if request.uri().path().starts_with("/api/") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({
+                "error": "this coordinator requires a token: send `Authorization: Bearer TOKEN`, or log in at /login"
+            })),
+        )
+            .into_response();
+    }
+    Redirect::to("/login").into_response()
+}
+
+async fn login_page() -> Html<&'static str> {
+    Html(include_str!("assets/login.html"))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(c): State<Coordinator>, Form(form): Form<Login>) -> Response {
+    if !c.auth().required() || !c.auth().accepts(Some(&form.token)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<p>Wrong token. <a href=\"/login\">Try again</a>.</p>"),
+        )
+            .into_response();
+    }
+    let secure = if c.serves_tls() { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
+        form.token
+    );
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// 200 `ok` while the state file answers; 503 with the reason otherwise.
+async fn healthz(State(c): State<Coordinator>) -> Response {
+    match c
+        .read(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get::<_, i64>(0))?))
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let (body, kind): (&'static str, &str) = match name.as_str() {
+        "app.js" => (include_str!("assets/app.js"), "text/javascript"),
+        "style.css" => (include_str!("assets/style.css"), "text/css"),
+        "uPlot.iife.min.js" => (include_str!("assets/uPlot.iife.min.js"), "text/javascript"),
+        "uPlot.min.css" => (include_str!("assets/uPlot.min.css"), "text/css"),
+        "uPlot.LICENSE" => (include_str!("assets/uPlot.LICENSE"), "text/plain"),
+        _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A grid point's results, as the tables and plots use them.
+#[derive(Serialize)]
+struct ResultJson {
+    model: String,
+    optimizer: String,
+    batch_size: u32,
+    max_epochs: u32,
+    learning_rate: f64,
+    seeds: u32,
+    mean_test_acc: f64,
+    std_test_acc: f64,
+    mean_best_test_acc: f64,
+    std_best_test_acc: f64,
+}
+
+#[derive(Serialize)]
+struct ResultsJson {
+    rows: Vec<ResultJson>,
+    best: Option<usize>,
+}
+
+async fn results(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ResultsJson>, WebError> {
+    let (_, aggregated) = c.aggregate_results(&id).await?;
+    let (rows, best, _) = &*aggregated;
+    Ok(axum::Json(ResultsJson {
+        rows: rows
+            .iter()
+            .map(|r| ResultJson {
+                model: r.point.model.name.clone(),
+                optimizer: r.point.optimizer.to_string(),
+                batch_size: r.point.batch_size,
+                max_epochs: r.point.max_epochs,
+                learning_rate: r.point.learning_rate,
+                seeds: r.seeds,
+                mean_test_acc: r.mean_test_acc,
+                std_test_acc: r.std_test_acc,
+                mean_best_test_acc: r.mean_best_test_acc,
+                std_best_test_acc: r.std_best_test_acc,
+            })
+            .collect(),
+        best: *best,
+    }))
+}
+
+/// Cancels the sweep (as `jetsweep cancel`). Needs the `x-jetsweep` header: a page's script sends
+/// it, a form on another site cannot.
+async fn cancel(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if !headers.contains_key("x-jetsweep") {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            "send the x-jetsweep header (the dashboard's script does)\n",
+        )
+            .into_response());
+    }
+    let counts = c
+        .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
+        .await?;
+    Ok(axum::Json(api::SweepJson::from(&counts)).into_response())
+}
