@@ -2,6 +2,7 @@
 //! workspace, so the heavy dependencies link once.
 
 mod cluster;
+mod dashboard;
 mod resume;
 mod stopping;
 mod support;

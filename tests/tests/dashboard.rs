@@ -1,0 +1,194 @@
+//! The dashboard in a real browser: a coordinator and a worker run a small sweep; headless
+//! Chromium loads the sweep's page while it runs and after it ends; the page must show the sweep,
+//! its job counts and as many learning-curve points as the API has epochs. Screenshots are kept in
+//! the build's temporary folder (`target/tmp/dashboard-*.png`) for a person to look at.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use jetsweep_tests::cluster::*;
+
+/// Four jobs of a second or two each (100,000 jets, batch 64, 6 epochs).
+const SWEEP: &str = "name = \"dash\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 30\n[defaults]\nmax_epochs = 6\nbatch_size = 64\n[grid]\nlearning_rate = [1e-3, 1e-4]\nseed = [0, 1]\n";
+
+/// GET `path` from the coordinator at `url` over plain HTTP/1.1: status and body.
+fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Bodies of unknown length come chunked: join the chunks.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+/// The page at `url` as headless Chromium leaves its DOM after 5 s of (virtual) time, and a
+/// screenshot of it at `png`.
+fn browse(url: &str, png: &Path) -> String {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect("chromium is needed for this test (.ci/run installs it: apt-get install chromium)");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=5000",
+        "--window-size=1400,1800",
+    ];
+    let shot = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        png.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let dom = Command::new(chromium)
+        .args(flags)
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&dom.stdout).into_owned()
+}
+
+/// The value of `data-NAME="..."` in the DOM.
+fn data_attr(dom: &str, name: &str) -> Option<u64> {
+    let key = format!("data-{name}=\"");
+    let start = dom.find(&key)? + key.len();
+    dom[start..].split('"').next()?.parse().ok()
+}
+
+fn epochs_in_api(url: &str, sweep: &str) -> u64 {
+    let (status, body) = http_get(url, &format!("/api/sweeps/{sweep}/curves"), None);
+    assert_eq!(status, 200, "{body}");
+    let curves: serde_json::Value = serde_json::from_str(&body).unwrap();
+    curves["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c.as_array().unwrap().len() as u64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "dash");
+    let id = submit(&url, SWEEP).await.sweep_id;
+    let _worker = worker(dir.path(), &url, "w");
+    assert_eq!(http_get(&url, "/healthz", None), (200, "ok\n".to_string()));
+
+    // While it runs: the page shows the sweep, and the curves hold at least what the API had
+    // just before (epochs only accumulate).
+    wait_for(
+        &url,
+        &id,
+        Duration::from_secs(120),
+        "an epoch reported",
+        |_, jobs| jobs.iter().any(|j| j.epochs_done >= 1),
+    )
+    .await;
+    let before = epochs_in_api(&url, &id);
+    let dom = browse(
+        &format!("{url}/sweeps/{id}"),
+        &shots.join("dashboard-running.png"),
+    );
+    assert!(dom.contains(&format!("Sweep {id}")), "{dom}");
+    assert_eq!(data_attr(&dom, "total"), Some(4), "{dom}");
+    let points = data_attr(&dom, "points").expect("curve points on the page");
+    assert!(
+        points >= before && before >= 1,
+        "{points} points on the page, {before} in the API before"
+    );
+
+    // Finished: every number on the page equals the API's.
+    wait_for(
+        &url,
+        &id,
+        Duration::from_secs(180),
+        "the sweep to finish",
+        |s, _| s.done == 4,
+    )
+    .await;
+    let dom = browse(
+        &format!("{url}/sweeps/{id}"),
+        &shots.join("dashboard-done.png"),
+    );
+    assert_eq!(
+        (
+            data_attr(&dom, "total"),
+            data_attr(&dom, "done"),
+            data_attr(&dom, "failed")
+        ),
+        (Some(4), Some(4), Some(0)),
+        "{dom}"
+    );
+    assert_eq!(data_attr(&dom, "points"), Some(epochs_in_api(&url, &id)));
+    assert_eq!(epochs_in_api(&url, &id), 4 * 6);
+    assert_eq!(
+        dom.matches("<tr data-job=").count(),
+        4,
+        "one table row per trial"
+    );
+    let list = browse(&format!("{url}/"), &shots.join("dashboard-sweeps.png"));
+    assert!(list.contains(&format!("data-sweep=\"{id}\"")), "{list}");
+}
+
+/// With a token, nothing about a sweep is served without it; the health probe still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_the_dashboard_asks_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator_env(
+        dir.path(),
+        "127.0.0.1:0",
+        "token",
+        &[],
+        &[("JETSWEEP_TOKEN", "s3cret")],
+    );
+    assert_eq!(http_get(&url, "/healthz", None).0, 200);
+    let (status, body) = http_get(&url, "/api/sweeps", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("requires a token"), "{body}");
+    assert_eq!(http_get(&url, "/api/sweeps", Some("wrong")).0, 401);
+    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret"));
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    // A page without the token sends the browser to the login form.
+    assert_eq!(http_get(&url, "/", None).0, 303);
+}
