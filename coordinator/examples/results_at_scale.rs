@@ -8,7 +8,7 @@
 //! in a temporary folder). POINTS grid points (batch size × learning rate, one seed each) are
 //! submitted and completed through the worker service first; then the clock starts. Prints the
 //! time to read every page, the time of the first page, and the lease latency the other worker saw
-//! meanwhile (p50 / max).
+//! meanwhile (p50 / max); then the time of each JSON call the dashboard's page of that sweep makes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,6 +176,25 @@ async fn main() {
         }
     }
     let all_jobs = jobs_start.elapsed();
+
+    // The dashboard's JSON calls for this sweep's page, as a browser makes them.
+    let addr = c.url.trim_start_matches("http://").to_string();
+    let mut calls = vec![format!("/api/sweeps/{big}"), "/api/sweeps".to_string()];
+    let mut from = Some(0);
+    while let Some(f) = from {
+        let path = format!("/api/sweeps/{big}/jobs?from={f}");
+        let body = http_get(&addr, &path);
+        calls.push(path);
+        from = serde_json::from_str::<serde_json::Value>(&body).unwrap()["next"].as_u64();
+    }
+    calls.push(format!("/api/sweeps/{big}/curves?limit=60"));
+    calls.push(format!("/api/sweeps/{big}/results"));
+    let mut timed = Vec::new();
+    for path in &calls {
+        let start = Instant::now();
+        let bytes = http_get(&addr, path).len();
+        timed.push((path.clone(), start.elapsed(), bytes));
+    }
     reading.store(false, Ordering::SeqCst);
     let mut latencies = leaser.await.unwrap();
     latencies.sort();
@@ -190,4 +209,74 @@ async fn main() {
         p50.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3
     );
+    println!("\n| dashboard call | time | bytes |\n|---|---|---|");
+    for (path, took, bytes) in timed {
+        println!("| {path} | {:.1} ms | {bytes} |", took.as_secs_f64() * 1e3);
+    }
+    // The whole page in headless Chromium, if there is one: wall time of a headless run that loads
+    // the page and waits for its data, against the same for a page with no data (the browser's own
+    // start-up), so the difference is what the sweep's size costs.
+    let chromium = |path: &str| -> Option<(Duration, String)> {
+        let start = Instant::now();
+        let out = std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--dump-dom",
+                "--virtual-time-budget=10000",
+            ])
+            .arg(format!("{}{path}", c.url))
+            .output()
+            .ok()?;
+        Some((
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    match (chromium("/login"), chromium(&format!("/sweeps/{big}"))) {
+        (Some((empty, _)), Some((full, dom))) => println!(
+            "\nheadless Chromium, wall time: a page without data {:.2} s; this sweep's page until rendered {:.2} s ({} trials loaded, {} rows laid out)",
+            empty.as_secs_f64(),
+            full.as_secs_f64(),
+            dom.split("data-rows=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?"),
+            dom.matches("<tr data-job=").count()
+        ),
+        _ => println!("\n(no chromium to time the page)"),
+    }
+}
+
+/// The body of GET `path` over plain HTTP/1.1 (the test coordinator speaks it beside gRPC).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_string();
+    }
+    let (mut out, mut rest) = (String::new(), body);
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
 }

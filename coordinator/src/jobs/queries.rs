@@ -238,21 +238,24 @@ pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet
         .collect::<Result<_, _>>()?)
 }
 
-/// Every epoch every job of a sweep reported, per job in epoch order; for a job tried more than
+/// Every epoch the first `max_jobs` jobs of a sweep (in grid order) reported, per job in epoch
+/// order; for a job tried more than
 /// once, each epoch as its latest attempt reported it (a resumed attempt continues the curve of the
 /// one before). Errors: NotFound.
 pub fn sweep_curves(
     tx: &Transaction<'_>,
     sweep_id: &str,
+    max_jobs: u32,
 ) -> Result<std::collections::BTreeMap<String, Vec<EpochMetrics>>, Error> {
     sweep_head(tx, sweep_id)?;
     let mut stmt = tx.prepare_cached(
-        "SELECT a.job_id, e.epoch, e.metrics_json FROM sweep_jobs s
+        "SELECT a.job_id, e.epoch, e.metrics_json FROM
+             (SELECT job_id FROM sweep_jobs WHERE sweep_id = ?1 ORDER BY position LIMIT ?2) s
          JOIN attempts a ON a.job_id = s.job_id
          JOIN epochs e ON e.lease_id = a.lease_id
-         WHERE s.sweep_id = ?1 ORDER BY a.job_id, e.epoch, a.attempt DESC",
+         ORDER BY a.job_id, e.epoch, a.attempt DESC",
     )?;
-    let mut rows = stmt.query([sweep_id])?;
+    let mut rows = stmt.query(params![sweep_id, max_jobs])?;
     let mut curves: std::collections::BTreeMap<String, Vec<EpochMetrics>> = Default::default();
     while let Some(r) = rows.next()? {
         let (job, epoch, json): (String, u32, String) = (r.get(0)?, r.get(1)?, r.get(2)?);

@@ -195,11 +195,21 @@ pub struct CurvesJson {
     jobs: std::collections::BTreeMap<String, Vec<EpochMetrics>>,
 }
 
+/// Most trials whose curves one call returns (`?limit=`; the first in grid order).
+pub const MAX_CURVES: u32 = 1_000;
+
+#[derive(Deserialize)]
+pub struct CurvesQuery {
+    limit: Option<u32>,
+}
+
 pub async fn curves(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
+    Query(q): Query<CurvesQuery>,
 ) -> Result<Json<CurvesJson>, WebError> {
-    let jobs = c.read(move |tx| jobs::sweep_curves(tx, &id)).await?;
+    let limit = q.limit.unwrap_or(MAX_CURVES).clamp(1, MAX_CURVES);
+    let jobs = c.read(move |tx| jobs::sweep_curves(tx, &id, limit)).await?;
     Ok(Json(CurvesJson { jobs }))
 }
 

@@ -5,6 +5,8 @@ const jetsweep = (() => {
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const pct = (x) => (x == null ? "—" : (100 * x).toFixed(2));
   const when = (ms) => new Date(ms).toLocaleString();
+  const TABLE_ROWS = 500; // trial rows laid out at once
+  const CURVES_SHOWN = 60; // trials whose curves are drawn (the first in grid order)
   const COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#0b7285", "#5c940d", "#e67700", "#364fc7", "#a61e4d"];
 
   async function getJson(url) {
@@ -98,7 +100,7 @@ const jetsweep = (() => {
     const ids = Object.keys(curves);
     const maxEpoch = Math.max(1, ...ids.map((id) => curves[id].length ? curves[id][curves[id].length - 1].epoch : 0));
     const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
-    const shown = ids.slice(0, 60);
+    const shown = ids.slice(0, CURVES_SHOWN);
     const seriesOf = (key, scale) => shown.map((id, i) => {
       const j = jobsById[id] || {};
       const values = xs.map(() => null); // an epoch not reported is a gap, never a zero
@@ -119,7 +121,8 @@ const jetsweep = (() => {
     lineChart(target, "validation accuracy", "epoch", "accuracy (%)", xs, seriesOf("val_acc", 100));
     lineChart(target, "validation loss", "epoch", "cross-entropy", xs, seriesOf("val_loss", 1));
     lineChart(target, "training loss", "epoch", "cross-entropy", xs, seriesOf("train_loss", 1));
-    if (ids.length > shown.length) target.insertAdjacentHTML("beforeend", `<p class="muted">first ${shown.length} of ${ids.length} trials plotted</p>`);
+    const total = Number($("#summary").dataset.total || ids.length);
+    if (total > shown.length) target.insertAdjacentHTML("beforeend", `<p class="muted">the first ${shown.length} of ${total} trials plotted</p>`);
   }
 
   function paramCharts(results) {
@@ -161,7 +164,13 @@ const jetsweep = (() => {
       if (y == null) return -1;
       return (x < y ? -1 : x > y ? 1 : 0) * sort.dir;
     });
-    $("#jobs tbody").innerHTML = shown.map((j) =>
+    // The table shows a window of the sorted, filtered trials: a browser lays out 500 rows in a
+    // blink and 10,000 in seconds.
+    $("#jobs-note").textContent = shown.length > TABLE_ROWS
+      ? `showing ${TABLE_ROWS} of ${shown.length} trials: sort or filter to see others`
+      : `${shown.length} trials`;
+    $("#jobs").dataset.rows = shown.length;
+    $("#jobs tbody").innerHTML = shown.slice(0, TABLE_ROWS).map((j) =>
       `<tr data-job="${esc(j.id)}" data-state="${j.state}"><td class="s-${j.state}">${j.state}</td><td>${esc(j.model)}</td>` +
       `<td class="num">${j.batch_size}</td><td class="num">${j.learning_rate}</td><td class="num">${j.max_epochs}</td>` +
       `<td class="num">${j.seed}</td><td class="num">${j.epochs_done}/${j.max_epochs}</td>` +
@@ -211,7 +220,7 @@ const jetsweep = (() => {
         jobs = all;
         jobsTable(jobs, sort, filter);
         const byId = Object.fromEntries(jobs.map((j) => [j.id, j]));
-        const curves = await getJson(`/api/sweeps/${encodeURIComponent(id)}/curves`);
+        const curves = await getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`);
         curvesCharts(curves.jobs, byId);
         if (s.done !== lastDone) {
           paramCharts(await getJson(`/api/sweeps/${encodeURIComponent(id)}/results`));
