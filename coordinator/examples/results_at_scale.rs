@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use jetsweep_coordinator::testkit::TestCoordinator;
+use jetsweep_coordinator::testkit::{TestCoordinator, http_get};
 use jetsweep_proto::v1 as pb;
 
 /// Completes every job the worker can lease until the queue is empty.
@@ -178,12 +178,11 @@ async fn main() {
     let all_jobs = jobs_start.elapsed();
 
     // The dashboard's JSON calls for this sweep's page, as a browser makes them.
-    let addr = c.url.trim_start_matches("http://").to_string();
     let mut calls = vec![format!("/api/sweeps/{big}"), "/api/sweeps".to_string()];
     let mut from = Some(0);
     while let Some(f) = from {
         let path = format!("/api/sweeps/{big}/jobs?from={f}");
-        let body = http_get(&addr, &path);
+        let body = http_get(&c.url, &path, None).1;
         calls.push(path);
         from = serde_json::from_str::<serde_json::Value>(&body).unwrap()["next"].as_u64();
     }
@@ -192,7 +191,7 @@ async fn main() {
     let mut timed = Vec::new();
     for path in &calls {
         let start = Instant::now();
-        let bytes = http_get(&addr, path).len();
+        let bytes = http_get(&c.url, path, None).1.len();
         timed.push((path.clone(), start.elapsed(), bytes));
     }
     reading.store(false, Ordering::SeqCst);
@@ -247,36 +246,4 @@ async fn main() {
         ),
         _ => println!("\n(no chromium to time the page)"),
     }
-}
-
-/// The body of GET `path` over plain HTTP/1.1 (the test coordinator speaks it beside gRPC).
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return body.to_string();
-    }
-    let (mut out, mut rest) = (String::new(), body);
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
 }

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod datasets;
 mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod results;
 pub mod server;
 pub mod store;

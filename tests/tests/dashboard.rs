@@ -3,55 +3,15 @@
 //! its job counts and as many learning-curve points as the API has epochs. Screenshots are kept in
 //! the build's temporary folder (`target/tmp/dashboard-*.png`) for a person to look at.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use jetsweep_coordinator::testkit::http_get;
 use jetsweep_tests::cluster::*;
 
 /// Four jobs of a second or two each (100,000 jets, batch 64, 6 epochs).
 const SWEEP: &str = "name = \"dash\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 30\n[defaults]\nmax_epochs = 6\nbatch_size = 64\n[grid]\nlearning_rate = [1e-3, 1e-4]\nseed = [0, 1]\n";
-
-/// GET `path` from the coordinator at `url` over plain HTTP/1.1: status and body.
-fn http_get(url: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    // Bodies of unknown length come chunked: join the chunks.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
 
 /// The page at `url` as headless Chromium leaves its DOM after 5 s of (virtual) time, and a
 /// screenshot of it at `png`.

@@ -52,6 +52,8 @@ pub struct Coordinator {
     submissions: Arc<tokio::sync::Semaphore>,
     /// The results of the sweeps read last, aggregated once for all their pages.
     results: Arc<results_cache::ResultsCache>,
+    /// What `/metrics` reports.
+    metrics: crate::metrics::Metrics,
 }
 
 /// How many submissions are worked on at once (see `Coordinator::submissions`).
@@ -72,8 +74,11 @@ impl Coordinator {
             );
         }
         let reader = store.open_reader()?;
+        let metrics = crate::metrics::Metrics::default();
+        let commits = metrics.clone();
         Ok(Coordinator {
-            writer: Writer::start(store, clock.clone())?,
+            writer: Writer::start_observed(store, clock.clone(), move |took| commits.commit(took))?,
+            metrics,
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             auth: RequireToken::default(),
@@ -155,6 +160,11 @@ impl Coordinator {
     /// Who may call: the token check both services and the dashboard use.
     pub(crate) fn auth(&self) -> &RequireToken {
         &self.auth
+    }
+
+    /// What `/metrics` reports.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Whether it serves TLS (cookies are then marked Secure).
@@ -274,9 +284,18 @@ pub async fn serve(
     if let Some(tls) = coordinator.tls.clone() {
         server = server.tls_config(tls)?;
     }
-    // gRPC (HTTP/2) and the dashboard (HTTP/1.1 or 2) on one port: the two services' routes are
-    // added to the dashboard's router.
+    // gRPC (HTTP/2) and the dashboard (HTTP/1.1 or 2) on one port: the services' routes are added
+    // to the dashboard's router; every request is counted for /metrics. The standard gRPC health
+    // service answers without a token (probes carry none).
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in ["", "jetsweep.v1.SweepService", "jetsweep.v1.WorkerService"] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let metrics = coordinator.metrics.clone();
     let routes = tonic::service::Routes::from(crate::web::router(coordinator.clone()))
+        .add_service(health_service)
         .add_service(InterceptedService::new(
             SweepServiceServer::new(sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -289,6 +308,9 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             auth,
         ));
+    let routes = tonic::service::Routes::from(routes.into_axum_router().layer(
+        axum::middleware::from_fn_with_state(metrics, crate::web::count_requests),
+    ));
     let result = server
         .accept_http1(true)
         .add_routes(routes)

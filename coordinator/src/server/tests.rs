@@ -964,3 +964,89 @@ async fn housekeeping_removes_a_dataset_no_job_needs_after_an_hour() {
     c.submit(sweeps::TINY).await;
     assert!(file.is_file(), "prepared again when named again");
 }
+
+/// `/metrics` is Prometheus text whose counts equal the store's; the gRPC health service answers
+/// SERVING without a token; `/healthz` answers ok.
+#[tokio::test]
+async fn metrics_match_the_store_and_health_answers_serving() {
+    let (mut c, _dir) = start().await;
+    c.submit(sweeps::QUICK).await;
+    let id = c.register("m", 8).await;
+    let leases = c.lease(&id, 3).await;
+    for lease in &leases[..2] {
+        c.workers
+            .complete_job(pb::CompleteJobRequest {
+                lease_id: lease.lease_id.clone(),
+                worker_id: id.clone(),
+                result: Some(pb::TrialResult {
+                    params: 117,
+                    test_acc: 0.5,
+                    best_epoch: 1,
+                    best_test_acc: 0.5,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let url = c.url.clone();
+    let (status, text) =
+        tokio::task::spawn_blocking(move || crate::testkit::http_get(&url, "/metrics", None))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let mut values = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').expect("NAME VALUE");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        values.insert(name.to_string(), value);
+    }
+    let expect = [
+        ("jetsweep_jobs{state=\"queued\"}", 5.0),
+        ("jetsweep_jobs{state=\"running\"}", 1.0),
+        ("jetsweep_jobs{state=\"done\"}", 2.0),
+        ("jetsweep_leases_granted_total", 3.0),
+        ("jetsweep_completions_total", 2.0),
+        ("jetsweep_lease_expiries_total", 0.0),
+        ("jetsweep_workers_connected", 1.0),
+        (
+            "jetsweep_requests_total{rpc=\"WorkerService/CompleteJob\",code=\"0\"}",
+            2.0,
+        ),
+    ];
+    for (name, want) in expect {
+        assert_eq!(values.get(name), Some(&want), "{name} in\n{text}");
+    }
+    assert!(values["jetsweep_store_commit_seconds_count"] >= 4.0);
+
+    // Without a token: probes carry none.
+    let channel = tonic::transport::Endpoint::from_shared(c.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "jetsweep.v1.WorkerService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    let url = c.url.clone();
+    let healthz =
+        tokio::task::spawn_blocking(move || crate::testkit::http_get(&url, "/healthz", None))
+            .await
+            .unwrap();
+    assert_eq!(healthz, (200, "ok\n".to_string()));
+}

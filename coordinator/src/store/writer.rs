@@ -128,13 +128,22 @@ impl Writer {
     /// Starts the writer thread over `store`, and the checkpointer over a second connection to
     /// the same file.
     pub fn start(store: Store, clock: SharedClock) -> Result<Writer, Error> {
+        Self::start_observed(store, clock, |_| {})
+    }
+
+    /// [`Writer::start`], calling `observe` with how long each group took to run and commit.
+    pub fn start_observed(
+        store: Store,
+        clock: SharedClock,
+        observe: impl Fn(Duration) + Send + 'static,
+    ) -> Result<Writer, Error> {
         let checkpoints = store.open_reader()?;
         store.leave_checkpoints_to_others()?;
         let (ops, rx) = mpsc::unbounded_channel();
         let (committed, commits) = watch::channel(0);
         thread::Builder::new()
             .name("jetsweep-writer".into())
-            .spawn(move || write_groups(store, clock, rx, committed))
+            .spawn(move || write_groups(store, clock, rx, committed, observe))
             .expect("spawn the store writer thread");
         let seen = commits.clone();
         thread::Builder::new()
@@ -195,6 +204,7 @@ fn write_groups(
     clock: SharedClock,
     mut rx: mpsc::UnboundedReceiver<Box<dyn Op>>,
     committed: watch::Sender<u64>,
+    observe: impl Fn(Duration),
 ) {
     let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(MAX_GROUP);
     let mut caught_up = Instant::now();
@@ -206,7 +216,9 @@ fn write_groups(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let outcome = commit_group(&mut store, &mut group, clock.now());
+        observe(started.elapsed());
         for op in group.drain(..) {
             op.answer(outcome.as_ref().map(|_| ()));
         }

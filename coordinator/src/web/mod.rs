@@ -70,6 +70,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}/curves", get(api::curves))
         .route("/api/sweeps/{id}/cancel", post(cancel))
         .route("/api/workers", get(api::workers))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             coordinator.clone(),
             require_token,
@@ -245,4 +246,73 @@ async fn cancel(
         .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
         .await?;
     Ok(axum::Json(api::SweepJson::from(&counts)).into_response())
+}
+
+/// `/metrics`: Prometheus' text format (see [`crate::metrics`]).
+async fn metrics(State(c): State<Coordinator>) -> Result<Response, WebError> {
+    let since = c.now() - jetsweep_proto::limits::GONE_AFTER.as_millis() as i64;
+    let counts = c
+        .read(move |tx| crate::metrics::store_counts(tx, since))
+        .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        c.metrics().encode(counts),
+    )
+        .into_response())
+}
+
+/// The gRPC methods this server answers, as their paths name them.
+const KNOWN_RPCS: &[&str] = &[
+    "jetsweep.v1.SweepService/SubmitSweep",
+    "jetsweep.v1.SweepService/GetSweep",
+    "jetsweep.v1.SweepService/ListSweeps",
+    "jetsweep.v1.SweepService/ListJobs",
+    "jetsweep.v1.SweepService/WatchSweep",
+    "jetsweep.v1.SweepService/GetResults",
+    "jetsweep.v1.SweepService/CancelSweep",
+    "jetsweep.v1.SweepService/ListWorkers",
+    "jetsweep.v1.WorkerService/Register",
+    "jetsweep.v1.WorkerService/Heartbeat",
+    "jetsweep.v1.WorkerService/LeaseJobs",
+    "jetsweep.v1.WorkerService/ReportEpoch",
+    "jetsweep.v1.WorkerService/CompleteJob",
+    "jetsweep.v1.WorkerService/FailJob",
+    "jetsweep.v1.WorkerService/FetchDataset",
+    "jetsweep.v1.WorkerService/FetchCheckpoint",
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+];
+
+/// Counts every request for `/metrics`: gRPC calls by `Service/Method` and status code (from the
+/// `grpc-status` header of a failed call; a call whose status travels in trailers succeeded), the
+/// rest as `http` by HTTP status. Labels come from a fixed set, whatever path a client sends.
+pub async fn count_requests(
+    State(metrics): State<crate::metrics::Metrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    // Only methods that exist become labels: made-up paths must not grow the label set.
+    let rpc = KNOWN_RPCS
+        .iter()
+        .find(|known| path.strip_prefix('/') == Some(**known))
+        .map(|known| known.trim_start_matches("jetsweep.v1.").to_string());
+    let response = next.run(request).await;
+    let (rpc, code) = match rpc {
+        Some(rpc) => {
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("0")
+                .to_string();
+            (rpc, code)
+        }
+        None => ("http".to_string(), response.status().as_u16().to_string()),
+    };
+    metrics.request(rpc, code);
+    response
 }
