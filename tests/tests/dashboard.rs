@@ -4,7 +4,7 @@
 //! the build's temporary folder (`target/tmp/dashboard-*.png`) for a person to look at.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use jetsweep_coordinator::testkit::http_get;
@@ -27,24 +27,50 @@ fn browse(url: &str, png: &Path) -> String {
         "--virtual-time-budget=5000",
         "--window-size=1400,1800",
     ];
-    let shot = Command::new(chromium)
-        .args(flags)
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        png.is_file(),
-        "no screenshot: {}",
-        String::from_utf8_lossy(&shot.stderr)
+    // Output goes to files and only the browser itself is waited for: helper processes it starts
+    // may outlive it holding whatever pipes it was given.
+    let dom_file = png.with_extension("html");
+    let run = |extra: &[String], out: &Path| {
+        let status = Command::new(chromium)
+            .args(flags)
+            .args(extra)
+            .arg(url)
+            .stdout(std::fs::File::create(out).unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chromium failed on {url}");
+    };
+    run(
+        &[format!("--screenshot={}", png.display())],
+        &png.with_extension("log"),
     );
-    let dom = Command::new(chromium)
-        .args(flags)
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&dom.stdout).into_owned()
+    assert!(png.is_file(), "no screenshot of {url}");
+    run(&["--dump-dom".to_string()], &dom_file);
+    std::fs::read_to_string(&dom_file).unwrap()
+}
+
+/// Reads the sweep's event stream until an event carries epochs (at most 60 s); returns it.
+fn first_event_with_epochs(url: &str, sweep: &str) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET /api/sweeps/{sweep}/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    for line in BufReader::new(s).lines() {
+        let line = line.expect("the stream stays open until an event comes");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let event: serde_json::Value = serde_json::from_str(data).unwrap();
+            if event["epochs"].as_array().is_some_and(|e| !e.is_empty()) {
+                return event;
+            }
+        }
+    }
+    panic!("the event stream ended without epochs");
 }
 
 /// The value of `data-NAME="..."` in the DOM.
@@ -75,6 +101,12 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
     let _worker = worker(dir.path(), &url, "w");
     assert_eq!(http_get(&url, "/healthz", None), (200, "ok\n".to_string()));
 
+    // The page's live feed pushes epochs as they are reported.
+    let pushed = tokio::task::spawn_blocking({
+        let (url, id) = (url.clone(), id.clone());
+        move || first_event_with_epochs(&url, &id)
+    });
+
     // While it runs: the page shows the sweep, and the curves hold at least what the API had
     // just before (epochs only accumulate).
     wait_for(
@@ -87,7 +119,7 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
     .await;
     let before = epochs_in_api(&url, &id);
     let dom = browse(
-        &format!("{url}/sweeps/{id}"),
+        &format!("{url}/sweeps/{id}?live=0"),
         &shots.join("dashboard-running.png"),
     );
     assert!(dom.contains(&format!("Sweep {id}")), "{dom}");
@@ -97,6 +129,11 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
         points >= before && before >= 1,
         "{points} points on the page, {before} in the API before"
     );
+
+    let event = pushed.await.unwrap();
+    let epochs = event["epochs"].as_array().expect("epochs in the event");
+    assert!(!epochs.is_empty(), "{event}");
+    assert_eq!(event["sweep"]["id"], id.as_str(), "{event}");
 
     // Finished: every number on the page equals the API's.
     wait_for(
@@ -108,7 +145,7 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
     )
     .await;
     let dom = browse(
-        &format!("{url}/sweeps/{id}"),
+        &format!("{url}/sweeps/{id}?live=0"),
         &shots.join("dashboard-done.png"),
     );
     assert_eq!(

@@ -8,6 +8,7 @@ use super::{Job, SweepCounts};
 use std::collections::HashMap;
 
 use crate::Error;
+use crate::clock::Millis;
 use crate::sweep::Trial;
 use jetsweep_proto::dataset::{DatasetRef, parse_validation};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
@@ -272,4 +273,53 @@ pub fn sweep_curves(
         }
     }
     Ok(curves)
+}
+
+/// What changed in a sweep after the cursors: epochs stored after epoch row `after_epoch_row`
+/// (with their job ids, at most `limit`), and the jobs updated at or after `jobs_since` (ms).
+/// Returns them with the new epoch cursor. Errors: NotFound.
+#[allow(clippy::type_complexity)]
+pub fn sweep_changes(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    after_epoch_row: i64,
+    jobs_since: Millis,
+    limit: u32,
+) -> Result<(Vec<(String, EpochMetrics)>, Vec<Job>, i64), Error> {
+    sweep_head(tx, sweep_id)?;
+    let mut cursor = after_epoch_row;
+    let mut epochs = Vec::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT e.rowid, a.job_id, e.metrics_json FROM epochs e
+         JOIN attempts a ON a.lease_id = e.lease_id
+         JOIN sweep_jobs s ON s.job_id = a.job_id AND s.sweep_id = ?1
+         WHERE e.rowid > ?2 ORDER BY e.rowid LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![sweep_id, after_epoch_row, limit])?;
+    while let Some(r) = rows.next()? {
+        cursor = r.get(0)?;
+        let json: String = r.get(2)?;
+        if let Ok(m) = serde_json::from_str::<EpochMetrics>(&json) {
+            epochs.push((r.get(1)?, m));
+        }
+    }
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.updated_ms >= ?2 ORDER BY s.position LIMIT ?3"
+    ))?;
+    let jobs = stmt
+        .query_map(params![sweep_id, jobs_since, limit], job_from_row)?
+        .map(|r| r?)
+        .collect::<Result<_, _>>()?;
+    Ok((epochs, jobs, cursor))
+}
+
+/// The newest epoch row (the cursor a fresh watcher of changes starts after).
+pub fn last_epoch_row(tx: &Transaction<'_>) -> Result<i64, Error> {
+    Ok(
+        tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM epochs", [], |r| {
+            r.get(0)
+        })?,
+    )
 }

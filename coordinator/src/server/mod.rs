@@ -54,7 +54,12 @@ pub struct Coordinator {
     results: Arc<results_cache::ResultsCache>,
     /// What `/metrics` reports.
     metrics: crate::metrics::Metrics,
+    /// Live event streams open at once (each reads the store after commits).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most dashboard event streams open at once.
+const MAX_EVENT_STREAMS: usize = 64;
 
 /// How many submissions are worked on at once (see `Coordinator::submissions`).
 const CONCURRENT_SUBMISSIONS: usize = 2;
@@ -79,6 +84,7 @@ impl Coordinator {
         Ok(Coordinator {
             writer: Writer::start_observed(store, clock.clone(), move |took| commits.commit(took))?,
             metrics,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             auth: RequireToken::default(),
@@ -160,6 +166,16 @@ impl Coordinator {
     /// Who may call: the token check both services and the dashboard use.
     pub(crate) fn auth(&self) -> &RequireToken {
         &self.auth
+    }
+
+    /// Changes after every commit of the store (for watchers of a sweep).
+    pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.commits()
+    }
+
+    /// Room for one more live event stream (the dashboard's), if there is any.
+    pub(crate) fn event_stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.event_streams.clone().try_acquire_owned().ok()
     }
 
     /// What `/metrics` reports.

@@ -242,3 +242,93 @@ pub async fn workers(State(c): State<Coordinator>) -> Result<Json<Vec<WorkerJson
             .collect(),
     ))
 }
+
+/// An event of `/api/sweeps/ID/events`: the sweep's counts, the epochs reported since the last
+/// event (job id and metrics) and the jobs that changed.
+#[derive(Serialize)]
+struct Changes {
+    sweep: SweepJson,
+    epochs: Vec<(String, EpochMetrics)>,
+    jobs: Vec<JobJson>,
+}
+
+/// Most epochs or jobs one event carries (more follow in the next).
+const MAX_EVENT_ITEMS: u32 = 5_000;
+
+/// Server-sent events for one sweep: after each store commit (at most twice a second) what changed
+/// since the last event, so a page shows epochs as they are reported without re-reading everything.
+/// A comment line every 15 s keeps idle connections open.
+pub async fn events(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::IntoResponse;
+    let Some(permit) = c.event_stream_permit() else {
+        return Ok((
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many live pages open; reload later\n",
+        )
+            .into_response());
+    };
+    let first = id.clone();
+    let mut cursor = c
+        .read(move |tx| {
+            jobs::sweep_head(tx, &first)?;
+            jobs::last_epoch_row(tx)
+        })
+        .await?;
+    let (out, stream) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(4);
+    let mut commits = c.commits();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut since = c.now();
+        loop {
+            let changed = tokio::select! {
+                r = commits.changed() => r.is_ok(),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => false,
+            };
+            if !changed {
+                if out.send(Ok(": keep-alive\n\n".into())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            // Commits come thousands a second under load: one event per half second at most.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let read_at = c.now();
+            let (sweep, after, from) = (id.clone(), cursor, since);
+            let read = c
+                .read(move |tx| {
+                    let counts = jobs::sweep_counts(tx, &sweep)?;
+                    let changes = jobs::sweep_changes(tx, &sweep, after, from, MAX_EVENT_ITEMS)?;
+                    Ok((counts, changes))
+                })
+                .await;
+            let Ok((counts, (epochs, changed, next))) = read else {
+                return;
+            };
+            if epochs.is_empty() && changed.is_empty() {
+                continue;
+            }
+            cursor = next;
+            since = read_at;
+            let event = Changes {
+                sweep: SweepJson::from(&counts),
+                epochs,
+                jobs: changed.iter().map(JobJson::from).collect(),
+            };
+            let data = serde_json::to_string(&event).expect("events serialise");
+            if out.send(Ok(format!("data: {data}\n\n"))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(stream)),
+    )
+        .into_response())
+}

@@ -68,6 +68,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}/jobs", get(api::jobs))
         .route("/api/sweeps/{id}/results", get(results))
         .route("/api/sweeps/{id}/curves", get(api::curves))
+        .route("/api/sweeps/{id}/events", get(api::events))
         .route("/api/sweeps/{id}/cancel", post(cancel))
         .route("/api/workers", get(api::workers))
         .route("/metrics", get(metrics))
@@ -163,19 +164,23 @@ async fn healthz(State(c): State<Coordinator>) -> Response {
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
-    let (body, kind): (&'static str, &str) = match name.as_str() {
-        "app.js" => (include_str!("assets/app.js"), "text/javascript"),
-        "style.css" => (include_str!("assets/style.css"), "text/css"),
-        "uPlot.iife.min.js" => (include_str!("assets/uPlot.iife.min.js"), "text/javascript"),
-        "uPlot.min.css" => (include_str!("assets/uPlot.min.css"), "text/css"),
-        "uPlot.LICENSE" => (include_str!("assets/uPlot.LICENSE"), "text/plain"),
+    // jetsweep's own files change with every release: revalidated; uPlot's are a fixed version.
+    const OURS: &str = "no-cache";
+    const VENDORED: &str = "max-age=86400";
+    let (body, kind, cache): (&'static str, &str, &str) = match name.as_str() {
+        "app.js" => (include_str!("assets/app.js"), "text/javascript", OURS),
+        "style.css" => (include_str!("assets/style.css"), "text/css", OURS),
+        "uPlot.iife.min.js" => (
+            include_str!("assets/uPlot.iife.min.js"),
+            "text/javascript",
+            VENDORED,
+        ),
+        "uPlot.min.css" => (include_str!("assets/uPlot.min.css"), "text/css", VENDORED),
+        "uPlot.LICENSE" => (include_str!("assets/uPlot.LICENSE"), "text/plain", VENDORED),
         _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     };
     (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, cache)],
         body,
     )
         .into_response()

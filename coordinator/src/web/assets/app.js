@@ -198,18 +198,29 @@ const jetsweep = (() => {
       load();
     });
     let lastDone = -1;
+    let curves = {};
+    const showSweep = (s) => {
+      const summary = $("#summary");
+      summary.dataset.total = s.total;
+      summary.dataset.done = s.done;
+      summary.dataset.running = s.running;
+      summary.dataset.failed = s.failed;
+      summary.innerHTML = `<span class="s-${s.state}">${s.state}</span> ${progress(s)} ` +
+        `${s.done} done · ${s.running} running · ${s.queued} queued · ${s.failed} failed · ${s.cancelled} cancelled of ${s.total} ` +
+        `· data ${dataLabel(s.dataset)}`;
+      $("#cancel").disabled = s.state === "done" || s.state === "cancelled" || s.cancel_requested;
+    };
+    const byId = () => Object.fromEntries(jobs.map((j) => [j.id, j]));
+    const showResults = async (s) => {
+      if (s.done === lastDone) return;
+      lastDone = s.done;
+      paramCharts(await getJson(`/api/sweeps/${encodeURIComponent(id)}/results`));
+    };
+    // Everything once; then the changes as the coordinator pushes them (server-sent events).
     const load = async () => {
       try {
         const s = await getJson(`/api/sweeps/${encodeURIComponent(id)}`);
-        const summary = $("#summary");
-        summary.dataset.total = s.total;
-        summary.dataset.done = s.done;
-        summary.dataset.running = s.running;
-        summary.dataset.failed = s.failed;
-        summary.innerHTML = `<span class="s-${s.state}">${s.state}</span> ${progress(s)} ` +
-          `${s.done} done · ${s.running} running · ${s.queued} queued · ${s.failed} failed · ${s.cancelled} cancelled of ${s.total} ` +
-          `· data ${dataLabel(s.dataset)}`;
-        $("#cancel").disabled = s.state === "done" || s.state === "cancelled" || s.cancel_requested;
+        showSweep(s);
         let all = [], from = 0;
         for (;;) {
           const page = await getJson(`/api/sweeps/${encodeURIComponent(id)}/jobs?from=${from}`);
@@ -219,22 +230,40 @@ const jetsweep = (() => {
         }
         jobs = all;
         jobsTable(jobs, sort, filter);
-        const byId = Object.fromEntries(jobs.map((j) => [j.id, j]));
-        const curves = await getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`);
-        curvesCharts(curves.jobs, byId);
-        if (s.done !== lastDone) {
-          paramCharts(await getJson(`/api/sweeps/${encodeURIComponent(id)}/results`));
-          lastDone = s.done;
-        }
+        curves = (await getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`)).jobs;
+        curvesCharts(curves, byId());
+        await showResults(s);
         status(`updated ${new Date().toLocaleTimeString()}`);
-        return s.state === "running" || s.state === "queued" || s.state === "cancelling";
       } catch (e) {
         status(`could not load the sweep: ${e.message}`, true);
-        return true;
       }
     };
-    const loop = async () => { if (await load()) setTimeout(loop, 2000); };
-    loop();
+    const apply = async (change) => {
+      showSweep(change.sweep);
+      const index = byId();
+      for (const j of change.jobs) {
+        if (index[j.id]) Object.assign(index[j.id], j); else jobs.push(j);
+      }
+      for (const [job, m] of change.epochs) {
+        if (!curves[job] && Object.keys(curves).length >= CURVES_SHOWN) continue;
+        const curve = curves[job] || (curves[job] = []);
+        const at = curve.findIndex((c) => c.epoch >= m.epoch);
+        if (at < 0) curve.push(m); else if (curve[at].epoch === m.epoch) curve[at] = m; else curve.splice(at, 0, m);
+      }
+      jobsTable(jobs, sort, filter);
+      curvesCharts(curves, byId());
+      await showResults(change.sweep);
+      status(`live · updated ${new Date().toLocaleTimeString()}`);
+    };
+    await load();
+    // `?live=0`: a still snapshot (for printing, or a tool that waits for the page to settle).
+    if (new URLSearchParams(location.search).get("live") === "0") return;
+    const events = new EventSource(`/api/sweeps/${encodeURIComponent(id)}/events`);
+    events.onmessage = (e) => apply(JSON.parse(e.data));
+    // The browser reconnects by itself; what changed meanwhile is read again in full.
+    let opened = false;
+    events.onerror = () => status("connection lost; reconnecting…", true);
+    events.onopen = () => { if (opened) load(); opened = true; };
   }
 
   return { sweepsPage, workersPage, sweepPage };
