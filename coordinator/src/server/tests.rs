@@ -944,20 +944,7 @@ async fn housekeeping_removes_a_dataset_no_job_needs_after_an_hour() {
 
     let id = c.register("w", 4).await;
     for lease in c.lease(&id, 4).await {
-        c.workers
-            .complete_job(pb::CompleteJobRequest {
-                lease_id: lease.lease_id,
-                worker_id: id.clone(),
-                result: Some(pb::TrialResult {
-                    params: 117,
-                    test_acc: 0.5,
-                    best_epoch: 1,
-                    best_test_acc: 0.5,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        c.complete(&id, &lease, 0.5).await;
     }
     c.coordinator.housekeeping().await;
     assert!(!file.exists(), "every job done and an hour passed");
@@ -974,20 +961,7 @@ async fn metrics_match_the_store_and_health_answers_serving() {
     let id = c.register("m", 8).await;
     let leases = c.lease(&id, 3).await;
     for lease in &leases[..2] {
-        c.workers
-            .complete_job(pb::CompleteJobRequest {
-                lease_id: lease.lease_id.clone(),
-                worker_id: id.clone(),
-                result: Some(pb::TrialResult {
-                    params: 117,
-                    test_acc: 0.5,
-                    best_epoch: 1,
-                    best_test_acc: 0.5,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        c.complete(&id, lease, 0.5).await;
     }
     let url = c.url.clone();
     let (status, text) =
