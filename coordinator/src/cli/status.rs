@@ -71,7 +71,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     eprintln!("{}", sweep_line(&sweep));
     println!(
         "{:<34} {:<13} {:<7} {:>5} {:>9} {:>6} {:<16} {:>8} {:>8}  ERROR",
-        "JOB", "MODEL", "BATCH", "LR", "EPOCH", "SEED", "WORKER", "TEST ACC", "ATTEMPTS"
+        "JOB", "MODEL", "BATCH", "LR", "EPOCH", "SEED", "WORKER", "TEST %", "ATTEMPTS"
     );
     let mut token = String::new();
     loop {
@@ -86,13 +86,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             .into_inner();
         for j in &page.jobs {
             let spec = j.spec.clone().unwrap_or_default();
-            let state = pb::JobState::try_from(j.state)
-                .map(|s| {
-                    s.as_str_name()
-                        .trim_start_matches("JOB_STATE_")
-                        .to_lowercase()
-                })
-                .unwrap_or_default();
+            // People read "running"; the store and the wire say leased.
+            let state = match pb::JobState::try_from(j.state) {
+                Ok(pb::JobState::Leased) => "running".to_string(),
+                Ok(s) => s
+                    .as_str_name()
+                    .trim_start_matches("JOB_STATE_")
+                    .to_lowercase(),
+                Err(_) => String::new(),
+            };
             let acc = j
                 .result
                 .as_ref()
@@ -112,7 +114,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 } else {
                     &j.worker_id
                 },
-                acc.map_or("-".into(), |a| format!("{a:.4}")),
+                // Percent, as `results` prints it.
+                acc.map_or("-".into(), |a| format!("{:.2}", 100.0 * a)),
                 j.attempts,
                 j.error
             );
