@@ -16,6 +16,7 @@ use rusqlite::Transaction;
 
 use crate::Error;
 use crate::clock::Millis;
+use jetsweep_proto::state::JobStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -162,17 +163,15 @@ impl Metrics {
     /// The text exposition, with the store-derived values set from `counts`.
     pub fn encode(&self, counts: StoreCounts) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        for state in ["queued", "leased", "done", "failed", "cancelled"] {
+        for status in JobStatus::ALL {
             let n = counts
                 .jobs
                 .iter()
-                .find(|(s, _)| s == state)
+                .find(|(s, _)| s == status.as_str())
                 .map_or(0, |(_, n)| *n);
-            // "leased" is what the dashboard and the CLI call running.
-            let shown = if state == "leased" { "running" } else { state };
             self.jobs
                 .get_or_create(&StateLabel {
-                    state: shown.into(),
+                    state: status.shown().into(),
                 })
                 .set(n);
         }

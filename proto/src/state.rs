@@ -33,6 +33,15 @@ impl JobStatus {
         JobStatus::Cancelled,
     ];
 
+    /// The name people read (the dashboard, the CLI, /metrics): a leased job is "running".
+    /// [`JobStatus::as_str`] is the stored name.
+    pub fn shown(self) -> &'static str {
+        match self {
+            JobStatus::Leased => "running",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",

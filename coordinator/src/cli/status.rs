@@ -1,6 +1,7 @@
 //! `jetsweep status [SWEEP]`, `jetsweep workers`, `jetsweep watch SWEEP`.
 
 use clap::Args;
+use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 
 use super::{Remote, rpc_error};
@@ -86,15 +87,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             .into_inner();
         for j in &page.jobs {
             let spec = j.spec.clone().unwrap_or_default();
-            // People read "running"; the store and the wire say leased.
-            let state = match pb::JobState::try_from(j.state) {
-                Ok(pb::JobState::Leased) => "running".to_string(),
-                Ok(s) => s
-                    .as_str_name()
-                    .trim_start_matches("JOB_STATE_")
-                    .to_lowercase(),
-                Err(_) => String::new(),
-            };
+            let state = pb::JobState::try_from(j.state)
+                .ok()
+                .and_then(|s| JobStatus::try_from(s).ok())
+                .map_or("", JobStatus::shown);
             let acc = j
                 .result
                 .as_ref()

@@ -119,16 +119,6 @@ pub struct JobJson {
     error: Option<String>,
 }
 
-fn state_name(s: &JobState) -> &'static str {
-    match s {
-        JobState::Queued => "queued",
-        JobState::Leased { .. } => "running",
-        JobState::Done { .. } => "done",
-        JobState::Failed { .. } => "failed",
-        JobState::Cancelled { .. } => "cancelled",
-    }
-}
-
 impl From<&Job> for JobJson {
     fn from(j: &Job) -> Self {
         let (worker, result, error) = match &j.state {
@@ -140,7 +130,7 @@ impl From<&Job> for JobJson {
         };
         JobJson {
             id: j.id.clone(),
-            state: state_name(&j.state),
+            state: j.state.status().shown(),
             model: j.trial.model.name.clone(),
             optimizer: j.trial.optimizer.to_string(),
             batch_size: j.trial.batch_size,
