@@ -2,7 +2,7 @@
 //! message from the wire passes the same validation as a sweep file.
 
 use crate::dataset::{DatasetRef, parse_validation};
-use crate::metrics::{EpochMetrics, TrialResult};
+use crate::metrics::{EpochMetrics, EpochSummary, TrialResult};
 use crate::state::JobStatus;
 use crate::trial::Hyperparameters;
 use crate::{Error, v1 as pb};
@@ -59,6 +59,19 @@ impl From<&pb::TrialResult> for TrialResult {
             test_acc: r.test_acc,
             best_epoch: r.best_epoch,
             best_test_acc: r.best_test_acc,
+        }
+    }
+}
+
+impl From<&EpochSummary> for pb::EpochSummary {
+    fn from(s: &EpochSummary) -> Self {
+        pb::EpochSummary {
+            best_val_loss: s.best_val_loss,
+            best_val_acc: s.best_val_acc,
+            train_seconds: s.train_seconds,
+            samples_per_second: s.samples_per_second,
+            final_train_loss: s.final_train_loss,
+            final_test_loss: s.final_test_loss,
         }
     }
 }

@@ -107,6 +107,53 @@ pub struct TrialResult {
     pub best_test_acc: f64,
 }
 
+/// What the coordinator reads off a finished trial's stored epochs (each epoch as its latest
+/// attempt reported it, so a resumed trial counts every epoch once): the validation numbers at the
+/// best epoch, where the time went, and the final losses. The worker never sends it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EpochSummary {
+    /// Validation loss and accuracy at the best epoch (the one with the lowest validation loss):
+    /// what a grid point is chosen on, never the test numbers.
+    pub best_val_loss: f64,
+    pub best_val_acc: f64,
+    /// Seconds spent in training passes, summed over epochs (evaluation not counted).
+    pub train_seconds: f64,
+    /// Training samples over those seconds.
+    pub samples_per_second: f64,
+    /// Training and test loss after the last epoch.
+    pub final_train_loss: f64,
+    pub final_test_loss: f64,
+}
+
+impl EpochSummary {
+    /// The summary of `epochs` (any order, one per epoch number) for a trial whose best epoch is
+    /// `best_epoch`; `None` when that epoch or any before the last was not reported.
+    pub fn of(epochs: &[EpochMetrics], best_epoch: u32) -> Option<EpochSummary> {
+        let best = epochs.iter().find(|m| m.epoch == best_epoch)?;
+        let last = epochs.iter().max_by_key(|m| m.epoch)?;
+        if epochs.len() != last.epoch as usize {
+            return None;
+        }
+        let train_seconds: f64 = epochs.iter().map(|m| m.seconds).sum();
+        let samples: f64 = epochs
+            .iter()
+            .map(|m| m.seconds * m.samples_per_second)
+            .sum();
+        Some(EpochSummary {
+            best_val_loss: best.val_loss,
+            best_val_acc: best.val_acc,
+            train_seconds,
+            samples_per_second: if train_seconds > 0.0 {
+                samples / train_seconds
+            } else {
+                0.0
+            },
+            final_train_loss: last.train_loss,
+            final_test_loss: last.test_loss,
+        })
+    }
+}
+
 impl TrialResult {
     /// Refuses a result no trial produces (see [`EpochMetrics::check`]).
     pub fn check(&self) -> Result<(), Error> {

@@ -1,11 +1,15 @@
-//! `jetsweep results SWEEP [--format table|csv|json]`.
+//! `jetsweep results SWEEP [--per-seed] [--format table|csv|json]`: per grid point (or per seed)
+//! what the sweep measured. Accuracy is in percent in tables and a fraction in CSV and JSON, as
+//! everywhere in jetsweep.
 
 use clap::{Args, ValueEnum};
 use jetsweep_proto::auth::Channel;
+use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 use super::{Remote, rpc_error};
+use crate::results::json;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -17,6 +21,10 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct ResultsArgs {
     pub sweep: String,
+    /// One row per job (seed) instead of per grid point: its state, final and best-epoch numbers,
+    /// losses, training seconds, samples/s and parameters.
+    #[arg(long)]
+    pub per_seed: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     #[command(flatten)]
@@ -25,8 +33,13 @@ pub struct ResultsArgs {
 
 pub async fn run(args: ResultsArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let results = fetch(&mut client, &args.sweep).await?;
-    print!("{}", render(&results, args.format));
+    if args.per_seed {
+        let jobs = all_jobs(&mut client, &args.sweep).await?;
+        print!("{}", render_per_seed(&jobs, args.format));
+    } else {
+        let results = fetch(&mut client, &args.sweep).await?;
+        print!("{}", render(&results, args.format));
+    }
     Ok(())
 }
 
@@ -48,7 +61,8 @@ pub async fn fetch(
             .map_err(rpc_error)?
             .into_inner();
         all.rows.extend(page.rows);
-        (all.best, all.total_rows, all.dataset) = (page.best, page.total_rows, page.dataset);
+        (all.best, all.total_rows, all.dataset, all.hints) =
+            (page.best, page.total_rows, page.dataset, page.hints);
         if page.next_page_token.is_empty() {
             return Ok(all);
         }
@@ -56,77 +70,337 @@ pub async fn fetch(
     }
 }
 
+/// Every job of a sweep, in grid order, page by page.
+pub async fn all_jobs(
+    client: &mut SweepServiceClient<Channel>,
+    sweep_id: &str,
+) -> anyhow::Result<Vec<pb::JobView>> {
+    let mut jobs = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                sweep_id: sweep_id.to_string(),
+                page_size: 0,
+                page_token: token,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            return Ok(jobs);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// `mean ± std` in percent, or `-` when no seed measured it.
+fn pct(mean: f64, std: f64) -> String {
+    if mean.is_finite() {
+        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
+    } else {
+        "-".into()
+    }
+}
+
+/// `mean ± std` with `digits` decimals, or `-`.
+fn plain(mean: f64, std: f64, digits: usize) -> String {
+    if mean.is_finite() {
+        format!("{mean:.digits$} ± {std:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+/// A CSV field for a number: empty when not measured.
+fn csv_number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x}")
+    } else {
+        String::new()
+    }
+}
+
+/// The data line above a table: which data, whether synthetic, its checksum, what validation is.
+pub fn data_line(dataset: &pb::DatasetRef) -> String {
+    format!(
+        "data: {}{} (sha256 {}; validation: {})",
+        dataset.spec,
+        if dataset.synthetic {
+            " — SYNTHETIC jets, not real data"
+        } else {
+            ""
+        },
+        &dataset.sha256[..dataset.sha256.len().min(12)],
+        dataset.validation
+    )
+}
+
+/// What a grid point's seeds are doing, when not all of them finished: "1 failed, 2 to go".
+pub fn seed_note(row: &pb::ResultRow) -> String {
+    let mut parts = Vec::new();
+    if row.failed > 0 {
+        parts.push(format!("{} failed", row.failed));
+    }
+    if row.cancelled > 0 {
+        parts.push(format!("{} cancelled", row.cancelled));
+    }
+    if row.pending > 0 {
+        parts.push(format!("{} to go", row.pending));
+    }
+    parts.join(", ")
+}
+
+/// Seeds of a point: all of them.
+fn seed_total(row: &pb::ResultRow) -> u32 {
+    row.seeds + row.failed + row.cancelled + row.pending
+}
+
+/// The marker after a row: the best (chosen on validation), and points it cannot be told from.
+pub fn marker(r: &pb::GetResultsResponse, i: usize) -> &'static str {
+    match (i as i32 == r.best, r.rows[i].tie) {
+        (true, false) => "← best",
+        (true, true) => "← best (tied)",
+        (false, true) => "← tie",
+        (false, false) => "",
+    }
+}
+
 /// The results in the chosen format.
 pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
-    let dataset = r.dataset.clone().unwrap_or_default();
     let mut out = String::new();
     match format {
         Format::Json => {
-            let rows: Vec<serde_json::Value> = r
-                .rows
-                .iter()
-                .map(|row| {
-                    let s = row.spec.clone().unwrap_or_default();
-                    serde_json::json!({"model": s.model, "optimizer": s.optimizer, "batch_size": s.batch_size, "max_epochs": s.max_epochs,
-                        "learning_rate": s.learning_rate, "seeds": row.seeds, "mean_test_acc": row.mean_test_acc, "std_test_acc": row.std_test_acc,
-                        "mean_best_test_acc": row.mean_best_test_acc, "std_best_test_acc": row.std_best_test_acc})
-                })
-                .collect();
-            let doc = serde_json::json!({"dataset": dataset.spec, "dataset_sha256": dataset.sha256, "synthetic": dataset.synthetic,
-                "validation": dataset.validation, "rows": rows, "best": if r.best >= 0 { serde_json::json!(r.best) } else { serde_json::Value::Null }});
-            out += &format!("{}\n", serde_json::to_string_pretty(&doc).expect("json"));
+            out += &format!(
+                "{}\n",
+                serde_json::to_string_pretty(&json::document(r)).expect("json")
+            );
         }
         Format::Csv => {
-            out += "model,optimizer,batch_size,max_epochs,learning_rate,seeds,mean_test_acc,std_test_acc,mean_best_test_acc,std_best_test_acc\n";
-            for row in &r.rows {
+            out += "model,optimizer,batch_size,max_epochs,learning_rate,seeds,failed,cancelled,pending,\
+                    mean_test_acc,std_test_acc,mean_best_test_acc,std_best_test_acc,mean_best_val_loss,std_best_val_loss,\
+                    mean_best_val_acc,std_best_val_acc,mean_best_epoch,std_best_epoch,mean_train_seconds,std_train_seconds,best,tie\n";
+            for (i, row) in r.rows.iter().enumerate() {
                 let s = row.spec.clone().unwrap_or_default();
+                let numbers = [
+                    row.mean_test_acc,
+                    row.std_test_acc,
+                    row.mean_best_test_acc,
+                    row.std_best_test_acc,
+                    row.mean_best_val_loss,
+                    row.std_best_val_loss,
+                    row.mean_best_val_acc,
+                    row.std_best_val_acc,
+                    row.mean_best_epoch,
+                    row.std_best_epoch,
+                    row.mean_train_seconds,
+                    row.std_train_seconds,
+                ]
+                .map(csv_number)
+                .join(",");
                 out += &format!(
-                    "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6}\n",
+                    "{},{},{},{},{},{},{},{},{},{numbers},{},{}\n",
                     s.model,
                     s.optimizer,
                     s.batch_size,
                     s.max_epochs,
                     s.learning_rate,
                     row.seeds,
-                    row.mean_test_acc,
-                    row.std_test_acc,
-                    row.mean_best_test_acc,
-                    row.std_best_test_acc
+                    row.failed,
+                    row.cancelled,
+                    row.pending,
+                    i as i32 == r.best,
+                    row.tie
+                );
+            }
+        }
+        Format::Table => {
+            let dataset = r.dataset.clone().unwrap_or_default();
+            out += &data_line(&dataset);
+            out += "\n";
+            if r.rows.iter().all(|row| row.seeds == 0) {
+                let pending: u32 = r.rows.iter().map(|row| row.pending).sum();
+                out += &format!(
+                    "nothing has finished yet: {pending} job(s) queued or running, {} grid point(s) (`jetsweep watch` follows them)\n",
+                    r.rows.len()
+                );
+                if pending > 0 {
+                    return out;
+                }
+            }
+            out += &format!(
+                "{:<14} {:>6} {:>6} {:>7} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
+                "MODEL",
+                "BATCH",
+                "EPOCHS",
+                "LR",
+                "SEEDS",
+                "TEST % (final)",
+                "TEST % (best ep)",
+                "VAL LOSS (best ep)",
+                "BEST EPOCH",
+                "TRAIN s"
+            );
+            for (i, row) in r.rows.iter().enumerate() {
+                let s = row.spec.clone().unwrap_or_default();
+                let note = seed_note(row);
+                let line = format!(
+                    "{:<14} {:>6} {:>6} {:>7.0e} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}  {}{}{}",
+                    s.model,
+                    s.batch_size,
+                    s.max_epochs,
+                    s.learning_rate,
+                    format!("{}/{}", row.seeds, seed_total(row)),
+                    pct(row.mean_test_acc, row.std_test_acc),
+                    pct(row.mean_best_test_acc, row.std_best_test_acc),
+                    plain(row.mean_best_val_loss, row.std_best_val_loss, 4),
+                    plain(row.mean_best_epoch, row.std_best_epoch, 1),
+                    if row.mean_train_seconds.is_finite() {
+                        format!("{:.1}", row.mean_train_seconds)
+                    } else {
+                        "-".into()
+                    },
+                    marker(r, i),
+                    if note.is_empty() || marker(r, i).is_empty() {
+                        ""
+                    } else {
+                        "  "
+                    },
+                    note
+                );
+                out += line.trim_end();
+                out += "\n";
+            }
+            out += "± is the standard deviation over the finished seeds; \"best ep\" is each seed's epoch with the lowest validation loss.\n";
+            if r.best >= 0 {
+                out += "best: the lowest mean validation loss (MASE's rule: chosen on validation, never on test)";
+                if r.rows.iter().filter(|row| row.tie).count() > 1 {
+                    out += "; \"tie\": within the seeds' spread of the best, the data cannot tell them apart";
+                }
+                out += ".\n";
+            }
+            for hint in &r.hints {
+                out += &format!("hint: {hint}\n");
+            }
+        }
+    }
+    out
+}
+
+/// One job's state as people read it.
+pub fn job_state(j: &pb::JobView) -> &'static str {
+    pb::JobState::try_from(j.state)
+        .ok()
+        .and_then(|s| JobStatus::try_from(s).ok())
+        .map_or("unknown", JobStatus::shown)
+}
+
+/// One row per job, in the chosen format.
+pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
+    let mut out = String::new();
+    match format {
+        Format::Json => {
+            out += &format!(
+                "{}\n",
+                serde_json::to_string_pretty(&json::per_seed(jobs)).expect("json")
+            );
+        }
+        Format::Csv => {
+            out += "job,model,optimizer,batch_size,max_epochs,learning_rate,seed,state,epochs_done,attempts,params,\
+                    test_acc,best_epoch,best_test_acc,best_val_loss,best_val_acc,train_seconds,samples_per_second,\
+                    final_train_loss,final_test_loss,error\n";
+            for j in jobs {
+                let s = j.spec.clone().unwrap_or_default();
+                let r = j.result.as_ref();
+                let m = j.summary.as_ref();
+                let n = |x: Option<f64>| x.map_or(String::new(), csv_number);
+                out += &format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    j.job_id,
+                    s.model,
+                    s.optimizer,
+                    s.batch_size,
+                    s.max_epochs,
+                    s.learning_rate,
+                    s.seed,
+                    job_state(j),
+                    j.epochs_done,
+                    j.attempts,
+                    r.map_or(String::new(), |r| r.params.to_string()),
+                    n(r.map(|r| r.test_acc)),
+                    r.map_or(String::new(), |r| r.best_epoch.to_string()),
+                    n(r.map(|r| r.best_test_acc)),
+                    n(m.map(|m| m.best_val_loss)),
+                    n(m.map(|m| m.best_val_acc)),
+                    n(m.map(|m| m.train_seconds)),
+                    n(m.map(|m| m.samples_per_second)),
+                    n(m.map(|m| m.final_train_loss)),
+                    n(m.map(|m| m.final_test_loss)),
+                    csv_text(&j.error)
                 );
             }
         }
         Format::Table => {
             out += &format!(
-                "data: {}{} (validation: {})\n",
-                dataset.spec,
-                if dataset.synthetic {
-                    " — SYNTHETIC jets, not real data"
-                } else {
-                    ""
-                },
-                dataset.validation
+                "{:<13} {:>6} {:>6} {:>7} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  ERROR\n",
+                "MODEL",
+                "BATCH",
+                "EPOCHS",
+                "LR",
+                "SEED",
+                "STATE",
+                "TEST %",
+                "BEST EP",
+                "BEST %",
+                "VAL LOSS",
+                "TRAIN L",
+                "TEST L",
+                "TRAIN s",
+                "SAMPLES/s",
+                "PARAMS",
+                "ATTEMPTS"
             );
-            out += &format!(
-                "{:<14} {:>6} {:>7} {:>8} {:>6} {:>18} {:>18}\n",
-                "MODEL", "BATCH", "EPOCHS", "LR", "SEEDS", "TEST ACC (final)", "TEST ACC (best)"
-            );
-            for (i, row) in r.rows.iter().enumerate() {
-                let s = row.spec.clone().unwrap_or_default();
-                out += &format!(
-                    "{:<14} {:>6} {:>7} {:>8.0e} {:>6} {:>11.2} ± {:<4.2} {:>11.2} ± {:<4.2}{}\n",
+            for j in jobs {
+                let s = j.spec.clone().unwrap_or_default();
+                let r = j.result.as_ref();
+                let m = j.summary.as_ref();
+                let f = |x: Option<f64>, scale: f64, digits: usize| {
+                    x.map_or("-".into(), |x| format!("{:.digits$}", scale * x))
+                };
+                let line = format!(
+                    "{:<13} {:>6} {:>6} {:>7.0e} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  {}",
                     s.model,
                     s.batch_size,
                     s.max_epochs,
                     s.learning_rate,
-                    row.seeds,
-                    100.0 * row.mean_test_acc,
-                    100.0 * row.std_test_acc,
-                    100.0 * row.mean_best_test_acc,
-                    100.0 * row.std_best_test_acc,
-                    if i as i32 == r.best { "  ← best" } else { "" }
+                    s.seed,
+                    job_state(j),
+                    f(r.map(|r| r.test_acc), 100.0, 2),
+                    r.map_or("-".into(), |r| r.best_epoch.to_string()),
+                    f(r.map(|r| r.best_test_acc), 100.0, 2),
+                    f(m.map(|m| m.best_val_loss), 1.0, 4),
+                    f(m.map(|m| m.final_train_loss), 1.0, 4),
+                    f(m.map(|m| m.final_test_loss), 1.0, 3),
+                    f(m.map(|m| m.train_seconds), 1.0, 2),
+                    f(m.map(|m| m.samples_per_second), 1.0, 0),
+                    r.map_or("-".into(), |r| r.params.to_string()),
+                    j.attempts,
+                    j.error
                 );
+                out += line.trim_end();
+                out += "\n";
             }
         }
     }
     out
+}
+
+/// A CSV field for free text: quoted when it holds a comma, quote or line break.
+fn csv_text(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

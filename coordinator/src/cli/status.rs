@@ -1,7 +1,6 @@
 //! `jetsweep status [SWEEP]`, `jetsweep workers`, `jetsweep watch SWEEP`.
 
 use clap::Args;
-use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 
 use super::{Remote, rpc_error};
@@ -69,58 +68,101 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let sweep = sweep_view(&mut client, &sweep_id).await?;
-    eprintln!("{}", sweep_line(&sweep));
+    println!("{}", sweep_header(&sweep));
     println!(
-        "{:<34} {:<13} {:<7} {:>5} {:>9} {:>6} {:<16} {:>8} {:>8}  ERROR",
-        "JOB", "MODEL", "BATCH", "LR", "EPOCH", "SEED", "WORKER", "TEST %", "ATTEMPTS"
+        "{:<17} {:<9} {:<13} {:>6} {:>7} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  ERROR",
+        "JOB",
+        "STATE",
+        "MODEL",
+        "BATCH",
+        "LR",
+        "SEED",
+        "EPOCH",
+        "WORKER",
+        "TEST %",
+        "TRAIN L",
+        "VAL L",
+        "s/EPOCH",
+        "SAMPLES/s",
+        "PARAMS",
+        "ATTEMPTS"
     );
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_jobs(pb::ListJobsRequest {
-                sweep_id: sweep_id.clone(),
-                page_size: 0,
-                page_token: token,
-            })
-            .await
-            .map_err(rpc_error)?
-            .into_inner();
-        for j in &page.jobs {
-            let spec = j.spec.clone().unwrap_or_default();
-            let state = pb::JobState::try_from(j.state)
-                .ok()
-                .and_then(|s| JobStatus::try_from(s).ok())
-                .map_or("", JobStatus::shown);
-            let acc = j
-                .result
-                .as_ref()
-                .map(|r| r.test_acc)
-                .or(j.latest.as_ref().map(|m| m.test_acc));
-            println!(
-                "{:<34} {:<13} {:<7} {:>5} {:>4}/{:<4} {:>6} {:<16} {:>8} {:>8}  {}",
-                format!("{} {}", &j.job_id[..16.min(j.job_id.len())], state),
-                spec.model,
-                spec.batch_size,
-                format!("{:.0e}", spec.learning_rate),
-                j.epochs_done,
-                spec.max_epochs,
-                spec.seed,
-                if j.worker_id.is_empty() {
-                    "-"
-                } else {
-                    &j.worker_id
-                },
-                // Percent, as `results` prints it.
-                acc.map_or("-".into(), |a| format!("{:.2}", 100.0 * a)),
-                j.attempts,
-                j.error
-            );
-        }
-        if page.next_page_token.is_empty() {
-            return Ok(());
-        }
-        token = page.next_page_token;
+    for j in super::results::all_jobs(&mut client, &sweep_id).await? {
+        println!("{}", job_line(&j).trim_end());
     }
+    Ok(())
+}
+
+/// A sweep's state in one line: its name and id, then its jobs by state.
+pub fn sweep_header(s: &pb::SweepView) -> String {
+    format!(
+        "sweep {} ({}): {} jobs: {} done, {} running, {} queued, {} failed, {} cancelled{}",
+        s.sweep_id,
+        s.name,
+        s.total,
+        s.done,
+        s.leased,
+        s.queued,
+        s.failed,
+        s.cancelled,
+        if s.cancel_requested {
+            " (cancel requested)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// One job: its state and trial, and what it measured (the latest epoch while it runs; the
+/// result and the summary of its epochs when done).
+fn job_line(j: &pb::JobView) -> String {
+    let spec = j.spec.clone().unwrap_or_default();
+    let latest = j.latest.as_ref();
+    let summary = j.summary.as_ref();
+    let acc = j
+        .result
+        .as_ref()
+        .map(|r| r.test_acc)
+        .or(latest.map(|m| m.test_acc));
+    let train_loss = summary
+        .map(|s| s.final_train_loss)
+        .or(latest.map(|m| m.train_loss));
+    let seconds_per_epoch = match summary {
+        Some(s) if j.epochs_done > 0 => Some(s.train_seconds / f64::from(j.epochs_done)),
+        _ => latest.map(|m| m.seconds),
+    };
+    let samples = summary
+        .map(|s| s.samples_per_second)
+        .or(latest.map(|m| m.samples_per_second));
+    let f = |x: Option<f64>, scale: f64, digits: usize| {
+        x.map_or("-".into(), |x| format!("{:.digits$}", scale * x))
+    };
+    format!(
+        "{:<17} {:<9} {:<13} {:>6} {:>7.0e} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}",
+        &j.job_id[..16.min(j.job_id.len())],
+        super::results::job_state(j),
+        spec.model,
+        spec.batch_size,
+        spec.learning_rate,
+        spec.seed,
+        format!("{}/{}", j.epochs_done, spec.max_epochs),
+        if j.worker_id.is_empty() {
+            "-"
+        } else {
+            &j.worker_id
+        },
+        // Percent, as `results` prints it.
+        f(acc, 100.0, 2),
+        f(train_loss, 1.0, 4),
+        f(latest.map(|m| m.val_loss), 1.0, 4),
+        f(seconds_per_epoch, 1.0, 2),
+        f(samples, 1.0, 0),
+        j.result
+            .as_ref()
+            .map_or("-".into(), |r| r.params.to_string()),
+        j.attempts,
+        j.error
+    )
 }
 
 #[derive(Debug, Args)]
@@ -179,13 +221,19 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Shows a progress bar on stderr until the sweep ends; returns its final counts.
+/// How often `follow` prints a progress line when stderr is not a terminal (a Slurm log, a CI
+/// log): often enough to see a sweep move, rarely enough to keep the log short.
+const PROGRESS_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Shows progress on stderr until the sweep ends (a bar on a terminal; elsewhere a line every
+/// few seconds while something changed, and one at the end); returns its final counts.
 pub async fn follow(
     client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
         jetsweep_proto::auth::Channel,
     >,
     sweep_id: &str,
 ) -> anyhow::Result<pb::SweepView> {
+    use std::io::IsTerminal;
     let mut stream = client
         .watch_sweep(pb::WatchSweepRequest {
             sweep_id: sweep_id.to_string(),
@@ -193,7 +241,12 @@ pub async fn follow(
         .await
         .map_err(rpc_error)?
         .into_inner();
-    let bar = indicatif::ProgressBar::new(0);
+    let on_terminal = std::io::stderr().is_terminal();
+    let bar = if on_terminal {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{msg} [{bar:40}] {pos}/{len} jobs ended, {elapsed} elapsed, eta {eta}",
@@ -201,7 +254,9 @@ pub async fn follow(
         .expect("a fixed template is valid")
         .progress_chars("=> "),
     );
+    let started = std::time::Instant::now();
     let mut last = pb::SweepView::default();
+    let mut printed: Option<(std::time::Instant, pb::SweepView)> = None;
     while let Some(update) = stream.message().await.map_err(rpc_error)? {
         if let Some(s) = update.sweep {
             bar.set_length(u64::from(s.total));
@@ -210,9 +265,35 @@ pub async fn follow(
                 "{}: {} running, {} queued, {} failed",
                 s.sweep_id, s.leased, s.queued, s.failed
             ));
+            let due = printed
+                .as_ref()
+                .is_none_or(|(at, shown)| at.elapsed() >= PROGRESS_LINE_EVERY && *shown != s);
+            if !on_terminal && due {
+                eprintln!("{}", progress_line(&s, started.elapsed()));
+                printed = Some((std::time::Instant::now(), s.clone()));
+            }
             last = s;
         }
     }
     bar.finish();
+    if !on_terminal && printed.as_ref().is_none_or(|(_, shown)| *shown != last) {
+        eprintln!("{}", progress_line(&last, started.elapsed()));
+    }
     Ok(last)
+}
+
+/// A progress line for logs: jobs ended of all, by state, and the time since watching began.
+pub fn progress_line(s: &pb::SweepView, elapsed: std::time::Duration) -> String {
+    format!(
+        "{}: {}/{} jobs ended ({} done, {} failed, {} cancelled), {} running, {} queued, {:.0} s",
+        s.sweep_id,
+        s.done + s.failed + s.cancelled,
+        s.total,
+        s.done,
+        s.failed,
+        s.cancelled,
+        s.leased,
+        s.queued,
+        elapsed.as_secs_f64()
+    )
 }

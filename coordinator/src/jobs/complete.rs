@@ -9,7 +9,7 @@ use super::checkpoints::{self, Checkpoint};
 use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
-use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::metrics::{EpochMetrics, EpochSummary, TrialResult};
 use jetsweep_proto::worker_id::worker_name;
 
 /// What a worker learns from an epoch report.
@@ -91,6 +91,29 @@ fn store_epochs(
     Ok(latest)
 }
 
+/// Every epoch a job reported, each as its latest attempt reported it (a resumed attempt carries
+/// on from the one before), in epoch order.
+fn job_epochs(tx: &Transaction<'_>, job_id: &str) -> Result<Vec<EpochMetrics>, Error> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT e.epoch, e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
+         WHERE a.job_id = ?1 ORDER BY e.epoch, a.attempt DESC",
+    )?;
+    let mut rows = stmt.query([job_id])?;
+    let mut epochs: Vec<EpochMetrics> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let epoch: u32 = r.get(0)?;
+        if epochs.last().is_some_and(|m| m.epoch == epoch) {
+            continue;
+        }
+        let json: String = r.get(1)?;
+        epochs.push(
+            serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("job {job_id} epoch {epoch}: {e}")))?,
+        );
+    }
+    Ok(epochs)
+}
+
 /// Stores the result (after `epochs` not reported yet) under the current lease. Repeating it with
 /// the same lease changes nothing. A result that arrives is kept even if the sweep was cancelled
 /// meanwhile: the work is done and the number is real.
@@ -132,16 +155,19 @@ pub fn complete(
     if held.max_epochs > 1 {
         checkpoints::discard(tx, &held.job_id)?;
     }
+    let summary = EpochSummary::of(&job_epochs(tx, &held.job_id)?, result.best_epoch)
+        .map(|s| serde_json::to_string(&s).expect("summary serialises"));
     exec(
         tx,
         "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),
-             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3, summary_json = ?6 WHERE id = ?1",
         params![
             held.job_id,
             serde_json::to_string(result).expect("result serialises"),
             now,
             epoch,
-            json
+            json,
+            summary
         ],
     )?;
     Ok(())

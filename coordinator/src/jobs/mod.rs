@@ -41,15 +41,15 @@ pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
 pub use queries::{
-    dataset_by_sha, datasets_in_use, epochs_of, finished_trials, get_job, jobs_page,
-    last_epoch_row, list_jobs, list_sweeps, sweep_changes, sweep_counts, sweep_curves, sweep_head,
+    dataset_by_sha, datasets_in_use, epochs_of, get_job, jobs_page, last_epoch_row, list_jobs,
+    list_sweeps, sweep_changes, sweep_counts, sweep_curves, sweep_head, sweep_outcomes,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};
 
 pub use crate::clock::Millis;
 use jetsweep_proto::dataset::DatasetRef;
-use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::metrics::{EpochMetrics, EpochSummary, TrialResult};
 use jetsweep_proto::state::JobStatus;
 
 use crate::sweep::Trial;
@@ -65,6 +65,8 @@ pub enum JobState {
     },
     Done {
         result: TrialResult,
+        /// Read off the stored epochs at completion; absent when some were never reported.
+        summary: Option<EpochSummary>,
     },
     Failed {
         error: String,

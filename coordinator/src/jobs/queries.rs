@@ -1,4 +1,4 @@
-//! Reads: a sweep's head and counts, the sweeps, a sweep's jobs (by page) and finished trials, a
+//! Reads: a sweep's head and counts, the sweeps, a sweep's jobs (by page) and their outcomes, a
 //! lease's epochs, a dataset by its hash.
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use crate::Error;
 use crate::clock::Millis;
+use crate::results::TrialOutcome;
 use crate::sweep::Trial;
 use jetsweep_proto::dataset::{DatasetRef, parse_validation};
-use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
+use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::model::Architecture;
 use jetsweep_proto::state::JobStatus;
 
@@ -171,21 +172,20 @@ pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochMetric
         .collect()
 }
 
-/// The trial and result of every finished job of a sweep, in grid order: what results are made
-/// of, read without the rest of each row (a 100,000-job sweep is read often). A row that cannot be
-/// read is left out and logged: it fails alone, the sweep's results stay readable.
-pub fn finished_trials(
-    tx: &Transaction<'_>,
-    sweep_id: &str,
-) -> Result<Vec<(Trial, TrialResult)>, Error> {
+/// Every job of a sweep as results see it (trial, state, and result with its epoch summary when
+/// done), in grid order: read without the rest of each row (a 100,000-job sweep is read often).
+/// A row that cannot be read is left out and logged: it fails alone, the sweep's results stay
+/// readable.
+pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialOutcome>, Error> {
     tx.prepare_cached("SELECT 1 FROM sweeps WHERE id = ?1")?
         .query_row([sweep_id], |_| Ok(()))
         .optional()?
         .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
     let mut stmt = tx.prepare_cached(
-        "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, j.result_json
+        "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed,
+                j.state, j.result_json, j.summary_json
          FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
-         WHERE s.sweep_id = ?1 AND j.state = 'done' ORDER BY s.position",
+         WHERE s.sweep_id = ?1 ORDER BY s.position",
     )?;
     let mut rows = stmt.query([sweep_id])?;
     let mut out = Vec::new();
@@ -193,7 +193,7 @@ pub fn finished_trials(
     let mut models: HashMap<String, Architecture> = HashMap::new();
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
-        let mut read = || -> Result<(Trial, TrialResult), String> {
+        let mut read = || -> Result<TrialOutcome, String> {
             let name: String = r.get(1).map_err(|e| e.to_string())?;
             let model = match models.get(&name) {
                 Some(m) => m.clone(),
@@ -204,11 +204,24 @@ pub fn finished_trials(
                 }
             };
             let optimizer: String = r.get(2).map_err(|e| e.to_string())?;
-            let json: Option<String> = r.get(7).map_err(|e| e.to_string())?;
-            let result = serde_json::from_str(json.as_deref().unwrap_or("null"))
-                .map_err(|e| format!("result: {e}"))?;
-            Ok((
-                Trial {
+            let status: String = r.get(7).map_err(|e| e.to_string())?;
+            let status: JobStatus = status.parse().map_err(|e| format!("state: {e}"))?;
+            let done = if status == JobStatus::Done {
+                let result: Option<String> = r.get(8).map_err(|e| e.to_string())?;
+                let summary: Option<String> = r.get(9).map_err(|e| e.to_string())?;
+                Some((
+                    serde_json::from_str(result.as_deref().unwrap_or("null"))
+                        .map_err(|e| format!("result: {e}"))?,
+                    summary
+                        .map(|s| serde_json::from_str(&s))
+                        .transpose()
+                        .map_err(|e| format!("summary: {e}"))?,
+                ))
+            } else {
+                None
+            };
+            Ok(TrialOutcome {
+                trial: Trial {
                     model,
                     optimizer: optimizer.parse().map_err(|e| format!("optimizer: {e}"))?,
                     batch_size: r.get(3).map_err(|e| e.to_string())?,
@@ -216,13 +229,14 @@ pub fn finished_trials(
                     learning_rate: r.get(5).map_err(|e| e.to_string())?,
                     seed: r.get::<_, i64>(6).map_err(|e| e.to_string())? as u64,
                 },
-                result,
-            ))
+                status,
+                done,
+            })
         };
         match read() {
-            Ok(finished) => out.push(finished),
+            Ok(outcome) => out.push(outcome),
             Err(e) => {
-                tracing::warn!(job = %id, error = %e, "finished job unreadable; left out of the results")
+                tracing::warn!(job = %id, error = %e, "job unreadable; left out of the results")
             }
         }
     }

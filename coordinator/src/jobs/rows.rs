@@ -15,7 +15,7 @@ use crate::sweep::Trial;
 macro_rules! job_columns {
     () => {
         "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
-         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error, last_sweep"
+         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error, last_sweep, summary_json"
     };
 }
 pub(super) use job_columns;
@@ -43,6 +43,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
     let result: Option<String> = r.get(16)?;
     let error: Option<String> = r.get(17)?;
     let sweep_id: Option<String> = r.get(18)?;
+    let summary: Option<String> = r.get(19)?;
     let leased = (
         r.get::<_, Option<String>>(13)?,
         r.get::<_, Option<String>>(14)?,
@@ -69,9 +70,14 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                     ));
                 }
             },
-            JobStatus::Done => serde_json::from_str(result.as_deref().unwrap_or(""))
-                .map(|result| JobState::Done { result })
-                .map_err(|e| corrupt(&what("result"), e))?,
+            JobStatus::Done => JobState::Done {
+                result: serde_json::from_str(result.as_deref().unwrap_or(""))
+                    .map_err(|e| corrupt(&what("result"), e))?,
+                summary: summary
+                    .map(|s| serde_json::from_str(&s))
+                    .transpose()
+                    .map_err(|e| corrupt(&what("summary"), e))?,
+            },
             JobStatus::Failed => JobState::Failed {
                 error: error.unwrap_or_default(),
             },

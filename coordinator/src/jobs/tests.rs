@@ -166,7 +166,8 @@ fn reports_extend_the_lease_and_complete_is_idempotent() {
     assert_eq!(
         job.state,
         JobState::Done {
-            result: result(0.7)
+            result: result(0.7),
+            summary: None
         },
         "the second completion changed nothing"
     );
@@ -230,7 +231,8 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
     assert_eq!(
         store.read(|tx| get_job(tx, &new.job.id)).unwrap().state,
         JobState::Done {
-            result: result(0.8)
+            result: result(0.8),
+            summary: None
         }
     );
 }
@@ -581,7 +583,8 @@ fn a_lease_answers_only_to_its_own_worker() {
     assert_eq!(
         store.read(|tx| get_job(tx, &g.job.id)).unwrap().state,
         JobState::Done {
-            result: result(0.7)
+            result: result(0.7),
+            summary: None
         }
     );
 }
@@ -835,4 +838,68 @@ fn a_dataset_is_in_use_while_a_job_of_it_is_queued_or_running() {
             .unwrap();
     }
     assert!(in_use(&mut store).is_empty(), "every job done");
+}
+
+/// A job's epoch summary is read off every epoch it reported, each as its latest attempt reported
+/// it: attempt 1 reports epochs 1-2 and dies, attempt 2 reports epoch 2 again and the rest.
+#[test]
+fn the_summary_of_a_resumed_job_counts_each_epoch_once_from_its_latest_attempt() {
+    let (mut store, _, w1, w2) = setup();
+    let first = store
+        .write(|tx| lease_jobs(tx, &w1, 1, 2_000))
+        .unwrap()
+        .remove(0);
+    let epoch = |n: u32, val_loss: f64, seconds: f64| EpochMetrics {
+        val_loss,
+        seconds,
+        train_loss: 0.1 * f64::from(n),
+        ..metrics(n)
+    };
+    store
+        .write(|tx| {
+            report_epoch(
+                tx,
+                &first.lease_id,
+                &w1,
+                &[epoch(1, 0.9, 1.0), epoch(2, 0.8, 2.0)],
+                None,
+                3_000,
+            )
+        })
+        .unwrap();
+    store.write(|tx| expire_leases(tx, 20_000)).unwrap();
+    let second = store
+        .write(|tx| lease_jobs(tx, &w2, 6, 20_000))
+        .unwrap()
+        .into_iter()
+        .find(|g| g.job.id == first.job.id)
+        .expect("the job was queued again");
+    assert_eq!(second.attempt, 2);
+    store
+        .write(|tx| {
+            complete(
+                tx,
+                &second.lease_id,
+                &w2,
+                &[epoch(2, 0.5, 4.0), epoch(3, 0.6, 8.0)],
+                &TrialResult {
+                    best_epoch: 2,
+                    ..result(0.7)
+                },
+                21_000,
+            )
+        })
+        .unwrap();
+    let JobState::Done { summary, .. } = store.read(|tx| get_job(tx, &first.job.id)).unwrap().state
+    else {
+        panic!("not done")
+    };
+    let summary = summary.expect("every epoch was reported");
+    assert_eq!(
+        summary.best_val_loss, 0.5,
+        "epoch 2 as attempt 2 reported it"
+    );
+    assert_eq!(summary.train_seconds, 1.0 + 4.0 + 8.0);
+    assert_eq!(summary.samples_per_second, 1e6);
+    assert!((summary.final_train_loss - 0.3).abs() < 1e-12);
 }

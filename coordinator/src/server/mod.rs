@@ -8,6 +8,7 @@
 
 pub(crate) mod results_cache;
 mod sweeps;
+pub use sweeps::results_page;
 mod views;
 mod workers;
 
@@ -193,8 +194,9 @@ impl Coordinator {
         self.clock.now()
     }
 
-    /// The sweep's results as of now, with its finished-job count: from the cache while that count
-    /// stands, else read and aggregated (the slow part, on a blocking thread) and kept.
+    /// The sweep's results as of now, with its count of ended jobs (done, failed, cancelled):
+    /// from the cache while that count stands, else read and aggregated (the slow part, on a
+    /// blocking thread) and kept.
     pub(crate) async fn aggregate_results(
         &self,
         id: &str,
@@ -204,20 +206,21 @@ impl Coordinator {
             self.read(move |tx| crate::jobs::sweep_counts(tx, &id))
                 .await?
         };
-        if let Some(kept) = self.results.get(id, counts.done) {
-            return Ok((counts.done, kept));
+        let ended = counts.done + counts.failed + counts.cancelled;
+        if let Some(kept) = self.results.get(id, ended) {
+            return Ok((ended, kept));
         }
         let read_id = id.to_string();
-        let (rows, best) = self
+        let aggregate = self
             .read(move |tx| {
-                Ok(crate::results::aggregate(&crate::jobs::finished_trials(
+                Ok(crate::results::aggregate(&crate::jobs::sweep_outcomes(
                     tx, &read_id,
                 )?))
             })
             .await?;
-        let aggregated = Arc::new((rows, best, counts.dataset));
-        self.results.put(id, counts.done, aggregated.clone());
-        Ok((counts.done, aggregated))
+        let aggregated = Arc::new((aggregate, counts.dataset));
+        self.results.put(id, ended, aggregated.clone());
+        Ok((ended, aggregated))
     }
 
     /// Removes prepared datasets no queued or running job needs and none used for

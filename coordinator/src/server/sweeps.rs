@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::GONE_AFTER;
 
+use super::results_cache::Aggregated;
 use super::{Coordinator, required, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
@@ -29,7 +30,7 @@ fn page_offset(token: &str) -> Result<usize, crate::Error> {
     Ok(results_token(token)?.0)
 }
 
-/// A results page token, `OFFSET.DONE`: where the next page starts, and the finished-job count of
+/// A results page token, `OFFSET.ENDED`: where the next page starts, and the ended-job count of
 /// the aggregate the earlier pages came from (so later pages come from the same one, without
 /// counting again). A bare `OFFSET` (a jobs page token) is read too.
 fn results_token(token: &str) -> Result<(usize, Option<u32>), crate::Error> {
@@ -231,25 +232,12 @@ impl SweepService for Sweeps {
             Some(kept) => kept,
             None => self.0.aggregate_results(&id).await?,
         };
-        let (rows, best, dataset) = &*aggregated;
-        let total = rows.len();
-        let next = offset + limit;
-        Ok(Response::new(pb::GetResultsResponse {
-            rows: rows
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|r| views::result_row(r, None))
-                .collect(),
-            best: best.map_or(-1, |b| b as i32),
-            next_page_token: if next < total {
-                format!("{next}.{done}")
-            } else {
-                String::new()
-            },
-            total_rows: total as u32,
-            dataset: dataset.as_ref().map(pb::DatasetRef::from),
-        }))
+        Ok(Response::new(results_page(
+            &aggregated,
+            offset,
+            limit,
+            done,
+        )))
     }
 
     async fn cancel_sweep(
@@ -293,5 +281,36 @@ impl SweepService for Sweeps {
                 })
                 .collect(),
         }))
+    }
+}
+
+/// Rows `offset..offset + limit` of a sweep's results, with the token of the next page (which
+/// names `ended`, the ended-job count the aggregate was made at).
+pub fn results_page(
+    aggregated: &Aggregated,
+    offset: usize,
+    limit: usize,
+    ended: u32,
+) -> pb::GetResultsResponse {
+    let (aggregate, dataset) = aggregated;
+    let rows = &aggregate.rows;
+    let total = rows.len();
+    let next = offset.saturating_add(limit);
+    pb::GetResultsResponse {
+        rows: rows
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| views::result_row(r, None))
+            .collect(),
+        best: aggregate.best.map_or(-1, |b| b as i32),
+        next_page_token: if next < total {
+            format!("{next}.{ended}")
+        } else {
+            String::new()
+        },
+        total_rows: total as u32,
+        dataset: dataset.as_ref().map(pb::DatasetRef::from),
+        hints: aggregate.hints.clone(),
     }
 }

@@ -83,7 +83,11 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
             worker_id: reg.worker_id.clone(),
             lease_id: lease.lease_id.clone(),
             result: Some(result),
-            epochs: vec![epoch(2)],
+            // Validation chooses the best point: the later seeds (batch 128) lose less.
+            epochs: vec![pb::EpochMetrics {
+                val_loss: 0.4 - 0.01 * i as f64,
+                ..epoch(2)
+            }],
             ..Default::default()
         };
         c.workers.complete_job(complete.clone()).await.unwrap();
@@ -101,6 +105,10 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
         .into_inner()
         .jobs;
     assert!(jobs.iter().all(|j| j.epochs_done == 2), "{jobs:?}");
+    assert!(
+        jobs.iter().all(|j| j.summary.is_some()),
+        "every epoch was reported: {jobs:?}"
+    );
     // A report on a lease that has ended is refused.
     let stale = c
         .workers
@@ -867,6 +875,10 @@ async fn results_come_in_pages() {
                     best_epoch: 1,
                     best_test_acc: acc,
                 }),
+                epochs: vec![pb::EpochMetrics {
+                    val_loss: 1.0 - acc,
+                    ..epoch(1)
+                }],
                 ..Default::default()
             })
             .await

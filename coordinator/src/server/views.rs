@@ -6,7 +6,7 @@ use jetsweep_proto::convert::trial_to_wire;
 use jetsweep_proto::v1 as pb;
 
 use crate::jobs::{Job, JobState, LeaseGrant, SweepCounts};
-use crate::results::ResultRow;
+use crate::results::{ResultRow, Spread};
 use jetsweep_proto::worker_id::worker_name;
 
 pub fn sweep(c: &SweepCounts) -> pb::SweepView {
@@ -29,7 +29,7 @@ pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobV
     let (worker_id, result, error) = match &j.state {
         JobState::Queued => (String::new(), None, String::new()),
         JobState::Leased { worker, .. } => (worker_name(worker).to_string(), None, String::new()),
-        JobState::Done { result } => (String::new(), Some(result.into()), String::new()),
+        JobState::Done { result, .. } => (String::new(), Some(result.into()), String::new()),
         JobState::Failed { error } => (String::new(), None, error.clone()),
         JobState::Cancelled { reason } => (String::new(), None, reason.clone()),
     };
@@ -44,6 +44,12 @@ pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobV
         latest: j.latest.as_ref().map(Into::into),
         result,
         error,
+        summary: match &j.state {
+            JobState::Done {
+                summary: Some(s), ..
+            } => Some(s.into()),
+            _ => None,
+        },
     }
 }
 
@@ -60,12 +66,32 @@ pub fn lease(g: &LeaseGrant, dataset: pb::DatasetRef, sweep_id: String) -> pb::L
 }
 
 pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultRow {
+    // A number no seed measured is NaN on the wire.
+    let split = |s: Option<Spread>| s.map_or((f64::NAN, f64::NAN), |s| (s.mean, s.std));
+    let (mean_test_acc, std_test_acc) = split(r.test_acc);
+    let (mean_best_test_acc, std_best_test_acc) = split(r.best_test_acc);
+    let (mean_best_val_loss, std_best_val_loss) = split(r.best_val_loss);
+    let (mean_best_val_acc, std_best_val_acc) = split(r.best_val_acc);
+    let (mean_best_epoch, std_best_epoch) = split(r.best_epoch);
+    let (mean_train_seconds, std_train_seconds) = split(r.train_seconds);
     pb::ResultRow {
         spec: Some(trial_to_wire(&r.point, dataset)),
         seeds: r.seeds,
-        mean_test_acc: r.mean_test_acc,
-        std_test_acc: r.std_test_acc,
-        mean_best_test_acc: r.mean_best_test_acc,
-        std_best_test_acc: r.std_best_test_acc,
+        mean_test_acc,
+        std_test_acc,
+        mean_best_test_acc,
+        std_best_test_acc,
+        failed: r.failed,
+        cancelled: r.cancelled,
+        pending: r.pending,
+        mean_best_val_loss,
+        std_best_val_loss,
+        mean_best_val_acc,
+        std_best_val_acc,
+        mean_best_epoch,
+        std_best_epoch,
+        mean_train_seconds,
+        std_train_seconds,
+        tie: r.tie,
     }
 }

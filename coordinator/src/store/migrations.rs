@@ -171,4 +171,38 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX attempts_by_job ON attempts (job_id);
     "#,
+    // 11: each finished job's summary of its epochs (validation at the best epoch, training time,
+    // final losses: jetsweep_proto::metrics::EpochSummary), written at completion so results never
+    // read the epochs again. Filled in here for jobs finished before, from their stored epochs
+    // (each epoch as its latest attempt reported it), where every epoch up to the last is there.
+    r#"
+    ALTER TABLE jobs ADD COLUMN summary_json TEXT;
+    WITH latest AS (
+        SELECT a.job_id AS job_id, e.epoch AS epoch, e.metrics_json AS m,
+               ROW_NUMBER() OVER (PARTITION BY a.job_id, e.epoch ORDER BY a.attempt DESC) AS newest
+        FROM jobs j JOIN attempts a ON a.job_id = j.id JOIN epochs e ON e.lease_id = a.lease_id
+        WHERE j.state = 'done'
+    ),
+    per_job AS (
+        SELECT job_id, COUNT(*) AS epochs, MAX(epoch) AS last_epoch,
+               SUM(json_extract(m, '$.seconds')) AS seconds,
+               SUM(json_extract(m, '$.seconds') * json_extract(m, '$.samples_per_second')) AS samples
+        FROM latest WHERE newest = 1 GROUP BY job_id
+    )
+    UPDATE jobs SET summary_json = (
+        SELECT json_object(
+            'best_val_loss', json_extract(b.m, '$.val_loss'),
+            'best_val_acc', json_extract(b.m, '$.val_acc'),
+            'train_seconds', p.seconds,
+            'samples_per_second', CASE WHEN p.seconds > 0 THEN p.samples / p.seconds ELSE 0.0 END,
+            'final_train_loss', json_extract(l.m, '$.train_loss'),
+            'final_test_loss', json_extract(l.m, '$.test_loss'))
+        FROM per_job p
+        JOIN latest b ON b.job_id = p.job_id AND b.newest = 1
+             AND b.epoch = json_extract(jobs.result_json, '$.best_epoch')
+        JOIN latest l ON l.job_id = p.job_id AND l.newest = 1 AND l.epoch = p.last_epoch
+        WHERE p.job_id = jobs.id AND p.epochs = p.last_epoch
+    )
+    WHERE state = 'done';
+    "#,
 ];

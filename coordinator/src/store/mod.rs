@@ -265,4 +265,72 @@ mod tests {
             .unwrap_err();
         assert!(fk.to_string().contains("FOREIGN KEY"), "{fk}");
     }
+
+    /// Jobs finished before migration 11 get their epoch summary from their stored epochs, each
+    /// epoch as its latest attempt reported it; a job missing an epoch gets none.
+    #[test]
+    fn migration_11_summarises_the_epochs_of_jobs_finished_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..10] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let epoch = |n: u32, val_loss: f64, seconds: f64| {
+            format!(
+                r#"{{"epoch":{n},"lr":0.001,"train_loss":{},"train_acc":0.5,"val_loss":{val_loss},"val_acc":0.6,"test_loss":0.7,"test_acc":0.5,"seconds":{seconds},"samples_per_second":100.0}}"#,
+                0.1 * f64::from(n)
+            )
+        };
+        conn.execute_batch(
+            "PRAGMA user_version = 10;
+             INSERT INTO sweeps VALUES ('s-1', 's', '', 'synthetic', 'ab', 1, 1, 'train-as-val', 3, 5000, 1, 0);
+             INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, result_json)
+                 VALUES ('j1', 'jsc-tiny', 'adam', 128, 3, 0.001, 0, 'ab', 'done', 1, 3, 5000, 1, '{\"params\":117,\"test_acc\":0.5,\"best_epoch\":2,\"best_test_acc\":0.5}'),
+                        ('j2', 'jsc-tiny', 'adam', 128, 3, 0.001, 1, 'ab', 'done', 2, 3, 5000, 1, '{\"params\":117,\"test_acc\":0.5,\"best_epoch\":2,\"best_test_acc\":0.5}');
+             INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms) VALUES ('j1.1', 'j1', 1, 'w', 1), ('j1.2', 'j1', 2, 'w', 2), ('j2.1', 'j2', 1, 'w', 1);",
+        )
+        .unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO epochs (lease_id, epoch, metrics_json) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for (lease, n, val_loss, seconds) in [
+            ("j1.1", 1, 0.9, 1.0),
+            ("j1.1", 2, 0.8, 2.0),
+            ("j1.2", 2, 0.5, 4.0),
+            ("j1.2", 3, 0.6, 8.0),
+            // j2 never reported epoch 1.
+            ("j2.1", 2, 0.5, 1.0),
+            ("j2.1", 3, 0.5, 1.0),
+        ] {
+            insert
+                .execute(rusqlite::params![lease, n, epoch(n, val_loss, seconds)])
+                .unwrap();
+        }
+        drop(insert);
+        drop(conn);
+
+        let store = Store::open(&path).unwrap();
+        let summary = |id: &str| -> Option<jetsweep_proto::metrics::EpochSummary> {
+            store
+                .conn
+                .query_row("SELECT summary_json FROM jobs WHERE id = ?1", [id], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .unwrap()
+                .map(|j| serde_json::from_str(&j).unwrap())
+        };
+        let s = summary("j1").expect("every epoch is there");
+        assert_eq!(
+            (
+                s.best_val_loss,
+                s.best_val_acc,
+                s.train_seconds,
+                s.samples_per_second
+            ),
+            (0.5, 0.6, 13.0, 100.0)
+        );
+        assert!((s.final_train_loss - 0.3).abs() < 1e-12 && s.final_test_loss == 0.7);
+        assert_eq!(summary("j2"), None, "epoch 1 is missing");
+    }
 }

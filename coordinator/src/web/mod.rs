@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::jobs;
 use crate::server::Coordinator;
@@ -186,51 +186,14 @@ async fn asset(Path(name): Path<String>) -> Response {
         .into_response()
 }
 
-/// A grid point's results, as the tables and plots use them.
-#[derive(Serialize)]
-struct ResultJson {
-    model: String,
-    optimizer: String,
-    batch_size: u32,
-    max_epochs: u32,
-    learning_rate: f64,
-    seeds: u32,
-    mean_test_acc: f64,
-    std_test_acc: f64,
-    mean_best_test_acc: f64,
-    std_best_test_acc: f64,
-}
-
-#[derive(Serialize)]
-struct ResultsJson {
-    rows: Vec<ResultJson>,
-    best: Option<usize>,
-}
-
+/// The sweep's results: the same document as `jetsweep results --format json`.
 async fn results(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
-) -> Result<axum::Json<ResultsJson>, WebError> {
-    let (_, aggregated) = c.aggregate_results(&id).await?;
-    let (rows, best, _) = &*aggregated;
-    Ok(axum::Json(ResultsJson {
-        rows: rows
-            .iter()
-            .map(|r| ResultJson {
-                model: r.point.model.name.clone(),
-                optimizer: r.point.optimizer.to_string(),
-                batch_size: r.point.batch_size,
-                max_epochs: r.point.max_epochs,
-                learning_rate: r.point.learning_rate,
-                seeds: r.seeds,
-                mean_test_acc: r.mean_test_acc,
-                std_test_acc: r.std_test_acc,
-                mean_best_test_acc: r.mean_best_test_acc,
-                std_best_test_acc: r.std_best_test_acc,
-            })
-            .collect(),
-        best: *best,
-    }))
+) -> Result<axum::Json<serde_json::Value>, WebError> {
+    let (ended, aggregated) = c.aggregate_results(&id).await?;
+    let page = crate::server::results_page(&aggregated, 0, usize::MAX, ended);
+    Ok(axum::Json(crate::results::json::document(&page)))
 }
 
 /// Cancels the sweep (as `jetsweep cancel`). Needs the `x-jetsweep` header: a page's script sends

@@ -1,0 +1,82 @@
+//! The results as one JSON document, the same wherever they are shown: `jetsweep results --format
+//! json`, the dashboard's `/api/sweeps/ID/results`, and the report (which states its numbers from
+//! it). Built from the wire form, so a client and the coordinator print the same thing. A number
+//! no seed measured is `null`, never 0.
+
+use jetsweep_proto::state::JobStatus;
+use jetsweep_proto::v1 as pb;
+use serde_json::{Value, json};
+
+/// A measured number, or `null` for NaN (no seed measured it).
+pub fn number(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+/// The sweep's results: the dataset they were measured on, every grid point with its seeds by
+/// state and its numbers, the best point (chosen on validation) and the hints.
+pub fn document(r: &pb::GetResultsResponse) -> Value {
+    let dataset = r.dataset.clone().unwrap_or_default();
+    let rows: Vec<Value> = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let s = row.spec.clone().unwrap_or_default();
+            json!({
+                "model": s.model, "optimizer": s.optimizer, "batch_size": s.batch_size,
+                "max_epochs": s.max_epochs, "learning_rate": s.learning_rate,
+                "seeds": row.seeds, "failed": row.failed, "cancelled": row.cancelled, "pending": row.pending,
+                "mean_test_acc": number(row.mean_test_acc), "std_test_acc": number(row.std_test_acc),
+                "mean_best_test_acc": number(row.mean_best_test_acc), "std_best_test_acc": number(row.std_best_test_acc),
+                "mean_best_val_loss": number(row.mean_best_val_loss), "std_best_val_loss": number(row.std_best_val_loss),
+                "mean_best_val_acc": number(row.mean_best_val_acc), "std_best_val_acc": number(row.std_best_val_acc),
+                "mean_best_epoch": number(row.mean_best_epoch), "std_best_epoch": number(row.std_best_epoch),
+                "mean_train_seconds": number(row.mean_train_seconds), "std_train_seconds": number(row.std_train_seconds),
+                "best": i as i32 == r.best, "tie": row.tie,
+            })
+        })
+        .collect();
+    json!({
+        "dataset": dataset.spec, "dataset_sha256": dataset.sha256, "synthetic": dataset.synthetic,
+        "validation": dataset.validation,
+        "best": if r.best >= 0 { json!(r.best) } else { Value::Null },
+        "chosen_on": "lowest mean validation loss at each seed's best epoch",
+        "hints": r.hints,
+        "rows": rows,
+    })
+}
+
+/// One row per job: its hyperparameters with the seed, its state, and what it measured (final and
+/// best-epoch numbers, time, losses; `null` where it has none).
+pub fn per_seed(jobs: &[pb::JobView]) -> Value {
+    let rows: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            let s = j.spec.clone().unwrap_or_default();
+            let state = pb::JobState::try_from(j.state)
+                .ok()
+                .and_then(|s| JobStatus::try_from(s).ok())
+                .map_or("unknown", JobStatus::shown);
+            let result = j.result.as_ref();
+            let summary = j.summary.as_ref();
+            let opt = |x: Option<f64>| x.map_or(Value::Null, number);
+            json!({
+                "job": j.job_id, "model": s.model, "optimizer": s.optimizer, "batch_size": s.batch_size,
+                "max_epochs": s.max_epochs, "learning_rate": s.learning_rate, "seed": s.seed,
+                "state": state, "epochs_done": j.epochs_done, "attempts": j.attempts,
+                "params": result.map(|r| r.params),
+                "test_acc": opt(result.map(|r| r.test_acc)),
+                "best_epoch": result.map(|r| r.best_epoch),
+                "best_test_acc": opt(result.map(|r| r.best_test_acc)),
+                "best_val_loss": opt(summary.map(|s| s.best_val_loss)),
+                "best_val_acc": opt(summary.map(|s| s.best_val_acc)),
+                "train_seconds": opt(summary.map(|s| s.train_seconds)),
+                "samples_per_second": opt(summary.map(|s| s.samples_per_second)),
+                "final_train_loss": opt(summary.map(|s| s.final_train_loss)),
+                "final_test_loss": opt(summary.map(|s| s.final_test_loss)),
+                "error": if j.error.is_empty() { Value::Null } else { json!(j.error) },
+            })
+        })
+        .collect();
+    Value::Array(rows)
+}
