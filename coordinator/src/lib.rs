@@ -23,6 +23,7 @@ pub mod datasets;
 mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod report;
 pub mod results;
 pub mod server;
 pub mod store;

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod dashboard;
+mod report;
 mod resume;
 mod stopping;
 mod support;

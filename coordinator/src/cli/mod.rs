@@ -1,5 +1,6 @@
 //! The `jetsweep` command line: one file per verb. Data goes to stdout, progress and logs to stderr.
 
+mod report;
 mod results;
 mod run;
 mod serve;
@@ -34,8 +35,11 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Workers: host, device, slots, last heartbeat, jobs held.
     Workers(status::WorkersArgs),
-    /// Per grid point: mean ± std over seeds of final and best-epoch test accuracy.
+    /// Per grid point (or per seed): seeds by state, test accuracy, validation at the best epoch,
+    /// training time; the best point chosen on validation.
     Results(results::ResultsArgs),
+    /// Write a sweep's report: HTML and Markdown pages with figures (SVG and PNG), results.json.
+    Report(report::ReportArgs),
     /// Cancel a sweep: queued jobs at once, running ones at their next report.
     Cancel(submit::CancelArgs),
     /// Follow a sweep with a progress bar until it ends; exits non-zero if any job failed.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Status(a) => status::run(a).await,
             Command::Workers(a) => status::workers(a).await,
             Command::Results(a) => results::run(a).await,
+            Command::Report(a) => report::run(a).await,
             Command::Cancel(a) => submit::cancel(a).await,
             Command::Watch(a) => status::watch(a).await,
             Command::Run(a) => run::run(a).await,

@@ -4,12 +4,12 @@
 
 use clap::{Args, ValueEnum};
 use jetsweep_proto::auth::Channel;
-use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 use super::{Remote, rpc_error};
 use crate::results::json;
+use crate::results::words::{job_state, marker, seed_note};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -137,34 +137,9 @@ pub fn data_line(dataset: &pb::DatasetRef) -> String {
     )
 }
 
-/// What a grid point's seeds are doing, when not all of them finished: "1 failed, 2 to go".
-pub fn seed_note(row: &pb::ResultRow) -> String {
-    let mut parts = Vec::new();
-    if row.failed > 0 {
-        parts.push(format!("{} failed", row.failed));
-    }
-    if row.cancelled > 0 {
-        parts.push(format!("{} cancelled", row.cancelled));
-    }
-    if row.pending > 0 {
-        parts.push(format!("{} to go", row.pending));
-    }
-    parts.join(", ")
-}
-
 /// Seeds of a point: all of them.
 fn seed_total(row: &pb::ResultRow) -> u32 {
     row.seeds + row.failed + row.cancelled + row.pending
-}
-
-/// The marker after a row: the best (chosen on validation), and points it cannot be told from.
-pub fn marker(r: &pb::GetResultsResponse, i: usize) -> &'static str {
-    match (i as i32 == r.best, r.rows[i].tie) {
-        (true, false) => "← best",
-        (true, true) => "← best (tied)",
-        (false, true) => "← tie",
-        (false, false) => "",
-    }
 }
 
 /// The results in the chosen format.
@@ -286,14 +261,6 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
         }
     }
     out
-}
-
-/// One job's state as people read it.
-pub fn job_state(j: &pb::JobView) -> &'static str {
-    pb::JobState::try_from(j.state)
-        .ok()
-        .and_then(|s| JobStatus::try_from(s).ok())
-        .map_or("unknown", JobStatus::shown)
 }
 
 /// One row per job, in the chosen format.

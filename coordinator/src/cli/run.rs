@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// How to print the results.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Also write the sweep's report (HTML, Markdown, figures) into this folder when it ends.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub logging: Logging,
 }
@@ -189,6 +192,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
     drop(workers);
+    if let Some(dir) = &args.report {
+        super::report::write(&mut client, &sweep.sweep_id, dir).await?;
+    }
     let _ = stop.send(());
     let _ = server.await;
     print!("{}", render(&results, args.format));

@@ -140,7 +140,7 @@ fn job_line(j: &pb::JobView) -> String {
     format!(
         "{:<17} {:<9} {:<13} {:>6} {:>7.0e} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}",
         &j.job_id[..16.min(j.job_id.len())],
-        super::results::job_state(j),
+        crate::results::words::job_state(j),
         spec.model,
         spec.batch_size,
         spec.learning_rate,

@@ -41,8 +41,9 @@ pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
 pub use queries::{
-    dataset_by_sha, datasets_in_use, epochs_of, get_job, jobs_page, last_epoch_row, list_jobs,
-    list_sweeps, sweep_changes, sweep_counts, sweep_curves, sweep_head, sweep_outcomes,
+    JobCurve, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job, jobs_page,
+    last_epoch_row, list_jobs, list_sweeps, sweep_changes, sweep_counts, sweep_curves, sweep_head,
+    sweep_outcomes,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};

@@ -254,39 +254,86 @@ pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet
 }
 
 /// Every epoch the first `max_jobs` jobs of a sweep (in grid order) reported, per job in epoch
-/// order; for a job tried more than
-/// once, each epoch as its latest attempt reported it (a resumed attempt continues the curve of the
-/// one before). Errors: NotFound.
+/// order (see [`curves_page`]). Errors: NotFound.
 pub fn sweep_curves(
     tx: &Transaction<'_>,
     sweep_id: &str,
     max_jobs: u32,
 ) -> Result<std::collections::BTreeMap<String, Vec<EpochMetrics>>, Error> {
+    let (curves, _) = curves_page(tx, sweep_id, 0, max_jobs, u32::MAX)?;
+    Ok(curves.into_iter().map(|c| (c.job_id, c.epochs)).collect())
+}
+
+/// One job's learning curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobCurve {
+    pub job_id: String,
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// The curves of up to `max_jobs` jobs of a sweep from grid position `from`, in grid order, each
+/// epoch as the job's latest attempt reported it (a resumed attempt continues the curve of the one
+/// before); jobs that reported nothing are left out. The page ends early, at a job boundary, once
+/// it holds `max_epochs` epochs (it always holds the first job). Returns the position the next
+/// page starts at, `None` after the last. Errors: NotFound.
+pub fn curves_page(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    from: u32,
+    max_jobs: u32,
+    max_epochs: u32,
+) -> Result<(Vec<JobCurve>, Option<u32>), Error> {
     sweep_head(tx, sweep_id)?;
+    let positions: Vec<u32> = tx
+        .prepare_cached(
+            "SELECT position FROM sweep_jobs WHERE sweep_id = ?1 AND position >= ?2 ORDER BY position LIMIT ?3",
+        )?
+        .query_map(params![sweep_id, from, max_jobs], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let (Some(&first), Some(&last)) = (positions.first(), positions.last()) else {
+        return Ok((Vec::new(), None));
+    };
+    let mut next = (positions.len() as u32 == max_jobs).then_some(last + 1);
     let mut stmt = tx.prepare_cached(
-        "SELECT a.job_id, e.epoch, e.metrics_json FROM
-             (SELECT job_id FROM sweep_jobs WHERE sweep_id = ?1 ORDER BY position LIMIT ?2) s
+        "SELECT s.position, a.job_id, e.epoch, e.metrics_json FROM sweep_jobs s
          JOIN attempts a ON a.job_id = s.job_id
          JOIN epochs e ON e.lease_id = a.lease_id
-         ORDER BY a.job_id, e.epoch, a.attempt DESC",
+         WHERE s.sweep_id = ?1 AND s.position BETWEEN ?2 AND ?3
+         ORDER BY s.position, e.epoch, a.attempt DESC",
     )?;
-    let mut rows = stmt.query(params![sweep_id, max_jobs])?;
-    let mut curves: std::collections::BTreeMap<String, Vec<EpochMetrics>> = Default::default();
+    let mut rows = stmt.query(params![sweep_id, first, last])?;
+    let mut curves: Vec<JobCurve> = Vec::new();
+    let (mut held, mut position_of_last) = (0u32, first);
     while let Some(r) = rows.next()? {
-        let (job, epoch, json): (String, u32, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let curve = curves.entry(job).or_default();
+        let (position, job, epoch, json): (u32, String, u32, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        if curves.last().is_none_or(|c| c.job_id != job) {
+            if held >= max_epochs {
+                next = Some(position);
+                break;
+            }
+            curves.push(JobCurve {
+                job_id: job,
+                epochs: Vec::new(),
+            });
+            position_of_last = position;
+        }
+        let curve = &mut curves.last_mut().expect("pushed above").epochs;
         // The first row of an epoch is its latest attempt's.
         if curve.last().is_some_and(|m| m.epoch == epoch) {
             continue;
         }
         match serde_json::from_str::<EpochMetrics>(&json) {
-            Ok(m) => curve.push(m),
+            Ok(m) => {
+                curve.push(m);
+                held += 1;
+            }
             Err(e) => {
-                tracing::warn!(sweep = %sweep_id, epoch, error = %e, "stored epoch unreadable; left out of the curve")
+                tracing::warn!(sweep = %sweep_id, position = position_of_last, epoch, error = %e, "stored epoch unreadable; left out of the curve")
             }
         }
     }
-    Ok(curves)
+    Ok((curves, next))
 }
 
 /// What changed in a sweep after the cursors: epochs stored after epoch row `after_epoch_row`

@@ -6,6 +6,7 @@
 //! spread; and hints when the best sits at the edge of a swept range.
 
 pub mod json;
+pub mod words;
 
 use std::collections::HashMap;
 
@@ -191,7 +192,13 @@ fn mark_ties(rows: &mut [ResultRow], best: usize) {
 
 /// A swept quantity as hints name it: its name, its value as a number, the best point's value as
 /// shown, and the words for values below and above the range.
-type Axis = (&'static str, fn(&Trial) -> f64, String, &'static str, &'static str);
+type Axis = (
+    &'static str,
+    fn(&Trial) -> f64,
+    String,
+    &'static str,
+    &'static str,
+);
 
 /// For each swept quantity with at least three values among the points, a hint when the best
 /// point has the smallest or largest of them: the optimum may lie outside the grid.

@@ -25,6 +25,12 @@ const DEFAULT_PAGE: u32 = 1000;
 const DEFAULT_RESULTS_PAGE: u32 = 2000;
 const MAX_RESULTS_PAGE: u32 = 5000;
 
+/// Jobs per `GetCurves` page when the request does not say, and at most; and the epochs at which
+/// a page ends early (an epoch is about 100 bytes: a page stays far inside the message limit).
+const DEFAULT_CURVES_PAGE: u32 = 500;
+const MAX_CURVES_PAGE: u32 = 2000;
+const CURVES_PAGE_EPOCHS: u32 = 20_000;
+
 /// The offset a page token stands for.
 fn page_offset(token: &str) -> Result<usize, crate::Error> {
     Ok(results_token(token)?.0)
@@ -238,6 +244,36 @@ impl SweepService for Sweeps {
             limit,
             done,
         )))
+    }
+
+    async fn get_curves(
+        &self,
+        request: Request<pb::GetCurvesRequest>,
+    ) -> Result<Response<pb::GetCurvesResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.sweep_id, "sweep_id")?;
+        let from = page_offset(&r.page_token)?;
+        let from = u32::try_from(from).map_err(|_| {
+            crate::Error::InvalidRequest("page_token is not one this server gave".into())
+        })?;
+        let limit = match r.page_size {
+            0 => DEFAULT_CURVES_PAGE,
+            n => n.min(MAX_CURVES_PAGE),
+        };
+        let (curves, next) = self
+            .0
+            .read(move |tx| jobs::curves_page(tx, &r.sweep_id, from, limit, CURVES_PAGE_EPOCHS))
+            .await?;
+        Ok(Response::new(pb::GetCurvesResponse {
+            jobs: curves
+                .iter()
+                .map(|c| pb::JobCurve {
+                    job_id: c.job_id.clone(),
+                    epochs: c.epochs.iter().map(Into::into).collect(),
+                })
+                .collect(),
+            next_page_token: next.map_or(String::new(), |n| n.to_string()),
+        }))
     }
 
     async fn cancel_sweep(

@@ -240,6 +240,7 @@ const KNOWN_RPCS: &[&str] = &[
     "jetsweep.v1.SweepService/ListJobs",
     "jetsweep.v1.SweepService/WatchSweep",
     "jetsweep.v1.SweepService/GetResults",
+    "jetsweep.v1.SweepService/GetCurves",
     "jetsweep.v1.SweepService/CancelSweep",
     "jetsweep.v1.SweepService/ListWorkers",
     "jetsweep.v1.WorkerService/Register",
@@ -283,4 +284,31 @@ pub async fn count_requests(
     };
     metrics.request(rpc, code);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every method the protocol file declares is counted under its own name (a method left out
+    /// would be counted as plain HTTP).
+    #[test]
+    fn every_rpc_of_the_protocol_is_a_known_label() {
+        let proto = include_str!("../../../proto/jetsweep.proto");
+        let mut service = "";
+        let mut declared = Vec::new();
+        for line in proto.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.trim_end_matches('{').trim();
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let method = rest.split('(').next().unwrap().trim();
+                declared.push(format!("jetsweep.v1.{service}/{method}"));
+            }
+        }
+        assert!(declared.len() > 10, "{declared:?}");
+        for rpc in declared {
+            assert!(
+                super::KNOWN_RPCS.contains(&rpc.as_str()),
+                "{rpc} is not counted"
+            );
+        }
+    }
 }

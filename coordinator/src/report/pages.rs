@@ -1,0 +1,376 @@
+//! The report's two pages, HTML and Markdown, from one set of facts and tables: a header (which
+//! sweep, data, models, recipe, jetsweep version), the figures, the table of grid points with the
+//! best marked, hints, and the jobs that did not finish. Numbers are those of `results.json`,
+//! rounded: accuracy in percent with two decimals, losses with four.
+
+use super::{Inputs, Param, figures::Figure, model_params, spec};
+use crate::results::words;
+use jetsweep_proto::v1 as pb;
+
+/// A table: its header and rows of cells, as text.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// `mean ± std` of a fraction in percent, or `-` when nothing was measured.
+fn pct(mean: f64, std: f64) -> String {
+    if mean.is_finite() {
+        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
+    } else {
+        "-".into()
+    }
+}
+
+/// `mean ± std` with `digits` decimals, or `-`.
+fn plain(mean: f64, std: f64, digits: usize) -> String {
+    if mean.is_finite() {
+        format!("{mean:.digits$} ± {std:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian, from the days since 1970).
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// The facts the header states, as (label, text) pairs.
+fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
+    let s = &inputs.sweep;
+    let dataset = inputs.results.dataset.clone().unwrap_or_default();
+    let unfinished = s.queued + s.leased;
+    let state = if unfinished > 0 {
+        format!(
+            "NOT FINISHED: {} of {} jobs ended ({} done, {} failed, {} cancelled), {} running, {} queued; the numbers will change",
+            s.done + s.failed + s.cancelled,
+            s.total,
+            s.done,
+            s.failed,
+            s.cancelled,
+            s.leased,
+            s.queued
+        )
+    } else {
+        format!(
+            "ended: {} jobs, {} done, {} failed, {} cancelled",
+            s.total, s.done, s.failed, s.cancelled
+        )
+    };
+    let mut models: Vec<String> = inputs
+        .results
+        .rows
+        .iter()
+        .map(|r| {
+            let m = spec(r).model;
+            format!("{m} ({} trainable parameters)", model_params(&m))
+        })
+        .collect();
+    models.sort();
+    models.dedup();
+    vec![
+        ("Sweep", format!("{} ({})", s.name, s.sweep_id)),
+        ("State", state),
+        (
+            "Data",
+            format!(
+                "{}{}; sha256 {}; {} bytes",
+                dataset.spec,
+                if dataset.synthetic {
+                    " — SYNTHETIC jets from jetsweep's generator, not real data"
+                } else {
+                    ""
+                },
+                dataset.sha256,
+                dataset.size_bytes
+            ),
+        ),
+        (
+            "Validation",
+            match dataset.validation.as_str() {
+                "train-as-val" => {
+                    "train-as-val: the training split doubles as validation data, as in MASE".into()
+                }
+                "held-out" => "held-out: a split carved from the training part, never trained on"
+                    .into(),
+                other => other.to_string(),
+            },
+        ),
+        ("Models", models.join("; ")),
+        (
+            "Recipe",
+            "MASE's JSC recipe: Adam (β 0.9/0.999, ε 1e-8, no weight decay); learning rate cosine-annealed per epoch to 1e-6 over the trial's epochs; cross-entropy loss; the best epoch is the one with the lowest validation loss (MASE's best.ckpt), and the best grid point the one with the lowest mean validation loss there — test accuracy never chooses".into(),
+        ),
+        (
+            "Made by",
+            format!(
+                "jetsweep {}, {}",
+                env!("CARGO_PKG_VERSION"),
+                utc(inputs.made_unix_ms)
+            ),
+        ),
+    ]
+}
+
+/// What a point's seeds did: "2/2", or "1/3 (1 failed, 1 to go)".
+fn seeds(row: &pb::ResultRow) -> String {
+    let total = row.seeds + row.failed + row.cancelled + row.pending;
+    let note = words::seed_note(row);
+    if note.is_empty() {
+        format!("{}/{total}", row.seeds)
+    } else {
+        format!("{}/{total} ({note})", row.seeds)
+    }
+}
+
+/// The table of grid points: every hyperparameter, seeds, and the numbers with the best marked.
+fn points_table(inputs: &Inputs) -> Table {
+    let r = &inputs.results;
+    let header = [
+        "#",
+        "model",
+        "batch",
+        "epochs",
+        "learning rate",
+        "seeds done",
+        "test acc. % (last epoch)",
+        "test acc. % (best epoch)",
+        "val. loss (best epoch)",
+        "val. acc. % (best epoch)",
+        "best epoch",
+        "training s",
+        "",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let s = spec(row);
+            vec![
+                (i + 1).to_string(),
+                s.model.clone(),
+                s.batch_size.to_string(),
+                s.max_epochs.to_string(),
+                format!("{:e}", s.learning_rate),
+                seeds(row),
+                pct(row.mean_test_acc, row.std_test_acc),
+                pct(row.mean_best_test_acc, row.std_best_test_acc),
+                plain(row.mean_best_val_loss, row.std_best_val_loss, 4),
+                pct(row.mean_best_val_acc, row.std_best_val_acc),
+                plain(row.mean_best_epoch, row.std_best_epoch, 1),
+                plain(row.mean_train_seconds, row.std_train_seconds, 2),
+                words::marker(r, i).trim_start_matches("← ").to_string(),
+            ]
+        })
+        .collect();
+    Table { header, rows }
+}
+
+/// Jobs that failed or were cancelled, with why.
+fn unfinished_table(inputs: &Inputs) -> Table {
+    let rows = inputs
+        .jobs
+        .iter()
+        .filter(|j| !j.error.is_empty())
+        .map(|j| {
+            let s = j.spec.clone().unwrap_or_default();
+            vec![
+                j.job_id.chars().take(16).collect(),
+                words::job_state(j).to_string(),
+                format!(
+                    "{} batch {} epochs {} lr {:e} seed {}",
+                    s.model, s.batch_size, s.max_epochs, s.learning_rate, s.seed
+                ),
+                j.attempts.to_string(),
+                j.error.clone(),
+            ]
+        })
+        .collect();
+    Table {
+        header: ["job", "state", "trial", "attempts", "why"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
+}
+
+/// Text for inside a Markdown table cell.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn md_table(t: &Table) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        t.header
+            .iter()
+            .map(|h| md_cell(h))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(t.header.len())
+    );
+    for row in &t.rows {
+        out += &format!(
+            "| {} |\n",
+            row.iter()
+                .map(|c| md_cell(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    out
+}
+
+/// The Markdown page: figures as the PNG files beside it.
+pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
+    let mut out = format!("# Sweep report: {}\n\n", inputs.sweep.name);
+    for (label, text) in facts(inputs) {
+        out += &format!("- **{label}:** {}\n", md_cell(&text));
+    }
+    out += &format!(
+        "- **Swept:** {}\n\n",
+        if swept.is_empty() {
+            "nothing but the seed".to_string()
+        } else {
+            swept.iter().map(|p| p.axis).collect::<Vec<_>>().join(", ")
+        }
+    );
+    if inputs.results.rows.iter().all(|r| r.seeds == 0) {
+        out += "**Nothing has finished yet**: there are no numbers to show.\n\n";
+    }
+    out += "## Grid points\n\nMean ± sample standard deviation over the finished seeds. ";
+    out += "\"best\" is the lowest mean validation loss; \"tie\" is within the seeds' spread of it.\n\n";
+    out += &md_table(&points_table(inputs));
+    for hint in &inputs.results.hints {
+        out += &format!("\n> Hint: {}\n", md_cell(hint));
+    }
+    for f in figures {
+        out += &format!(
+            "\n## {}\n\n![{}](figures/{}.png)\n\n{}\n",
+            f.title, f.title, f.name, f.caption
+        );
+    }
+    let unfinished = unfinished_table(inputs);
+    if !unfinished.rows.is_empty() {
+        out += "\n## Jobs that failed or were cancelled\n\n";
+        out += &md_table(&unfinished);
+    }
+    out += "\nEvery number here is in `results.json` beside this page (the output of `jetsweep results --format json`).\n";
+    out
+}
+
+/// Text safe inside HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_table(t: &Table, class: &str) -> String {
+    let mut out = format!("<table class=\"{class}\"><thead><tr>");
+    for h in &t.header {
+        out += &format!("<th>{}</th>", esc(h));
+    }
+    out += "</tr></thead><tbody>";
+    for row in &t.rows {
+        let marked = row.last().is_some_and(|m| m.starts_with("best"));
+        out += if marked {
+            "<tr class=\"best\">"
+        } else {
+            "<tr>"
+        };
+        for cell in row {
+            out += &format!("<td>{}</td>", esc(cell));
+        }
+        out += "</tr>";
+    }
+    out + "</tbody></table>\n"
+}
+
+const STYLE: &str = "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1em}\
+dt{font-weight:bold}dd{margin:0}table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .5em;text-align:right}td{white-space:nowrap}\
+th{background:#f3f3f3}tr.best td{background:#fff3c4;font-weight:bold}.warn{color:#a40000;font-weight:bold}figure{margin:1.5em 0}\
+figure svg{max-width:100%;height:auto}figcaption{font-size:.9em;color:#555}.hint{background:#eef6ff;padding:.5em 1em;border-left:4px solid #1f77b4}";
+
+/// The HTML page: one file, figures inline as SVG.
+pub fn html(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
+    let mut out = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sweep report: {}</title><style>{STYLE}</style></head><body>\n<h1>Sweep report: {}</h1>\n<dl>",
+        esc(&inputs.sweep.name),
+        esc(&inputs.sweep.name)
+    );
+    for (label, text) in facts(inputs) {
+        let class = if text.contains("SYNTHETIC") || text.starts_with("NOT FINISHED") {
+            " class=\"warn\""
+        } else {
+            ""
+        };
+        out += &format!("<dt>{label}</dt><dd{class}>{}</dd>", esc(&text));
+    }
+    out += &format!(
+        "<dt>Swept</dt><dd>{}</dd></dl>\n",
+        if swept.is_empty() {
+            "nothing but the seed".to_string()
+        } else {
+            esc(&swept.iter().map(|p| p.axis).collect::<Vec<_>>().join(", "))
+        }
+    );
+    if inputs.results.rows.iter().all(|r| r.seeds == 0) {
+        out += "<p class=\"warn\">Nothing has finished yet: there are no numbers to show.</p>\n";
+    }
+    out += "<h2>Grid points</h2>\n<p>Mean ± sample standard deviation over the finished seeds. \
+            “best” is the lowest mean validation loss; “tie” is within the seeds' spread of it.</p>\n";
+    out += &html_table(&points_table(inputs), "points");
+    for hint in &inputs.results.hints {
+        out += &format!("<p class=\"hint\">Hint: {}</p>\n", esc(hint));
+    }
+    for f in figures {
+        out += &format!(
+            "<h2>{}</h2>\n<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>\n",
+            esc(&f.title),
+            esc(&f.name),
+            f.svg,
+            esc(&f.caption)
+        );
+    }
+    let unfinished = unfinished_table(inputs);
+    if !unfinished.rows.is_empty() {
+        out += "<h2>Jobs that failed or were cancelled</h2>\n";
+        out += &html_table(&unfinished, "jobs");
+    }
+    out += "<p>Every number here is in <code>results.json</code> beside this page (the output of <code>jetsweep results --format json</code>).</p>\n</body></html>\n";
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        // 2026-11-29 15:35:00 UTC.
+        assert_eq!(super::utc(1_795_966_500_000), "2026-11-29 15:35 UTC");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+}

@@ -1,0 +1,38 @@
+//! Results put in words, the same in the terminal and in the report: what a grid point's seeds
+//! did, the marker of the best point and its ties, a job's state.
+
+use jetsweep_proto::state::JobStatus;
+use jetsweep_proto::v1 as pb;
+
+/// What a grid point's seeds are doing, when not all of them finished: "1 failed, 2 to go".
+pub fn seed_note(row: &pb::ResultRow) -> String {
+    let mut parts = Vec::new();
+    if row.failed > 0 {
+        parts.push(format!("{} failed", row.failed));
+    }
+    if row.cancelled > 0 {
+        parts.push(format!("{} cancelled", row.cancelled));
+    }
+    if row.pending > 0 {
+        parts.push(format!("{} to go", row.pending));
+    }
+    parts.join(", ")
+}
+
+/// The marker after a row: the best (chosen on validation), and points it cannot be told from.
+pub fn marker(r: &pb::GetResultsResponse, i: usize) -> &'static str {
+    match (i as i32 == r.best, r.rows[i].tie) {
+        (true, false) => "← best",
+        (true, true) => "← best (tied)",
+        (false, true) => "← tie",
+        (false, false) => "",
+    }
+}
+
+/// One job's state as people read it.
+pub fn job_state(j: &pb::JobView) -> &'static str {
+    pb::JobState::try_from(j.state)
+        .ok()
+        .and_then(|s| JobStatus::try_from(s).ok())
+        .map_or("unknown", JobStatus::shown)
+}
