@@ -164,6 +164,20 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
         4,
         "one table row per trial"
     );
+    // The grid points' table: a row per point, the best one (chosen on validation) marked, as the API says.
+    let (status, body) = http_get(&url, &format!("/api/sweeps/{id}/results"), None);
+    assert_eq!(status, 200, "{body}");
+    let results: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        dom.matches(" data-point=").count(),
+        results["rows"].as_array().unwrap().len(),
+        "{dom}"
+    );
+    let best = results["best"].as_u64().expect("a best point");
+    assert!(
+        dom.contains(&format!("<tr class=\"best\" data-point=\"{best}\">")),
+        "{dom}"
+    );
     let list = browse(&format!("{url}/"), &shots.join("dashboard-sweeps.png"));
     assert!(list.contains(&format!("data-sweep=\"{id}\"")), "{list}");
 }
@@ -185,7 +199,91 @@ async fn with_a_token_the_dashboard_asks_for_it() {
     assert!(body.contains("requires a token"), "{body}");
     assert_eq!(http_get(&url, "/api/sweeps", Some("wrong")).0, 401);
     let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret"));
-    assert_eq!((status, body.as_str()), (200, "[]"));
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            page["total"].as_u64(),
+            page["sweeps"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
     // A page without the token sends the browser to the login form.
     assert_eq!(http_get(&url, "/", None).0, 303);
+}
+
+/// One raw HTTP/1.1 request to the coordinator at `url`: the status code of its answer (0 when the
+/// connection closed without one).
+fn raw_status(url: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Malformed query strings and oversized or forged cookies are refused with a client error, and
+/// the coordinator goes on serving.
+#[test]
+fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator_env(
+        dir.path(),
+        "127.0.0.1:0",
+        "hostile-web",
+        &[],
+        &[("JETSWEEP_TOKEN", "s3cret")],
+    );
+    let host = url.trim_start_matches("http://");
+    let auth = "Authorization: Bearer s3cret\r\n";
+    for (request, refused) in [
+        (
+            format!(
+                "GET /api/sweeps?from=abc HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+            ),
+            400..=400,
+        ),
+        (
+            format!(
+                "GET /api/sweeps?limit=-1&from=99999999999999 HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+            ),
+            400..=400,
+        ),
+        (
+            format!(
+                "GET /api/sweeps/x/jobs?from=%ZZ HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+            ),
+            400..=400,
+        ),
+        // A 100 KB cookie: refused before anything reads it.
+        (
+            format!(
+                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_token={}\r\nConnection: close\r\n\r\n",
+                "a".repeat(100_000)
+            ),
+            400..=499,
+        ),
+        // A forged cookie is no token.
+        (
+            format!(
+                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_token=guess; jetsweep_token=s3cre\r\nConnection: close\r\n\r\n"
+            ),
+            401..=401,
+        ),
+    ] {
+        let status = raw_status(&url, &request);
+        assert!(
+            refused.contains(&status) || (status == 0 && request.len() > 50_000),
+            "{} → {status}",
+            &request[..request.len().min(120)]
+        );
+    }
+    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret"));
+    assert_eq!(status, 200, "still serving: {body}");
 }

@@ -144,9 +144,9 @@ fn a_report_states_the_numbers_of_results_json_with_its_figures() {
         assert_eq!(cells[12].starts_with("best"), best, "row {}", i + 1);
     }
     assert!(markdown.contains("SYNTHETIC") && markdown.contains(&sweep_id));
-    assert!(
-        markdown.contains("![Test accuracy vs batch size](figures/accuracy-vs-batch_size.png)")
-    );
+    assert!(markdown.contains(
+        "![Test accuracy vs batch size (synthetic data)](figures/accuracy-vs-batch_size.png)"
+    ));
 
     // The HTML page holds the same table and its figures inline.
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();

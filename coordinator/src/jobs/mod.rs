@@ -41,12 +41,12 @@ pub use lease::{
     MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
 pub use queries::{
-    JobCurve, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job, jobs_page,
-    last_epoch_row, list_jobs, list_sweeps, sweep_changes, sweep_counts, sweep_curves, sweep_head,
-    sweep_outcomes,
+    JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job,
+    jobs_page, last_epoch_row, list_jobs, list_sweeps, sweep_activity, sweep_changes, sweep_counts,
+    sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
-pub use workers::{WorkerRecord, forget_workers, list_workers, register_worker};
+pub use workers::{WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker};
 
 pub use crate::clock::Millis;
 use jetsweep_proto::dataset::DatasetRef;

@@ -95,6 +95,69 @@ pub fn list_sweeps(tx: &Transaction<'_>) -> Result<Vec<SweepCounts>, Error> {
     ids.iter().map(|id| sweep_counts(tx, id)).collect()
 }
 
+/// A page of the sweeps, newest first: up to `limit` from the `from`-th, with their counts, and
+/// how many sweeps there are (a list of thousands reads only the page it shows).
+pub fn sweeps_page(
+    tx: &Transaction<'_>,
+    from: u32,
+    limit: u32,
+) -> Result<(Vec<SweepCounts>, u32), Error> {
+    let total: u32 = tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get(0))?;
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM sweeps ORDER BY created_ms DESC, rowid DESC LIMIT ?1 OFFSET ?2",
+        )?
+        .query_map(params![limit, from], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let sweeps = ids
+        .iter()
+        .map(|id| sweep_counts(tx, id))
+        .collect::<Result<_, _>>()?;
+    Ok((sweeps, total))
+}
+
+/// What a sweep has cost and found so far, for the sweep list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SweepActivity {
+    /// Wall time of every attempt of its jobs, the running ones until `now` (ms).
+    pub compute_ms: i64,
+    /// Mean wall time of an attempt that finished its job (ms).
+    pub mean_done_ms: Option<f64>,
+    /// The finished trial with the lowest validation loss at its best epoch: its job, and its
+    /// test accuracy there (chosen on validation, as the results choose).
+    pub best: Option<(String, f64)>,
+}
+
+/// A sweep's [`SweepActivity`] as of `now`. Errors: NotFound.
+pub fn sweep_activity(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    now: Millis,
+) -> Result<SweepActivity, Error> {
+    sweep_head(tx, sweep_id)?;
+    let (compute_ms, mean_done_ms): (Option<i64>, Option<f64>) = tx
+        .prepare_cached(
+            "SELECT SUM(COALESCE(a.ended_ms, ?2) - a.started_ms),
+                    AVG(CASE WHEN a.outcome = 'done' THEN a.ended_ms - a.started_ms END)
+             FROM sweep_jobs s JOIN attempts a ON a.job_id = s.job_id WHERE s.sweep_id = ?1",
+        )?
+        .query_row(params![sweep_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let best: Option<(String, f64)> = tx
+        .prepare_cached(
+            "SELECT j.id, json_extract(j.result_json, '$.best_test_acc')
+             FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
+             WHERE s.sweep_id = ?1 AND j.state = 'done' AND j.summary_json IS NOT NULL
+             ORDER BY json_extract(j.summary_json, '$.best_val_loss') LIMIT 1",
+        )?
+        .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(SweepActivity {
+        compute_ms: compute_ms.unwrap_or(0).max(0),
+        mean_done_ms,
+        best,
+    })
+}
+
 /// One job. Errors: NotFound.
 pub fn get_job(tx: &Transaction<'_>, job_id: &str) -> Result<Job, Error> {
     let mut stmt = tx.prepare_cached(concat!(

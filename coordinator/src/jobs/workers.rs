@@ -108,3 +108,17 @@ pub fn list_workers(tx: &Transaction<'_>) -> Result<Vec<(WorkerRecord, Vec<Strin
         })
         .collect()
 }
+
+/// Jobs each worker finished at or after `since` (by worker id; workers that finished none are
+/// absent). One pass over the attempts.
+pub fn jobs_done_since(
+    tx: &Transaction<'_>,
+    since: Millis,
+) -> Result<std::collections::HashMap<String, u32>, Error> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT worker_id, COUNT(*) FROM attempts WHERE outcome = 'done' AND ended_ms >= ?1 GROUP BY worker_id",
+        )?
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}

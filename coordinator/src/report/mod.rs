@@ -137,6 +137,14 @@ fn point_key(s: &pb::TrialSpec) -> (String, String, u32, u32, u64) {
     )
 }
 
+/// A figure's title, saying so when the data is synthetic (a figure travels without its page).
+fn titled(inputs: &Inputs, title: &str) -> String {
+    match &inputs.results.dataset {
+        Some(d) if d.synthetic => format!("{title} (synthetic data)"),
+        _ => title.to_string(),
+    }
+}
+
 /// Test accuracy at the best epoch against each swept parameter, one line per combination of the
 /// others.
 fn accuracy_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Vec<Figure>> {
@@ -184,7 +192,7 @@ fn accuracy_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result
         }
         out.push(
             LineChart {
-                title: format!("Test accuracy vs {}", param.axis),
+                title: titled(inputs, &format!("Test accuracy vs {}", param.axis)),
                 x_label: param.axis.into(),
                 y_label: "test accuracy at the best epoch (%)".into(),
                 x: XAxis::Categories(categories),
@@ -268,7 +276,7 @@ fn curve_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Ve
     }
     Ok(vec![
         LineChart {
-            title: "Learning curves: test accuracy".into(),
+            title: titled(inputs, "Learning curves: test accuracy"),
             x_label: "epoch".into(),
             y_label: "test accuracy (%)".into(),
             x: XAxis::Integers,
@@ -277,7 +285,7 @@ fn curve_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Ve
         }
         .figure("curves-test-accuracy", caption.clone())?,
         LineChart {
-            title: "Learning curves: validation loss".into(),
+            title: titled(inputs, "Learning curves: validation loss"),
             x_label: "epoch".into(),
             y_label: "validation loss (cross-entropy)".into(),
             x: XAxis::Integers,
@@ -323,7 +331,7 @@ fn heat_map(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Option<
     }
     Ok(Some(
         HeatMap {
-            title: format!("Test accuracy over {} × {}", px.axis, py.axis),
+            title: titled(inputs, &format!("Test accuracy over {} × {}", px.axis, py.axis)),
             x_label: px.axis.into(),
             y_label: py.axis.into(),
             x_values: xs,
@@ -357,7 +365,7 @@ fn time_figure(inputs: &Inputs) -> anyhow::Result<Figure> {
         }
     }
     LineChart {
-        title: "Training time per job".into(),
+        title: titled(inputs, "Training time per job"),
         x_label: "grid point (# in the tables)".into(),
         y_label: "training time (s)".into(),
         x: XAxis::Categories((1..=rows.len()).map(|i| i.to_string()).collect()),

@@ -85,9 +85,73 @@ impl From<&SweepCounts> for SweepJson {
     }
 }
 
-pub async fn sweeps(State(c): State<Coordinator>) -> Result<Json<Vec<SweepJson>>, WebError> {
-    let sweeps = c.read(jobs::list_sweeps).await?;
-    Ok(Json(sweeps.iter().map(SweepJson::from).collect()))
+/// Most sweeps one page of `/api/sweeps` lists (their counts and activity are read per page).
+pub const MAX_SWEEPS_PAGE: u32 = 200;
+
+/// A sweep in the list: its counts, and what it has cost and found.
+#[derive(Serialize)]
+pub struct SweepListed {
+    #[serde(flatten)]
+    sweep: SweepJson,
+    /// Machine time of every attempt so far, seconds.
+    compute_seconds: f64,
+    /// Seconds until every job has ended at the present pace (mean time of a finished attempt,
+    /// as many at once as are running now); none before a job has finished or while none runs.
+    eta_seconds: Option<f64>,
+    /// The finished trial with the lowest validation loss: its test accuracy at the best epoch.
+    best_test_acc: Option<f64>,
+    best_job: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SweepsPage {
+    sweeps: Vec<SweepListed>,
+    /// Sweeps in all pages, and where the next page starts (none after the last).
+    total: u32,
+    next: Option<u32>,
+}
+
+pub async fn sweeps(
+    State(c): State<Coordinator>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<SweepsPage>, WebError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_SWEEPS_PAGE);
+    let from = q.from;
+    let now = c.now();
+    let (sweeps, total) = c
+        .read(move |tx| {
+            let (sweeps, total) = jobs::sweeps_page(tx, from, limit)?;
+            let listed = sweeps
+                .iter()
+                .map(|s| Ok((SweepJson::from(s), jobs::sweep_activity(tx, &s.id, now)?)))
+                .collect::<Result<Vec<_>, crate::Error>>()?;
+            Ok((listed, total))
+        })
+        .await?;
+    let shown = sweeps.len() as u32;
+    Ok(Json(SweepsPage {
+        sweeps: sweeps
+            .into_iter()
+            .map(|(sweep, activity)| {
+                let left = sweep.queued + sweep.running;
+                let eta_seconds = match activity.mean_done_ms {
+                    Some(mean) if sweep.running > 0 => {
+                        Some(mean / 1000.0 * f64::from(left) / f64::from(sweep.running))
+                    }
+                    _ => None,
+                };
+                SweepListed {
+                    compute_seconds: activity.compute_ms as f64 / 1000.0,
+                    eta_seconds,
+                    best_test_acc: activity.best.as_ref().map(|b| b.1),
+                    best_job: activity.best.map(|b| b.0),
+                    sweep,
+                }
+            })
+            .collect(),
+        total,
+        next: (from + shown < total).then_some(from + shown),
+    }))
 }
 
 pub async fn sweep(
@@ -218,15 +282,27 @@ pub struct WorkerJson {
     last_seen_ms: i64,
     gone: bool,
     jobs: Vec<String>,
+    /// Jobs it finished in the last hour.
+    jobs_last_hour: u32,
 }
 
 pub async fn workers(State(c): State<Coordinator>) -> Result<Json<Vec<WorkerJson>>, WebError> {
-    let workers = c.read(jobs::list_workers).await?;
-    let gone_before = c.now() - GONE_AFTER.as_millis() as i64;
+    let now = c.now();
+    let hour_ago = now - 3_600_000;
+    let (workers, done) = c
+        .read(move |tx| {
+            Ok((
+                jobs::list_workers(tx)?,
+                jobs::jobs_done_since(tx, hour_ago)?,
+            ))
+        })
+        .await?;
+    let gone_before = now - GONE_AFTER.as_millis() as i64;
     Ok(Json(
         workers
             .into_iter()
             .map(|(w, jobs)| WorkerJson {
+                jobs_last_hour: done.get(&w.id).copied().unwrap_or(0),
                 name: worker_name(&w.id).to_string(),
                 gone: w.last_seen_ms < gone_before,
                 host: w.host,

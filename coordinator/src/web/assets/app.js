@@ -36,18 +36,30 @@ const jetsweep = (() => {
     return `${esc(d.spec)}${d.synthetic ? " <b>(synthetic)</b>" : ""} <span class="muted">${esc(d.sha256.slice(0, 12))}</span>`;
   }
 
-  // ---- /: every sweep, newest first ----
+  // A duration in seconds as people read it: 42 s, 3.5 min, 2.1 h.
+  const dur = (sec) => sec == null ? "—" : sec < 90 ? `${sec.toFixed(0)} s` : sec < 5400 ? `${(sec / 60).toFixed(1)} min` : `${(sec / 3600).toFixed(1)} h`;
+
+  // ---- /: the sweeps, newest first, a page at a time ----
   async function sweepsPage() {
+    const PAGE = 50;
+    const from = Math.max(0, Number(new URLSearchParams(location.search).get("from")) || 0);
     const load = async () => {
       try {
-        const sweeps = await getJson("/api/sweeps");
-        $("#sweeps tbody").innerHTML = sweeps.map((s) =>
+        const page = await getJson(`/api/sweeps?from=${from}&limit=${PAGE}`);
+        $("#sweeps tbody").innerHTML = page.sweeps.map((s) =>
           `<tr data-sweep="${esc(s.id)}"><td><a href="/sweeps/${encodeURIComponent(s.id)}">${esc(s.id)}</a></td>` +
           `<td class="s-${s.state}">${s.state}</td><td>${progress(s)}</td>` +
           `<td class="num">${s.total}</td><td class="num">${s.done}</td><td class="num">${s.running}</td>` +
           `<td class="num">${s.queued}</td><td class="num">${s.failed}</td><td class="num">${s.cancelled}</td>` +
+          `<td class="num">${dur(s.compute_seconds)}</td><td class="num">${s.running ? dur(s.eta_seconds) : "—"}</td>` +
+          `<td class="num" title="the finished trial with the lowest validation loss: its test accuracy at the best epoch">${pct(s.best_test_acc)}</td>` +
           `<td>${dataLabel(s.dataset)}</td><td>${when(s.created_ms)}</td></tr>`).join("");
-        status(`${sweeps.length} sweeps · updated ${new Date().toLocaleTimeString()}`);
+        const pages = [];
+        if (from > 0) pages.push(`<a href="/?from=${Math.max(0, from - PAGE)}">← newer</a>`);
+        if (page.next != null) pages.push(`<a href="/?from=${page.next}">older →</a>`);
+        $("#pages").innerHTML = pages.join(" · ");
+        const last = from + page.sweeps.length;
+        status(`${page.total ? `sweeps ${from + 1}–${last} of ${page.total}` : "no sweeps yet"} · updated ${new Date().toLocaleTimeString()}`);
       } catch (e) { status(`could not load the sweeps: ${e.message}`, true); }
     };
     await load();
@@ -61,7 +73,7 @@ const jetsweep = (() => {
         const workers = await getJson("/api/workers");
         $("#workers tbody").innerHTML = workers.map((w) =>
           `<tr><td>${esc(w.name)}</td><td>${esc(w.host)}</td><td>${esc(w.device)}</td>` +
-          `<td class="num">${w.slots}</td><td class="num">${w.jobs.length}</td><td>${when(w.last_seen_ms)}</td>` +
+          `<td class="num">${w.slots}</td><td class="num">${w.jobs.length}</td><td class="num">${w.jobs_last_hour}</td><td>${when(w.last_seen_ms)}</td>` +
           `<td class="${w.gone ? "s-failed" : "s-done"}">${w.gone ? "gone" : "alive"}</td></tr>`).join("");
         status(`${workers.length} workers · updated ${new Date().toLocaleTimeString()}`);
       } catch (e) { status(`could not load the workers: ${e.message}`, true); }
@@ -84,14 +96,57 @@ const jetsweep = (() => {
       points: { show: xs.length < 30 },
       spanGaps: false,
     })));
+    const xAxis = { label: xLabel };
+    const xScale = { time: false, distr: opts.logX ? 3 : 1 };
+    if (opts.categories) {
+      // Categories at 0, 1, 2, …: a tick at each, named.
+      xAxis.splits = () => opts.categories.map((_, i) => i);
+      xAxis.values = (u, splits) => splits.map((i) => opts.categories[i] ?? "");
+      xScale.range = () => [-0.5, opts.categories.length - 0.5];
+    }
+    // Whole-number steps (epochs): no tick at 1.5.
+    if (opts.integerX) xAxis.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+    const yScale = opts.yRange ? { range: () => opts.yRange } : {};
     const plot = new uPlot({
       width: opts.width || 460, height: 260,
-      scales: { x: { time: false, distr: opts.logX ? 3 : 1 } },
-      axes: [{ label: xLabel }, { label: yLabel, size: 60 }],
+      scales: { x: xScale, y: yScale },
+      axes: [xAxis, { label: yLabel, size: 60 }],
       legend: { show: series.length <= 12 },
       series: plotted,
+      plugins: opts.plugins || [],
     }, [xs].concat(series.map((s) => s.values)), el);
     return plot;
+  }
+
+  // A uPlot plugin drawing ± error bars: `series[k].err[i]` around `series[k].values[i]`.
+  function errorBars(xs, series) {
+    return {
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx;
+          const px = devicePixelRatio || 1;
+          ctx.save();
+          series.forEach((s, k) => {
+            if (!s.err || !u.series[k + 1].show) return;
+            ctx.strokeStyle = s.color;
+            ctx.lineWidth = 1.5 * px;
+            ctx.beginPath();
+            xs.forEach((x, i) => {
+              const m = s.values[i], e = s.err[i];
+              if (m == null || e == null) return;
+              const cx = u.valToPos(x, "x", true);
+              const lo = u.valToPos(m - e, "y", true), hi = u.valToPos(m + e, "y", true);
+              const w = 5 * px;
+              ctx.moveTo(cx, lo); ctx.lineTo(cx, hi);
+              ctx.moveTo(cx - w, lo); ctx.lineTo(cx + w, lo);
+              ctx.moveTo(cx - w, hi); ctx.lineTo(cx + w, hi);
+            });
+            ctx.stroke();
+          });
+          ctx.restore();
+        }],
+      },
+    };
   }
 
   function curvesCharts(curves, jobsById) {
@@ -117,41 +172,134 @@ const jetsweep = (() => {
     target.dataset.jobs = ids.length;
     target.dataset.points = points;
     if (!ids.length) { target.innerHTML = `<p class="muted">no epoch reported yet</p>`; return; }
-    lineChart(target, "test accuracy", "epoch", "accuracy (%)", xs, seriesOf("test_acc", 100));
-    lineChart(target, "validation accuracy", "epoch", "accuracy (%)", xs, seriesOf("val_acc", 100));
-    lineChart(target, "validation loss", "epoch", "cross-entropy", xs, seriesOf("val_loss", 1));
-    lineChart(target, "training loss", "epoch", "cross-entropy", xs, seriesOf("train_loss", 1));
+    lineChart(target, "test accuracy", "epoch", "accuracy (%)", xs, seriesOf("test_acc", 100), { integerX: true });
+    lineChart(target, "validation accuracy", "epoch", "accuracy (%)", xs, seriesOf("val_acc", 100), { integerX: true });
+    lineChart(target, "validation loss", "epoch", "cross-entropy", xs, seriesOf("val_loss", 1), { integerX: true });
+    lineChart(target, "training loss", "epoch", "cross-entropy", xs, seriesOf("train_loss", 1), { integerX: true });
     const total = Number($("#summary").dataset.total || ids.length);
     if (total > shown.length) target.insertAdjacentHTML("beforeend", `<p class="muted">the first ${shown.length} of ${total} trials plotted</p>`);
   }
 
+  // The hyperparameters a grid can sweep: how to name a value, and the order values sort in.
+  const PARAMS = [
+    { key: "model", axis: "model", show: (r) => r.model, order: (r) => r.model },
+    { key: "optimizer", axis: "optimizer", show: (r) => r.optimizer, order: (r) => r.optimizer },
+    { key: "batch_size", axis: "batch size", show: (r) => String(r.batch_size), order: (r) => r.batch_size },
+    { key: "max_epochs", axis: "epochs", show: (r) => String(r.max_epochs), order: (r) => r.max_epochs },
+    { key: "learning_rate", axis: "learning rate", show: (r) => r.learning_rate.toExponential().replace("e+", "e").replace(/\.0+e/, "e"), order: (r) => r.learning_rate },
+  ];
+  const sweptParams = (rows) => PARAMS.filter((p) => new Set(rows.map(p.show)).size > 1);
+  const valuesOf = (p, rows) => {
+    const seen = new Map();
+    for (const r of rows) seen.set(p.show(r), p.order(r));
+    return [...seen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).map((e) => e[0]);
+  };
+  const pm = (mean, std, f) => (mean == null ? "—" : `${f(mean)} ± ${f(std)}`);
+  const pct2 = (x) => (100 * x).toFixed(2);
+
+  // The grid points: seeds by state, the numbers over finished seeds, the best (chosen on validation) and its ties.
+  function resultsTable(results) {
+    const rows = results.rows;
+    const note = (r) => [r.failed && `${r.failed} failed`, r.cancelled && `${r.cancelled} cancelled`, r.pending && `${r.pending} to go`].filter(Boolean).join(", ");
+    const mark = (r) => (r.best ? (r.tie ? "best (tied)" : "best") : r.tie ? "tie" : "");
+    $("#points tbody").innerHTML = rows.map((r, i) =>
+      `<tr class="${r.best ? "best" : ""}" data-point="${i}"><td class="num">${i + 1}</td><td>${esc(r.model)}</td><td class="num">${r.batch_size}</td>` +
+      `<td class="num">${r.max_epochs}</td><td class="num">${r.learning_rate}</td>` +
+      `<td class="num">${r.seeds}/${r.seeds + r.failed + r.cancelled + r.pending}</td><td class="${r.failed ? "s-failed" : "muted"}">${note(r)}</td>` +
+      `<td class="num">${pm(r.mean_test_acc, r.std_test_acc, pct2)}</td><td class="num">${pm(r.mean_best_test_acc, r.std_best_test_acc, pct2)}</td>` +
+      `<td class="num">${pm(r.mean_best_val_loss, r.std_best_val_loss, (x) => x.toFixed(4))}</td>` +
+      `<td class="num">${pm(r.mean_train_seconds, r.std_train_seconds, (x) => x.toFixed(2))}</td><td><b>${mark(r)}</b></td></tr>`).join("");
+    $("#hints").innerHTML = results.hints.map((h) => `<p class="hint">hint: ${esc(h)}</p>`).join("");
+  }
+
+  // Best-epoch test accuracy against each swept parameter: one line per combination of the others,
+  // ± one standard deviation over seeds as error bars; a point no seed finished is not drawn.
   function paramCharts(results) {
     const target = $("#params");
     target.innerHTML = "";
     const rows = results.rows;
-    if (!rows.length) { target.innerHTML = `<p class="muted">no trial finished yet</p>`; return; }
-    const keys = ["batch_size", "learning_rate", "max_epochs"].filter((k) => new Set(rows.map((r) => r[k])).size > 1);
-    for (const k of keys) {
-      // Average over the other parameters' values, per value of this one.
-      const groups = new Map();
-      for (const r of rows) {
-        const g = groups.get(r[k]) || [];
-        g.push(r);
-        groups.set(r[k], g);
+    resultsTable(results);
+    const finished = rows.filter((r) => r.mean_best_test_acc != null);
+    if (!finished.length) { target.innerHTML = `<p class="muted">no trial finished yet</p>`; return; }
+    const swept = sweptParams(rows);
+    for (const p of swept) {
+      const names = valuesOf(p, rows);
+      const others = swept.filter((o) => o !== p);
+      const lines = new Map();
+      for (const r of finished) {
+        const label = others.map((o) => `${o.axis} ${o.show(r)}`).join(", ") || "mean over seeds";
+        const line = lines.get(label) || { label, values: names.map(() => null), err: names.map(() => null) };
+        const i = names.indexOf(p.show(r));
+        line.values[i] = 100 * r.mean_best_test_acc;
+        line.err[i] = 100 * r.std_best_test_acc;
+        lines.set(label, line);
       }
-      const xs = [...groups.keys()].sort((a, b) => a - b);
-      const mean = xs.map((x) => 100 * avg(groups.get(x).map((r) => r.mean_best_test_acc)));
-      const std = xs.map((x) => 100 * avg(groups.get(x).map((r) => r.std_best_test_acc)));
-      lineChart(target, `best-epoch test accuracy vs ${k}`, k, "accuracy (%)", xs, [
-        { label: "mean over seeds", values: mean, width: 2 },
-        { label: "mean + std", values: mean.map((m, i) => m + std[i]), dash: [4, 4], color: "#868e96" },
-        { label: "mean − std", values: mean.map((m, i) => m - std[i]), dash: [4, 4], color: "#868e96" },
-      ], { logX: k === "learning_rate" });
+      const series = [...lines.values()].slice(0, 10).map((l, i) => ({ ...l, color: COLORS[i % COLORS.length], width: 2 }));
+      const all = series.flatMap((l) => l.values.flatMap((m, i) => (m == null ? [] : [m - l.err[i], m + l.err[i]])));
+      const lo = Math.min(...all), hi = Math.max(...all), pad = Math.max(0.5, 0.08 * (hi - lo));
+      const xs = names.map((_, i) => i);
+      lineChart(target, `best-epoch test accuracy vs ${p.axis} (± std over seeds)`, p.axis, "test accuracy (%)", xs, series,
+        { categories: names, yRange: [lo - pad, hi + pad], plugins: [errorBars(xs, series)] });
     }
-    if (!keys.length) target.innerHTML = `<p class="muted">one grid point: nothing to compare</p>`;
+    if (swept.length === 2) heatMap(target, rows, swept);
+    if (swept.length >= 3) parallelCoordinates(target, rows, swept);
+    if (!swept.length) target.insertAdjacentHTML("beforeend", `<p class="muted">one grid point: nothing to compare</p>`);
   }
 
-  const avg = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // A colour from light (0) to dark (1), as the report's heat map.
+  const shade = (t) => `rgb(${Math.round(237 - 229 * t)},${Math.round(248 - 184 * t)},${Math.round(233 - 104 * t)})`;
+
+  // Two swept parameters: best-epoch test accuracy over their grid; the best point outlined.
+  function heatMap(target, rows, [px, py]) {
+    const xs = valuesOf(px, rows), ys = valuesOf(py, rows);
+    const vals = rows.filter((r) => r.mean_best_test_acc != null).map((r) => r.mean_best_test_acc);
+    const lo = Math.min(...vals), hi = Math.max(...vals);
+    const cell = (r) => {
+      if (!r || r.mean_best_test_acc == null) return `<td class="muted">${r ? "not finished" : "—"}</td>`;
+      const t = hi > lo ? (r.mean_best_test_acc - lo) / (hi - lo) : 0.5;
+      return `<td class="num${r.best ? " best-cell" : ""}" style="background:${shade(t)};color:${t > 0.55 ? "#fff" : "#000"}">` +
+        `${pm(r.mean_best_test_acc, r.std_best_test_acc, pct2)}</td>`;
+    };
+    const at = new Map(rows.map((r) => [`${px.show(r)}|${py.show(r)}`, r]));
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.id = "heatmap";
+    el.innerHTML = `<h3>best-epoch test accuracy (%) over ${esc(px.axis)} × ${esc(py.axis)}</h3>` +
+      `<table class="heat"><thead><tr><th>${esc(py.axis)} \\ ${esc(px.axis)}</th>${xs.map((x) => `<th class="num">${esc(x)}</th>`).join("")}</tr></thead><tbody>` +
+      ys.map((y) => `<tr><th>${esc(y)}</th>${xs.map((x) => cell(at.get(`${x}|${y}`))).join("")}</tr>`).join("") +
+      `</tbody></table><p class="muted">outlined: the best point (lowest validation loss)</p>`;
+    target.appendChild(el);
+  }
+
+  // Three or more swept parameters: one vertical axis each and one for accuracy; a line per grid point.
+  function parallelCoordinates(target, rows, swept) {
+    const done = rows.filter((r) => r.mean_best_test_acc != null);
+    const W = 940, H = 320, top = 30, bottom = H - 40, left = 60, right = W - 60;
+    const axes = swept.map((p) => ({ name: p.axis, names: valuesOf(p, rows), pos: (r) => valuesOf(p, rows).indexOf(p.show(r)) }));
+    const accs = done.map((r) => 100 * r.mean_best_test_acc);
+    const lo = Math.min(...accs), hi = Math.max(...accs);
+    const xAt = (k) => left + ((right - left) * k) / axes.length;
+    const yCat = (a, i) => (a.names.length === 1 ? (top + bottom) / 2 : bottom - ((bottom - top) * i) / (a.names.length - 1));
+    const yAcc = (v) => (hi > lo ? bottom - ((bottom - top) * (v - lo)) / (hi - lo) : (top + bottom) / 2);
+    let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-size="12" font-family="sans-serif">`;
+    for (const r of done.slice().sort((a, b) => a.mean_best_test_acc - b.mean_best_test_acc)) {
+      const t = hi > lo ? (100 * r.mean_best_test_acc - lo) / (hi - lo) : 0.5;
+      const pts = axes.map((a, k) => `${xAt(k)},${yCat(a, a.pos(r))}`).concat(`${xAt(axes.length)},${yAcc(100 * r.mean_best_test_acc)}`);
+      svg += `<polyline points="${pts.join(" ")}" fill="none" stroke="${r.best ? "#d62728" : shade(0.15 + 0.85 * t)}" stroke-width="${r.best ? 3 : 1.5}"><title>${esc(pm(r.mean_best_test_acc, r.std_best_test_acc, pct2))} %</title></polyline>`;
+    }
+    axes.forEach((a, k) => {
+      svg += `<line x1="${xAt(k)}" y1="${top}" x2="${xAt(k)}" y2="${bottom}" stroke="#444"/><text x="${xAt(k)}" y="${H - 14}" text-anchor="middle">${esc(a.name)}</text>`;
+      a.names.forEach((n, i) => { svg += `<text x="${xAt(k) - 6}" y="${yCat(a, i) + 4}" text-anchor="end">${esc(n)}</text>`; });
+    });
+    const xa = xAt(axes.length);
+    svg += `<line x1="${xa}" y1="${top}" x2="${xa}" y2="${bottom}" stroke="#444"/><text x="${xa}" y="${H - 14}" text-anchor="middle">test acc. (%)</text>`;
+    svg += `<text x="${xa + 6}" y="${top + 4}">${hi.toFixed(2)}</text><text x="${xa + 6}" y="${bottom + 4}">${lo.toFixed(2)}</text></svg>`;
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.id = "parallel";
+    el.innerHTML = `<h3>parallel coordinates: each line a grid point, by best-epoch test accuracy (red: best by validation loss)</h3>${svg}`;
+    target.appendChild(el);
+  }
 
   function jobsTable(jobs, sort, filter) {
     const f = filter.trim().toLowerCase();
