@@ -215,25 +215,36 @@ async fn main() {
     // The whole page in headless Chromium, if there is one: wall time of a headless run that loads
     // the page and waits for its data, against the same for a page with no data (the browser's own
     // start-up), so the difference is what the sweep's size costs.
+    // A still snapshot (`?live=0`: the live page's event stream never lets the browser settle),
+    // its output to a file (helper processes the browser starts may outlive it holding pipes).
+    let dom_file = dir.path().join("dom.html");
     let chromium = |path: &str| -> Option<(Duration, String)> {
         let start = Instant::now();
-        let out = std::process::Command::new("chromium")
+        let status = std::process::Command::new("chromium")
             .args([
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
                 "--dump-dom",
                 "--virtual-time-budget=10000",
             ])
             .arg(format!("{}{path}", c.url))
-            .output()
+            .stdout(std::fs::File::create(&dom_file).ok()?)
+            .stderr(std::process::Stdio::null())
+            .status()
             .ok()?;
-        Some((
-            start.elapsed(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ))
+        if !status.success() {
+            return None;
+        }
+        Some((start.elapsed(), std::fs::read_to_string(&dom_file).ok()?))
     };
-    match (chromium("/login"), chromium(&format!("/sweeps/{big}"))) {
+    match (
+        chromium("/login"),
+        chromium(&format!("/sweeps/{big}?live=0")),
+    ) {
         (Some((empty, _)), Some((full, dom))) => println!(
             "\nheadless Chromium, wall time: a page without data {:.2} s; this sweep's page until rendered {:.2} s ({} trials loaded, {} rows laid out)",
             empty.as_secs_f64(),

@@ -147,10 +147,8 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
     let mut out = String::new();
     match format {
         Format::Json => {
-            out += &format!(
-                "{}\n",
-                serde_json::to_string_pretty(&json::document(r)).expect("json")
-            );
+            out += &json::document_text(r, true);
+            out += "\n";
         }
         Format::Csv => {
             out += "model,optimizer,batch_size,max_epochs,learning_rate,seeds,failed,cancelled,pending,\

@@ -410,10 +410,13 @@ pub fn write(dir: &Path, inputs: &Inputs) -> anyhow::Result<Vec<PathBuf>> {
         put(figure_dir.join(format!("{}.svg", f.name)), f.svg.as_bytes())?;
         put(figure_dir.join(format!("{}.png", f.name)), &f.png)?;
     }
-    let document = crate::results::json::document(&inputs.results);
     put(
         dir.join("results.json"),
-        format!("{}\n", serde_json::to_string_pretty(&document)?).as_bytes(),
+        format!(
+            "{}\n",
+            crate::results::json::document_text(&inputs.results, true)
+        )
+        .as_bytes(),
     )?;
     let swept = swept(&inputs.results.rows);
     put(

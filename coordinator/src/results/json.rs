@@ -5,6 +5,7 @@
 
 use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// A measured number, or `null` for NaN (no seed measured it).
@@ -12,38 +13,117 @@ pub fn number(x: f64) -> Value {
     if x.is_finite() { json!(x) } else { Value::Null }
 }
 
-/// The sweep's results: the dataset they were measured on, every grid point with its seeds by
-/// state and its numbers, the best point (chosen on validation) and the hints.
-pub fn document(r: &pb::GetResultsResponse) -> Value {
-    let dataset = r.dataset.clone().unwrap_or_default();
-    let rows: Vec<Value> = r
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let s = row.spec.clone().unwrap_or_default();
-            json!({
-                "model": s.model, "optimizer": s.optimizer, "batch_size": s.batch_size,
-                "max_epochs": s.max_epochs, "learning_rate": s.learning_rate,
-                "seeds": row.seeds, "failed": row.failed, "cancelled": row.cancelled, "pending": row.pending,
-                "mean_test_acc": number(row.mean_test_acc), "std_test_acc": number(row.std_test_acc),
-                "mean_best_test_acc": number(row.mean_best_test_acc), "std_best_test_acc": number(row.std_best_test_acc),
-                "mean_best_val_loss": number(row.mean_best_val_loss), "std_best_val_loss": number(row.std_best_val_loss),
-                "mean_best_val_acc": number(row.mean_best_val_acc), "std_best_val_acc": number(row.std_best_val_acc),
-                "mean_best_epoch": number(row.mean_best_epoch), "std_best_epoch": number(row.std_best_epoch),
-                "mean_train_seconds": number(row.mean_train_seconds), "std_train_seconds": number(row.std_train_seconds),
-                "best": i as i32 == r.best, "tie": row.tie,
+/// A measured number, or nothing (`null`) for NaN.
+fn measured(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// One grid point in the document.
+#[derive(Serialize)]
+struct PointDoc<'a> {
+    model: &'a str,
+    optimizer: &'a str,
+    batch_size: u32,
+    max_epochs: u32,
+    learning_rate: f64,
+    seeds: u32,
+    failed: u32,
+    cancelled: u32,
+    pending: u32,
+    mean_test_acc: Option<f64>,
+    std_test_acc: Option<f64>,
+    mean_best_test_acc: Option<f64>,
+    std_best_test_acc: Option<f64>,
+    mean_best_val_loss: Option<f64>,
+    std_best_val_loss: Option<f64>,
+    mean_best_val_acc: Option<f64>,
+    std_best_val_acc: Option<f64>,
+    mean_best_epoch: Option<f64>,
+    std_best_epoch: Option<f64>,
+    mean_train_seconds: Option<f64>,
+    std_train_seconds: Option<f64>,
+    best: bool,
+    tie: bool,
+}
+
+/// The whole document.
+#[derive(Serialize)]
+struct ResultsDoc<'a> {
+    dataset: &'a str,
+    dataset_sha256: &'a str,
+    synthetic: bool,
+    validation: &'a str,
+    best: Option<i32>,
+    chosen_on: &'static str,
+    hints: &'a [String],
+    rows: Vec<PointDoc<'a>>,
+}
+
+/// The sweep's results as JSON text: the dataset they were measured on, every grid point with its
+/// seeds by state and its numbers, the best point (chosen on validation) and the hints. Serialised
+/// straight from typed rows: a 10,000-point document is a few megabytes, made on every dashboard
+/// load.
+pub fn document_text(r: &pb::GetResultsResponse, pretty: bool) -> String {
+    let doc = doc(r);
+    if pretty {
+        serde_json::to_string_pretty(&doc)
+    } else {
+        serde_json::to_string(&doc)
+    }
+    .expect("results serialise")
+}
+
+fn doc(r: &pb::GetResultsResponse) -> ResultsDoc<'_> {
+    static NO_DATASET: pb::DatasetRef = pb::DatasetRef {
+        spec: String::new(),
+        sha256: String::new(),
+        size_bytes: 0,
+        synthetic: false,
+        validation: String::new(),
+    };
+    let dataset = r.dataset.as_ref().unwrap_or(&NO_DATASET);
+    ResultsDoc {
+        dataset: &dataset.spec,
+        dataset_sha256: &dataset.sha256,
+        synthetic: dataset.synthetic,
+        validation: &dataset.validation,
+        best: (r.best >= 0).then_some(r.best),
+        chosen_on: "lowest mean validation loss at each seed's best epoch",
+        hints: &r.hints,
+        rows: r
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let s = row.spec.as_ref();
+                PointDoc {
+                    model: s.map_or("", |s| &s.model),
+                    optimizer: s.map_or("", |s| &s.optimizer),
+                    batch_size: s.map_or(0, |s| s.batch_size),
+                    max_epochs: s.map_or(0, |s| s.max_epochs),
+                    learning_rate: s.map_or(0.0, |s| s.learning_rate),
+                    seeds: row.seeds,
+                    failed: row.failed,
+                    cancelled: row.cancelled,
+                    pending: row.pending,
+                    mean_test_acc: measured(row.mean_test_acc),
+                    std_test_acc: measured(row.std_test_acc),
+                    mean_best_test_acc: measured(row.mean_best_test_acc),
+                    std_best_test_acc: measured(row.std_best_test_acc),
+                    mean_best_val_loss: measured(row.mean_best_val_loss),
+                    std_best_val_loss: measured(row.std_best_val_loss),
+                    mean_best_val_acc: measured(row.mean_best_val_acc),
+                    std_best_val_acc: measured(row.std_best_val_acc),
+                    mean_best_epoch: measured(row.mean_best_epoch),
+                    std_best_epoch: measured(row.std_best_epoch),
+                    mean_train_seconds: measured(row.mean_train_seconds),
+                    std_train_seconds: measured(row.std_train_seconds),
+                    best: i as i32 == r.best,
+                    tie: row.tie,
+                }
             })
-        })
-        .collect();
-    json!({
-        "dataset": dataset.spec, "dataset_sha256": dataset.sha256, "synthetic": dataset.synthetic,
-        "validation": dataset.validation,
-        "best": if r.best >= 0 { json!(r.best) } else { Value::Null },
-        "chosen_on": "lowest mean validation loss at each seed's best epoch",
-        "hints": r.hints,
-        "rows": rows,
-    })
+            .collect(),
+    }
 }
 
 /// One row per job: its hyperparameters with the seed, its state, and what it measured (final and

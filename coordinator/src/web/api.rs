@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::jobs::{self, Job, JobState, SweepCounts};
 use crate::server::Coordinator;
 use jetsweep_proto::limits::GONE_AFTER;
-use jetsweep_proto::metrics::{EpochMetrics, EpochSummary};
+use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::worker_id::worker_name;
 
 use super::WebError;
@@ -180,8 +180,6 @@ pub struct JobJson {
     test_acc: Option<f64>,
     best_epoch: Option<u32>,
     best_test_acc: Option<f64>,
-    /// Validation at the best epoch, training time and final losses, when done.
-    summary: Option<EpochSummary>,
     error: Option<String>,
 }
 
@@ -210,10 +208,6 @@ impl From<&Job> for JobJson {
             test_acc: result.map(|r| r.test_acc),
             best_epoch: result.map(|r| r.best_epoch),
             best_test_acc: result.map(|r| r.best_test_acc),
-            summary: match &j.state {
-                JobState::Done { summary, .. } => summary.clone(),
-                _ => None,
-            },
             error,
         }
     }

@@ -190,10 +190,14 @@ async fn asset(Path(name): Path<String>) -> Response {
 async fn results(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
-) -> Result<axum::Json<serde_json::Value>, WebError> {
+) -> Result<Response, WebError> {
     let (ended, aggregated) = c.aggregate_results(&id).await?;
     let page = crate::server::results_page(&aggregated, 0, usize::MAX, ended);
-    Ok(axum::Json(crate::results::json::document(&page)))
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::results::json::document_text(&page, false),
+    )
+        .into_response())
 }
 
 /// Cancels the sweep (as `jetsweep cancel`). Needs the `x-jetsweep` header: a page's script sends

@@ -202,7 +202,11 @@ const jetsweep = (() => {
     const rows = results.rows;
     const note = (r) => [r.failed && `${r.failed} failed`, r.cancelled && `${r.cancelled} cancelled`, r.pending && `${r.pending} to go`].filter(Boolean).join(", ");
     const mark = (r) => (r.best ? (r.tie ? "best (tied)" : "best") : r.tie ? "tie" : "");
-    $("#points tbody").innerHTML = rows.map((r, i) =>
+    // Like the trials, a window of the points: the first TABLE_ROWS in grid order.
+    $("#points-note").textContent = rows.length > TABLE_ROWS
+      ? `the first ${TABLE_ROWS} of ${rows.length} grid points (every point: jetsweep results ID, or the report)`
+      : "";
+    $("#points tbody").innerHTML = rows.slice(0, TABLE_ROWS).map((r, i) =>
       `<tr class="${r.best ? "best" : ""}" data-point="${i}"><td class="num">${i + 1}</td><td>${esc(r.model)}</td><td class="num">${r.batch_size}</td>` +
       `<td class="num">${r.max_epochs}</td><td class="num">${r.learning_rate}</td>` +
       `<td class="num">${r.seeds}/${r.seeds + r.failed + r.cancelled + r.pending}</td><td class="${r.failed ? "s-failed" : "muted"}">${note(r)}</td>` +
@@ -241,7 +245,8 @@ const jetsweep = (() => {
       lineChart(target, `best-epoch test accuracy vs ${p.axis} (± std over seeds)`, p.axis, "test accuracy (%)", xs, series,
         { categories: names, yRange: [lo - pad, hi + pad], plugins: [errorBars(xs, series)] });
     }
-    if (swept.length === 2) heatMap(target, rows, swept);
+    // A heat map of more cells than fit a screen says nothing: the table and charts do.
+    if (swept.length === 2 && valuesOf(swept[0], rows).length * valuesOf(swept[1], rows).length <= 1600) heatMap(target, rows, swept);
     if (swept.length >= 3) parallelCoordinates(target, rows, swept);
     if (!swept.length) target.insertAdjacentHTML("beforeend", `<p class="muted">one grid point: nothing to compare</p>`);
   }
