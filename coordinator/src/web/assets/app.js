@@ -364,28 +364,37 @@ const jetsweep = (() => {
       $("#cancel").disabled = s.state === "done" || s.state === "cancelled" || s.cancel_requested;
     };
     const byId = () => Object.fromEntries(jobs.map((j) => [j.id, j]));
-    const showResults = async (s) => {
+    const resultsUrl = `/api/sweeps/${encodeURIComponent(id)}/results`;
+    const showResults = async (s, fetched) => {
       if (s.done === lastDone) return;
       lastDone = s.done;
-      paramCharts(await getJson(`/api/sweeps/${encodeURIComponent(id)}/results`));
+      paramCharts(await (fetched || getJson(resultsUrl)));
     };
     // Everything once; then the changes as the coordinator pushes them (server-sent events).
     const load = async () => {
       try {
-        const s = await getJson(`/api/sweeps/${encodeURIComponent(id)}`);
+        // The calls go out together: the page waits for the slowest, not for their sum.
+        const sweepCall = getJson(`/api/sweeps/${encodeURIComponent(id)}`);
+        const curvesCall = getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`);
+        const resultsCall = getJson(resultsUrl);
+        resultsCall.catch(() => {}); // awaited below; an early failure must not go unhandled
+        const jobsCall = (async () => {
+          let all = [], from = 0;
+          for (;;) {
+            const page = await getJson(`/api/sweeps/${encodeURIComponent(id)}/jobs?from=${from}`);
+            all = all.concat(page.jobs);
+            if (page.next == null) return all;
+            from = page.next;
+          }
+        })();
+        const s = await sweepCall;
         showSweep(s);
-        let all = [], from = 0;
-        for (;;) {
-          const page = await getJson(`/api/sweeps/${encodeURIComponent(id)}/jobs?from=${from}`);
-          all = all.concat(page.jobs);
-          if (page.next == null) break;
-          from = page.next;
-        }
-        jobs = all;
+        jobs = await jobsCall;
         jobsTable(jobs, sort, filter);
-        curves = (await getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`)).jobs;
+        curves = (await curvesCall).jobs;
         curvesCharts(curves, byId());
-        await showResults(s);
+        lastDone = -1;
+        await showResults(s, resultsCall);
         status(`updated ${new Date().toLocaleTimeString()}`);
       } catch (e) {
         status(`could not load the sweep: ${e.message}`, true);
