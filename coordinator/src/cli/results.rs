@@ -9,7 +9,7 @@ use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 use super::{Remote, rpc_error};
 use crate::results::json;
-use crate::results::words::{job_state, marker, seed_note};
+use crate::results::words::{job_state, marker, pct, plain, seed_note};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -92,24 +92,6 @@ pub async fn all_jobs(
             return Ok(jobs);
         }
         token = page.next_page_token;
-    }
-}
-
-/// `mean ± std` in percent, or `-` when no seed measured it.
-fn pct(mean: f64, std: f64) -> String {
-    if mean.is_finite() {
-        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
-    } else {
-        "-".into()
-    }
-}
-
-/// `mean ± std` with `digits` decimals, or `-`.
-fn plain(mean: f64, std: f64, digits: usize) -> String {
-    if mean.is_finite() {
-        format!("{mean:.digits$} ± {std:.digits$}")
-    } else {
-        "-".into()
     }
 }
 

@@ -4,31 +4,13 @@
 //! rounded: accuracy in percent with two decimals, losses with four.
 
 use super::{Inputs, Param, figures::Figure, model_params, spec};
-use crate::results::words;
+use crate::results::words::{self, pct, plain};
 use jetsweep_proto::v1 as pb;
 
 /// A table: its header and rows of cells, as text.
 struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
-}
-
-/// `mean ± std` of a fraction in percent, or `-` when nothing was measured.
-fn pct(mean: f64, std: f64) -> String {
-    if mean.is_finite() {
-        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
-    } else {
-        "-".into()
-    }
-}
-
-/// `mean ± std` with `digits` decimals, or `-`.
-fn plain(mean: f64, std: f64, digits: usize) -> String {
-    if mean.is_finite() {
-        format!("{mean:.digits$} ± {std:.digits$}")
-    } else {
-        "-".into()
-    }
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian, from the days since 1970).

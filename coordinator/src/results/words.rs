@@ -4,6 +4,25 @@
 use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 
+/// `mean ± std` of a fraction in percent with two decimals, or `-` when no seed measured it: how
+/// accuracy reads in every table (terminal, report, dashboard).
+pub fn pct(mean: f64, std: f64) -> String {
+    if mean.is_finite() {
+        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
+    } else {
+        "-".into()
+    }
+}
+
+/// `mean ± std` with `digits` decimals, or `-`.
+pub fn plain(mean: f64, std: f64, digits: usize) -> String {
+    if mean.is_finite() {
+        format!("{mean:.digits$} ± {std:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
 /// What a grid point's seeds are doing, when not all of them finished: "1 failed, 2 to go".
 pub fn seed_note(row: &pb::ResultRow) -> String {
     let mut parts = Vec::new();
