@@ -410,6 +410,14 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Its stderr is a pipe, not a terminal: progress comes as lines (a Slurm log shows them), the
+    // last one when the sweep ended.
+    assert!(
+        stderr.contains(&format!(
+            "{sweep_id}: 8/8 jobs ended (8 done, 0 failed, 0 cancelled)"
+        )),
+        "{stderr}"
+    );
     let out = Command::new(coordinator_bin())
         .args([
             "results",

@@ -14,6 +14,7 @@ use crate::report::{self, Inputs};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
+    /// The sweep's id (as `jetsweep submit` printed it; `jetsweep status` lists them).
     pub sweep: String,
     /// Folder to write report.html, report.md, results.json and figures/ into (made if missing;
     /// files of an earlier report there are replaced).

@@ -20,6 +20,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ResultsArgs {
+    /// The sweep's id (as `jetsweep submit` printed it; `jetsweep status` lists them).
     pub sweep: String,
     /// One row per job (seed) instead of per grid point: its state, final and best-epoch numbers,
     /// losses, training seconds, samples/s and parameters.
@@ -349,5 +350,107 @@ fn csv_text(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(batch_size: u32, seeds: u32, failed: u32, pending: u32, acc: f64) -> pb::ResultRow {
+        let (mean, std) = if seeds > 0 {
+            (acc, 0.01)
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        pb::ResultRow {
+            spec: Some(pb::TrialSpec {
+                model: "jsc-tiny".into(),
+                batch_size,
+                max_epochs: 10,
+                learning_rate: 1e-3,
+                ..Default::default()
+            }),
+            seeds,
+            failed,
+            pending,
+            mean_test_acc: mean,
+            std_test_acc: std,
+            mean_best_test_acc: mean,
+            std_best_test_acc: std,
+            mean_best_val_loss: if seeds > 0 { 1.0 - acc } else { f64::NAN },
+            std_best_val_loss: std,
+            mean_best_val_acc: mean,
+            std_best_val_acc: std,
+            mean_best_epoch: if seeds > 0 { 9.0 } else { f64::NAN },
+            std_best_epoch: 0.0,
+            mean_train_seconds: if seeds > 0 { 1.5 } else { f64::NAN },
+            std_train_seconds: 0.0,
+            ..Default::default()
+        }
+    }
+
+    fn response(rows: Vec<pb::ResultRow>, best: i32) -> pb::GetResultsResponse {
+        pb::GetResultsResponse {
+            total_rows: rows.len() as u32,
+            rows,
+            best,
+            dataset: Some(pb::DatasetRef {
+                spec: "synthetic:1000".into(),
+                sha256: "ab".repeat(32),
+                synthetic: true,
+                validation: "train-as-val".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Accuracy in percent; a failed seed is counted, not hidden; a point with nothing finished
+    /// shows no number; the best is marked and explained.
+    #[test]
+    fn the_table_counts_failed_seeds_and_never_shows_a_missing_number_as_zero() {
+        let r = response(
+            vec![
+                row(64, 1, 1, 0, 0.7955),
+                row(128, 2, 0, 0, 0.73),
+                row(256, 0, 1, 1, 0.0),
+            ],
+            0,
+        );
+        let table = render(&r, Format::Table);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("SYNTHETIC"), "{table}");
+        assert!(
+            lines[2].contains("1/2") && lines[2].contains("79.55 ± 1.00"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("← best") && lines[2].contains("1 failed"),
+            "{table}"
+        );
+        assert!(
+            lines[4].contains("0/2") && lines[4].contains("1 failed, 1 to go"),
+            "{table}"
+        );
+        assert!(!lines[4].contains("0.00"), "no number for no seed: {table}");
+        assert!(table.contains("MASE's rule"), "{table}");
+        let csv = render(&r, Format::Csv);
+        assert!(csv.lines().nth(3).unwrap().contains(",0,1,0,1,,,"), "{csv}");
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        assert_eq!(json["rows"][2]["mean_test_acc"], serde_json::Value::Null);
+        assert_eq!(json["rows"][0]["failed"], 1);
+        assert_eq!(json["best"], 0);
+    }
+
+    /// A sweep where nothing has finished says so instead of printing an empty table.
+    #[test]
+    fn a_sweep_with_nothing_finished_says_so() {
+        let table = render(&response(vec![row(64, 0, 0, 3, 0.0)], -1), Format::Table);
+        assert!(
+            table.contains("nothing has finished yet: 3 job(s) queued or running"),
+            "{table}"
+        );
+        assert!(!table.contains("MODEL"), "{table}");
     }
 }
