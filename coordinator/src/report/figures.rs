@@ -174,6 +174,9 @@ impl LineChart {
     }
 }
 
+/// Most category names along an x axis (more would overlap): beyond it every k-th is named.
+const MAX_CATEGORY_LABELS: usize = 16;
+
 /// Height of one row of a legend below a chart, and its columns.
 const LEGEND_ROW: u32 = 22;
 const LEGEND_COLUMNS: usize = 2;
@@ -211,8 +214,13 @@ impl Chart for LineChart {
             let i = v.round();
             ((v - i).abs() < 1e-6).then_some(i)
         };
+        // Many categories: every k-th is named, so names never overlap.
+        let every = match &self.x {
+            XAxis::Categories(names) => names.len().div_ceil(MAX_CATEGORY_LABELS).max(1),
+            XAxis::Integers => 1,
+        };
         let x_name = |v: &f64| match (&self.x, whole(v)) {
-            (XAxis::Categories(names), Some(i)) if i >= 0.0 => {
+            (XAxis::Categories(names), Some(i)) if i >= 0.0 && (i as usize) % every == 0 => {
                 names.get(i as usize).cloned().unwrap_or_default()
             }
             (XAxis::Integers, Some(i)) => format!("{i}"),

@@ -22,6 +22,10 @@ use figures::{Figure, HeatMap, LineChart, Series, XAxis};
 /// kept.
 const MAX_LINES: usize = 10;
 
+/// Most cells of a heat map (each shows its number): beyond it the table and the other figures say
+/// it better.
+const MAX_HEAT_CELLS: usize = 100;
+
 /// Everything a report is made of, as the coordinator serves it.
 pub struct Inputs {
     pub sweep: pb::SweepView,
@@ -303,6 +307,10 @@ fn heat_map(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Option<
     };
     let rows = &inputs.results.rows;
     let (xs, ys) = (values_of(px, rows), values_of(py, rows));
+    // Each cell carries its number as text: beyond this many cells they cannot be read.
+    if xs.len() * ys.len() > MAX_HEAT_CELLS {
+        return Ok(None);
+    }
     let mut cells = vec![vec![None; xs.len()]; ys.len()];
     let mut marked = None;
     for (i, row) in rows.iter().enumerate() {
