@@ -220,7 +220,9 @@ impl Chart for LineChart {
             XAxis::Integers => 1,
         };
         let x_name = |v: &f64| match (&self.x, whole(v)) {
-            (XAxis::Categories(names), Some(i)) if i >= 0.0 && (i as usize) % every == 0 => {
+            (XAxis::Categories(names), Some(i))
+                if i >= 0.0 && (i as usize).is_multiple_of(every) =>
+            {
                 names.get(i as usize).cloned().unwrap_or_default()
             }
             (XAxis::Integers, Some(i)) => format!("{i}"),
