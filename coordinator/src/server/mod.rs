@@ -6,6 +6,7 @@
 //! - `sweeps`: the SweepService; `workers`: the WorkerService; `views`: the coordinator's records
 //!   as wire messages.
 
+pub(crate) mod activity_cache;
 pub(crate) mod results_cache;
 mod sweeps;
 pub use sweeps::results_page;
@@ -53,6 +54,8 @@ pub struct Coordinator {
     submissions: Arc<tokio::sync::Semaphore>,
     /// The results of the sweeps read last, aggregated once for all their pages.
     results: Arc<results_cache::ResultsCache>,
+    /// What the listed sweeps have cost and found, between the sweep list's polls.
+    activity: Arc<activity_cache::ActivityCache>,
     /// What `/metrics` reports.
     metrics: crate::metrics::Metrics,
     /// Live event streams open at once (each reads the store after commits).
@@ -94,6 +97,7 @@ impl Coordinator {
             access: DataAccess::BuiltInOnly,
             submissions: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SUBMISSIONS)),
             results: Arc::default(),
+            activity: Arc::default(),
         })
     }
 
@@ -221,6 +225,26 @@ impl Coordinator {
         let aggregated = Arc::new((aggregate, counts.dataset));
         self.results.put(id, ended, aggregated.clone());
         Ok((ended, aggregated))
+    }
+
+    /// The sweep's [`crate::jobs::SweepActivity`] at `now`, given its counts (read in the same
+    /// transaction): kept between calls while its ended and running counts stand.
+    pub(crate) fn sweep_activity(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        counts: &crate::jobs::SweepCounts,
+        now: Millis,
+    ) -> Result<crate::jobs::SweepActivity, Error> {
+        let key = (
+            counts.done + counts.failed + counts.cancelled,
+            counts.leased,
+        );
+        if let Some(kept) = self.activity.get(&counts.id, key, now) {
+            return Ok(kept);
+        }
+        let activity = crate::jobs::sweep_activity(tx, &counts.id, now)?;
+        self.activity.put(&counts.id, key, now, activity.clone());
+        Ok(activity)
     }
 
     /// Removes prepared datasets no queued or running job needs and none used for

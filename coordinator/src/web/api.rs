@@ -118,12 +118,13 @@ pub async fn sweeps(
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_SWEEPS_PAGE);
     let from = q.from;
     let now = c.now();
+    let coordinator = c.clone();
     let (sweeps, total) = c
         .read(move |tx| {
             let (sweeps, total) = jobs::sweeps_page(tx, from, limit)?;
             let listed = sweeps
                 .iter()
-                .map(|s| Ok((SweepJson::from(s), jobs::sweep_activity(tx, &s.id, now)?)))
+                .map(|s| Ok((SweepJson::from(s), coordinator.sweep_activity(tx, s, now)?)))
                 .collect::<Result<Vec<_>, crate::Error>>()?;
             Ok((listed, total))
         })
