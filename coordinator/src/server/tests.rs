@@ -906,6 +906,40 @@ async fn results_come_in_pages() {
         token = page.next_page_token;
     }
     assert_eq!((pages, rows), (3, vec![16, 32, 64, 128, 256]));
+
+    // Curves page the same way: every job once, in grid order; a page size past the limit is
+    // clamped; tokens this server did not give and unknown sweeps are refused.
+    let curves = |page_size: u32, page_token: &str, sweep_id: &str| {
+        let mut sweeps = c.sweeps.clone();
+        let request = pb::GetCurvesRequest {
+            sweep_id: sweep_id.to_string(),
+            page_size,
+            page_token: page_token.to_string(),
+        };
+        async move { sweeps.get_curves(request).await.map(|r| r.into_inner()) }
+    };
+    let (mut jobs, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = curves(2, &token, &sweep.sweep_id).await.unwrap();
+        pages += 1;
+        assert!(page.jobs.iter().all(|j| j.epochs.len() == 1), "{page:?}");
+        jobs.extend(page.jobs.into_iter().map(|j| j.job_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let leased: Vec<String> = leases.iter().map(|l| l.job_id.clone()).collect();
+    assert_eq!((pages, jobs), (3, leased));
+    let all = curves(u32::MAX, "", &sweep.sweep_id).await.unwrap();
+    assert_eq!((all.jobs.len(), all.next_page_token.as_str()), (5, ""));
+    for token in ["x", "99999999999", "1.x", "-1"] {
+        let refused = curves(2, token, &sweep.sweep_id).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{token}");
+    }
+    let unknown = curves(2, "", "no-such-sweep").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
     let bad = c
         .sweeps
         .get_results(pb::GetResultsRequest {
