@@ -81,6 +81,23 @@ impl Remote {
     }
 }
 
+/// Calls a paged method until its last page: `call(token)` sends one request with `token` and
+/// answers the page and its `next_page_token` (empty after the last); `take` keeps each page.
+pub async fn every_page<P>(
+    mut call: impl AsyncFnMut(String) -> Result<(P, String), tonic::Status>,
+    mut take: impl FnMut(P),
+) -> anyhow::Result<()> {
+    let mut token = String::new();
+    loop {
+        let (page, next) = call(token).await.map_err(rpc_error)?;
+        take(page);
+        if next.is_empty() {
+            return Ok(());
+        }
+        token = next;
+    }
+}
+
 /// How a long-running verb (`serve`, `run`) logs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Logging {

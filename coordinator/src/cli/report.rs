@@ -9,7 +9,7 @@ use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
-use super::{Remote, rpc_error};
+use super::{Remote, every_page};
 use crate::report::{self, Inputs};
 
 #[derive(Debug, Args)]
@@ -69,21 +69,20 @@ async fn all_curves(
     sweep_id: &str,
 ) -> anyhow::Result<HashMap<String, Vec<pb::EpochMetrics>>> {
     let mut curves = HashMap::new();
-    let mut token = String::new();
-    loop {
+    let call = async |page_token| {
         let page = client
             .get_curves(pb::GetCurvesRequest {
                 sweep_id: sweep_id.to_string(),
                 page_size: 0,
-                page_token: token,
+                page_token,
             })
-            .await
-            .map_err(rpc_error)?
+            .await?
             .into_inner();
-        curves.extend(page.jobs.into_iter().map(|c| (c.job_id, c.epochs)));
-        if page.next_page_token.is_empty() {
-            return Ok(curves);
-        }
-        token = page.next_page_token;
-    }
+        Ok((page.jobs, page.next_page_token))
+    };
+    every_page(call, |page: Vec<pb::JobCurve>| {
+        curves.extend(page.into_iter().map(|c| (c.job_id, c.epochs)))
+    })
+    .await?;
+    Ok(curves)
 }

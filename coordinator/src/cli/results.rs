@@ -7,7 +7,7 @@ use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
-use super::{Remote, rpc_error};
+use super::{Remote, every_page};
 use crate::results::json;
 use crate::results::words::{job_state, marker, pct, plain, seed_note};
 
@@ -50,25 +50,25 @@ pub async fn fetch(
     sweep_id: &str,
 ) -> anyhow::Result<pb::GetResultsResponse> {
     let mut all = pb::GetResultsResponse::default();
-    let mut token = String::new();
-    loop {
+    let call = async |page_token| {
         let page = client
             .get_results(pb::GetResultsRequest {
                 sweep_id: sweep_id.to_string(),
                 page_size: 0,
-                page_token: token,
+                page_token,
             })
-            .await
-            .map_err(rpc_error)?
+            .await?
             .into_inner();
+        let next = page.next_page_token.clone();
+        Ok((page, next))
+    };
+    every_page(call, |page: pb::GetResultsResponse| {
         all.rows.extend(page.rows);
         (all.best, all.total_rows, all.dataset, all.hints) =
             (page.best, page.total_rows, page.dataset, page.hints);
-        if page.next_page_token.is_empty() {
-            return Ok(all);
-        }
-        token = page.next_page_token;
-    }
+    })
+    .await?;
+    Ok(all)
 }
 
 /// Every job of a sweep, in grid order, page by page.
@@ -77,23 +77,19 @@ pub async fn all_jobs(
     sweep_id: &str,
 ) -> anyhow::Result<Vec<pb::JobView>> {
     let mut jobs = Vec::new();
-    let mut token = String::new();
-    loop {
+    let call = async |page_token| {
         let page = client
             .list_jobs(pb::ListJobsRequest {
                 sweep_id: sweep_id.to_string(),
                 page_size: 0,
-                page_token: token,
+                page_token,
             })
-            .await
-            .map_err(rpc_error)?
+            .await?
             .into_inner();
-        jobs.extend(page.jobs);
-        if page.next_page_token.is_empty() {
-            return Ok(jobs);
-        }
-        token = page.next_page_token;
-    }
+        Ok((page.jobs, page.next_page_token))
+    };
+    every_page(call, |page| jobs.extend(page)).await?;
+    Ok(jobs)
 }
 
 /// A CSV field for a number: empty when not measured.

@@ -128,13 +128,13 @@ pub struct SweepActivity {
     pub best: Option<(String, f64)>,
 }
 
-/// A sweep's [`SweepActivity`] as of `now`. Errors: NotFound.
+/// A sweep's [`SweepActivity`] as of `now` (for a sweep the caller has just listed: an unknown
+/// one has none).
 pub fn sweep_activity(
     tx: &Transaction<'_>,
     sweep_id: &str,
     now: Millis,
 ) -> Result<SweepActivity, Error> {
-    sweep_head(tx, sweep_id)?;
     let (compute_ms, mean_done_ms): (Option<i64>, Option<f64>) = tx
         .prepare_cached(
             "SELECT SUM(COALESCE(a.ended_ms, ?2) - a.started_ms),
@@ -240,10 +240,7 @@ pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochMetric
 /// A row that cannot be read is left out and logged: it fails alone, the sweep's results stay
 /// readable.
 pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialOutcome>, Error> {
-    tx.prepare_cached("SELECT 1 FROM sweeps WHERE id = ?1")?
-        .query_row([sweep_id], |_| Ok(()))
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
+    sweep_head(tx, sweep_id)?;
     let mut stmt = tx.prepare_cached(
         "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed,
                 j.state, j.result_json, j.summary_json

@@ -389,13 +389,13 @@ fn time_figure(inputs: &Inputs) -> anyhow::Result<Figure> {
     )
 }
 
-/// Every figure of the report, in the order the pages show them.
-pub fn figures(inputs: &Inputs) -> anyhow::Result<Vec<Figure>> {
-    let swept = swept(&inputs.results.rows);
-    let mut out = accuracy_figures(inputs, &swept)?;
-    out.extend(heat_map(inputs, &swept)?);
+/// Every figure of the report, in the order the pages show them; `swept` are the parameters that
+/// vary.
+fn figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Vec<Figure>> {
+    let mut out = accuracy_figures(inputs, swept)?;
+    out.extend(heat_map(inputs, swept)?);
     if inputs.results.rows.iter().any(|r| r.seeds > 0) {
-        out.extend(curve_figures(inputs, &swept)?);
+        out.extend(curve_figures(inputs, swept)?);
         out.push(time_figure(inputs)?);
     }
     Ok(out)
@@ -406,7 +406,8 @@ pub fn write(dir: &Path, inputs: &Inputs) -> anyhow::Result<Vec<PathBuf>> {
     let figure_dir = dir.join("figures");
     std::fs::create_dir_all(&figure_dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", figure_dir.display()))?;
-    let figures = figures(inputs)?;
+    let swept = swept(&inputs.results.rows);
+    let figures = figures(inputs, &swept)?;
     let mut written = Vec::new();
     let mut put = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
         std::fs::write(&path, bytes)
@@ -426,7 +427,6 @@ pub fn write(dir: &Path, inputs: &Inputs) -> anyhow::Result<Vec<PathBuf>> {
         )
         .as_bytes(),
     )?;
-    let swept = swept(&inputs.results.rows);
     put(
         dir.join("report.md"),
         pages::markdown(inputs, &swept, &figures).as_bytes(),

@@ -26,12 +26,19 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
 }
 
 pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobView {
-    let (worker_id, result, error) = match &j.state {
-        JobState::Queued => (String::new(), None, String::new()),
-        JobState::Leased { worker, .. } => (worker_name(worker).to_string(), None, String::new()),
-        JobState::Done { result, .. } => (String::new(), Some(result.into()), String::new()),
-        JobState::Failed { error } => (String::new(), None, error.clone()),
-        JobState::Cancelled { reason } => (String::new(), None, reason.clone()),
+    let (worker_id, result, summary, error) = match &j.state {
+        JobState::Queued => (String::new(), None, None, String::new()),
+        JobState::Leased { worker, .. } => {
+            (worker_name(worker).to_string(), None, None, String::new())
+        }
+        JobState::Done { result, summary } => (
+            String::new(),
+            Some(result.into()),
+            summary.as_ref().map(Into::into),
+            String::new(),
+        ),
+        JobState::Failed { error } => (String::new(), None, None, error.clone()),
+        JobState::Cancelled { reason } => (String::new(), None, None, reason.clone()),
     };
     pb::JobView {
         job_id: j.id.clone(),
@@ -44,12 +51,7 @@ pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobV
         latest: j.latest.as_ref().map(Into::into),
         result,
         error,
-        summary: match &j.state {
-            JobState::Done {
-                summary: Some(s), ..
-            } => Some(s.into()),
-            _ => None,
-        },
+        summary,
     }
 }
 
