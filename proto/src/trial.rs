@@ -93,6 +93,16 @@ impl Default for Hyperparameters {
 }
 
 impl Hyperparameters {
+    /// Whether two trials can train packed, as one stacked computation: the same model, optimizer,
+    /// batch size and epoch count (the seed and the learning rate may differ). Jobs must also name
+    /// the same dataset; the coordinator's packing query uses these same columns.
+    pub fn packs_with(&self, other: &Hyperparameters) -> bool {
+        self.model == other.model
+            && self.optimizer == other.optimizer
+            && self.batch_size == other.batch_size
+            && self.max_epochs == other.max_epochs
+    }
+
     /// Refuses values no training can use, naming the field and the value. (The model and the
     /// optimizer are checked when their names are parsed.)
     pub fn validate(&self) -> Result<(), Error> {

@@ -42,24 +42,52 @@ pub struct Position {
 
 /// Adam's state for one parameter.
 #[derive(Debug, Clone, PartialEq)]
-struct Moments {
-    time: u64,
-    first: Vec<f32>,
-    second: Vec<f32>,
+pub(crate) struct Moments {
+    pub time: u64,
+    pub first: Vec<f32>,
+    pub second: Vec<f32>,
 }
 
-/// A decoded checkpoint, not yet checked against a model.
+/// A trial's state as host arrays: the model's tensors in field order (per BatchNorm γ, β, running
+/// mean, running variance; per stage the weight `[in, out]` row-major and the bias, then its
+/// BatchNorm), and Adam's moments per trainable parameter in the same order. What the bytes hold;
+/// decoded, it is not yet checked against a model.
 #[derive(Debug, Clone, PartialEq)]
-struct Decoded {
-    position: Position,
-    tensors: Vec<Vec<f32>>,
-    moments: Vec<Option<Moments>>,
+pub(crate) struct Saved {
+    pub position: Position,
+    pub tensors: Vec<Vec<f32>>,
+    pub moments: Vec<Option<Moments>>,
 }
 
 type Optim<B> = OptimizerAdaptor<Adam, Mlp<B>, B>;
 
 /// The state after an epoch as bytes.
 pub fn save<B: AutodiffBackend>(model: &Mlp<B>, optim: &Optim<B>, position: Position) -> Vec<u8> {
+    let mut records = optim.to_record();
+    let moments = params(model)
+        .into_iter()
+        .map(|(id, rank)| {
+            let record = records.remove(&id)?;
+            Some(match rank {
+                1 => moments_of(record.into_state::<1>().momentum),
+                _ => moments_of(record.into_state::<2>().momentum),
+            })
+        })
+        .collect();
+    encode(&Saved {
+        position,
+        tensors: model_tensors(model),
+        moments,
+    })
+}
+
+/// `saved` as bytes (the encoding in the module documentation).
+pub(crate) fn encode(saved: &Saved) -> Vec<u8> {
+    let Saved {
+        position,
+        tensors,
+        moments,
+    } = saved;
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -69,29 +97,20 @@ pub fn save<B: AutodiffBackend>(model: &Mlp<B>, optim: &Optim<B>, position: Posi
     out.extend_from_slice(&position.best.1.to_le_bytes());
     out.extend_from_slice(&position.best.2.to_le_bytes());
     out.extend_from_slice(&position.last_test_acc.to_le_bytes());
-
-    let tensors = model_tensors(model);
     put_u32(&mut out, tensors.len());
-    for t in &tensors {
+    for t in tensors {
         put_floats(&mut out, t);
     }
-
-    let mut records = optim.to_record();
-    let params = params(model);
-    put_u32(&mut out, params.len());
-    for (id, rank) in params {
-        let Some(record) = records.remove(&id) else {
+    put_u32(&mut out, moments.len());
+    for m in moments {
+        let Some(m) = m else {
             out.push(0);
             continue;
         };
-        let momentum = match rank {
-            1 => moments_of(record.into_state::<1>().momentum),
-            _ => moments_of(record.into_state::<2>().momentum),
-        };
         out.push(1);
-        out.extend_from_slice(&momentum.time.to_le_bytes());
-        put_floats(&mut out, &momentum.first);
-        put_floats(&mut out, &momentum.second);
+        out.extend_from_slice(&m.time.to_le_bytes());
+        put_floats(&mut out, &m.first);
+        put_floats(&mut out, &m.second);
     }
     out
 }
@@ -185,7 +204,7 @@ fn norm_tensors<B: Backend>(n: &BatchNorm1d<B>) -> [Vec<f32>; 4] {
 }
 
 /// Every tensor of the model, in field order.
-fn model_tensors<B: Backend>(model: &Mlp<B>) -> Vec<Vec<f32>> {
+pub(crate) fn model_tensors<B: Backend>(model: &Mlp<B>) -> Vec<Vec<f32>> {
     let mut out = Vec::from(norm_tensors(&model.input_norm));
     for s in &model.stages {
         out.push(host(s.linear.weight.val()));
@@ -344,7 +363,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Decoded, WorkerError> {
+/// Reads the bytes, checking every length against what is left (not yet against a model).
+pub(crate) fn decode(bytes: &[u8]) -> Result<Saved, WorkerError> {
     let mut r = Reader { bytes };
     if r.take(4)? != MAGIC {
         return Err(bad("it is not a jetsweep checkpoint".into()));
@@ -378,7 +398,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, WorkerError> {
     if !r.bytes.is_empty() {
         return Err(bad(format!("{} bytes left over", r.bytes.len())));
     }
-    Ok(Decoded {
+    Ok(Saved {
         position,
         tensors,
         moments,

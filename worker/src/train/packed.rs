@@ -1,0 +1,1010 @@
+//! Packed training: K trials that share a model architecture, batch size, epoch count and dataset
+//! train as one stacked computation, each with its own seed (initial weights and batch order),
+//! learning rate, BatchNorm statistics, Adam state, metrics and result.
+//!
+//! Every tensor carries the trial on its leading axis: a batch is `[K, batch, features]`, each trial
+//! gathering its own rows; a layer's weight is `[K, in, out]` and the layer a batched matmul. Nothing
+//! mixes trials, so each trial computes what it would alone (up to float rounding in a different
+//! summation order) and a trial whose numbers become NaN harms no other.
+//!
+//! The per-step work is written out: forward, the gradient of cross-entropy through ReLU, Linear and
+//! BatchNorm by hand (no autodiff graph), and one Adam update over all parameters of all trials at
+//! once (parameters live in one `[K, P]` tensor, Adam's moments beside it). BatchNorm's running
+//! statistics are plain tensors updated once per step. That is a few dozen tensor operations per
+//! step whatever K is, against a few hundred with burn's autodiff and optimizer
+//! (worker/docs/speed.md). The unpacked autodiff trainer ([`super::Trainer`]) is the reference this
+//! one is tested against, step by step.
+//!
+//! The dataset is uploaded to the device once; each epoch uploads the K shuffles, and each step
+//! gathers its rows on the device: no host round trip per step. Losses and accuracies are summed on
+//! the device and read once per epoch.
+
+use std::ops::{ControlFlow, Range};
+use std::time::Instant;
+
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use jetsweep_data::batch::{batch_ranges, epoch_order};
+use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Prepared, Split};
+use jetsweep_proto::metrics::EpochMetrics;
+use jetsweep_proto::trial::Hyperparameters;
+
+use super::checkpoint::{self, Moments, Position, Saved};
+use super::{ADAM_EPSILON, Progress, Summary, cosine_lr};
+use crate::error::WorkerError;
+use crate::model::{self, Architecture};
+
+/// PyTorch's BatchNorm1d defaults (as [`crate::model`]).
+const BN_EPSILON: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+const ADAM_BETA1: f32 = 0.9;
+const ADAM_BETA2: f32 = 0.999;
+/// Trial-rows per forward pass when evaluating (the pack's K trials share each chunk of rows).
+const EVAL_TRIAL_ROWS: usize = 1 << 17;
+
+/// How a pack is run, beyond its trials' hyperparameters.
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// Report the loss of each trial's first this many optimizer steps ([`Progress::Step`]).
+    pub trace_steps: usize,
+    /// Start the (single) trial from this saved state; a pack of more than one trial cannot resume.
+    /// State that does not fit is reported ([`Progress::Resumed`]) and the run starts from scratch.
+    pub resume: Option<Vec<u8>>,
+    /// Save each trial's state after every epoch but the last ([`Progress::Checkpoint`]).
+    pub checkpoints: bool,
+}
+
+/// Where one flat parameter sits in a trial's row of the `[K, P]` parameter tensor.
+#[derive(Debug, Clone)]
+struct Slot {
+    offset: usize,
+    dims: Vec<usize>,
+}
+
+impl Slot {
+    fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+    fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// A BatchNorm's parameters and running statistics.
+#[derive(Debug, Clone)]
+struct NormSlots {
+    gamma: Slot,
+    beta: Slot,
+    features: usize,
+}
+
+/// `Linear → [BatchNorm] → ReLU`.
+#[derive(Debug, Clone)]
+struct StageSlots {
+    weight: Slot,
+    bias: Slot,
+    norm: Option<NormSlots>,
+}
+
+/// The model's parameters laid out in one row per trial, in checkpoint order (input BatchNorm γ, β;
+/// per stage weight `[in, out]`, bias, then its BatchNorm's γ, β).
+#[derive(Debug, Clone)]
+struct Layout {
+    input_norm: NormSlots,
+    stages: Vec<StageSlots>,
+    width: usize,
+}
+
+impl Layout {
+    fn of(arch: &Architecture) -> Layout {
+        let mut offset = 0;
+        let mut slot = |dims: Vec<usize>| {
+            let s = Slot { offset, dims };
+            offset += s.len();
+            s
+        };
+        let norm = |features: usize, slot: &mut dyn FnMut(Vec<usize>) -> Slot| NormSlots {
+            gamma: slot(vec![features]),
+            beta: slot(vec![features]),
+            features,
+        };
+        let input_norm = norm(NUM_FEATURES, &mut slot);
+        let mut fan_in = NUM_FEATURES;
+        let mut stages = Vec::new();
+        for s in &arch.stages {
+            let weight = slot(vec![fan_in, s.width]);
+            let bias = slot(vec![s.width]);
+            let stage_norm = s.norm.then(|| norm(s.width, &mut slot));
+            stages.push(StageSlots {
+                weight,
+                bias,
+                norm: stage_norm,
+            });
+            fan_in = s.width;
+        }
+        Layout {
+            input_norm,
+            stages,
+            width: offset,
+        }
+    }
+
+    /// The trainable parameters in checkpoint order.
+    fn params(&self) -> Vec<&Slot> {
+        let mut out = vec![&self.input_norm.gamma, &self.input_norm.beta];
+        for s in &self.stages {
+            out.extend([&s.weight, &s.bias]);
+            if let Some(n) = &s.norm {
+                out.extend([&n.gamma, &n.beta]);
+            }
+        }
+        out
+    }
+
+    /// What each tensor of a checkpoint is, in field order.
+    fn fields(&self) -> Vec<Field> {
+        let mut out = Vec::new();
+        let (mut param, mut norm) = (0, 0);
+        let mut push_norm = |out: &mut Vec<Field>, param: &mut usize| {
+            out.extend([Field::Param(*param), Field::Param(*param + 1)]);
+            out.extend([Field::RunningMean(norm), Field::RunningVar(norm)]);
+            *param += 2;
+            norm += 1;
+        };
+        push_norm(&mut out, &mut param);
+        for s in &self.stages {
+            out.extend([Field::Param(param), Field::Param(param + 1)]);
+            param += 2;
+            if s.norm.is_some() {
+                push_norm(&mut out, &mut param);
+            }
+        }
+        out
+    }
+
+    /// The BatchNorms in order (input first), for their running statistics.
+    fn norms(&self) -> Vec<&NormSlots> {
+        std::iter::once(&self.input_norm)
+            .chain(self.stages.iter().filter_map(|s| s.norm.as_ref()))
+            .collect()
+    }
+}
+
+/// A tensor of a checkpoint: a trainable parameter (index into [`Layout::params`]) or a
+/// BatchNorm's running statistic (index into [`Layout::norms`]).
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Param(usize),
+    RunningMean(usize),
+    RunningVar(usize),
+}
+
+/// One split on the device: features `[n, 16]`, one-hot labels `[n, 5]`, labels `[n]`.
+struct DeviceSplit<B: Backend> {
+    x: Tensor<B, 2>,
+    onehot: Tensor<B, 2>,
+    rows: usize,
+}
+
+impl<B: Backend> DeviceSplit<B> {
+    fn upload(split: &Split, device: &B::Device) -> Self {
+        let rows = split.len();
+        let mut onehot = vec![0f32; rows * NUM_CLASSES];
+        for (r, &y) in split.y.iter().enumerate() {
+            onehot[r * NUM_CLASSES + usize::from(y)] = 1.0;
+        }
+        DeviceSplit {
+            x: Tensor::from_data(
+                TensorData::new(split.x.clone(), [rows, NUM_FEATURES]),
+                device,
+            ),
+            onehot: Tensor::from_data(TensorData::new(onehot, [rows, NUM_CLASSES]), device),
+            rows,
+        }
+    }
+}
+
+/// The dataset on the device, uploaded once per pack.
+pub struct DeviceData<B: Backend> {
+    train: DeviceSplit<B>,
+    /// `None`: the training split doubles as validation (MASE's way).
+    val: Option<DeviceSplit<B>>,
+    test: DeviceSplit<B>,
+}
+
+impl<B: Backend> DeviceData<B> {
+    pub fn upload(data: &Prepared, device: &B::Device) -> Self {
+        DeviceData {
+            train: DeviceSplit::upload(&data.train, device),
+            val: data.val.as_ref().map(|v| DeviceSplit::upload(v, device)),
+            test: DeviceSplit::upload(&data.test, device),
+        }
+    }
+}
+
+/// What a training step keeps for its backward pass, per BatchNorm.
+struct NormCache<B: Backend> {
+    normalised: Tensor<B, 3>,
+    std: Tensor<B, 3>,
+    gamma: Tensor<B, 3>,
+}
+
+/// What a training step keeps for its backward pass, per stage.
+struct StageCache<B: Backend> {
+    input: Tensor<B, 3>,
+    weight: Tensor<B, 3>,
+    norm: Option<NormCache<B>>,
+    output: Tensor<B, 3>,
+}
+
+/// K trials' parameters, Adam state and BatchNorm statistics, stepping through epochs together.
+pub struct PackedTrainer<B: Backend> {
+    configs: Vec<Hyperparameters>,
+    layout: Layout,
+    device: B::Device,
+    /// `[K, P]`: each trial's parameters in one row.
+    params: Tensor<B, 2>,
+    /// Adam's first and second moments, `[K, P]`.
+    moment1: Tensor<B, 2>,
+    moment2: Tensor<B, 2>,
+    /// Per BatchNorm: running mean and variance, `[K, 1, F]`.
+    running: Vec<(Tensor<B, 3>, Tensor<B, 3>)>,
+    /// Optimizer steps taken (the same for every trial of the pack).
+    steps: u64,
+}
+
+impl<B: Backend> PackedTrainer<B> {
+    /// A pack of `configs` (at least one; all must pack together), each initialised from its seed
+    /// exactly as [`model::init`] does.
+    pub fn new(configs: Vec<Hyperparameters>, device: B::Device) -> Result<Self, WorkerError> {
+        let first = configs
+            .first()
+            .ok_or_else(|| WorkerError::Invalid("a pack needs at least one trial".into()))?;
+        for c in &configs {
+            c.validate()?;
+            if !first.packs_with(c) {
+                return Err(WorkerError::Invalid(format!(
+                    "trials of {} batch {} × {} epochs and {} batch {} × {} epochs cannot train in one pack",
+                    first.model,
+                    first.batch_size,
+                    first.max_epochs,
+                    c.model,
+                    c.batch_size,
+                    c.max_epochs
+                )));
+            }
+        }
+        let layout = Layout::of(&first.model);
+        let states: Vec<Saved> = configs
+            .iter()
+            .map(|c| {
+                let initial =
+                    model::init::<burn::backend::Flex>(&c.model, c.seed, &Default::default());
+                Saved {
+                    position: Position {
+                        epoch: 0,
+                        steps: 0,
+                        best: (f64::INFINITY, 0, 0.0),
+                        last_test_acc: 0.0,
+                    },
+                    tensors: checkpoint::model_tensors(&initial),
+                    moments: vec![None; layout.params().len()],
+                }
+            })
+            .collect();
+        let mut trainer = PackedTrainer {
+            configs,
+            layout,
+            params: Tensor::zeros([1, 1], &device),
+            moment1: Tensor::zeros([1, 1], &device),
+            moment2: Tensor::zeros([1, 1], &device),
+            running: Vec::new(),
+            device,
+            steps: 0,
+        };
+        trainer.set_state(&states)?;
+        Ok(trainer)
+    }
+
+    pub fn len(&self) -> usize {
+        self.configs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.configs.is_empty()
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Puts every trial's state (one [`Saved`] per trial, all after the same number of steps) in
+    /// place. Checks every length against the model; on an error nothing is changed.
+    fn set_state(&mut self, states: &[Saved]) -> Result<(), WorkerError> {
+        let k = self.configs.len();
+        let bad = |what: String| WorkerError::Checkpoint(what);
+        let params = self.layout.params();
+        let norms = self.layout.norms();
+        let width = self.layout.width;
+        let mut flat = vec![0f32; k * width];
+        let mut m1 = vec![0f32; k * width];
+        let mut m2 = vec![0f32; k * width];
+        let mut running: Vec<(Vec<f32>, Vec<f32>)> = norms
+            .iter()
+            .map(|n| (vec![0f32; k * n.features], vec![0f32; k * n.features]))
+            .collect();
+        let steps = states.first().map_or(0, |s| s.position.steps);
+        let fields = self.layout.fields();
+        for (trial, state) in states.iter().enumerate() {
+            if state.tensors.len() != fields.len() || state.moments.len() != params.len() {
+                return Err(bad(format!(
+                    "{} tensors and {} optimizer states, for a model of {} and {}",
+                    state.tensors.len(),
+                    state.moments.len(),
+                    fields.len(),
+                    params.len()
+                )));
+            }
+            if state.position.steps != steps {
+                return Err(bad(
+                    "trials of one pack must have taken the same steps".into()
+                ));
+            }
+            for (field, values) in fields.iter().zip(&state.tensors) {
+                let (dst, offset, len) = match *field {
+                    Field::Param(i) => {
+                        (&mut flat, trial * width + params[i].offset, params[i].len())
+                    }
+                    Field::RunningMean(i) => (
+                        &mut running[i].0,
+                        trial * norms[i].features,
+                        norms[i].features,
+                    ),
+                    Field::RunningVar(i) => (
+                        &mut running[i].1,
+                        trial * norms[i].features,
+                        norms[i].features,
+                    ),
+                };
+                if values.len() != len {
+                    return Err(bad(format!(
+                        "a tensor of {} values where the model has {len}",
+                        values.len()
+                    )));
+                }
+                dst[offset..offset + len].copy_from_slice(values);
+            }
+            for (i, (slot, moments)) in params.iter().zip(&state.moments).enumerate() {
+                let at = trial * width + slot.offset;
+                match moments {
+                    Some(Moments {
+                        time,
+                        first,
+                        second,
+                    }) if first.len() == slot.len()
+                        && second.len() == slot.len()
+                        && *time == steps =>
+                    {
+                        m1[at..at + slot.len()].copy_from_slice(first);
+                        m2[at..at + slot.len()].copy_from_slice(second);
+                    }
+                    None if steps == 0 => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "the optimizer state of parameter {i} does not fit a model after {steps} steps"
+                        )));
+                    }
+                }
+            }
+        }
+        let device = &self.device;
+        self.params = Tensor::from_data(TensorData::new(flat, [k, width]), device);
+        self.moment1 = Tensor::from_data(TensorData::new(m1, [k, width]), device);
+        self.moment2 = Tensor::from_data(TensorData::new(m2, [k, width]), device);
+        self.running = running
+            .into_iter()
+            .zip(&norms)
+            .map(|((mean, var), n)| {
+                (
+                    Tensor::from_data(TensorData::new(mean, [k, 1, n.features]), device),
+                    Tensor::from_data(TensorData::new(var, [k, 1, n.features]), device),
+                )
+            })
+            .collect();
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// Trial `trial`'s state after an epoch, in the checkpoint format of the unpacked trainer (either
+    /// trainer resumes from the other's state).
+    pub fn checkpoint(&self, trial: usize, position: Position) -> Vec<u8> {
+        self.checkpoints(&[(trial, position)])
+            .pop()
+            .expect("one asked")
+    }
+
+    /// [`PackedTrainer::checkpoint`] for several trials, reading the device once.
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
+        let width = self.layout.width;
+        let params = host(self.params.clone());
+        let m1 = host(self.moment1.clone());
+        let m2 = host(self.moment2.clone());
+        let running: Vec<(Vec<f32>, Vec<f32>)> = self
+            .running
+            .iter()
+            .map(|(m, v)| (host(m.clone()), host(v.clone())))
+            .collect();
+        let norms = self.layout.norms();
+        which
+            .iter()
+            .map(|&(trial, position)| {
+                let row = |values: &[f32], slot: &Slot| {
+                    values[trial * width + slot.offset..][..slot.len()].to_vec()
+                };
+                let stat = |values: &[f32], features: usize| {
+                    values[trial * features..][..features].to_vec()
+                };
+                let tensors = self
+                    .layout
+                    .fields()
+                    .into_iter()
+                    .map(|field| match field {
+                        Field::Param(i) => row(&params, self.layout.params()[i]),
+                        Field::RunningMean(i) => stat(&running[i].0, norms[i].features),
+                        Field::RunningVar(i) => stat(&running[i].1, norms[i].features),
+                    })
+                    .collect();
+                let moments = self
+                    .layout
+                    .params()
+                    .into_iter()
+                    .map(|slot| {
+                        (self.steps > 0).then(|| Moments {
+                            time: self.steps,
+                            first: row(&m1, slot),
+                            second: row(&m2, slot),
+                        })
+                    })
+                    .collect();
+                checkpoint::encode(&Saved {
+                    position: Position {
+                        steps: self.steps,
+                        ..position
+                    },
+                    tensors,
+                    moments,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts the state saved after some epoch (by either trainer) back into a pack of one; returns
+    /// where the loop stood. On an error the trainer is unchanged.
+    pub fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError> {
+        if self.configs.len() != 1 {
+            return Err(WorkerError::Invalid(
+                "only a pack of one trial can resume from saved state".into(),
+            ));
+        }
+        let saved = checkpoint::decode(bytes)?;
+        let config = &self.configs[0];
+        let epoch = saved.position.epoch;
+        if epoch == 0 || epoch >= config.max_epochs || saved.position.best.1 > epoch {
+            return Err(WorkerError::Checkpoint(format!(
+                "it is after epoch {epoch} (best {}) of a trial of {}",
+                saved.position.best.1, config.max_epochs
+            )));
+        }
+        let position = saved.position;
+        self.set_state(&[saved])?;
+        Ok(position)
+    }
+
+    /// A parameter of every trial, shaped `[K, dims...]` as rank 3 (`[K, 1, n]` for vectors).
+    fn param(&self, slot: &Slot) -> Tensor<B, 3> {
+        let k = self.configs.len();
+        let shape = match slot.dims.as_slice() {
+            [n] => [k, 1, *n],
+            [i, o] => [k, *i, *o],
+            other => unreachable!("parameters are vectors or matrices, not {other:?}"),
+        };
+        self.params
+            .clone()
+            .slice([0..k, slot.range()])
+            .reshape(shape)
+    }
+
+    /// BatchNorm with batch statistics over axis 1 of `[K, batch, F]`, updating the running ones.
+    fn norm_train(
+        &mut self,
+        x: Tensor<B, 3>,
+        slots: &NormSlots,
+        index: usize,
+    ) -> (Tensor<B, 3>, NormCache<B>) {
+        let batch = x.dims()[1];
+        let mean = x.clone().mean_dim(1);
+        let centered = x - mean.clone();
+        let var = centered.clone().square().mean_dim(1);
+        if batch > 1 {
+            let unbiased = batch as f64 / (batch - 1) as f64;
+            let (rm, rv) = &mut self.running[index];
+            *rm = rm.clone().mul_scalar(1.0 - BN_MOMENTUM) + mean.mul_scalar(BN_MOMENTUM);
+            *rv = rv.clone().mul_scalar(1.0 - BN_MOMENTUM)
+                + var.clone().mul_scalar(BN_MOMENTUM * unbiased);
+        }
+        let std = var.add_scalar(BN_EPSILON).sqrt();
+        let normalised = centered / std.clone();
+        let gamma = self.param(&slots.gamma);
+        let out = normalised.clone() * gamma.clone() + self.param(&slots.beta);
+        (
+            out,
+            NormCache {
+                normalised,
+                std,
+                gamma,
+            },
+        )
+    }
+
+    /// BatchNorm with the running statistics (inference).
+    fn norm_eval(&self, x: Tensor<B, 3>, slots: &NormSlots, index: usize) -> Tensor<B, 3> {
+        let (mean, var) = &self.running[index];
+        let std = var.clone().add_scalar(BN_EPSILON).sqrt();
+        (x - mean.clone()) / std * self.param(&slots.gamma) + self.param(&slots.beta)
+    }
+
+    /// The ReLU'd logits `[K, n, 5]` of `x` `[K or 1, n, 16]` with running statistics.
+    fn forward_eval(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let mut a = relu(self.norm_eval(x, &self.layout.input_norm, 0));
+        let mut norm_index = 1;
+        for stage in &self.layout.stages {
+            let mut z = a.matmul(self.param(&stage.weight)) + self.param(&stage.bias);
+            if let Some(n) = &stage.norm {
+                z = self.norm_eval(z, n, norm_index);
+                norm_index += 1;
+            }
+            a = relu(z);
+        }
+        a
+    }
+
+    /// One optimizer step of every trial on its batch `x` `[K, b, 16]` with one-hot labels
+    /// `[K, b, 5]` at learning rates `lr` `[K, 1]`. Returns each trial's summed loss and number of
+    /// correct predictions over the batch, `[K, 1, 1]` each, still on the device.
+    fn step(
+        &mut self,
+        x: Tensor<B, 3>,
+        onehot: Tensor<B, 3>,
+        lr: &Tensor<B, 2>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let batch = x.dims()[1];
+        let layout = self.layout.clone();
+        // Forward, keeping what the backward pass needs.
+        let (normalised_input, input_cache) = self.norm_train(x, &layout.input_norm, 0);
+        let mut a = relu(normalised_input);
+        let mut caches: Vec<StageCache<B>> = Vec::with_capacity(layout.stages.len());
+        let mut norm_index = 1;
+        for stage in &layout.stages {
+            let weight = self.param(&stage.weight);
+            let mut z = a.clone().matmul(weight.clone()) + self.param(&stage.bias);
+            let mut norm = None;
+            if let Some(n) = &stage.norm {
+                let (out, cache) = self.norm_train(z, n, norm_index);
+                norm_index += 1;
+                z = out;
+                norm = Some(cache);
+            }
+            let output = relu(z);
+            caches.push(StageCache {
+                input: a,
+                weight,
+                norm,
+                output: output.clone(),
+            });
+            a = output;
+        }
+        let logits = a;
+        let log_probs = log_softmax(logits.clone(), 2);
+        let loss_sum = (log_probs.clone() * onehot.clone())
+            .sum_dim(2)
+            .sum_dim(1)
+            .neg();
+        let correct = onehot.clone().gather(2, logits.argmax(2)).sum_dim(1);
+
+        // Backward: d(mean cross-entropy)/d(logits) = (softmax − onehot) / batch, per trial.
+        let mut grad = (log_probs.exp() - onehot).mul_scalar(1.0 / batch as f64);
+        let mut grads: Vec<Tensor<B, 3>> = Vec::with_capacity(layout.params().len());
+        for cache in caches.into_iter().rev() {
+            // Through the ReLU (its input was positive where its output is).
+            grad = grad.mask_fill(cache.output.lower_equal_elem(0.0), 0.0);
+            if let Some(norm) = cache.norm {
+                let (g_in, g_gamma, g_beta) = norm_backward(grad, norm);
+                grads.push(g_beta);
+                grads.push(g_gamma);
+                grad = g_in;
+            }
+            grads.push(grad.clone().sum_dim(1)); // bias [K, 1, out]
+            grads.push(cache.input.clone().swap_dims(1, 2).matmul(grad.clone())); // weight
+            // Into the stage's input, through the ReLU that made it.
+            grad = grad
+                .matmul(cache.weight.swap_dims(1, 2))
+                .mask_fill(cache.input.lower_equal_elem(0.0), 0.0);
+        }
+        // The input BatchNorm: only its γ and β need gradients.
+        grads.push(grad.clone().sum_dim(1));
+        grads.push((grad * input_cache.normalised).sum_dim(1));
+        grads.reverse();
+
+        let k = self.configs.len();
+        let flat: Vec<Tensor<B, 2>> = grads
+            .into_iter()
+            .map(|g| {
+                let n = g.dims()[1] * g.dims()[2];
+                g.reshape([k, n])
+            })
+            .collect();
+        let grad = Tensor::cat(flat, 1);
+        self.adam(grad, lr);
+        (loss_sum, correct)
+    }
+
+    /// Adam (burn's arithmetic, ε 1e-8, no weight decay) over every parameter of every trial.
+    fn adam(&mut self, grad: Tensor<B, 2>, lr: &Tensor<B, 2>) {
+        self.steps += 1;
+        let time = self.steps.min(i32::MAX as u64) as i32;
+        self.moment1 =
+            self.moment1.clone().mul_scalar(ADAM_BETA1) + grad.clone().mul_scalar(1.0 - ADAM_BETA1);
+        self.moment2 = self.moment2.clone().mul_scalar(ADAM_BETA2)
+            + grad.square().mul_scalar(1.0 - ADAM_BETA2);
+        let bias_correction2_sqrt = (1.0 - ADAM_BETA2.powi(time)).sqrt();
+        let combined = bias_correction2_sqrt / (1.0 - ADAM_BETA1.powi(time));
+        let delta = self.moment1.clone().mul_scalar(combined).div(
+            self.moment2
+                .clone()
+                .sqrt()
+                .add_scalar(ADAM_EPSILON * bias_correction2_sqrt),
+        );
+        self.params = self.params.clone() - delta * lr.clone();
+    }
+
+    /// One pass over the training split, each trial in its own order for `epoch` (0-based).
+    /// `on_step` gets each trial's loss for the run's first `trace_steps` steps. Returns each trial's
+    /// mean loss and accuracy and the pass's wall time.
+    fn train_epoch(
+        &mut self,
+        data: &DeviceData<B>,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> (Vec<f64>, Vec<f64>, f64) {
+        let start = Instant::now();
+        let k = self.configs.len();
+        let rows = data.train.rows;
+        let max_epochs = self.configs[0].max_epochs as usize;
+        let batch_size = self.configs[0].batch_size as usize;
+        let lrs: Vec<f32> = self
+            .configs
+            .iter()
+            .map(|c| cosine_lr(c.learning_rate, epoch, max_epochs) as f32)
+            .collect();
+        let lr = Tensor::<B, 2>::from_data(TensorData::new(lrs, [k, 1]), &self.device);
+        let mut order = Vec::with_capacity(k * rows);
+        for c in &self.configs {
+            order.extend(epoch_order(rows, c.seed, epoch).into_iter().map(i64::from));
+        }
+        let order = Tensor::<B, 2, Int>::from_data(TensorData::new(order, [k, rows]), &self.device);
+        let mut loss_sum: Option<Tensor<B, 3>> = None;
+        let mut correct_sum: Option<Tensor<B, 3>> = None;
+        for range in batch_ranges(rows, batch_size) {
+            let b = range.len();
+            let index = order.clone().slice([0..k, range]).reshape([k * b]);
+            let x = data
+                .train
+                .x
+                .clone()
+                .select(0, index.clone())
+                .reshape([k, b, NUM_FEATURES]);
+            let onehot = data
+                .train
+                .onehot
+                .clone()
+                .select(0, index)
+                .reshape([k, b, NUM_CLASSES]);
+            let (loss, correct) = self.step(x, onehot, &lr);
+            if self.steps <= trace_steps as u64 {
+                for (trial, l) in host(loss.clone()).into_iter().enumerate() {
+                    on_step(trial, self.steps - 1, f64::from(l) / b as f64);
+                }
+            }
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + loss,
+                None => loss,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
+        }
+        // Reading the sums waits for the device, so the time covers all the work.
+        let n = rows.max(1) as f64;
+        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
+            sum.map_or_else(
+                || vec![0.0; k],
+                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
+            )
+        };
+        let loss = per_trial(loss_sum);
+        let acc = per_trial(correct_sum);
+        (loss, acc, start.elapsed().as_secs_f64())
+    }
+
+    /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics).
+    fn evaluate(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
+        let k = self.configs.len();
+        let chunk = (EVAL_TRIAL_ROWS / k).max(256);
+        let mut loss_sum: Option<Tensor<B, 3>> = None;
+        let mut correct_sum: Option<Tensor<B, 3>> = None;
+        let mut start = 0;
+        while start < split.rows {
+            let end = (start + chunk).min(split.rows);
+            let n = end - start;
+            let x = split
+                .x
+                .clone()
+                .slice([start..end, 0..NUM_FEATURES])
+                .reshape([1, n, NUM_FEATURES]);
+            let onehot = split
+                .onehot
+                .clone()
+                .slice([start..end, 0..NUM_CLASSES])
+                .reshape([1, n, NUM_CLASSES])
+                .expand([k, n, NUM_CLASSES]);
+            let logits = self.forward_eval(x);
+            let loss = (log_softmax(logits.clone(), 2) * onehot.clone())
+                .sum_dim(2)
+                .sum_dim(1)
+                .neg();
+            let correct = onehot.gather(2, logits.argmax(2)).sum_dim(1);
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + loss,
+                None => loss,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
+            start = end;
+        }
+        let n = split.rows.max(1) as f64;
+        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
+            sum.map_or_else(
+                || vec![0.0; k],
+                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
+            )
+        };
+        (per_trial(loss_sum), per_trial(correct_sum))
+    }
+}
+
+/// Gradients of BatchNorm (batch statistics) given the gradient of its output: into its input, γ
+/// and β.
+fn norm_backward<B: Backend>(
+    grad: Tensor<B, 3>,
+    cache: NormCache<B>,
+) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 3>) {
+    let NormCache {
+        normalised,
+        std,
+        gamma,
+    } = cache;
+    let g_beta = grad.clone().sum_dim(1);
+    let g_gamma = (grad.clone() * normalised.clone()).sum_dim(1);
+    let g_normalised = grad * gamma;
+    let g_in = (g_normalised.clone()
+        - g_normalised.clone().mean_dim(1)
+        - normalised.clone() * (g_normalised * normalised).mean_dim(1))
+        / std;
+    (g_in, g_gamma, g_beta)
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("converted to f32")
+}
+
+/// What one trial of a pack is doing.
+enum TrialRun {
+    Running {
+        best: Option<checkpoint::Best>,
+        last_test_acc: f64,
+    },
+    Ended(Result<Summary, WorkerError>),
+}
+
+/// Trains `configs` as one pack on `data` (from scratch, or a pack of one from
+/// [`PackOptions::resume`]), reporting each trial's epochs through `observe(trial, progress)`.
+/// `observe` returning `Break(reason)` stops that trial (the others go on); a trial that diverges
+/// ends with [`WorkerError::Diverged`] and the others go on. Returns each trial's outcome, in order;
+/// an error for the whole pack only when it cannot start (trials that do not pack together, an
+/// empty split).
+pub fn train_pack<B: Backend>(
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    device: &B::Device,
+    options: &PackOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(WorkerError::Invalid(format!(
+            "dataset {} has an empty train or test split",
+            data.provenance.source
+        )));
+    }
+    let mut trainer = PackedTrainer::<B>::new(configs.to_vec(), device.clone())?;
+    if options.resume.is_some() && configs.len() != 1 {
+        return Err(WorkerError::Invalid(
+            "only a pack of one trial can resume from saved state".into(),
+        ));
+    }
+    let on_device = DeviceData::<B>::upload(data, device);
+    let val_kind = data.validation().1;
+    let mut trials: Vec<TrialRun> = configs
+        .iter()
+        .map(|_| TrialRun::Running {
+            best: None,
+            last_test_acc: 0.0,
+        })
+        .collect();
+    let mut first_epoch = 0;
+    if let Some(state) = &options.resume {
+        match trainer.resume(state) {
+            Ok(position) => {
+                trials[0] = TrialRun::Running {
+                    best: Some(position.best),
+                    last_test_acc: position.last_test_acc,
+                };
+                first_epoch = position.epoch as usize;
+                let _ = observe(0, Progress::Resumed(Ok(position.epoch)));
+            }
+            Err(e) => {
+                let _ = observe(0, Progress::Resumed(Err(&e)));
+            }
+        }
+    }
+    let epochs = configs[0].max_epochs as usize;
+    let train_rows = data.train.len() as f64;
+    for epoch in first_epoch..epochs {
+        if trials.iter().all(|t| matches!(t, TrialRun::Ended(_))) {
+            break;
+        }
+        let mut stops: Vec<Option<String>> = vec![None; configs.len()];
+        let mut on_step = |trial: usize, step: u64, loss: f64| {
+            if matches!(trials[trial], TrialRun::Running { .. })
+                && let ControlFlow::Break(reason) = observe(
+                    trial,
+                    Progress::Step {
+                        step: step as usize,
+                        loss,
+                    },
+                )
+            {
+                stops[trial].get_or_insert(reason);
+            }
+        };
+        let (train_loss, train_acc, seconds) =
+            trainer.train_epoch(&on_device, epoch, options.trace_steps, &mut on_step);
+        let (val_loss, val_acc) =
+            trainer.evaluate(on_device.val.as_ref().unwrap_or(&on_device.train));
+        let (test_loss, test_acc) = trainer.evaluate(&on_device.test);
+        let number = epoch as u32 + 1;
+        let mut to_save = Vec::new();
+        for (trial, run) in trials.iter_mut().enumerate() {
+            let TrialRun::Running {
+                best,
+                last_test_acc,
+            } = run
+            else {
+                continue;
+            };
+            let config = &configs[trial];
+            let metrics = EpochMetrics {
+                epoch: number,
+                lr: cosine_lr(config.learning_rate, epoch, epochs),
+                train_loss: train_loss[trial],
+                train_acc: train_acc[trial],
+                val_loss: val_loss[trial],
+                val_acc: val_acc[trial],
+                test_loss: test_loss[trial],
+                test_acc: test_acc[trial],
+                seconds,
+                samples_per_second: train_rows / seconds.max(1e-9),
+            };
+            // A trial whose numbers are no longer numbers has diverged; the rest go on.
+            if let Err(e) = metrics.check() {
+                *run = TrialRun::Ended(Err(WorkerError::Diverged {
+                    epoch: number,
+                    what: e.to_string(),
+                }));
+                continue;
+            }
+            *last_test_acc = test_acc[trial];
+            if best.is_none_or(|(best_loss, _, _)| val_loss[trial] < best_loss) {
+                *best = Some((val_loss[trial], number, test_acc[trial]));
+            }
+            if let ControlFlow::Break(reason) = observe(trial, Progress::Epoch(&metrics)) {
+                stops[trial].get_or_insert(reason);
+            }
+            if let Some(reason) = stops[trial].take() {
+                *run = TrialRun::Ended(Err(WorkerError::Stopped(reason)));
+                continue;
+            }
+            if number == config.max_epochs {
+                let (_, best_epoch, best_test_acc) = best.expect("set above");
+                *run = TrialRun::Ended(Ok(Summary {
+                    params: config.model.param_count(),
+                    epochs: config.max_epochs,
+                    test_acc: test_acc[trial],
+                    best_epoch,
+                    best_test_acc,
+                    val: val_kind,
+                }));
+            } else if options.checkpoints {
+                to_save.push((
+                    trial,
+                    Position {
+                        epoch: number,
+                        steps: trainer.steps(),
+                        best: best.expect("set above"),
+                        last_test_acc: *last_test_acc,
+                    },
+                ));
+            }
+        }
+        if !to_save.is_empty() {
+            for ((trial, position), state) in to_save.iter().zip(trainer.checkpoints(&to_save)) {
+                if let ControlFlow::Break(reason) = observe(
+                    *trial,
+                    Progress::Checkpoint {
+                        epoch: position.epoch,
+                        state,
+                    },
+                ) {
+                    trials[*trial] = TrialRun::Ended(Err(WorkerError::Stopped(reason)));
+                }
+            }
+        }
+    }
+    Ok(trials
+        .into_iter()
+        .map(|t| match t {
+            TrialRun::Ended(outcome) => outcome,
+            TrialRun::Running { .. } => Err(WorkerError::Stopped(
+                "the pack ended before this trial did".into(),
+            )),
+        })
+        .collect())
+}
+
+/// The trials of `configs` (in order) grouped into packs of at most `max_pack` that can train
+/// together: returns indices into `configs`.
+pub fn packs(configs: &[Hyperparameters], max_pack: usize) -> Vec<Vec<usize>> {
+    let max_pack = max_pack.max(1);
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| g.len() < max_pack && configs[g[0]].packs_with(c))
+        {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+#[path = "packed_tests.rs"]
+mod tests;
