@@ -41,6 +41,11 @@ pub const MAX_CHECKPOINT_BYTES: usize = 2 << 20;
 /// Most jobs one lease grant hands out (LeaseJobs `max_jobs`, CompleteJob `lease_next`).
 pub const MAX_LEASE_BATCH: u32 = 64;
 
+/// The most jobs one pack may hold (`LeaseJobsRequest.pack_size`), and the most leases one lease
+/// call grants in all: a GPU trains hundreds of jsc-tiny trials at once; 1,024 leases are a few
+/// hundred KB, well under the message limit.
+pub const MAX_PACK: u32 = 1024;
+
 /// How long a client waits for a TCP connection to the coordinator before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -14,6 +14,7 @@ use jetsweep_data::Prepared;
 use crate::error::WorkerError;
 use jetsweep_proto::trial::Hyperparameters;
 
+use crate::train::packed::{Gather, train_pack};
 use crate::train::{Progress, RunOptions, Summary, train};
 
 /// Where a trial runs.
@@ -53,11 +54,27 @@ impl fmt::Display for DeviceChoice {
 }
 
 /// The CPU backend: flex, single-threaded (one worker process per core is the fast layout for these
-/// tiny models; see worker/docs/speed.md).
-pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+/// tiny models; see worker/docs/speed.md). The packed trainer needs no autodiff; the reference
+/// trainer runs on [`CpuBackend`].
+pub type Cpu = burn::backend::Flex;
+pub type CpuBackend = burn::backend::Autodiff<Cpu>;
 
 #[cfg(feature = "cuda")]
-pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+pub type Cuda = burn::backend::Cuda;
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<Cuda>;
+
+/// How many trials a worker on `choice` trains packed, unless told otherwise: on a CPU core the
+/// per-trial cost stops falling past about 16 (worker/docs/speed.md); a GPU wants hundreds to fill it.
+pub fn default_pack(choice: DeviceChoice) -> usize {
+    match choice {
+        DeviceChoice::Cpu => 16,
+        DeviceChoice::Cuda(_) => 512,
+    }
+}
+
+/// The most trials one pack may hold (the coordinator grants at most this many in one lease).
+pub const MAX_PACK: usize = jetsweep_proto::limits::MAX_PACK as usize;
 
 /// Checks that `choice` can run here, with a clear error if not.
 pub fn check(choice: DeviceChoice) -> Result<(), WorkerError> {
@@ -130,8 +147,57 @@ fn probe_cuda(index: usize) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Trains one trial on the chosen device (see [`train`]).
+/// Trains `configs` as one pack on the chosen device (see [`train_pack`]): each trial's outcome, in
+/// order.
+pub fn train_pack_on(
+    choice: DeviceChoice,
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+    check(choice)?;
+    match choice {
+        DeviceChoice::Cpu => train_pack::<Cpu>(
+            data,
+            configs,
+            &Default::default(),
+            Gather::Host,
+            options,
+            observe,
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(index) => {
+            let device = burn::backend::cuda::CudaDevice::new(index);
+            train_pack::<Cuda>(data, configs, &device, Gather::Device, options, observe)
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(_) => unreachable!("check() refuses CUDA in builds without it"),
+    }
+}
+
+/// Trains one trial on the chosen device: the packed trainer with a pack of one, which takes fewer
+/// operations per step than the autodiff trainer and computes the same ([`train_pack`]).
 pub fn train_on(
+    choice: DeviceChoice,
+    data: &Prepared,
+    config: &Hyperparameters,
+    options: &RunOptions,
+    observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
+) -> Result<Summary, WorkerError> {
+    let mut outcomes = train_pack_on(
+        choice,
+        data,
+        std::slice::from_ref(config),
+        options,
+        &mut |_, p| observe(p),
+    )?;
+    outcomes.pop().expect("one outcome per trial")
+}
+
+/// Trains one trial with burn's autodiff and optimizer (see [`train`]): the reference the packed
+/// trainer is checked against.
+pub fn train_autodiff_on(
     choice: DeviceChoice,
     data: &Prepared,
     config: &Hyperparameters,

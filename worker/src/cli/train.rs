@@ -1,4 +1,5 @@
-//! `jetsweep-worker train`: one standalone training run, a line (or JSON object) per epoch.
+//! `jetsweep-worker train`: standalone training, a line (or JSON object) per epoch. Lists of seeds
+//! and learning rates train their cross product, packed (`--pack`).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use jetsweep_proto::trial::{self, Hyperparameters, MAX_BATCH_SIZE, MAX_EPOCHS};
 use super::dataset_args::{DatasetArgs, describe};
 use crate::device::{self, DeviceChoice};
 use crate::model::Architecture;
-use crate::train::{Progress, RunOptions};
+use crate::train::{Progress, RunOptions, packed};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -32,12 +33,24 @@ pub struct TrainArgs {
     pub max_epochs: u32,
 
     /// Initial learning rate of Adam (decays by cosine to 1e-6 over the run). MASE's default is 1e-5.
-    #[arg(long, default_value_t = trial::DEFAULT_LEARNING_RATE, value_parser = parse_lr, allow_hyphen_values = true)]
-    pub lr: f64,
+    /// A comma-separated list trains one trial per rate (times every seed).
+    #[arg(long, default_value = "1e-5", value_parser = parse_lr, value_delimiter = ',', allow_hyphen_values = true)]
+    pub lr: Vec<f64>,
 
-    /// Seed of the initial weights and of the per-epoch shuffles.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the initial weights and of the per-epoch shuffles. A list (`0,1,2`) or a range
+    /// (`0-15`, inclusive) trains one trial per seed (times every learning rate).
+    #[arg(long, default_value = "0", value_parser = parse_seeds)]
+    pub seed: Seeds,
+
+    /// Most trials trained together as one pack (1: one at a time). Default: 16 on a CPU, 512 on
+    /// a GPU.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=jetsweep_proto::limits::MAX_PACK as i64))]
+    pub pack: Option<u32>,
+
+    /// Train with burn's autodiff and optimizer, one trial at a time: the reference trainer the
+    /// packed one is tested against (slower).
+    #[arg(long)]
+    pub autodiff: bool,
 
     /// Device: cpu, or cuda:N (needs a build with `--features cuda` and an NVIDIA driver).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
@@ -51,11 +64,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub trace_steps: usize,
 
-    /// Write the initial weights (jsc-tiny only) as JSON in the reference trainer's names and layout.
+    /// Write the initial weights (jsc-tiny only; of the first seed) as JSON in the reference trainer's names and layout.
     #[arg(long, value_name = "FILE")]
     pub dump_init: Option<PathBuf>,
 
-    /// Write every epoch's row order as an int64 .npy array [max_epochs, train rows].
+    /// Write every epoch's row order (of the first seed) as an int64 .npy array [max_epochs, train rows].
     #[arg(long, value_name = "FILE")]
     pub dump_order: Option<PathBuf>,
 }
@@ -66,6 +79,36 @@ fn parse_model(s: &str) -> Result<Architecture, String> {
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: crate::WorkerError| e.to_string())
+}
+
+/// Seeds given as a list and ranges: `3`, `0,1,2`, `0-15`, `0-3,10`.
+#[derive(Debug, Clone)]
+pub struct Seeds(pub Vec<u64>);
+
+/// Most trials one command line may ask for.
+const MAX_TRIALS: usize = 100_000;
+
+fn parse_seeds(s: &str) -> Result<Seeds, String> {
+    let mut seeds = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("seed {v:?} is not a whole number (use e.g. 0,1,2 or 0-15)"))
+        };
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => (number(part)?, number(part)?),
+        };
+        if last < first || (last - first) as usize >= MAX_TRIALS - seeds.len().min(MAX_TRIALS) {
+            return Err(format!(
+                "seed range {part:?} is empty or longer than {MAX_TRIALS} seeds"
+            ));
+        }
+        seeds.extend(first..=last);
+    }
+    Ok(Seeds(seeds))
 }
 
 /// A learning rate, checked by the shared rule; the message quotes the value as it was typed.
@@ -79,34 +122,67 @@ fn parse_lr(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let config = Hyperparameters {
-        model: args.model.clone(),
-        batch_size: args.batch_size,
-        max_epochs: args.max_epochs,
-        learning_rate: args.lr,
-        seed: args.seed,
-        ..Default::default()
-    };
-    config.validate()?;
+    let configs: Vec<Hyperparameters> = args
+        .seed
+        .0
+        .iter()
+        .flat_map(|&seed| {
+            args.lr
+                .iter()
+                .map(move |&learning_rate| (seed, learning_rate))
+        })
+        .map(|(seed, learning_rate)| Hyperparameters {
+            model: args.model.clone(),
+            batch_size: args.batch_size,
+            max_epochs: args.max_epochs,
+            learning_rate,
+            seed,
+            ..Default::default()
+        })
+        .collect();
+    if configs.len() > MAX_TRIALS {
+        anyhow::bail!(
+            "{} seeds × {} learning rates is {} trials; at most {MAX_TRIALS} per command",
+            args.seed.0.len(),
+            args.lr.len(),
+            configs.len()
+        );
+    }
+    for c in &configs {
+        c.validate()?;
+    }
     device::check(args.device)?;
     let data = args.data.load()?;
     eprintln!("{}", describe(&data));
+    let first = &configs[0];
+    let pack = if args.autodiff {
+        1
+    } else {
+        args.pack
+            .map_or_else(|| device::default_pack(args.device), |k| k as usize)
+    };
+    let groups = packed::packs(&configs, pack);
     if !args.json {
         println!(
-            "training {} ({} params) on {} — batch {}, {} epochs, lr {:e}, seed {}",
-            config.model,
-            config.model.param_count(),
+            "training {} ({} params) on {} — batch {}, {} epochs; {} trial(s) (seeds × lr) in {} pack(s) of at most {pack}{}",
+            first.model,
+            first.model.param_count(),
             args.device,
-            config.batch_size,
-            config.max_epochs,
-            config.learning_rate,
-            config.seed
+            first.batch_size,
+            first.max_epochs,
+            configs.len(),
+            groups.len(),
+            if args.autodiff {
+                ", autodiff trainer"
+            } else {
+                ""
+            }
         );
     }
     if let Some(path) = &args.dump_init {
         let model = crate::model::init::<burn::backend::Flex>(
-            &config.model,
-            config.seed,
+            &first.model,
+            first.seed,
             &Default::default(),
         );
         let arrays = crate::model::export_jsc_tiny(&model)?;
@@ -118,11 +194,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.dump_order {
         let n = data.train.len();
-        let epochs = config.max_epochs as usize;
+        let epochs = first.max_epochs as usize;
         let mut all = Vec::with_capacity(n * epochs);
         for epoch in 0..epochs {
             all.extend(
-                batch::epoch_order(n, config.seed, epoch)
+                batch::epoch_order(n, first.seed, epoch)
                     .into_iter()
                     .map(i64::from),
             );
@@ -131,49 +207,112 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let json_mode = args.json;
+    let several = configs.len() > 1;
     let val_kind = data.validation().1;
-    let mut observe = |p: Progress<'_>| {
-        match p {
-            Progress::Step { step, loss } => {
-                if json_mode {
-                    println!("{}", json!({"step": step, "loss": loss}));
-                } else {
-                    println!("step {step:>6}  loss {loss:.6}");
-                }
-            }
-            Progress::Epoch(m) => {
-                if json_mode {
-                    let mut line = serde_json::to_value(m).expect("metrics serialise");
-                    line["val"] = json!(val_kind);
-                    println!("{line}");
-                } else {
-                    println!(
-                        "epoch {:>3}/{}  lr {:.3e}  train loss {:.4} acc {:.4} | val ({}) loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.2} s, {:.0} samples/s",
-                        m.epoch,
-                        config.max_epochs,
-                        m.lr,
-                        m.train_loss,
-                        m.train_acc,
-                        val_kind.as_str(),
-                        m.val_loss,
-                        m.val_acc,
-                        m.test_loss,
-                        m.test_acc,
-                        m.seconds,
-                        m.samples_per_second
-                    );
-                }
-            }
-            // Neither is asked for here: no resume state, no checkpoints.
-            Progress::Resumed(_) | Progress::Checkpoint { .. } => {}
-        }
-        ControlFlow::Continue(())
-    };
     let options = RunOptions {
         trace_steps: args.trace_steps,
         ..Default::default()
     };
-    let summary = device::train_on(args.device, &data, &config, &options, &mut observe)?;
+    let mut failed = 0;
+    for group in groups {
+        let pack: Vec<Hyperparameters> = group.iter().map(|&i| configs[i].clone()).collect();
+        let mut observe = |trial: usize, p: Progress<'_>| {
+            let c = &pack[trial];
+            let tag = if several {
+                format!("[seed {} lr {:e}] ", c.seed, c.learning_rate)
+            } else {
+                String::new()
+            };
+            match p {
+                Progress::Step { step, loss } => {
+                    if json_mode {
+                        println!(
+                            "{}",
+                            json!({"seed": c.seed, "lr": c.learning_rate, "step": step, "loss": loss})
+                        );
+                    } else {
+                        println!("{tag}step {step:>6}  loss {loss:.6}");
+                    }
+                }
+                Progress::Epoch(m) => {
+                    if json_mode {
+                        let mut line = serde_json::to_value(m).expect("metrics serialise");
+                        line["val"] = json!(val_kind);
+                        line["seed"] = json!(c.seed);
+                        line["base_lr"] = json!(c.learning_rate);
+                        println!("{line}");
+                    } else {
+                        println!(
+                            "{tag}epoch {:>3}/{}  lr {:.3e}  train loss {:.4} acc {:.4} | val ({}) loss {:.4} acc {:.4} | test loss {:.4} acc {:.4} | {:.2} s, {:.0} samples/s",
+                            m.epoch,
+                            c.max_epochs,
+                            m.lr,
+                            m.train_loss,
+                            m.train_acc,
+                            val_kind.as_str(),
+                            m.val_loss,
+                            m.val_acc,
+                            m.test_loss,
+                            m.test_acc,
+                            m.seconds,
+                            m.samples_per_second
+                        );
+                    }
+                }
+                // Neither is asked for here: no resume state, no checkpoints.
+                Progress::Resumed(_) | Progress::Checkpoint { .. } => {}
+            }
+            ControlFlow::Continue(())
+        };
+        let outcomes = if args.autodiff {
+            vec![device::train_autodiff_on(
+                args.device,
+                &data,
+                &pack[0],
+                &options,
+                &mut |p| observe(0, p),
+            )]
+        } else {
+            device::train_pack_on(args.device, &data, &pack, &options, &mut observe)?
+        };
+        for (config, outcome) in pack.iter().zip(outcomes) {
+            let summary = match outcome {
+                Ok(s) => s,
+                Err(e) if several => {
+                    failed += 1;
+                    if json_mode {
+                        println!(
+                            "{}",
+                            json!({"final": true, "seed": config.seed, "lr": config.learning_rate, "error": e.to_string()})
+                        );
+                    } else {
+                        println!(
+                            "[seed {} lr {:e}] failed: {e}",
+                            config.seed, config.learning_rate
+                        );
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            print_final(&args, &data, config, &summary, json_mode, several);
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} trials failed", configs.len());
+    }
+    Ok(())
+}
+
+/// The last line of a trial: its result, with its seed and learning rate.
+fn print_final(
+    args: &TrainArgs,
+    data: &jetsweep_data::Prepared,
+    config: &Hyperparameters,
+    summary: &crate::train::Summary,
+    json_mode: bool,
+    several: bool,
+) {
     if json_mode {
         println!(
             "{}",
@@ -197,7 +336,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "final: test acc {:.4} (last epoch); best val loss at epoch {} ({}) → test acc {:.4}{}",
+            "{}final: test acc {:.4} (last epoch); best val loss at epoch {} ({}) → test acc {:.4}{}",
+            if several {
+                format!("[seed {} lr {:e}] ", config.seed, config.learning_rate)
+            } else {
+                String::new()
+            },
             summary.test_acc,
             summary.best_epoch,
             summary.val.as_str(),
@@ -209,5 +353,4 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
         );
     }
-    Ok(())
 }

@@ -279,10 +279,11 @@ impl<B: AutodiffBackend> Trainer<B> {
 /// How a trial is run, beyond its hyperparameters.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Report the loss of the first this many optimizer steps ([`Progress::Step`]).
+    /// Report the loss of the first this many optimizer steps ([`Progress::Step`]; of each trial,
+    /// in a pack).
     pub trace_steps: usize,
     /// Start from this state (saved after some epoch by a run of the same trial) instead of from
-    /// scratch. State that does not fit the trial is reported ([`Progress::Resumed`]) and the run
+    /// scratch; only a single trial (a pack of one) can. State that does not fit the trial is reported ([`Progress::Resumed`]) and the run
     /// starts from scratch.
     pub resume: Option<Vec<u8>>,
     /// Save the state after every epoch but the last ([`Progress::Checkpoint`]).

@@ -31,7 +31,7 @@ use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
 use super::checkpoint::{self, Moments, Position, Saved};
-use super::{ADAM_EPSILON, Progress, Summary, cosine_lr};
+use super::{ADAM_EPSILON, Progress, RunOptions, Summary, cosine_lr};
 use crate::error::WorkerError;
 use crate::model::{self, Architecture};
 
@@ -40,19 +40,17 @@ const BN_EPSILON: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 const ADAM_BETA1: f32 = 0.9;
 const ADAM_BETA2: f32 = 0.999;
-/// Trial-rows per forward pass when evaluating (the pack's K trials share each chunk of rows).
-const EVAL_TRIAL_ROWS: usize = 1 << 17;
+/// Rows per forward pass when evaluating; large, since evaluation keeps no graph.
+const EVAL_CHUNK: usize = 8192;
 
-/// How a pack is run, beyond its trials' hyperparameters.
-#[derive(Debug, Clone, Default)]
-pub struct PackOptions {
-    /// Report the loss of each trial's first this many optimizer steps ([`Progress::Step`]).
-    pub trace_steps: usize,
-    /// Start the (single) trial from this saved state; a pack of more than one trial cannot resume.
-    /// State that does not fit is reported ([`Progress::Resumed`]) and the run starts from scratch.
-    pub resume: Option<Vec<u8>>,
-    /// Save each trial's state after every epoch but the last ([`Progress::Checkpoint`]).
-    pub checkpoints: bool,
+/// Where a training step's rows are gathered: on the host (CPU backends, where host memory is the
+/// device's and a tight loop writes the batch in the layout the step wants at once) or on the device
+/// (GPUs: the dataset is uploaded once and each step selects its rows there, with no host round
+/// trip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gather {
+    Host,
+    Device,
 }
 
 /// Where one flat parameter sits in a trial's row of the `[K, P]` parameter tensor.
@@ -248,7 +246,7 @@ pub struct PackedTrainer<B: Backend> {
     /// Adam's first and second moments, `[K, P]`.
     moment1: Tensor<B, 2>,
     moment2: Tensor<B, 2>,
-    /// Per BatchNorm: running mean and variance, `[K, 1, F]`.
+    /// Per BatchNorm: running mean and variance, `[K, F, 1]`.
     running: Vec<(Tensor<B, 3>, Tensor<B, 3>)>,
     /// Optimizer steps taken (the same for every trial of the pack).
     steps: u64,
@@ -407,8 +405,8 @@ impl<B: Backend> PackedTrainer<B> {
             .zip(&norms)
             .map(|((mean, var), n)| {
                 (
-                    Tensor::from_data(TensorData::new(mean, [k, 1, n.features]), device),
-                    Tensor::from_data(TensorData::new(var, [k, 1, n.features]), device),
+                    Tensor::from_data(TensorData::new(mean, [k, n.features, 1]), device),
+                    Tensor::from_data(TensorData::new(var, [k, n.features, 1]), device),
                 )
             })
             .collect();
@@ -501,11 +499,12 @@ impl<B: Backend> PackedTrainer<B> {
         Ok(position)
     }
 
-    /// A parameter of every trial, shaped `[K, dims...]` as rank 3 (`[K, 1, n]` for vectors).
+    /// A parameter of every trial: a vector as `[K, n, 1]` (one value per feature row), a weight as
+    /// `[K, in, out]`.
     fn param(&self, slot: &Slot) -> Tensor<B, 3> {
         let k = self.configs.len();
         let shape = match slot.dims.as_slice() {
-            [n] => [k, 1, *n],
+            [n] => [k, *n, 1],
             [i, o] => [k, *i, *o],
             other => unreachable!("parameters are vectors or matrices, not {other:?}"),
         };
@@ -515,17 +514,18 @@ impl<B: Backend> PackedTrainer<B> {
             .reshape(shape)
     }
 
-    /// BatchNorm with batch statistics over axis 1 of `[K, batch, F]`, updating the running ones.
+    /// BatchNorm with batch statistics over the batch axis of `[K, F, batch]`, updating the running
+    /// ones.
     fn norm_train(
         &mut self,
         x: Tensor<B, 3>,
         slots: &NormSlots,
         index: usize,
     ) -> (Tensor<B, 3>, NormCache<B>) {
-        let batch = x.dims()[1];
-        let mean = x.clone().mean_dim(1);
+        let batch = x.dims()[2];
+        let mean = x.clone().mean_dim(2);
         let centered = x - mean.clone();
-        let var = centered.clone().square().mean_dim(1);
+        let var = centered.clone().square().mean_dim(2);
         if batch > 1 {
             let unbiased = batch as f64 / (batch - 1) as f64;
             let (rm, rv) = &mut self.running[index];
@@ -547,30 +547,14 @@ impl<B: Backend> PackedTrainer<B> {
         )
     }
 
-    /// BatchNorm with the running statistics (inference).
-    fn norm_eval(&self, x: Tensor<B, 3>, slots: &NormSlots, index: usize) -> Tensor<B, 3> {
-        let (mean, var) = &self.running[index];
-        let std = var.clone().add_scalar(BN_EPSILON).sqrt();
-        (x - mean.clone()) / std * self.param(&slots.gamma) + self.param(&slots.beta)
+    /// `[K, in, n]` → `[K, out, n]`: `Wᵀ a + b` per trial.
+    fn linear(&self, a: Tensor<B, 3>, weight: Tensor<B, 3>, stage: &StageSlots) -> Tensor<B, 3> {
+        weight.swap_dims(1, 2).matmul(a) + self.param(&stage.bias)
     }
 
-    /// The ReLU'd logits `[K, n, 5]` of `x` `[K or 1, n, 16]` with running statistics.
-    fn forward_eval(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let mut a = relu(self.norm_eval(x, &self.layout.input_norm, 0));
-        let mut norm_index = 1;
-        for stage in &self.layout.stages {
-            let mut z = a.matmul(self.param(&stage.weight)) + self.param(&stage.bias);
-            if let Some(n) = &stage.norm {
-                z = self.norm_eval(z, n, norm_index);
-                norm_index += 1;
-            }
-            a = relu(z);
-        }
-        a
-    }
-
-    /// One optimizer step of every trial on its batch `x` `[K, b, 16]` with one-hot labels
-    /// `[K, b, 5]` at learning rates `lr` `[K, 1]`. Returns each trial's summed loss and number of
+    /// One optimizer step of every trial on its batch `x` `[K, 16, b]` (feature-major: per-trial
+    /// statistics then broadcast along rows, which the CPU backend vectorises) with one-hot labels
+    /// `[K, 5, b]` at learning rates `lr` `[K, 1]`. Returns each trial's summed loss and number of
     /// correct predictions over the batch, `[K, 1, 1]` each, still on the device.
     fn step(
         &mut self,
@@ -578,7 +562,7 @@ impl<B: Backend> PackedTrainer<B> {
         onehot: Tensor<B, 3>,
         lr: &Tensor<B, 2>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let batch = x.dims()[1];
+        let batch = x.dims()[2];
         let layout = self.layout.clone();
         // Forward, keeping what the backward pass needs.
         let (normalised_input, input_cache) = self.norm_train(x, &layout.input_norm, 0);
@@ -587,7 +571,7 @@ impl<B: Backend> PackedTrainer<B> {
         let mut norm_index = 1;
         for stage in &layout.stages {
             let weight = self.param(&stage.weight);
-            let mut z = a.clone().matmul(weight.clone()) + self.param(&stage.bias);
+            let mut z = self.linear(a.clone(), weight.clone(), stage);
             let mut norm = None;
             if let Some(n) = &stage.norm {
                 let (out, cache) = self.norm_train(z, n, norm_index);
@@ -605,12 +589,12 @@ impl<B: Backend> PackedTrainer<B> {
             a = output;
         }
         let logits = a;
-        let log_probs = log_softmax(logits.clone(), 2);
+        let log_probs = log_softmax(logits.clone(), 1);
         let loss_sum = (log_probs.clone() * onehot.clone())
-            .sum_dim(2)
             .sum_dim(1)
+            .sum_dim(2)
             .neg();
-        let correct = onehot.clone().gather(2, logits.argmax(2)).sum_dim(1);
+        let correct = onehot.clone().gather(1, logits.argmax(1)).sum_dim(2);
 
         // Backward: d(mean cross-entropy)/d(logits) = (softmax − onehot) / batch, per trial.
         let mut grad = (log_probs.exp() - onehot).mul_scalar(1.0 / batch as f64);
@@ -624,16 +608,18 @@ impl<B: Backend> PackedTrainer<B> {
                 grads.push(g_gamma);
                 grad = g_in;
             }
-            grads.push(grad.clone().sum_dim(1)); // bias [K, 1, out]
-            grads.push(cache.input.clone().swap_dims(1, 2).matmul(grad.clone())); // weight
+            grads.push(grad.clone().sum_dim(2)); // bias [K, out, 1]
+            // weight [K, in, out] = a [K, in, b] · gradᵀ [K, b, out]
+            grads.push(cache.input.clone().matmul(grad.clone().swap_dims(1, 2)));
             // Into the stage's input, through the ReLU that made it.
-            grad = grad
-                .matmul(cache.weight.swap_dims(1, 2))
+            grad = cache
+                .weight
+                .matmul(grad)
                 .mask_fill(cache.input.lower_equal_elem(0.0), 0.0);
         }
         // The input BatchNorm: only its γ and β need gradients.
-        grads.push(grad.clone().sum_dim(1));
-        grads.push((grad * input_cache.normalised).sum_dim(1));
+        grads.push(grad.clone().sum_dim(2));
+        grads.push((grad * input_cache.normalised).sum_dim(2));
         grads.reverse();
 
         let k = self.configs.len();
@@ -674,6 +660,7 @@ impl<B: Backend> PackedTrainer<B> {
     fn train_epoch(
         &mut self,
         data: &DeviceData<B>,
+        host_train: Option<&Split>,
         epoch: usize,
         trace_steps: usize,
         on_step: &mut dyn FnMut(usize, u64, f64),
@@ -693,24 +680,69 @@ impl<B: Backend> PackedTrainer<B> {
         for c in &self.configs {
             order.extend(epoch_order(rows, c.seed, epoch).into_iter().map(i64::from));
         }
-        let order = Tensor::<B, 2, Int>::from_data(TensorData::new(order, [k, rows]), &self.device);
+        let order_on_device = host_train.is_none().then(|| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(order.clone(), [k, rows]), &self.device)
+        });
+        let (mut xb, mut yb) = (Vec::new(), Vec::new());
         let mut loss_sum: Option<Tensor<B, 3>> = None;
         let mut correct_sum: Option<Tensor<B, 3>> = None;
         for range in batch_ranges(rows, batch_size) {
             let b = range.len();
-            let index = order.clone().slice([0..k, range]).reshape([k * b]);
-            let x = data
-                .train
-                .x
-                .clone()
-                .select(0, index.clone())
-                .reshape([k, b, NUM_FEATURES]);
-            let onehot = data
-                .train
-                .onehot
-                .clone()
-                .select(0, index)
-                .reshape([k, b, NUM_CLASSES]);
+            let (x, onehot) = match (host_train, &order_on_device) {
+                (Some(split), _) => {
+                    // Feature-major per trial: x[k][f][j] is feature f of trial k's j-th row.
+                    xb.clear();
+                    xb.resize(k * NUM_FEATURES * b, 0f32);
+                    yb.clear();
+                    yb.resize(k * NUM_CLASSES * b, 0f32);
+                    for trial in 0..k {
+                        let rows_of_trial =
+                            &order[trial * rows + range.start..trial * rows + range.end];
+                        let xs = &mut xb[trial * NUM_FEATURES * b..][..NUM_FEATURES * b];
+                        let ys = &mut yb[trial * NUM_CLASSES * b..][..NUM_CLASSES * b];
+                        for (j, &r) in rows_of_trial.iter().enumerate() {
+                            let r = r as usize;
+                            let features = &split.x[r * NUM_FEATURES..][..NUM_FEATURES];
+                            for (f, v) in features.iter().enumerate() {
+                                xs[f * b + j] = *v;
+                            }
+                            ys[usize::from(split.y[r]) * b + j] = 1.0;
+                        }
+                    }
+                    (
+                        Tensor::<B, 3>::from_data(
+                            TensorData::new(xb.clone(), [k, NUM_FEATURES, b]),
+                            &self.device,
+                        ),
+                        Tensor::<B, 3>::from_data(
+                            TensorData::new(yb.clone(), [k, NUM_CLASSES, b]),
+                            &self.device,
+                        ),
+                    )
+                }
+                (None, Some(order)) => {
+                    let index = order.clone().slice([0..k, range]).reshape([k * b]);
+                    let x = data
+                        .train
+                        .x
+                        .clone()
+                        .select(0, index.clone())
+                        .reshape([k, b, NUM_FEATURES])
+                        .swap_dims(1, 2);
+                    let onehot = contiguous(
+                        data.train
+                            .onehot
+                            .clone()
+                            .select(0, index)
+                            .reshape([k, b, NUM_CLASSES])
+                            .swap_dims(1, 2),
+                    );
+                    (x, onehot)
+                }
+                (None, None) => {
+                    unreachable!("the order is on the device when the rows are gathered there")
+                }
+            };
             let (loss, correct) = self.step(x, onehot, &lr);
             if self.steps <= trace_steps as u64 {
                 for (trial, l) in host(loss.clone()).into_iter().enumerate() {
@@ -739,51 +771,87 @@ impl<B: Backend> PackedTrainer<B> {
         (loss, acc, start.elapsed().as_secs_f64())
     }
 
-    /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics).
+    /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics). Trial by
+    /// trial on row-major chunks: evaluation keeps no graph and its chunks are large, so the
+    /// per-operation cost is nothing here, and each trial's statistics broadcast as one shared row.
     fn evaluate(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
         let k = self.configs.len();
-        let chunk = (EVAL_TRIAL_ROWS / k).max(256);
-        let mut loss_sum: Option<Tensor<B, 3>> = None;
-        let mut correct_sum: Option<Tensor<B, 3>> = None;
-        let mut start = 0;
-        while start < split.rows {
-            let end = (start + chunk).min(split.rows);
-            let n = end - start;
-            let x = split
-                .x
-                .clone()
-                .slice([start..end, 0..NUM_FEATURES])
-                .reshape([1, n, NUM_FEATURES]);
-            let onehot = split
-                .onehot
-                .clone()
-                .slice([start..end, 0..NUM_CLASSES])
-                .reshape([1, n, NUM_CLASSES])
-                .expand([k, n, NUM_CLASSES]);
-            let logits = self.forward_eval(x);
-            let loss = (log_softmax(logits.clone(), 2) * onehot.clone())
-                .sum_dim(2)
-                .sum_dim(1)
-                .neg();
-            let correct = onehot.gather(2, logits.argmax(2)).sum_dim(1);
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + loss,
-                None => loss,
-            });
-            correct_sum = Some(match correct_sum {
-                Some(s) => s + correct,
-                None => correct,
-            });
-            start = end;
-        }
+        let mut loss = Vec::with_capacity(k);
+        let mut acc = Vec::with_capacity(k);
         let n = split.rows.max(1) as f64;
-        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
-            sum.map_or_else(
-                || vec![0.0; k],
-                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
-            )
+        for trial in 0..k {
+            let mut loss_sum: Option<Tensor<B, 1>> = None;
+            let mut correct_sum: Option<Tensor<B, 1>> = None;
+            let mut start = 0;
+            while start < split.rows {
+                let end = (start + EVAL_CHUNK).min(split.rows);
+                let x = split.x.clone().slice([start..end, 0..NUM_FEATURES]);
+                let onehot = split.onehot.clone().slice([start..end, 0..NUM_CLASSES]);
+                let logits = self.forward_eval_trial(trial, x);
+                let chunk_loss = (log_softmax(logits.clone(), 1) * onehot.clone())
+                    .sum()
+                    .neg();
+                let chunk_correct = onehot.gather(1, logits.argmax(1)).sum();
+                loss_sum = Some(match loss_sum {
+                    Some(s) => s + chunk_loss,
+                    None => chunk_loss,
+                });
+                correct_sum = Some(match correct_sum {
+                    Some(s) => s + chunk_correct,
+                    None => chunk_correct,
+                });
+                start = end;
+            }
+            let read = |t: Option<Tensor<B, 1>>| t.map_or(0.0, |t| f64::from(host(t)[0]) / n);
+            loss.push(read(loss_sum));
+            acc.push(read(correct_sum));
+        }
+        (loss, acc)
+    }
+
+    /// A parameter vector of one trial as a row `[1, n]`, or its weight `[in, out]`.
+    fn trial_param(&self, trial: usize, slot: &Slot) -> Tensor<B, 2> {
+        let row = self.params.clone().slice([trial..trial + 1, slot.range()]);
+        match slot.dims.as_slice() {
+            [i, o] => row.reshape([*i, *o]),
+            _ => row,
+        }
+    }
+
+    /// BatchNorm with one trial's running statistics on row-major `[n, F]`.
+    fn norm_eval_trial(
+        &self,
+        trial: usize,
+        x: Tensor<B, 2>,
+        slots: &NormSlots,
+        index: usize,
+    ) -> Tensor<B, 2> {
+        let f = slots.features;
+        let (mean, var) = &self.running[index];
+        let row = |t: &Tensor<B, 3>| {
+            t.clone()
+                .slice([trial..trial + 1, 0..f, 0..1])
+                .reshape([1, f])
         };
-        (per_trial(loss_sum), per_trial(correct_sum))
+        let std = row(var).add_scalar(BN_EPSILON).sqrt();
+        (x - row(mean)) / std * self.trial_param(trial, &slots.gamma)
+            + self.trial_param(trial, &slots.beta)
+    }
+
+    /// One trial's ReLU'd logits `[n, 5]` of row-major `x` `[n, 16]` with running statistics.
+    fn forward_eval_trial(&self, trial: usize, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let mut a = relu(self.norm_eval_trial(trial, x, &self.layout.input_norm, 0));
+        let mut norm_index = 1;
+        for stage in &self.layout.stages {
+            let mut z = a.matmul(self.trial_param(trial, &stage.weight))
+                + self.trial_param(trial, &stage.bias);
+            if let Some(n) = &stage.norm {
+                z = self.norm_eval_trial(trial, z, n, norm_index);
+                norm_index += 1;
+            }
+            a = relu(z);
+        }
+        a
     }
 }
 
@@ -798,14 +866,20 @@ fn norm_backward<B: Backend>(
         std,
         gamma,
     } = cache;
-    let g_beta = grad.clone().sum_dim(1);
-    let g_gamma = (grad.clone() * normalised.clone()).sum_dim(1);
+    let g_beta = grad.clone().sum_dim(2);
+    let g_gamma = (grad.clone() * normalised.clone()).sum_dim(2);
     let g_normalised = grad * gamma;
     let g_in = (g_normalised.clone()
-        - g_normalised.clone().mean_dim(1)
-        - normalised.clone() * (g_normalised * normalised).mean_dim(1))
+        - g_normalised.clone().mean_dim(2)
+        - normalised.clone() * (g_normalised * normalised).mean_dim(2))
         / std;
     (g_in, g_gamma, g_beta)
+}
+
+/// `t` laid out row-major in memory (the CPU backend's vectorised paths want that of a tensor
+/// that is combined with another elementwise).
+fn contiguous<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
+    t.mul_scalar(1.0)
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -825,7 +899,7 @@ enum TrialRun {
 }
 
 /// Trains `configs` as one pack on `data` (from scratch, or a pack of one from
-/// [`PackOptions::resume`]), reporting each trial's epochs through `observe(trial, progress)`.
+/// [`RunOptions::resume`]; a pack of more cannot resume), reporting each trial's epochs through `observe(trial, progress)`.
 /// `observe` returning `Break(reason)` stops that trial (the others go on); a trial that diverges
 /// ends with [`WorkerError::Diverged`] and the others go on. Returns each trial's outcome, in order;
 /// an error for the whole pack only when it cannot start (trials that do not pack together, an
@@ -834,7 +908,8 @@ pub fn train_pack<B: Backend>(
     data: &Prepared,
     configs: &[Hyperparameters],
     device: &B::Device,
-    options: &PackOptions,
+    gather: Gather,
+    options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
     if data.train.is_empty() || data.test.is_empty() {
@@ -894,8 +969,13 @@ pub fn train_pack<B: Backend>(
                 stops[trial].get_or_insert(reason);
             }
         };
-        let (train_loss, train_acc, seconds) =
-            trainer.train_epoch(&on_device, epoch, options.trace_steps, &mut on_step);
+        let (train_loss, train_acc, seconds) = trainer.train_epoch(
+            &on_device,
+            (gather == Gather::Host).then_some(&data.train),
+            epoch,
+            options.trace_steps,
+            &mut on_step,
+        );
         let (val_loss, val_acc) =
             trainer.evaluate(on_device.val.as_ref().unwrap_or(&on_device.train));
         let (test_loss, test_acc) = trainer.evaluate(&on_device.test);
