@@ -22,7 +22,7 @@
 use std::ops::{ControlFlow, Range};
 use std::time::Instant;
 
-use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use jetsweep_data::batch::{batch_ranges, epoch_order};
@@ -40,8 +40,6 @@ const BN_EPSILON: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 const ADAM_BETA1: f32 = 0.9;
 const ADAM_BETA2: f32 = 0.999;
-/// Rows per forward pass when evaluating; large, since evaluation keeps no graph.
-const EVAL_CHUNK: usize = 8192;
 
 /// Where a training step's rows are gathered: on the host (CPU backends, where host memory is the
 /// device's and a tight loop writes the batch in the layout the step wants at once) or on the device
@@ -178,32 +176,66 @@ enum Field {
     RunningVar(usize),
 }
 
-/// One split on the device: features `[n, 16]`, one-hot labels `[n, 5]`, labels `[n]`.
+/// Columns per evaluation chunk: each chunk is one forward pass of all K trials.
+const EVAL_COLUMNS: usize = 1024;
+
+/// One split on the device, feature-major in chunks for evaluation (features `[16, c]`, one-hot
+/// labels `[5, c]`), and, for the split gathered from on the device, row-major too (`[n, 16]`,
+/// `[n, 5]`).
 struct DeviceSplit<B: Backend> {
-    x: Tensor<B, 2>,
-    onehot: Tensor<B, 2>,
+    chunks: Vec<(Tensor<B, 2>, Tensor<B, 2>)>,
+    rows_for_gather: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     rows: usize,
 }
 
 impl<B: Backend> DeviceSplit<B> {
-    fn upload(split: &Split, device: &B::Device) -> Self {
+    fn upload(split: &Split, device: &B::Device, for_gather: bool) -> Self {
         let rows = split.len();
-        let mut onehot = vec![0f32; rows * NUM_CLASSES];
-        for (r, &y) in split.y.iter().enumerate() {
-            onehot[r * NUM_CLASSES + usize::from(y)] = 1.0;
+        let mut chunks = Vec::with_capacity(rows.div_ceil(EVAL_COLUMNS));
+        let mut start = 0;
+        while start < rows {
+            let c = EVAL_COLUMNS.min(rows - start);
+            let mut x = vec![0f32; NUM_FEATURES * c];
+            let mut onehot = vec![0f32; NUM_CLASSES * c];
+            for j in 0..c {
+                let r = start + j;
+                for (f, v) in split.x[r * NUM_FEATURES..][..NUM_FEATURES]
+                    .iter()
+                    .enumerate()
+                {
+                    x[f * c + j] = *v;
+                }
+                onehot[usize::from(split.y[r]) * c + j] = 1.0;
+            }
+            chunks.push((
+                Tensor::from_data(TensorData::new(x, [NUM_FEATURES, c]), device),
+                Tensor::from_data(TensorData::new(onehot, [NUM_CLASSES, c]), device),
+            ));
+            start += c;
         }
+        let rows_for_gather = for_gather.then(|| {
+            let mut onehot = vec![0f32; rows * NUM_CLASSES];
+            for (r, &y) in split.y.iter().enumerate() {
+                onehot[r * NUM_CLASSES + usize::from(y)] = 1.0;
+            }
+            (
+                Tensor::from_data(
+                    TensorData::new(split.x.clone(), [rows, NUM_FEATURES]),
+                    device,
+                ),
+                Tensor::from_data(TensorData::new(onehot, [rows, NUM_CLASSES]), device),
+            )
+        });
         DeviceSplit {
-            x: Tensor::from_data(
-                TensorData::new(split.x.clone(), [rows, NUM_FEATURES]),
-                device,
-            ),
-            onehot: Tensor::from_data(TensorData::new(onehot, [rows, NUM_CLASSES]), device),
+            chunks,
+            rows_for_gather,
             rows,
         }
     }
 }
 
-/// The dataset on the device, uploaded once per pack.
+/// The dataset on the device, uploaded once: each split feature-major for evaluation, and the
+/// training split row-major as well when batches are gathered on the device.
 pub struct DeviceData<B: Backend> {
     train: DeviceSplit<B>,
     /// `None`: the training split doubles as validation (MASE's way).
@@ -212,11 +244,14 @@ pub struct DeviceData<B: Backend> {
 }
 
 impl<B: Backend> DeviceData<B> {
-    pub fn upload(data: &Prepared, device: &B::Device) -> Self {
+    pub fn upload(data: &Prepared, device: &B::Device, gather: Gather) -> Self {
         DeviceData {
-            train: DeviceSplit::upload(&data.train, device),
-            val: data.val.as_ref().map(|v| DeviceSplit::upload(v, device)),
-            test: DeviceSplit::upload(&data.test, device),
+            train: DeviceSplit::upload(&data.train, device, gather == Gather::Device),
+            val: data
+                .val
+                .as_ref()
+                .map(|v| DeviceSplit::upload(v, device, false)),
+            test: DeviceSplit::upload(&data.test, device, false),
         }
     }
 }
@@ -589,15 +624,11 @@ impl<B: Backend> PackedTrainer<B> {
             a = output;
         }
         let logits = a;
-        let log_probs = log_softmax(logits.clone(), 1);
-        let loss_sum = (log_probs.clone() * onehot.clone())
-            .sum_dim(1)
-            .sum_dim(2)
-            .neg();
-        let correct = onehot.clone().gather(1, logits.argmax(1)).sum_dim(2);
+        let (log_probs, probs) = log_softmax_classes(logits.clone());
+        let (loss_sum, correct) = loss_and_correct(log_probs, logits, &onehot);
 
         // Backward: d(mean cross-entropy)/d(logits) = (softmax − onehot) / batch, per trial.
-        let mut grad = (log_probs.exp() - onehot).mul_scalar(1.0 / batch as f64);
+        let mut grad = (probs - onehot).mul_scalar(1.0 / batch as f64);
         let mut grads: Vec<Tensor<B, 3>> = Vec::with_capacity(layout.params().len());
         for cache in caches.into_iter().rev() {
             // Through the ReLU (its input was positive where its output is).
@@ -690,7 +721,8 @@ impl<B: Backend> PackedTrainer<B> {
             let b = range.len();
             let (x, onehot) = match (host_train, &order_on_device) {
                 (Some(split), _) => {
-                    // Feature-major per trial: x[k][f][j] is feature f of trial k's j-th row.
+                    // Feature-major per trial: x[k][f][j] is feature f of trial k's j-th row, and
+                    // the one-hot labels [k][class][j].
                     xb.clear();
                     xb.resize(k * NUM_FEATURES * b, 0f32);
                     yb.clear();
@@ -721,23 +753,23 @@ impl<B: Backend> PackedTrainer<B> {
                     )
                 }
                 (None, Some(order)) => {
-                    let index = order.clone().slice([0..k, range]).reshape([k * b]);
-                    let x = data
+                    let (x_rows, onehot_rows) = data
                         .train
-                        .x
+                        .rows_for_gather
+                        .as_ref()
+                        .expect("the training split is uploaded row-major for a device gather");
+                    let index = order.clone().slice([0..k, range]).reshape([k * b]);
+                    let x = x_rows
                         .clone()
                         .select(0, index.clone())
                         .reshape([k, b, NUM_FEATURES])
                         .swap_dims(1, 2);
-                    let onehot = contiguous(
-                        data.train
-                            .onehot
-                            .clone()
-                            .select(0, index)
-                            .reshape([k, b, NUM_CLASSES])
-                            .swap_dims(1, 2),
-                    );
-                    (x, onehot)
+                    let onehot = onehot_rows
+                        .clone()
+                        .select(0, index)
+                        .reshape([k, b, NUM_CLASSES])
+                        .swap_dims(1, 2);
+                    (contiguous(x), contiguous(onehot))
                 }
                 (None, None) => {
                     unreachable!("the order is on the device when the rows are gathered there")
@@ -771,88 +803,85 @@ impl<B: Backend> PackedTrainer<B> {
         (loss, acc, start.elapsed().as_secs_f64())
     }
 
-    /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics). Trial by
-    /// trial on row-major chunks: evaluation keeps no graph and its chunks are large, so the
-    /// per-operation cost is nothing here, and each trial's statistics broadcast as one shared row.
+    /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics): each
+    /// chunk of rows is one forward pass of all K trials, the chunk repeated per trial.
     fn evaluate(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
         let k = self.configs.len();
-        let mut loss = Vec::with_capacity(k);
-        let mut acc = Vec::with_capacity(k);
+        let mut loss_sum: Option<Tensor<B, 3>> = None;
+        let mut correct_sum: Option<Tensor<B, 3>> = None;
+        for (x, onehot) in &split.chunks {
+            let [features, c] = x.dims();
+            let x = x.clone().reshape([1, features, c]).repeat_dim(0, k);
+            let onehot = onehot.clone().reshape([1, NUM_CLASSES, c]).repeat_dim(0, k);
+            let logits = self.forward_eval(x);
+            let (log_probs, _) = log_softmax_classes(logits.clone());
+            let (loss, correct) = loss_and_correct(log_probs, logits, &onehot);
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + loss,
+                None => loss,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
+        }
         let n = split.rows.max(1) as f64;
-        for trial in 0..k {
-            let mut loss_sum: Option<Tensor<B, 1>> = None;
-            let mut correct_sum: Option<Tensor<B, 1>> = None;
-            let mut start = 0;
-            while start < split.rows {
-                let end = (start + EVAL_CHUNK).min(split.rows);
-                let x = split.x.clone().slice([start..end, 0..NUM_FEATURES]);
-                let onehot = split.onehot.clone().slice([start..end, 0..NUM_CLASSES]);
-                let logits = self.forward_eval_trial(trial, x);
-                let chunk_loss = (log_softmax(logits.clone(), 1) * onehot.clone())
-                    .sum()
-                    .neg();
-                let chunk_correct = onehot.gather(1, logits.argmax(1)).sum();
-                loss_sum = Some(match loss_sum {
-                    Some(s) => s + chunk_loss,
-                    None => chunk_loss,
-                });
-                correct_sum = Some(match correct_sum {
-                    Some(s) => s + chunk_correct,
-                    None => chunk_correct,
-                });
-                start = end;
-            }
-            let read = |t: Option<Tensor<B, 1>>| t.map_or(0.0, |t| f64::from(host(t)[0]) / n);
-            loss.push(read(loss_sum));
-            acc.push(read(correct_sum));
-        }
-        (loss, acc)
-    }
-
-    /// A parameter vector of one trial as a row `[1, n]`, or its weight `[in, out]`.
-    fn trial_param(&self, trial: usize, slot: &Slot) -> Tensor<B, 2> {
-        let row = self.params.clone().slice([trial..trial + 1, slot.range()]);
-        match slot.dims.as_slice() {
-            [i, o] => row.reshape([*i, *o]),
-            _ => row,
-        }
-    }
-
-    /// BatchNorm with one trial's running statistics on row-major `[n, F]`.
-    fn norm_eval_trial(
-        &self,
-        trial: usize,
-        x: Tensor<B, 2>,
-        slots: &NormSlots,
-        index: usize,
-    ) -> Tensor<B, 2> {
-        let f = slots.features;
-        let (mean, var) = &self.running[index];
-        let row = |t: &Tensor<B, 3>| {
-            t.clone()
-                .slice([trial..trial + 1, 0..f, 0..1])
-                .reshape([1, f])
+        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
+            sum.map_or_else(
+                || vec![0.0; k],
+                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
+            )
         };
-        let std = row(var).add_scalar(BN_EPSILON).sqrt();
-        (x - row(mean)) / std * self.trial_param(trial, &slots.gamma)
-            + self.trial_param(trial, &slots.beta)
+        (per_trial(loss_sum), per_trial(correct_sum))
     }
 
-    /// One trial's ReLU'd logits `[n, 5]` of row-major `x` `[n, 16]` with running statistics.
-    fn forward_eval_trial(&self, trial: usize, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let mut a = relu(self.norm_eval_trial(trial, x, &self.layout.input_norm, 0));
+    /// BatchNorm with the running statistics (inference), on `[K, F, n]`.
+    fn norm_eval(&self, x: Tensor<B, 3>, slots: &NormSlots, index: usize) -> Tensor<B, 3> {
+        let (mean, var) = &self.running[index];
+        let std = var.clone().add_scalar(BN_EPSILON).sqrt();
+        (x - mean.clone()) / std * self.param(&slots.gamma) + self.param(&slots.beta)
+    }
+
+    /// The ReLU'd logits `[K, 5, n]` of `x` `[K, 16, n]` with running statistics.
+    fn forward_eval(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let mut a = relu(self.norm_eval(x, &self.layout.input_norm, 0));
         let mut norm_index = 1;
         for stage in &self.layout.stages {
-            let mut z = a.matmul(self.trial_param(trial, &stage.weight))
-                + self.trial_param(trial, &stage.bias);
+            let mut z = self.linear(a, self.param(&stage.weight), stage);
             if let Some(n) = &stage.norm {
-                z = self.norm_eval_trial(trial, z, n, norm_index);
+                z = self.norm_eval(z, n, norm_index);
                 norm_index += 1;
             }
             a = relu(z);
         }
         a
     }
+}
+
+/// Log-softmax over the classes (axis 1) of `[K, 5, n]`. The per-row maximum and normaliser are
+/// repeated over the classes before they are subtracted, so every elementwise operation combines
+/// tensors of one shape (the CPU backend's vectorised path; broadcasting along a middle axis is
+/// not).
+/// Returns the log-probabilities and the probabilities (softmax), from one `exp`.
+fn log_softmax_classes<B: Backend>(logits: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let classes = logits.dims()[1];
+    let shifted = logits.clone() - logits.max_dim(1).repeat_dim(1, classes);
+    let exp = shifted.clone().exp();
+    let total = exp.clone().sum_dim(1);
+    let log_probs = shifted - total.clone().log().repeat_dim(1, classes);
+    (log_probs, exp / total.repeat_dim(1, classes))
+}
+
+/// Each trial's summed cross-entropy and number of correct predictions, `[K, 1, 1]`, from
+/// log-probabilities and logits `[K, 5, n]` against one-hot labels `[K, 5, n]`.
+fn loss_and_correct<B: Backend>(
+    log_probs: Tensor<B, 3>,
+    logits: Tensor<B, 3>,
+    onehot: &Tensor<B, 3>,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let loss = (log_probs * onehot.clone()).sum_dim(1).sum_dim(2).neg();
+    let correct = onehot.clone().gather(1, logits.argmax(1)).sum_dim(2);
+    (loss, correct)
 }
 
 /// Gradients of BatchNorm (batch statistics) given the gradient of its output: into its input, γ
@@ -924,7 +953,7 @@ pub fn train_pack<B: Backend>(
             "only a pack of one trial can resume from saved state".into(),
         ));
     }
-    let on_device = DeviceData::<B>::upload(data, device);
+    let on_device = DeviceData::<B>::upload(data, device, gather);
     let val_kind = data.validation().1;
     let mut trials: Vec<TrialRun> = configs
         .iter()
