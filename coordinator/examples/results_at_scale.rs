@@ -101,6 +101,7 @@ async fn main() {
                 let start = Instant::now();
                 let leases = workers
                     .lease_jobs(pb::LeaseJobsRequest {
+                        pack_size: 1,
                         worker_id: id.clone(),
                         max_jobs: 1,
                         request_id: String::new(),

@@ -146,6 +146,7 @@ async fn simulate(
     let t = Instant::now();
     let mut lease = c
         .lease_jobs(pb::LeaseJobsRequest {
+            pack_size: 1,
             worker_id: id.clone(),
             max_jobs: 1,
             request_id: request_id(),
@@ -181,6 +182,7 @@ async fn simulate(
             t = Instant::now();
             lease = c
                 .lease_jobs(pb::LeaseJobsRequest {
+                    pack_size: 1,
                     worker_id: id.clone(),
                     max_jobs: 1,
                     request_id: request_id(),
@@ -194,6 +196,7 @@ async fn simulate(
             t = Instant::now();
             lease = c
                 .complete_job(pb::CompleteJobRequest {
+                    pack_size: 1,
                     lease_id: l.lease_id,
                     result: Some(RESULT),
                     epochs: vec![epoch()],

@@ -128,6 +128,7 @@ impl TestCoordinator {
     pub async fn lease(&mut self, worker: &str, max: u32) -> Vec<pb::Lease> {
         self.workers
             .lease_jobs(pb::LeaseJobsRequest {
+                pack_size: 1,
                 worker_id: worker.into(),
                 max_jobs: max,
                 request_id: String::new(),

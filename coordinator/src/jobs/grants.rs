@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::checkpoints;
-use super::lease::lease_jobs_for;
+use super::lease::{Ask, lease_jobs_for};
 use super::rows::{job_columns, job_from_row};
 use super::{JobState, LeaseGrant, Millis};
 use crate::Error;
@@ -14,17 +14,17 @@ use crate::Error;
 /// Longest request id accepted.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
 
-/// Leases up to `max` jobs to `worker` for the request `request_id`: the first time, new leases;
+/// Leases what `ask` asks to `worker` for the request `request_id`: the first time, new leases;
 /// on a retry, those of the first time that are still current. An empty id leases anew every time.
 pub fn lease_for_request(
     tx: &Transaction<'_>,
     worker: &str,
     request_id: &str,
-    max: u32,
+    ask: Ask,
     now: Millis,
 ) -> Result<Vec<LeaseGrant>, Error> {
     if request_id.is_empty() {
-        return lease_jobs_for(tx, worker, max, None, now);
+        return lease_jobs_for(tx, worker, ask, None, now);
     }
     if request_id.chars().count() > MAX_REQUEST_ID_CHARS {
         return Err(Error::InvalidRequest(format!(
@@ -39,7 +39,7 @@ pub fn lease_for_request(
         .query_map(params![worker, request_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     if granted.is_empty() {
-        return lease_jobs_for(tx, worker, max, Some(request_id), now);
+        return lease_jobs_for(tx, worker, ask, Some(request_id), now);
     }
     still_current(tx, &granted)
 }

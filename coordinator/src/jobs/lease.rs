@@ -7,9 +7,10 @@ use super::cancel::{cancel_job, cancelled_everywhere};
 use super::checkpoints;
 use super::rows::{corrupt, job_columns, job_from_row};
 use super::workers::touch_worker;
-use super::{JobState, LeaseGrant, Millis};
+use super::{Job, JobState, LeaseGrant, Millis};
 use crate::Error;
 use crate::store::{exec, one};
+use jetsweep_proto::limits::MAX_PACK;
 use jetsweep_proto::worker_id::worker_name;
 
 /// How many times a job may lose its worker (its lease expires: the machine died, the network
@@ -126,30 +127,72 @@ pub fn lease_jobs(
     max: u32,
     now: Millis,
 ) -> Result<Vec<LeaseGrant>, Error> {
-    lease_jobs_for(tx, worker, max, None, now)
+    lease_jobs_for(tx, worker, Ask::one_each(max), None, now)
 }
 
-/// [`lease_jobs`] for the worker's request `request_id`, recorded with each lease.
+/// How much work a worker asks for: `slots` packs of up to `pack` jobs each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub slots: u32,
+    pub pack: u32,
+}
+
+impl Ask {
+    /// One job per slot (a worker that does not pack).
+    pub fn one_each(slots: u32) -> Self {
+        Ask { slots, pack: 1 }
+    }
+}
+
+/// How far down the queue a pack looks for jobs that train with its first one: leasing costs the
+/// same however long the queue is, and a sweep's compatible jobs sit close together in it.
+const PACK_SCAN: u32 = 4096;
+
+/// Leases `ask.slots` packs to `worker` after expiring overdue leases: each pack is the oldest
+/// queued job and, when it is a first attempt and `ask.pack` > 1, up to `ask.pack - 1` more queued
+/// first attempts that train with it (the same model, optimizer, batch size, epochs and dataset;
+/// `Hyperparameters::packs_with`), oldest first among the next [`PACK_SCAN`] queued. A job that
+/// may resume from saved state is leased alone. Each job gets its own lease, as always; at most
+/// [`MAX_PACK`] leases in all. `request_id` is recorded with each lease.
 pub(super) fn lease_jobs_for(
     tx: &Transaction<'_>,
     worker: &str,
-    max: u32,
+    ask: Ask,
     request_id: Option<&str>,
     now: Millis,
 ) -> Result<Vec<LeaseGrant>, Error> {
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    // One statement takes the oldest queued job and returns it, already leased.
-    let mut take = tx.prepare_cached(concat!(
+    // One statement takes the oldest queued job and returns it, already leased; the other takes a
+    // named queued job.
+    let mut take_oldest = tx.prepare_cached(concat!(
         "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
              lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1)
          RETURNING ",
         job_columns!()
     ))?;
+    let mut take_named = tx.prepare_cached(concat!(
+        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
+             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
+         WHERE id = ?3 AND state = 'queued'
+         RETURNING ",
+        job_columns!()
+    ))?;
+    let mut mates_of = tx.prepare_cached(
+        "SELECT q.id FROM (SELECT id, model, optimizer, batch_size, max_epochs, dataset_sha256, attempts
+                           FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT ?3) q
+                 JOIN jobs h ON h.id = ?1
+          WHERE q.attempts = 0 AND q.model = h.model AND q.optimizer = h.optimizer
+            AND q.batch_size = h.batch_size AND q.max_epochs = h.max_epochs
+            AND q.dataset_sha256 = h.dataset_sha256
+          LIMIT ?2",
+    )?;
+    let pack = ask.pack.clamp(1, MAX_PACK);
     let mut grants = Vec::new();
-    while grants.len() < max as usize {
-        let Some((id, job)) = take
+    let mut slots = 0;
+    while slots < ask.slots && grants.len() < MAX_PACK as usize {
+        let Some((id, job)) = take_oldest
             .query_row(params![worker, now], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
             })
@@ -157,42 +200,79 @@ pub(super) fn lease_jobs_for(
         else {
             break;
         };
-        // A row that cannot be read back fails alone: the job is set aside, the queue moves on.
-        let job = match job {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::warn!(job = %id, error = %e, "queued job unreadable; failed so the queue moves on");
-                fail_job_row(tx, &id, &format!("the stored job cannot be read: {e}"), now)?;
-                continue;
+        let Some(head) = grant(tx, worker, id, job, request_id, now)? else {
+            continue;
+        };
+        slots += 1;
+        let first_attempt = head.attempt == 1;
+        let head_id = head.job.id.clone();
+        grants.push(head);
+        let room = (pack - 1).min(MAX_PACK - grants.len() as u32);
+        if !first_attempt || room == 0 {
+            continue;
+        }
+        let mates: Vec<String> = mates_of
+            .query_map(params![head_id, room, PACK_SCAN], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for mate in mates {
+            let taken = take_named
+                .query_row(params![worker, now, mate], |r| {
+                    Ok((r.get::<_, String>(0)?, job_from_row(r)?))
+                })
+                .optional()?;
+            if let Some((id, job)) = taken
+                && let Some(g) = grant(tx, worker, id, job, request_id, now)?
+            {
+                grants.push(g);
             }
-        };
-        let JobState::Leased {
-            lease, expires_at, ..
-        } = &job.state
-        else {
-            return Err(corrupt("lease", format!("job {} was not leased", job.id)));
-        };
-        let (lease_id, expires_at) = (lease.clone(), *expires_at);
-        exec(
-            tx,
-            "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![lease_id, job.id, job.attempts, worker, now, request_id],
-        )?;
-        // Only a job granted before can have saved state.
-        let resume_epoch = if job.attempts > 1 {
-            checkpoints::resume_point(tx, &job.id)?
-        } else {
-            None
-        };
-        grants.push(LeaseGrant {
-            lease_id,
-            attempt: job.attempts,
-            expires_at,
-            resume_epoch,
-            job,
-        });
+        }
     }
     Ok(grants)
+}
+
+/// Records the attempt of a job just leased and returns its grant; a row that cannot be read
+/// back fails alone (`None`): the job is set aside and the queue moves on.
+fn grant(
+    tx: &Transaction<'_>,
+    worker: &str,
+    id: String,
+    job: Result<Job, Error>,
+    request_id: Option<&str>,
+    now: Millis,
+) -> Result<Option<LeaseGrant>, Error> {
+    let job = match job {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "queued job unreadable; failed so the queue moves on");
+            fail_job_row(tx, &id, &format!("the stored job cannot be read: {e}"), now)?;
+            return Ok(None);
+        }
+    };
+    let JobState::Leased {
+        lease, expires_at, ..
+    } = &job.state
+    else {
+        return Err(corrupt("lease", format!("job {} was not leased", job.id)));
+    };
+    let (lease_id, expires_at) = (lease.clone(), *expires_at);
+    exec(
+        tx,
+        "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![lease_id, job.id, job.attempts, worker, now, request_id],
+    )?;
+    // Only a job granted before can have saved state.
+    let resume_epoch = if job.attempts > 1 {
+        checkpoints::resume_point(tx, &job.id)?
+    } else {
+        None
+    };
+    Ok(Some(LeaseGrant {
+        lease_id,
+        attempt: job.attempts,
+        expires_at,
+        resume_epoch,
+        job,
+    }))
 }
 
 /// The job a current lease holds: what the lifecycle rules need of it.

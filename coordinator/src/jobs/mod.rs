@@ -38,7 +38,7 @@ pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use grants::lease_for_request;
 pub use lease::{
-    MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
+    Ask, MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
 pub use queries::{
     JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job,

@@ -903,3 +903,60 @@ fn the_summary_of_a_resumed_job_counts_each_epoch_once_from_its_latest_attempt()
     assert_eq!(summary.samples_per_second, 1e6);
     assert!((summary.final_train_loss - 0.3).abs() < 1e-12);
 }
+
+#[test]
+/// A worker that packs gets, per slot, the oldest queued job and the queued first attempts that
+/// train with it (same model, optimizer, batch size, epochs, dataset), each with its own lease; a
+/// job that may resume from saved state comes alone; a worker that does not pack gets one per slot.
+fn a_pack_is_the_oldest_job_and_the_queued_jobs_that_train_with_it() {
+    let (mut store, _, w1, w2) = setup();
+    let packed = |g: &[LeaseGrant]| {
+        g.iter()
+            .map(|g| (g.job.trial.batch_size, g.job.trial.seed))
+            .collect::<Vec<_>>()
+    };
+    let first = store
+        .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 1, pack: 8 }, None, 2_000))
+        .unwrap();
+    assert_eq!(first.len(), 3, "{:?}", packed(&first));
+    let batch = first[0].job.trial.batch_size;
+    assert!(
+        first
+            .iter()
+            .all(|g| g.job.trial.packs_with(&first[0].job.trial))
+    );
+    let mut seeds: Vec<u64> = first.iter().map(|g| g.job.trial.seed).collect();
+    seeds.sort();
+    assert_eq!(seeds, [0, 1, 2]);
+    let leases: std::collections::HashSet<&str> =
+        first.iter().map(|g| g.lease_id.as_str()).collect();
+    assert_eq!(leases.len(), 3, "one lease per job");
+
+    // A pack of two leaves the third compatible job for the next slot.
+    let second = store
+        .write(|tx| lease::lease_jobs_for(tx, &w2, Ask { slots: 2, pack: 2 }, None, 2_000))
+        .unwrap();
+    assert_eq!(second.len(), 3);
+    assert!(second.iter().all(|g| g.job.trial.batch_size != batch));
+    assert_eq!(
+        second[0].job.trial.batch_size,
+        second[1].job.trial.batch_size
+    );
+
+    // Each job of a pack completes on its own lease.
+    for g in &first {
+        store
+            .write(|tx| complete(tx, &g.lease_id, &w1, &[metrics(3)], &result(0.7), 3_000))
+            .unwrap();
+    }
+    // w2 goes silent: its jobs come back as second attempts, which may resume, so one at a time.
+    let again = store
+        .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 1, pack: 8 }, None, 13_000))
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+    let one_each = store
+        .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 2, pack: 1 }, None, 13_000))
+        .unwrap();
+    assert_eq!(one_each.len(), 2);
+}

@@ -222,6 +222,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     let unknown_worker = c
         .workers
         .lease_jobs(pb::LeaseJobsRequest {
+            pack_size: 1,
             worker_id: "ghost".into(),
             max_jobs: 1,
             request_id: String::new(),
@@ -391,6 +392,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         let worker_id = id.clone();
         async move {
             w.lease_jobs(pb::LeaseJobsRequest {
+                pack_size: 1,
                 worker_id,
                 max_jobs,
                 request_id: String::new(),
@@ -707,6 +709,7 @@ async fn a_retried_request_gets_the_same_leases() {
     let lease = |c: &mut TestCoordinator, request_id: &str| {
         let mut w = c.workers.clone();
         let request = pb::LeaseJobsRequest {
+            pack_size: 1,
             worker_id: id.clone(),
             max_jobs: 2,
             request_id: request_id.into(),

@@ -12,7 +12,9 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use jetsweep_proto::limits::{DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_LEASE_BATCH, MIN_LEASE};
+use jetsweep_proto::limits::{
+    DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_LEASE_BATCH, MAX_PACK, MIN_LEASE,
+};
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
 use super::{Coordinator, required, views};
@@ -111,10 +113,13 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::LeaseJobsResponse>, Status> {
         let r = request.into_inner();
         required(&r.worker_id, "worker_id")?;
-        let max = r.max_jobs.clamp(1, MAX_LEASE_BATCH);
+        let ask = jobs::Ask {
+            slots: r.max_jobs.clamp(1, MAX_LEASE_BATCH),
+            pack: r.pack_size.clamp(1, MAX_PACK),
+        };
         let leases = self
             .0
-            .write(move |tx, now| lease_to_wire(tx, &r.worker_id, &r.request_id, max, now))
+            .write(move |tx, now| lease_to_wire(tx, &r.worker_id, &r.request_id, ask, now))
             .await?;
         Ok(Response::new(pb::LeaseJobsResponse { leases }))
     }
@@ -173,7 +178,10 @@ impl WorkerService for Workers {
         result.check().map_err(Error::from)?;
         required(&r.worker_id, "worker_id")?;
         let epochs = checked_epochs(&r.epochs)?;
-        let next = r.lease_next.min(MAX_LEASE_BATCH);
+        let next = jobs::Ask {
+            slots: r.lease_next.min(MAX_LEASE_BATCH),
+            pack: r.pack_size.clamp(1, MAX_PACK),
+        };
         let lease_id = r.lease_id.clone();
         let test_acc = result.test_acc;
         // One commit: the result, and the next leases. A worker the coordinator no longer knows
@@ -185,7 +193,7 @@ impl WorkerService for Workers {
             .0
             .write(move |tx, now| {
                 jobs::complete(tx, &r.lease_id, &r.worker_id, &epochs, &result, now)?;
-                if next == 0 {
+                if next.slots == 0 {
                     return Ok(Vec::new());
                 }
                 match lease_to_wire(tx, &r.worker_id, &r.request_id, next, now) {
@@ -314,10 +322,10 @@ fn lease_to_wire(
     tx: &rusqlite::Transaction<'_>,
     worker: &str,
     request_id: &str,
-    max: u32,
+    ask: jobs::Ask,
     now: jobs::Millis,
 ) -> Result<Vec<pb::Lease>, Error> {
-    let grants = jobs::lease_for_request(tx, worker, request_id, max, now)?;
+    let grants = jobs::lease_for_request(tx, worker, request_id, ask, now)?;
     let mut leases = Vec::with_capacity(grants.len());
     // Grants of one call nearly always share a dataset: look each up once.
     let mut previous: Option<pb::DatasetRef> = None;

@@ -78,6 +78,7 @@ async fn run_job(
                 "job done"
             );
             let request = pb::CompleteJobRequest {
+                pack_size: 1,
                 lease_id: lease_id.clone(),
                 result: Some(result),
                 epochs,

@@ -251,6 +251,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             continue;
         }
         let request = pb::LeaseJobsRequest {
+            pack_size: 1,
             worker_id: identity.id(),
             max_jobs: free,
             request_id: next_request_id(),
