@@ -80,8 +80,10 @@ pub fn coordinator_env(
 }
 
 /// Starts `jetsweep-worker --coordinator URL` with its own dataset cache.
+/// A worker that runs one job at a time (`--pack 1`), so that a test can follow single jobs;
+/// packing has tests of its own ([`worker_with`] and `--pack K`).
 pub fn worker(dir: &Path, url: &str, tag: &str) -> Proc {
-    worker_with(dir, url, tag, &[])
+    worker_with(dir, url, tag, &["--pack", "1"])
 }
 
 /// [`worker`] with more arguments.

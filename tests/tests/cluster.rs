@@ -178,6 +178,51 @@ async fn a_killed_workers_job_is_leased_again_and_finished_once() {
     assert_eq!(job.epochs_done, 8, "the second attempt ran every epoch");
 }
 
+/// A worker that packs leases four jobs of one configuration together, one lease each; killed
+/// mid-pack, each of its jobs expires on its own lease, is leased again (alone: it may resume) and
+/// finishes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_pack_is_leased_again_job_by_job_and_finished_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, &slow("kill-pack", "0, 1, 2, 3"))
+        .await
+        .sweep_id;
+    let mut victim = worker_with(dir.path(), &url, "victim", &["--pack", "4"]);
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the pack of four to report an epoch",
+        |s, jobs| s.leased == 4 && jobs.iter().all(|j| j.epochs_done >= 1),
+    )
+    .await;
+    let workers = client(&url)
+        .await
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].job_ids.len(), 4, "one worker holds the pack");
+    victim.kill();
+    let _rescuer = worker_with(dir.path(), &url, "rescuer", &["--pack", "4"]);
+    wait_for(&url, &sweep_id, LONG, "the sweep to finish", finished).await;
+    let all = jobs(&url, &sweep_id).await;
+    for j in &all {
+        assert_eq!(state(j), pb::JobState::Done, "{j:?}");
+        assert!(j.result.is_some());
+        assert_eq!(
+            j.attempts, 2,
+            "leased again after its own lease expired: {j:?}"
+        );
+        assert_eq!(j.epochs_done, 8);
+    }
+    let log = std::fs::read_to_string(dir.path().join("worker-victim.log")).unwrap();
+    assert_eq!(log.matches("pack=4").count(), 4, "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_on_its_state_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

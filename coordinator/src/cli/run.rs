@@ -23,6 +23,11 @@ pub struct RunArgs {
     /// Local worker processes to start (one per core is the fast layout).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
+    /// Most jobs each worker trains together as one pack (jobs of one model, batch size, epoch
+    /// count and dataset, each with its own seed, learning rate and result; 1: one at a time).
+    /// Default: the worker's own (16 on a CPU).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=jetsweep_proto::limits::MAX_PACK as i64))]
+    pub pack: Option<u32>,
     /// State file; running the same sweep again with it reuses finished jobs.
     #[arg(long, default_value = "jetsweep-state/state.db")]
     pub state: PathBuf,
@@ -150,7 +155,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut command = Command::new(&worker_bin);
         command
             .args(["--coordinator", &url, "--slots", "1", "--cache-dir"])
-            .arg(&data_dir)
+            .arg(&data_dir);
+        if let Some(k) = args.pack {
+            command.args(["--pack", &k.to_string()]);
+        }
+        command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?);

@@ -1,5 +1,7 @@
-//! Running one leased job: dataset, training on a blocking thread, epoch reports, then the result or
-//! the error. Reports on a stale lease stop the job (another worker owns it now).
+//! Running leased jobs as one pack: dataset, training on a blocking thread (the packed trainer, a
+//! pack of one for a lone job), each job's epoch reports, then each job's result or error. Each job
+//! keeps its own lease: a report on a stale lease stops that job only (another worker owns it
+//! now), and the others of its pack go on.
 //!
 //! Round trips are kept few, because a tiny trial's epochs take milliseconds: epochs that pile up
 //! while a report is in flight go in the next report together, the last epoch rides with the
@@ -32,43 +34,78 @@ pub struct NextWork {
     pub shutdown: Arc<super::Shutdown>,
 }
 
-/// Runs one job to its end; never panics on a bad job: errors are reported as the job's failure.
-/// Returns the leases granted with its completion (the worker's next jobs). Everything it logs
-/// carries the job's sweep, job id, lease and attempt.
-pub async fn run(
-    lease: pb::Lease,
+/// A leased job on its way into a pack: its lease, its stop flag (set when the lease goes stale or
+/// the sweep is cancelled), and its hyperparameters once checked.
+pub struct Leased {
+    pub lease: pb::Lease,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs the jobs of `pack` (leases that train together: see [`super::pack_leases`]) to their ends;
+/// never panics on a bad job: errors are reported as that job's failure. Returns the leases
+/// granted with the last completion (the worker's next jobs). Everything each job logs carries
+/// its sweep, job id, lease and attempt.
+pub async fn run_pack(
+    pack: Vec<Leased>,
     device: DeviceChoice,
     client: WorkerServiceClient<Channel>,
     datasets: Arc<Datasets>,
-    stop: Arc<AtomicBool>,
     next: NextWork,
+    pack_size: u32,
 ) -> Vec<pb::Lease> {
-    let span = tracing::info_span!(
-        "job",
-        sweep = %lease.sweep_id,
-        job = %lease.job_id,
-        lease = %lease.lease_id,
-        attempt = lease.attempt
-    );
-    run_job(lease, device, client, datasets, stop, next)
-        .instrument(span)
-        .await
-}
-
-async fn run_job(
-    lease: pb::Lease,
-    device: DeviceChoice,
-    mut client: WorkerServiceClient<Channel>,
-    datasets: Arc<Datasets>,
-    stop: Arc<AtomicBool>,
-    next: NextWork,
-) -> Vec<pb::Lease> {
-    let lease_id = lease.lease_id.clone();
-    // The lease answers to the worker it was granted to: every word about it carries that id.
+    let spans: Vec<tracing::Span> = pack
+        .iter()
+        .map(|j| {
+            tracing::info_span!(
+                "job",
+                sweep = %j.lease.sweep_id,
+                job = %j.lease.job_id,
+                lease = %j.lease.lease_id,
+                attempt = j.lease.attempt
+            )
+        })
+        .collect();
     let worker_id = next.identity.id();
     let started = Instant::now();
-    let outcome = train(lease, &worker_id, device, &mut client, datasets, stop).await;
+    let outcomes = train_pack(&pack, &spans, &worker_id, device, &client, datasets).await;
     let seconds = started.elapsed().as_secs_f64();
+    // Every job but the last finishes at once, together; the last asks for the next work.
+    let last = pack.len() - 1;
+    let mut finishing = tokio::task::JoinSet::new();
+    let mut next_leases = Vec::new();
+    for (i, ((job, outcome), span)) in pack.into_iter().zip(outcomes).zip(spans).enumerate() {
+        let finish = finish(
+            job.lease.lease_id,
+            outcome,
+            seconds,
+            worker_id.clone(),
+            client.clone(),
+            (i == last && !next.shutdown.stopping()).then_some(pack_size),
+            next.shutdown.clone(),
+        )
+        .instrument(span);
+        if i == last {
+            while finishing.join_next().await.is_some() {}
+            next_leases = finish.await;
+        } else {
+            finishing.spawn(finish);
+        }
+    }
+    next_leases
+}
+
+/// Tells the coordinator how a job ended: its result (asking for `lease_next` packs of that size
+/// in the same call), its failure, or, when the worker is handing it back, what it had not
+/// reported yet. Returns the leases a completion brought.
+async fn finish(
+    lease_id: String,
+    outcome: Result<Trained, WorkerError>,
+    seconds: f64,
+    worker_id: String,
+    client: WorkerServiceClient<Channel>,
+    lease_next: Option<u32>,
+    shutdown: Arc<super::Shutdown>,
+) -> Vec<pb::Lease> {
     let result = match outcome {
         Ok(Trained::Done(result, epochs)) => {
             tracing::info!(
@@ -78,13 +115,13 @@ async fn run_job(
                 "job done"
             );
             let request = pb::CompleteJobRequest {
-                pack_size: 1,
                 lease_id: lease_id.clone(),
                 result: Some(result),
                 epochs,
-                lease_next: if next.shutdown.stopping() { 0 } else { 1 },
+                lease_next: u32::from(lease_next.is_some()),
                 worker_id: worker_id.clone(),
                 request_id: super::next_request_id(),
+                pack_size: lease_next.unwrap_or(1),
             };
             with_retry_unless_refused("complete", || {
                 let mut c = client.clone();
@@ -95,7 +132,7 @@ async fn run_job(
         }
         // Handed back: the worker is stopping; the job goes back to the queue. The coordinator
         // may be away: tell it within the grace, or leave the lease to expire.
-        Ok(Trained::Stopped(unsent)) if next.shutdown.handing_back() => {
+        Ok(Trained::Stopped(unsent)) if shutdown.handing_back() => {
             tracing::info!(seconds, "job handed back (the worker is stopping)");
             // The epochs not reported yet go first, with the state after the last of them: the
             // next attempt resumes there.
@@ -186,16 +223,130 @@ struct Unsent {
 /// One finished epoch on its way to the coordinator, with the state after it when it was saved.
 type EpochReport = (pb::EpochMetrics, Option<pb::TrialCheckpoint>);
 
-/// Trains the job, from the lease's saved state if it has one, saving the state after each epoch
-/// for the next attempt when the model's state fits in a report.
-async fn train(
-    lease: pb::Lease,
+/// A job of a pack, checked and ready to train.
+struct Ready {
+    config: Hyperparameters,
+    /// Epochs go to the job's reporter task over this channel; training never waits on the
+    /// network.
+    epochs: mpsc::UnboundedSender<EpochReport>,
+    reporter: tokio::task::JoinHandle<Unsent>,
+}
+
+/// Trains the jobs of a pack together, the lone job of a pack of one from its lease's saved state
+/// if it has one, saving each job's state after each epoch for its next attempt when the model's
+/// state fits in a report. Returns each job's outcome, in order.
+async fn train_pack(
+    pack: &[Leased],
+    spans: &[tracing::Span],
     worker_id: &str,
     device: DeviceChoice,
-    client: &mut WorkerServiceClient<Channel>,
+    client: &WorkerServiceClient<Channel>,
     datasets: Arc<Datasets>,
-    stop: Arc<AtomicBool>,
-) -> Result<Trained, WorkerError> {
+) -> Vec<Result<Trained, WorkerError>> {
+    let mut outcomes: Vec<Option<Result<Trained, WorkerError>>> =
+        pack.iter().map(|_| None).collect();
+    // Check each job; a job whose lease is unusable fails alone.
+    let mut ready: Vec<(usize, Ready)> = Vec::new();
+    let mut dataset: Option<pb::DatasetRef> = None;
+    for (i, job) in pack.iter().enumerate() {
+        let _entered = spans[i].enter();
+        match check_lease(&job.lease) {
+            Ok((config, d)) => {
+                tracing::info!(
+                    model = %config.model,
+                    optimizer = %config.optimizer,
+                    batch_size = config.batch_size,
+                    max_epochs = config.max_epochs,
+                    learning_rate = config.learning_rate,
+                    seed = config.seed,
+                    dataset = %d.sha256,
+                    pack = pack.len(),
+                    "job started"
+                );
+                let (epochs, incoming) = mpsc::unbounded_channel::<EpochReport>();
+                let reporter = tokio::spawn(
+                    report_epochs(
+                        client.clone(),
+                        job.lease.lease_id.clone(),
+                        worker_id.to_string(),
+                        incoming,
+                        job.stop.clone(),
+                    )
+                    .instrument(spans[i].clone()),
+                );
+                dataset.get_or_insert(d);
+                ready.push((
+                    i,
+                    Ready {
+                        config,
+                        epochs,
+                        reporter,
+                    },
+                ));
+            }
+            Err(e) => outcomes[i] = Some(Err(e)),
+        }
+    }
+    if let Some(dataset) = dataset {
+        let ready_spans = ready.iter().map(|(i, _)| spans[*i].clone()).collect();
+        let trained = train_ready(
+            &ready,
+            pack,
+            ready_spans,
+            dataset,
+            worker_id,
+            device,
+            client,
+            datasets,
+        )
+        .await;
+        // Every report in flight is answered before the completion; what was not sent rides with it.
+        let mut last: Vec<Option<pb::EpochMetrics>> = match &trained {
+            Ok((_, last)) => last.clone(),
+            Err(_) => ready.iter().map(|_| None).collect(),
+        };
+        let summaries = trained.map(|(s, _)| s);
+        let mut summaries = match summaries {
+            Ok(s) => s.into_iter().map(Some).collect::<Vec<_>>(),
+            Err(e) => {
+                // The pack could not train at all (its dataset, its device): every job of it fails
+                // with the reason, and may be tried again.
+                let reason = e.to_string();
+                ready
+                    .iter()
+                    .map(|_| Some(Err(WorkerError::Task(reason.clone()))))
+                    .collect()
+            }
+        };
+        for (n, (i, job)) in ready.into_iter().enumerate() {
+            drop(job.epochs);
+            let unsent = match job.reporter.await {
+                Ok(u) => u,
+                Err(e) => {
+                    outcomes[i] = Some(Err(WorkerError::from(e)));
+                    continue;
+                }
+            };
+            let stopped = pack[i].stop.load(Ordering::SeqCst);
+            outcomes[i] = Some(match summaries[n].take().expect("one outcome per job") {
+                Ok(s) if !stopped => {
+                    let mut epochs = unsent.epochs;
+                    epochs.extend(last[n].take());
+                    Ok(Trained::Done(pb::TrialResult::from(&s.result()), epochs))
+                }
+                Ok(_) | Err(WorkerError::Stopped(_)) => Ok(Trained::Stopped(unsent)),
+                Err(e) => Err(e),
+            });
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every job has an outcome"))
+        .collect()
+}
+
+/// The trial a lease carries, through the same validation as the sweep file, and its dataset.
+fn check_lease(lease: &pb::Lease) -> Result<(Hyperparameters, pb::DatasetRef), WorkerError> {
     let bad_lease = |what: &str| WorkerError::BadLease {
         lease: lease.lease_id.clone(),
         what: what.to_string(),
@@ -206,63 +357,71 @@ async fn train(
         .ok_or_else(|| bad_lease("carries no trial"))?;
     let dataset = spec
         .dataset
-        .as_ref()
+        .clone()
         .ok_or_else(|| bad_lease("names no dataset"))?;
-    // Every hyperparameter the coordinator sent, through the same validation as the sweep file.
-    let config = Hyperparameters::try_from(spec)?;
-    tracing::info!(
-        model = %config.model,
-        optimizer = %config.optimizer,
-        batch_size = config.batch_size,
-        max_epochs = config.max_epochs,
-        learning_rate = config.learning_rate,
-        seed = config.seed,
-        dataset = %dataset.sha256,
-        "job started"
-    );
-    let data = datasets.get(&dataset.sha256, client).await?;
+    Ok((Hyperparameters::try_from(spec)?, dataset))
+}
+
+/// Each job's summary (or error) and last epoch (which its completion carries).
+type PackTrained = (
+    Vec<Result<crate::train::Summary, WorkerError>>,
+    Vec<Option<pb::EpochMetrics>>,
+);
+
+/// Trains the checked jobs of a pack on a blocking thread, routing each job's epochs and saved
+/// states to its reporter, and stopping a job when its stop flag is set.
+#[allow(clippy::too_many_arguments)]
+async fn train_ready(
+    ready: &[(usize, Ready)],
+    pack: &[Leased],
+    spans: Vec<tracing::Span>,
+    dataset: pb::DatasetRef,
+    worker_id: &str,
+    device: DeviceChoice,
+    client: &WorkerServiceClient<Channel>,
+    datasets: Arc<Datasets>,
+) -> Result<PackTrained, WorkerError> {
+    let mut client = client.clone();
+    let data = datasets.get(&dataset.sha256, &mut client).await?;
+    let configs: Vec<Hyperparameters> = ready.iter().map(|(_, r)| r.config.clone()).collect();
+    let lone = ready.len() == 1;
     let options = RunOptions {
         trace_steps: 0,
-        resume: saved_state(&lease, worker_id, client).await,
-        checkpoints: checkpoint_fits(&config),
+        // Only a lone job resumes (a pack's jobs are first attempts).
+        resume: if lone {
+            saved_state(&pack[ready[0].0].lease, worker_id, &mut client).await
+        } else {
+            None
+        },
+        checkpoints: checkpoint_fits(&configs[0]),
     };
-
-    // Epochs go to a reporter task over a channel; training never waits on the network.
-    let (epochs, incoming) = mpsc::unbounded_channel::<EpochReport>();
-    let reporter = tokio::spawn(
-        report_epochs(
-            client.clone(),
-            lease.lease_id.clone(),
-            worker_id.to_string(),
-            incoming,
-            stop.clone(),
-        )
-        .in_current_span(),
-    );
-    let stop_flag = stop.clone();
-    let last_epoch = config.max_epochs;
-    let (summary, last) = tokio::task::spawn_blocking(move || {
-        let mut last = None;
+    let senders: Vec<mpsc::UnboundedSender<EpochReport>> =
+        ready.iter().map(|(_, r)| r.epochs.clone()).collect();
+    let stops: Vec<Arc<AtomicBool>> = ready.iter().map(|(i, _)| pack[*i].stop.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        let k = configs.len();
+        let mut last: Vec<Option<pb::EpochMetrics>> = vec![None; k];
         // An epoch whose state comes next, in its own call.
-        let mut pending = None;
-        let summary = device::train_on(device, &data, &config, &options, &mut |p| {
+        let mut pending: Vec<Option<pb::EpochMetrics>> = vec![None; k];
+        let summaries = device::train_pack_on(device, &data, &configs, &options, &mut |t, p| {
+            let _entered = spans[t].enter();
             match p {
                 Progress::Epoch(m) => {
                     let metrics = pb::EpochMetrics::from(m);
                     // The last epoch waits for the completion, which carries it.
-                    if m.epoch == last_epoch {
-                        last = Some(metrics);
+                    if m.epoch == configs[t].max_epochs {
+                        last[t] = Some(metrics);
                     } else if options.checkpoints {
-                        pending = Some(metrics);
+                        pending[t] = Some(metrics);
                     } else {
-                        let _ = epochs.send((metrics, None));
+                        let _ = senders[t].send((metrics, None));
                     }
                 }
                 Progress::Checkpoint { epoch, state } => {
-                    if let Some(metrics) = pending.take() {
+                    if let Some(metrics) = pending[t].take() {
                         let checkpoint = (state.len() <= MAX_CHECKPOINT_BYTES)
                             .then_some(pb::TrialCheckpoint { epoch, state });
-                        let _ = epochs.send((metrics, checkpoint));
+                        let _ = senders[t].send((metrics, checkpoint));
                     }
                 }
                 Progress::Resumed(Ok(epoch)) => {
@@ -273,28 +432,15 @@ async fn train(
                 }
                 Progress::Step { .. } => {}
             }
-            if stop_flag.load(Ordering::SeqCst) {
+            if stops[t].load(Ordering::SeqCst) {
                 ControlFlow::Break("stopped by the coordinator".into())
             } else {
                 ControlFlow::Continue(())
             }
-        });
-        (summary, last)
+        })?;
+        Ok::<_, WorkerError>((summaries, last))
     })
-    .await?;
-    // Every report in flight is answered before the completion; what was not sent rides with it.
-    let mut unsent = reporter.await?;
-    match summary {
-        Ok(s) if !stop.load(Ordering::SeqCst) => {
-            unsent.epochs.extend(last);
-            Ok(Trained::Done(
-                pb::TrialResult::from(&s.result()),
-                unsent.epochs,
-            ))
-        }
-        Ok(_) | Err(WorkerError::Stopped(_)) => Ok(Trained::Stopped(unsent)),
-        Err(e) => Err(e),
-    }
+    .await?
 }
 
 /// Whether a trial's state fits in a report: Adam keeps two numbers per parameter beside it, and

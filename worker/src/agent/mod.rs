@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use crate::WorkerError;
 use crate::device::DeviceChoice;
 use identity::Identity;
+use jetsweep_proto::trial::Hyperparameters;
 
 /// How long to wait before asking again when the queue was empty.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -41,7 +42,11 @@ pub struct AgentConfig {
     /// The authority that signed the coordinator's TLS certificate (https:// addresses).
     pub ca: Option<PathBuf>,
     pub device: DeviceChoice,
+    /// Packs to run at once (one CPU core each is the fast layout for these small models).
     pub slots: u32,
+    /// Most jobs per pack: compatible jobs (same model, batch size, epochs, dataset) train as one
+    /// stacked computation ([`crate::train::packed`]).
+    pub pack: u32,
     pub cache_dir: PathBuf,
     /// After a stop signal, how long running jobs may take to finish before they are handed back.
     pub drain_timeout: Duration,
@@ -228,13 +233,14 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         device: config.device,
         identity: identity.clone(),
         shutdown: shutdown.clone(),
+        pack: config.pack,
     };
     let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
     // Leases in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
     let mut ready: Vec<pb::Lease> = Vec::new();
     loop {
-        for lease in ready.drain(..) {
-            starter.start(&mut jobs, lease);
+        for pack in pack_leases(std::mem::take(&mut ready), config.pack) {
+            starter.start(&mut jobs, pack);
         }
         while let Some(done) = jobs.try_join_next() {
             ready.extend(done.unwrap_or_default());
@@ -251,10 +257,10 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             continue;
         }
         let request = pb::LeaseJobsRequest {
-            pack_size: 1,
             worker_id: identity.id(),
             max_jobs: free,
             request_id: next_request_id(),
+            pack_size: config.pack,
         };
         // Asking for work (retrying while the coordinator is away) gives way to a stop signal: a
         // lease granted in that moment and never seen expires on the coordinator.
@@ -296,8 +302,8 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         tokio::select! {
             _ = async {
                 while let Some(done) = jobs.join_next().await {
-                    for lease in done.unwrap_or_default() {
-                        starter.start(&mut jobs, lease);
+                    for pack in pack_leases(done.unwrap_or_default(), config.pack) {
+                        starter.start(&mut jobs, pack);
                     }
                 }
             } => true,
@@ -351,7 +357,37 @@ async fn wait_for_a_job_or_poll(
     }
 }
 
-/// Starts leased jobs, each on its own task with its own stop flag.
+/// Groups leases into packs of at most `max` that train together: consecutive leases of one
+/// dataset whose trials pack together (the coordinator grants a pack's leases one after another),
+/// none resuming from saved state. A lease that resumes, or whose trial cannot be read, is a pack
+/// of its own (and fails alone if unusable).
+pub(crate) fn pack_leases(leases: Vec<pb::Lease>, max: u32) -> Vec<Vec<pb::Lease>> {
+    let trial = |l: &pb::Lease| -> Option<(Hyperparameters, String)> {
+        let spec = l.spec.as_ref()?;
+        let dataset = spec.dataset.as_ref()?.sha256.clone();
+        Some((Hyperparameters::try_from(spec).ok()?, dataset))
+    };
+    let mut packs: Vec<Vec<pb::Lease>> = Vec::new();
+    let mut head: Option<(Hyperparameters, String)> = None;
+    for lease in leases {
+        let this = trial(&lease).filter(|_| lease.resume_epoch == 0);
+        let joins = match (packs.last(), &head, &this) {
+            (Some(last), Some((h, hd)), Some((t, td))) => {
+                last.len() < max.max(1) as usize && hd == td && h.packs_with(t)
+            }
+            _ => false,
+        };
+        if joins {
+            packs.last_mut().expect("checked above").push(lease);
+        } else {
+            head = this;
+            packs.push(vec![lease]);
+        }
+    }
+    packs
+}
+
+/// Starts leased packs, each on its own task, each job with its own stop flag.
 struct Starter {
     client: WorkerServiceClient<Channel>,
     datasets: Arc<datasets::Datasets>,
@@ -359,30 +395,42 @@ struct Starter {
     device: DeviceChoice,
     identity: Arc<Identity>,
     shutdown: Arc<Shutdown>,
+    pack: u32,
 }
 
 impl Starter {
-    /// Runs `lease` on a task of `jobs`; the task's output is the leases its completion brought back.
-    fn start(&self, jobs: &mut JoinSet<Vec<pb::Lease>>, lease: pb::Lease) {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.running
-            .lock()
-            .unwrap()
-            .insert(lease.lease_id.clone(), flag.clone());
-        let (client, datasets, running, device) = (
+    /// Runs `pack` on a task of `jobs`; the task's output is the leases its last completion
+    /// brought back.
+    fn start(&self, jobs: &mut JoinSet<Vec<pb::Lease>>, pack: Vec<pb::Lease>) {
+        let leased: Vec<job::Leased> = pack
+            .into_iter()
+            .map(|lease| {
+                let stop = Arc::new(AtomicBool::new(false));
+                self.running
+                    .lock()
+                    .unwrap()
+                    .insert(lease.lease_id.clone(), stop.clone());
+                job::Leased { lease, stop }
+            })
+            .collect();
+        let lease_ids: Vec<String> = leased.iter().map(|j| j.lease.lease_id.clone()).collect();
+        let (client, datasets, running, device, pack_size) = (
             self.client.clone(),
             self.datasets.clone(),
             self.running.clone(),
             self.device,
+            self.pack,
         );
         let next = job::NextWork {
             identity: self.identity.clone(),
             shutdown: self.shutdown.clone(),
         };
         jobs.spawn(async move {
-            let lease_id = lease.lease_id.clone();
-            let next = job::run(lease, device, client, datasets, flag, next).await;
-            running.lock().unwrap().remove(&lease_id);
+            let next = job::run_pack(leased, device, client, datasets, next, pack_size).await;
+            let mut running = running.lock().unwrap();
+            for id in &lease_ids {
+                running.remove(id);
+            }
             next
         });
     }

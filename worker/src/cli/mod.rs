@@ -40,9 +40,15 @@ pub struct AgentArgs {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: crate::device::DeviceChoice,
 
-    /// Jobs to run at once (one CPU core each is the fast layout for these small models).
+    /// Packs of jobs to run at once (one CPU core each is the fast layout for these small models).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub slots: u32,
+
+    /// Most jobs trained together as one pack (jobs of one model, batch size, epoch count and
+    /// dataset; each keeps its own seed, learning rate, lease and result). 1: one job at a time.
+    /// Default: 16 on a CPU, 512 on a GPU.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=jetsweep_proto::limits::MAX_PACK as i64))]
+    pub pack: Option<u32>,
 
     /// Folder for datasets fetched from the coordinator [default: $JETSWEEP_CACHE_DIR or ~/.cache/jetsweep].
     #[arg(long, value_name = "DIR")]
@@ -108,6 +114,9 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
         device: args.device,
         slots: args.slots,
+        pack: args
+            .pack
+            .unwrap_or(crate::device::default_pack(args.device) as u32),
         cache_dir: args
             .cache_dir
             .unwrap_or_else(jetsweep_data::source::default_cache_dir),
