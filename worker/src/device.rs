@@ -169,11 +169,54 @@ pub fn train_pack_on(
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => {
             let device = burn::backend::cuda::CudaDevice::new(index);
-            train_pack::<Cuda>(data, configs, &device, Gather::Device, options, observe)
+            let on_device = uploaded::<Cuda>(choice, data, &device);
+            crate::train::packed::train_pack_uploaded::<Cuda>(
+                data,
+                &on_device,
+                configs,
+                &device,
+                Gather::Device,
+                options,
+                observe,
+            )
         }
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda(_) => unreachable!("check() refuses CUDA in builds without it"),
     }
+}
+
+/// The dataset on a GPU, uploaded once per worker process: the last one uploaded is kept (keyed
+/// by device and content hash) and reused by every pack that trains on it.
+#[cfg(feature = "cuda")]
+fn uploaded<B: burn::tensor::backend::Backend>(
+    choice: DeviceChoice,
+    data: &Prepared,
+    device: &B::Device,
+) -> std::sync::Arc<crate::train::packed::DeviceData<B>>
+where
+    crate::train::packed::DeviceData<B>: Send + Sync + 'static,
+{
+    use std::any::Any;
+    use std::sync::{Arc, Mutex};
+    type Kept = Option<(String, Arc<dyn Any + Send + Sync>)>;
+    static KEPT: Mutex<Kept> = Mutex::new(None);
+    let key = format!("{choice}/{}", data.provenance.sha256);
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, d)) = kept.as_ref()
+        && *k == key
+        && let Ok(d) = d.clone().downcast::<crate::train::packed::DeviceData<B>>()
+    {
+        return d;
+    }
+    // The previous dataset is dropped first: one copy on the device at a time.
+    *kept = None;
+    let fresh = Arc::new(crate::train::packed::DeviceData::<B>::upload(
+        data,
+        device,
+        Gather::Device,
+    ));
+    *kept = Some((key, fresh.clone()));
+    fresh
 }
 
 /// Trains one trial on the chosen device: the packed trainer with a pack of one, which takes fewer

@@ -941,6 +941,21 @@ pub fn train_pack<B: Backend>(
     options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+    let on_device = DeviceData::<B>::upload(data, device, gather);
+    train_pack_uploaded(data, &on_device, configs, device, gather, options, observe)
+}
+
+/// [`train_pack`] on `data` already uploaded to `device` as `on_device` (with the same `gather`):
+/// a worker uploads its dataset once, whatever number of packs it trains on it.
+pub fn train_pack_uploaded<B: Backend>(
+    data: &Prepared,
+    on_device: &DeviceData<B>,
+    configs: &[Hyperparameters],
+    device: &B::Device,
+    gather: Gather,
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
     if data.train.is_empty() || data.test.is_empty() {
         return Err(WorkerError::Invalid(format!(
             "dataset {} has an empty train or test split",
@@ -953,7 +968,6 @@ pub fn train_pack<B: Backend>(
             "only a pack of one trial can resume from saved state".into(),
         ));
     }
-    let on_device = DeviceData::<B>::upload(data, device, gather);
     let val_kind = data.validation().1;
     let mut trials: Vec<TrialRun> = configs
         .iter()
