@@ -24,6 +24,7 @@ use crate::error::WorkerError;
 use crate::model::{self, Mlp};
 
 pub mod checkpoint;
+mod pack_state;
 pub mod packed;
 
 /// Floor of the cosine schedule (MASE passes eta_min=1e-6).

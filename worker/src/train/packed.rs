@@ -19,7 +19,7 @@
 //! gathers its rows on the device: no host round trip per step. Losses and accuracies are summed on
 //! the device and read once per epoch.
 
-use std::ops::{ControlFlow, Range};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::tensor::activation::relu;
@@ -30,10 +30,10 @@ use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Prepared, Split};
 use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::checkpoint::{self, Moments, Position, Saved};
+use super::checkpoint::{self, Position, Saved};
+use super::pack_state::{self, HostState, Layout, NormSlots, Slot, StageSlots};
 use super::{ADAM_EPSILON, Progress, RunOptions, Summary, cosine_lr};
 use crate::error::WorkerError;
-use crate::model::{self, Architecture};
 
 /// PyTorch's BatchNorm1d defaults (as [`crate::model`]).
 const BN_EPSILON: f64 = 1e-5;
@@ -49,131 +49,6 @@ const ADAM_BETA2: f32 = 0.999;
 pub enum Gather {
     Host,
     Device,
-}
-
-/// Where one flat parameter sits in a trial's row of the `[K, P]` parameter tensor.
-#[derive(Debug, Clone)]
-struct Slot {
-    offset: usize,
-    dims: Vec<usize>,
-}
-
-impl Slot {
-    fn len(&self) -> usize {
-        self.dims.iter().product()
-    }
-    fn range(&self) -> Range<usize> {
-        self.offset..self.offset + self.len()
-    }
-}
-
-/// A BatchNorm's parameters and running statistics.
-#[derive(Debug, Clone)]
-struct NormSlots {
-    gamma: Slot,
-    beta: Slot,
-    features: usize,
-}
-
-/// `Linear → [BatchNorm] → ReLU`.
-#[derive(Debug, Clone)]
-struct StageSlots {
-    weight: Slot,
-    bias: Slot,
-    norm: Option<NormSlots>,
-}
-
-/// The model's parameters laid out in one row per trial, in checkpoint order (input BatchNorm γ, β;
-/// per stage weight `[in, out]`, bias, then its BatchNorm's γ, β).
-#[derive(Debug, Clone)]
-struct Layout {
-    input_norm: NormSlots,
-    stages: Vec<StageSlots>,
-    width: usize,
-}
-
-impl Layout {
-    fn of(arch: &Architecture) -> Layout {
-        let mut offset = 0;
-        let mut slot = |dims: Vec<usize>| {
-            let s = Slot { offset, dims };
-            offset += s.len();
-            s
-        };
-        let norm = |features: usize, slot: &mut dyn FnMut(Vec<usize>) -> Slot| NormSlots {
-            gamma: slot(vec![features]),
-            beta: slot(vec![features]),
-            features,
-        };
-        let input_norm = norm(NUM_FEATURES, &mut slot);
-        let mut fan_in = NUM_FEATURES;
-        let mut stages = Vec::new();
-        for s in &arch.stages {
-            let weight = slot(vec![fan_in, s.width]);
-            let bias = slot(vec![s.width]);
-            let stage_norm = s.norm.then(|| norm(s.width, &mut slot));
-            stages.push(StageSlots {
-                weight,
-                bias,
-                norm: stage_norm,
-            });
-            fan_in = s.width;
-        }
-        Layout {
-            input_norm,
-            stages,
-            width: offset,
-        }
-    }
-
-    /// The trainable parameters in checkpoint order.
-    fn params(&self) -> Vec<&Slot> {
-        let mut out = vec![&self.input_norm.gamma, &self.input_norm.beta];
-        for s in &self.stages {
-            out.extend([&s.weight, &s.bias]);
-            if let Some(n) = &s.norm {
-                out.extend([&n.gamma, &n.beta]);
-            }
-        }
-        out
-    }
-
-    /// What each tensor of a checkpoint is, in field order.
-    fn fields(&self) -> Vec<Field> {
-        let mut out = Vec::new();
-        let (mut param, mut norm) = (0, 0);
-        let mut push_norm = |out: &mut Vec<Field>, param: &mut usize| {
-            out.extend([Field::Param(*param), Field::Param(*param + 1)]);
-            out.extend([Field::RunningMean(norm), Field::RunningVar(norm)]);
-            *param += 2;
-            norm += 1;
-        };
-        push_norm(&mut out, &mut param);
-        for s in &self.stages {
-            out.extend([Field::Param(param), Field::Param(param + 1)]);
-            param += 2;
-            if s.norm.is_some() {
-                push_norm(&mut out, &mut param);
-            }
-        }
-        out
-    }
-
-    /// The BatchNorms in order (input first), for their running statistics.
-    fn norms(&self) -> Vec<&NormSlots> {
-        std::iter::once(&self.input_norm)
-            .chain(self.stages.iter().filter_map(|s| s.norm.as_ref()))
-            .collect()
-    }
-}
-
-/// A tensor of a checkpoint: a trainable parameter (index into [`Layout::params`]) or a
-/// BatchNorm's running statistic (index into [`Layout::norms`]).
-#[derive(Debug, Clone, Copy)]
-enum Field {
-    Param(usize),
-    RunningMean(usize),
-    RunningVar(usize),
 }
 
 /// Columns per evaluation chunk: each chunk is one forward pass of all K trials.
@@ -309,23 +184,7 @@ impl<B: Backend> PackedTrainer<B> {
             }
         }
         let layout = Layout::of(&first.model);
-        let states: Vec<Saved> = configs
-            .iter()
-            .map(|c| {
-                let initial =
-                    model::init::<burn::backend::Flex>(&c.model, c.seed, &Default::default());
-                Saved {
-                    position: Position {
-                        epoch: 0,
-                        steps: 0,
-                        best: (f64::INFINITY, 0, 0.0),
-                        last_test_acc: 0.0,
-                    },
-                    tensors: checkpoint::model_tensors(&initial),
-                    moments: vec![None; layout.params().len()],
-                }
-            })
-            .collect();
+        let states = pack_state::initial(&configs, &layout);
         let mut trainer = PackedTrainer {
             configs,
             layout,
@@ -355,87 +214,15 @@ impl<B: Backend> PackedTrainer<B> {
     /// Puts every trial's state (one [`Saved`] per trial, all after the same number of steps) in
     /// place. Checks every length against the model; on an error nothing is changed.
     fn set_state(&mut self, states: &[Saved]) -> Result<(), WorkerError> {
-        let k = self.configs.len();
-        let bad = |what: String| WorkerError::Checkpoint(what);
-        let params = self.layout.params();
-        let norms = self.layout.norms();
-        let width = self.layout.width;
-        let mut flat = vec![0f32; k * width];
-        let mut m1 = vec![0f32; k * width];
-        let mut m2 = vec![0f32; k * width];
-        let mut running: Vec<(Vec<f32>, Vec<f32>)> = norms
-            .iter()
-            .map(|n| (vec![0f32; k * n.features], vec![0f32; k * n.features]))
-            .collect();
-        let steps = states.first().map_or(0, |s| s.position.steps);
-        let fields = self.layout.fields();
-        for (trial, state) in states.iter().enumerate() {
-            if state.tensors.len() != fields.len() || state.moments.len() != params.len() {
-                return Err(bad(format!(
-                    "{} tensors and {} optimizer states, for a model of {} and {}",
-                    state.tensors.len(),
-                    state.moments.len(),
-                    fields.len(),
-                    params.len()
-                )));
-            }
-            if state.position.steps != steps {
-                return Err(bad(
-                    "trials of one pack must have taken the same steps".into()
-                ));
-            }
-            for (field, values) in fields.iter().zip(&state.tensors) {
-                let (dst, offset, len) = match *field {
-                    Field::Param(i) => {
-                        (&mut flat, trial * width + params[i].offset, params[i].len())
-                    }
-                    Field::RunningMean(i) => (
-                        &mut running[i].0,
-                        trial * norms[i].features,
-                        norms[i].features,
-                    ),
-                    Field::RunningVar(i) => (
-                        &mut running[i].1,
-                        trial * norms[i].features,
-                        norms[i].features,
-                    ),
-                };
-                if values.len() != len {
-                    return Err(bad(format!(
-                        "a tensor of {} values where the model has {len}",
-                        values.len()
-                    )));
-                }
-                dst[offset..offset + len].copy_from_slice(values);
-            }
-            for (i, (slot, moments)) in params.iter().zip(&state.moments).enumerate() {
-                let at = trial * width + slot.offset;
-                match moments {
-                    Some(Moments {
-                        time,
-                        first,
-                        second,
-                    }) if first.len() == slot.len()
-                        && second.len() == slot.len()
-                        && *time == steps =>
-                    {
-                        m1[at..at + slot.len()].copy_from_slice(first);
-                        m2[at..at + slot.len()].copy_from_slice(second);
-                    }
-                    None if steps == 0 => {}
-                    _ => {
-                        return Err(bad(format!(
-                            "the optimizer state of parameter {i} does not fit a model after {steps} steps"
-                        )));
-                    }
-                }
-            }
-        }
+        let state = HostState::from_saved(&self.layout, states)?;
+        let (k, width) = (states.len(), self.layout.width);
         let device = &self.device;
-        self.params = Tensor::from_data(TensorData::new(flat, [k, width]), device);
-        self.moment1 = Tensor::from_data(TensorData::new(m1, [k, width]), device);
-        self.moment2 = Tensor::from_data(TensorData::new(m2, [k, width]), device);
-        self.running = running
+        let norms = self.layout.norms();
+        self.params = Tensor::from_data(TensorData::new(state.params, [k, width]), device);
+        self.moment1 = Tensor::from_data(TensorData::new(state.moment1, [k, width]), device);
+        self.moment2 = Tensor::from_data(TensorData::new(state.moment2, [k, width]), device);
+        self.running = state
+            .running
             .into_iter()
             .zip(&norms)
             .map(|((mean, var), n)| {
@@ -445,7 +232,7 @@ impl<B: Backend> PackedTrainer<B> {
                 )
             })
             .collect();
-        self.steps = steps;
+        self.steps = state.steps;
         Ok(())
     }
 
@@ -459,56 +246,20 @@ impl<B: Backend> PackedTrainer<B> {
 
     /// [`PackedTrainer::checkpoint`] for several trials, reading the device once.
     fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
-        let width = self.layout.width;
-        let params = host(self.params.clone());
-        let m1 = host(self.moment1.clone());
-        let m2 = host(self.moment2.clone());
-        let running: Vec<(Vec<f32>, Vec<f32>)> = self
-            .running
-            .iter()
-            .map(|(m, v)| (host(m.clone()), host(v.clone())))
-            .collect();
-        let norms = self.layout.norms();
+        let state = HostState {
+            params: host(self.params.clone()),
+            moment1: host(self.moment1.clone()),
+            moment2: host(self.moment2.clone()),
+            running: self
+                .running
+                .iter()
+                .map(|(m, v)| (host(m.clone()), host(v.clone())))
+                .collect(),
+            steps: self.steps,
+        };
         which
             .iter()
-            .map(|&(trial, position)| {
-                let row = |values: &[f32], slot: &Slot| {
-                    values[trial * width + slot.offset..][..slot.len()].to_vec()
-                };
-                let stat = |values: &[f32], features: usize| {
-                    values[trial * features..][..features].to_vec()
-                };
-                let tensors = self
-                    .layout
-                    .fields()
-                    .into_iter()
-                    .map(|field| match field {
-                        Field::Param(i) => row(&params, self.layout.params()[i]),
-                        Field::RunningMean(i) => stat(&running[i].0, norms[i].features),
-                        Field::RunningVar(i) => stat(&running[i].1, norms[i].features),
-                    })
-                    .collect();
-                let moments = self
-                    .layout
-                    .params()
-                    .into_iter()
-                    .map(|slot| {
-                        (self.steps > 0).then(|| Moments {
-                            time: self.steps,
-                            first: row(&m1, slot),
-                            second: row(&m2, slot),
-                        })
-                    })
-                    .collect();
-                checkpoint::encode(&Saved {
-                    position: Position {
-                        steps: self.steps,
-                        ..position
-                    },
-                    tensors,
-                    moments,
-                })
-            })
+            .map(|&(trial, position)| state.checkpoint(&self.layout, trial, position))
             .collect()
     }
 
@@ -520,15 +271,7 @@ impl<B: Backend> PackedTrainer<B> {
                 "only a pack of one trial can resume from saved state".into(),
             ));
         }
-        let saved = checkpoint::decode(bytes)?;
-        let config = &self.configs[0];
-        let epoch = saved.position.epoch;
-        if epoch == 0 || epoch >= config.max_epochs || saved.position.best.1 > epoch {
-            return Err(WorkerError::Checkpoint(format!(
-                "it is after epoch {epoch} (best {}) of a trial of {}",
-                saved.position.best.1, config.max_epochs
-            )));
-        }
+        let saved = pack_state::decode_for(bytes, &self.configs[0])?;
         let position = saved.position;
         self.set_state(&[saved])?;
         Ok(position)
