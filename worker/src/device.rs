@@ -14,7 +14,9 @@ use jetsweep_data::Prepared;
 use crate::error::WorkerError;
 use jetsweep_proto::trial::Hyperparameters;
 
-use crate::train::packed::{Gather, train_pack};
+#[cfg(feature = "cuda")]
+use crate::train::packed::Gather;
+use crate::train::packed::train_pack_cpu;
 use crate::train::{Progress, RunOptions, Summary, train};
 
 /// Where a trial runs.
@@ -158,14 +160,7 @@ pub fn train_pack_on(
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
     check(choice)?;
     match choice {
-        DeviceChoice::Cpu => train_pack::<Cpu>(
-            data,
-            configs,
-            &Default::default(),
-            Gather::Host,
-            options,
-            observe,
-        ),
+        DeviceChoice::Cpu => train_pack_cpu(data, configs, options, observe),
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => {
             let device = burn::backend::cuda::CudaDevice::new(index);

@@ -24,6 +24,7 @@ use crate::error::WorkerError;
 use crate::model::{self, Mlp};
 
 pub mod checkpoint;
+mod cpu_pack;
 mod pack_state;
 pub mod packed;
 

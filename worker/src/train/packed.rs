@@ -31,6 +31,7 @@ use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
 use super::checkpoint::{self, Position, Saved};
+use super::cpu_pack::CpuPack;
 use super::pack_state::{self, HostState, Layout, NormSlots, Slot, StageSlots};
 use super::{ADAM_EPSILON, Progress, RunOptions, Summary, cosine_lr};
 use crate::error::WorkerError;
@@ -166,23 +167,8 @@ impl<B: Backend> PackedTrainer<B> {
     /// A pack of `configs` (at least one; all must pack together), each initialised from its seed
     /// exactly as [`model::init`] does.
     pub fn new(configs: Vec<Hyperparameters>, device: B::Device) -> Result<Self, WorkerError> {
-        let first = configs
-            .first()
-            .ok_or_else(|| WorkerError::Invalid("a pack needs at least one trial".into()))?;
-        for c in &configs {
-            c.validate()?;
-            if !first.packs_with(c) {
-                return Err(WorkerError::Invalid(format!(
-                    "trials of {} batch {} × {} epochs and {} batch {} × {} epochs cannot train in one pack",
-                    first.model,
-                    first.batch_size,
-                    first.max_epochs,
-                    c.model,
-                    c.batch_size,
-                    c.max_epochs
-                )));
-            }
-        }
+        Self::check(&configs)?;
+        let first = &configs[0];
         let layout = Layout::of(&first.model);
         let states = pack_state::initial(&configs, &layout);
         let mut trainer = PackedTrainer {
@@ -197,6 +183,29 @@ impl<B: Backend> PackedTrainer<B> {
         };
         trainer.set_state(&states)?;
         Ok(trainer)
+    }
+
+    /// Refuses an empty pack, a trial whose hyperparameters no training can use, and trials that
+    /// cannot train together.
+    fn check(configs: &[Hyperparameters]) -> Result<(), WorkerError> {
+        let first = configs
+            .first()
+            .ok_or_else(|| WorkerError::Invalid("a pack needs at least one trial".into()))?;
+        for c in configs {
+            c.validate()?;
+            if !first.packs_with(c) {
+                return Err(WorkerError::Invalid(format!(
+                    "trials of {} batch {} × {} epochs and {} batch {} × {} epochs cannot train in one pack",
+                    first.model,
+                    first.batch_size,
+                    first.max_epochs,
+                    c.model,
+                    c.batch_size,
+                    c.max_epochs
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -699,18 +708,148 @@ pub fn train_pack_uploaded<B: Backend>(
     options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+    check_pack(data, configs, options)?;
+    let engine = BurnEngine {
+        trainer: PackedTrainer::<B>::new(configs.to_vec(), device.clone())?,
+        data: on_device,
+        host_train: (gather == Gather::Host).then_some(&data.train),
+    };
+    run_pack(engine, data, configs, options, observe)
+}
+
+/// [`train_pack`] on the CPU with the loop engine ([`super::cpu_pack`]): the same computation,
+/// several times faster on one core than the tensor library for models this small.
+pub fn train_pack_cpu(
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+    check_pack(data, configs, options)?;
+    // The checks of a pack (one architecture, batch size and epoch count) are the device
+    // trainer's; the CPU engine builds the same layout.
+    PackedTrainer::<burn::backend::Flex>::check(configs)?;
+    let engine = CpuEngine {
+        pack: CpuPack::new(configs.to_vec())?,
+        data,
+    };
+    run_pack(engine, data, configs, options, observe)
+}
+
+/// Refuses a pack that cannot start: an empty split, or saved state for more than one trial.
+fn check_pack(
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+) -> Result<(), WorkerError> {
     if data.train.is_empty() || data.test.is_empty() {
         return Err(WorkerError::Invalid(format!(
             "dataset {} has an empty train or test split",
             data.provenance.source
         )));
     }
-    let mut trainer = PackedTrainer::<B>::new(configs.to_vec(), device.clone())?;
     if options.resume.is_some() && configs.len() != 1 {
         return Err(WorkerError::Invalid(
             "only a pack of one trial can resume from saved state".into(),
         ));
     }
+    Ok(())
+}
+
+/// What the epoch loop needs of a pack's engine: the device trainer, or the CPU loops.
+trait Engine {
+    fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError>;
+    fn steps(&self) -> u64;
+    /// One pass over the training split; each trial's mean loss and accuracy, and the seconds.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> (Vec<f64>, Vec<f64>, f64);
+    /// Each trial's mean loss and accuracy on the validation split, then on the test split.
+    fn evaluate(&self) -> [(Vec<f64>, Vec<f64>); 2];
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>>;
+}
+
+struct BurnEngine<'a, B: Backend> {
+    trainer: PackedTrainer<B>,
+    data: &'a DeviceData<B>,
+    host_train: Option<&'a Split>,
+}
+
+impl<B: Backend> Engine for BurnEngine<'_, B> {
+    fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError> {
+        self.trainer.resume(bytes)
+    }
+    fn steps(&self) -> u64 {
+        self.trainer.steps()
+    }
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> (Vec<f64>, Vec<f64>, f64) {
+        self.trainer
+            .train_epoch(self.data, self.host_train, epoch, trace_steps, on_step)
+    }
+    fn evaluate(&self) -> [(Vec<f64>, Vec<f64>); 2] {
+        [
+            self.trainer
+                .evaluate(self.data.val.as_ref().unwrap_or(&self.data.train)),
+            self.trainer.evaluate(&self.data.test),
+        ]
+    }
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
+        self.trainer.checkpoints(which)
+    }
+}
+
+struct CpuEngine<'a> {
+    pack: CpuPack,
+    data: &'a Prepared,
+}
+
+impl Engine for CpuEngine<'_> {
+    fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError> {
+        self.pack.resume(bytes)
+    }
+    fn steps(&self) -> u64 {
+        self.pack.steps()
+    }
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> (Vec<f64>, Vec<f64>, f64) {
+        let start = Instant::now();
+        let (loss, acc) = self
+            .pack
+            .train_epoch(&self.data.train, epoch, trace_steps, on_step);
+        (loss, acc, start.elapsed().as_secs_f64())
+    }
+    fn evaluate(&self) -> [(Vec<f64>, Vec<f64>); 2] {
+        [
+            self.pack.evaluate(self.data.validation().0),
+            self.pack.evaluate(&self.data.test),
+        ]
+    }
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
+        self.pack.checkpoints(which)
+    }
+}
+
+/// The epoch loop of a pack, whatever its engine: metrics per trial and epoch, the best epoch,
+/// divergence, stops and checkpoints.
+fn run_pack(
+    mut trainer: impl Engine,
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
     let val_kind = data.validation().1;
     let mut trials: Vec<TrialRun> = configs
         .iter()
@@ -755,16 +894,9 @@ pub fn train_pack_uploaded<B: Backend>(
                 stops[trial].get_or_insert(reason);
             }
         };
-        let (train_loss, train_acc, seconds) = trainer.train_epoch(
-            &on_device,
-            (gather == Gather::Host).then_some(&data.train),
-            epoch,
-            options.trace_steps,
-            &mut on_step,
-        );
-        let (val_loss, val_acc) =
-            trainer.evaluate(on_device.val.as_ref().unwrap_or(&on_device.train));
-        let (test_loss, test_acc) = trainer.evaluate(&on_device.test);
+        let (train_loss, train_acc, seconds) =
+            trainer.train_epoch(epoch, options.trace_steps, &mut on_step);
+        let [(val_loss, val_acc), (test_loss, test_acc)] = trainer.evaluate();
         let number = epoch as u32 + 1;
         let mut to_save = Vec::new();
         for (trial, run) in trials.iter_mut().enumerate() {

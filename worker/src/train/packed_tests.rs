@@ -53,11 +53,16 @@ fn alone(data: &Prepared, cfg: &Hyperparameters) -> Trial {
     }
 }
 
-/// The pack, every step of every trial traced; gathered on the host (the CPU's way) and on the
-/// device (the GPU's way), which must agree exactly.
-fn packed(data: &Prepared, cfgs: &[Hyperparameters], options: &RunOptions) -> Vec<Trial> {
-    let on_host = packed_with(data, cfgs, options, Gather::Host);
-    let on_device = packed_with(data, cfgs, options, Gather::Device);
+/// The pack, every step of every trial traced, by both engines: the CPU loops (what a CPU worker
+/// runs) and the tensor trainer (what a GPU worker runs; here on the CPU backend). The tensor
+/// trainer gathers on the host and on the device (the GPU's way) with exactly the same numbers.
+fn packed(
+    data: &Prepared,
+    cfgs: &[Hyperparameters],
+    options: &RunOptions,
+) -> [(&'static str, Vec<Trial>); 2] {
+    let on_host = packed_with(data, cfgs, options, Some(Gather::Host));
+    let on_device = packed_with(data, cfgs, options, Some(Gather::Device));
     for (h, d) in on_host.iter().zip(&on_device) {
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&h.steps), bits(&d.steps), "host and device gathers");
@@ -69,14 +74,18 @@ fn packed(data: &Prepared, cfgs: &[Hyperparameters], options: &RunOptions) -> Ve
             );
         }
     }
-    on_host
+    [
+        ("cpu loops", packed_with(data, cfgs, options, None)),
+        ("tensors", on_device),
+    ]
 }
 
+/// The pack by the tensor trainer gathering as `gather` says, or by the CPU loops (`None`).
 fn packed_with(
     data: &Prepared,
     cfgs: &[Hyperparameters],
     options: &RunOptions,
-    gather: Gather,
+    gather: Option<Gather>,
 ) -> Vec<Trial> {
     let mut trials: Vec<Trial> = cfgs
         .iter()
@@ -86,21 +95,25 @@ fn packed_with(
             outcome: Err(String::new()),
         })
         .collect();
-    let outcomes = train_pack::<Flex>(
-        data,
-        cfgs,
-        &Default::default(),
-        gather,
-        options,
-        &mut |i, p| {
-            match p {
-                Progress::Step { loss, .. } => trials[i].steps.push(loss),
-                Progress::Epoch(m) => trials[i].epochs.push(m.clone()),
-                _ => {}
-            }
-            ControlFlow::Continue(())
-        },
-    )
+    let mut observe = |i: usize, p: Progress<'_>| {
+        match p {
+            Progress::Step { loss, .. } => trials[i].steps.push(loss),
+            Progress::Epoch(m) => trials[i].epochs.push(m.clone()),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    };
+    let outcomes = match gather {
+        Some(gather) => train_pack::<Flex>(
+            data,
+            cfgs,
+            &Default::default(),
+            gather,
+            options,
+            &mut observe,
+        ),
+        None => super::train_pack_cpu(data, cfgs, options, &mut observe),
+    }
     .unwrap();
     for (t, o) in trials.iter_mut().zip(outcomes) {
         t.outcome = o.map_err(|e| e.to_string());
@@ -213,15 +226,20 @@ fn each_trial_of_a_pack_is_the_trial_trained_alone() {
             let cfgs: Vec<Hyperparameters> = (0..k)
                 .map(|i| config(model, 100, 3, lrs[i], 10 + i as u64))
                 .collect();
-            let trials = packed(&data, &cfgs, &traced());
-            assert_eq!(
-                trials[0].steps.len(),
-                3 * 24,
-                "2,400 rows in batches of 100, 3 epochs"
-            );
-            for (cfg, trial) in cfgs.iter().zip(&trials) {
-                let what = format!("{model} K={k} lr {} seed {}", cfg.learning_rate, cfg.seed);
-                assert_same(&what, trial, &alone(&data, cfg), agreement);
+            let alone: Vec<Trial> = cfgs.iter().map(|c| alone(&data, c)).collect();
+            for (engine, trials) in packed(&data, &cfgs, &traced()) {
+                assert_eq!(
+                    trials[0].steps.len(),
+                    3 * 24,
+                    "2,400 rows in batches of 100, 3 epochs"
+                );
+                for ((cfg, trial), alone) in cfgs.iter().zip(&trials).zip(&alone) {
+                    let what = format!(
+                        "{engine}: {model} K={k} lr {} seed {}",
+                        cfg.learning_rate, cfg.seed
+                    );
+                    assert_same(&what, trial, alone, agreement);
+                }
             }
         }
     }
@@ -242,10 +260,11 @@ fn packs_match_with_held_out_validation_and_a_partial_last_batch() {
         ("jsc-s", Agreement::Drifting),
     ] {
         let cfgs = vec![config(model, 96, 2, 2e-3, 1), config(model, 96, 2, 7e-4, 2)];
-        let trials = packed(&data, &cfgs, &traced());
-        for (cfg, trial) in cfgs.iter().zip(&trials) {
-            let what = format!("{model} lr {}", cfg.learning_rate);
-            assert_same(&what, trial, &alone(&data, cfg), agreement);
+        for (engine, trials) in packed(&data, &cfgs, &traced()) {
+            for (cfg, trial) in cfgs.iter().zip(&trials) {
+                let what = format!("{engine}: {model} lr {}", cfg.learning_rate);
+                assert_same(&what, trial, &alone(&data, cfg), agreement);
+            }
         }
     }
 }
@@ -260,17 +279,21 @@ fn a_diverging_trial_ends_alone_and_the_rest_go_on() {
         config("jsc-tiny", 64, 3, 1e38, 2),
         config("jsc-tiny", 64, 3, 1e-2, 3),
     ];
-    let trials = packed(&data, &cfgs, &traced());
-    let diverged = trials[1].outcome.as_ref().unwrap_err();
-    assert!(diverged.contains("diverged"), "{diverged}");
-    assert!(trials[1].epochs.is_empty(), "no epoch of NaNs is reported");
     assert!(matches!(
         alone(&data, &cfgs[1]).outcome,
         Err(e) if e.contains("diverged")
     ));
-    for i in [0, 2] {
-        let what = format!("trial {i}");
-        assert_same(&what, &trials[i], &alone(&data, &cfgs[i]), Agreement::Exact);
+    for (engine, trials) in packed(&data, &cfgs, &traced()) {
+        let diverged = trials[1].outcome.as_ref().unwrap_err();
+        assert!(diverged.contains("diverged"), "{engine}: {diverged}");
+        assert!(
+            trials[1].epochs.is_empty(),
+            "{engine}: no epoch of NaNs is reported"
+        );
+        for i in [0, 2] {
+            let what = format!("{engine}: trial {i}");
+            assert_same(&what, &trials[i], &alone(&data, &cfgs[i]), Agreement::Exact);
+        }
     }
 }
 
