@@ -9,7 +9,17 @@ use crate::rng::SplitMix64;
 /// The order in which epoch `epoch` (0-based) visits the `rows` training rows for trial seed `seed`.
 /// Independent of batch size, so two trials that differ only in batch size see the same order.
 pub fn epoch_order(rows: usize, seed: u64, epoch: usize) -> Vec<u32> {
-    SplitMix64::derive(seed, "epoch-order", epoch as u64).permutation(rows)
+    let mut order = Vec::new();
+    epoch_order_into(rows, seed, epoch, &mut order);
+    order
+}
+
+/// [`epoch_order`] written into `order`, reusing its memory (a trainer that runs many epochs of
+/// many trials then allocates their orders once).
+pub fn epoch_order_into(rows: usize, seed: u64, epoch: usize, order: &mut Vec<u32>) {
+    order.clear();
+    order.extend(0..rows as u32);
+    SplitMix64::derive(seed, "epoch-order", epoch as u64).shuffle(order);
 }
 
 /// Consecutive ranges of at most `batch_size` positions covering `0..rows`; the last may be short.

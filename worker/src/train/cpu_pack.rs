@@ -8,7 +8,7 @@
 //! feature-major (`[features][batch]`), so every loop below is a dot product or an axpy over the
 //! batch. The burn engine stays the one for GPUs; both are tested against the autodiff trainer.
 
-use jetsweep_data::batch::{batch_ranges, epoch_order};
+use jetsweep_data::batch::{batch_ranges, epoch_order_into};
 use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Split};
 use jetsweep_proto::trial::Hyperparameters;
 
@@ -35,13 +35,14 @@ struct StageActs {
 }
 
 /// Buffers of the loss: per row the largest logit, its class, `exp(z − max)` per class and row,
-/// and their total per row.
+/// their total per row and its logarithm.
 #[derive(Default)]
 struct LossBuffers {
     max: Vec<f32>,
     arg: Vec<u8>,
     exp: Vec<f32>,
     total: Vec<f32>,
+    log_total: Vec<f32>,
 }
 
 /// Buffers one trial's step reuses.
@@ -64,6 +65,8 @@ pub(crate) struct CpuPack {
     layout: Layout,
     state: HostState,
     scratch: Scratch,
+    /// Each trial's row order of the current epoch (kept to reuse its memory).
+    orders: Vec<Vec<u32>>,
 }
 
 impl CpuPack {
@@ -76,6 +79,7 @@ impl CpuPack {
             layout,
             state,
             scratch: Scratch::default(),
+            orders: Vec::new(),
         })
     }
 
@@ -112,11 +116,11 @@ impl CpuPack {
         let rows = train.len();
         let max_epochs = self.configs[0].max_epochs as usize;
         let batch_size = self.configs[0].batch_size as usize;
-        let orders: Vec<Vec<u32>> = self
-            .configs
-            .iter()
-            .map(|c| epoch_order(rows, c.seed, epoch))
-            .collect();
+        let mut orders = std::mem::take(&mut self.orders);
+        orders.resize_with(k, Vec::new);
+        for (order, c) in orders.iter_mut().zip(&self.configs) {
+            epoch_order_into(rows, c.seed, epoch, order);
+        }
         let lrs: Vec<f32> = self
             .configs
             .iter()
@@ -138,6 +142,7 @@ impl CpuPack {
                 correct_sum[trial] += f64::from(correct);
             }
         }
+        self.orders = orders;
         let n = rows.max(1) as f64;
         (
             loss_sum.into_iter().map(|v| v / n).collect(),
@@ -582,6 +587,40 @@ fn exp_nonpositive(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `ln x` for positive normal `x` in straight-line arithmetic the compiler vectorises (libm's
+/// `logf` is a call per element): Cephes' `logf` — `x = m·2ᵉ` read from the bits with `m` in
+/// [√½, √2), a degree-9 polynomial in `m − 1` — within 2 ulp of the exact value.
+#[inline(always)]
+fn ln_positive(x: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let bits = x.to_bits();
+    // frexp: x = m·2ᵉ with m in [0.5, 1).
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m < SQRT_HALF;
+    e -= i32::from(small);
+    m = if small { m + m - 1.0 } else { m - 1.0 };
+    let e = e as f32;
+    let z = m * m;
+    let mut y = ((((((((7.037_683_6e-2 * m - 1.151_461e-1) * m + 1.167_699_9e-1) * m
+        - 1.242_014_1e-1)
+        * m
+        + 1.424_932_3e-1)
+        * m
+        - 1.666_805_8e-1)
+        * m
+        + 2.000_071_4e-1)
+        * m
+        - 2.499_999_4e-1)
+        * m
+        + 3.333_333_1e-1)
+        * m
+        * z;
+    y += -2.121_944_4e-4 * e;
+    y += -0.5 * z;
+    m + y + 0.693_359_4 * e
+}
+
 /// Summed cross-entropy and correct predictions of ReLU'd `logits` `[5][b]` against `y`; with
 /// `grad`, writes there d(mean loss)/d(logits) through the ReLU, `[5][b]`.
 fn cross_entropy(
@@ -597,6 +636,7 @@ fn cross_entropy(
         arg,
         exp,
         total,
+        log_total,
     } = buffers;
     // Per row: the largest logit and the first class that has it (argmax's choice).
     max.clear();
@@ -604,11 +644,11 @@ fn cross_entropy(
     arg.clear();
     arg.resize(b, 0);
     for c in 1..NUM_CLASSES {
+        // Branch-free (the comparison's outcome is data, not a pattern to predict).
         for ((m, a), &v) in max.iter_mut().zip(arg.iter_mut()).zip(z(c)) {
-            if v > *m {
-                *m = v;
-                *a = c as u8;
-            }
+            let greater = v > *m;
+            *m = if greater { v } else { *m };
+            *a = if greater { c as u8 } else { *a };
         }
     }
     // exp(z - max) per class, and their total per row.
@@ -625,19 +665,23 @@ fn cross_entropy(
         }
     }
     let (mut loss, mut correct) = (0f32, 0u32);
+    // ln of each row's total (≥ 1: the largest class contributes e⁰), vectorised.
+    log_total.clear();
+    log_total.extend(total.iter().map(|&t| ln_positive(t)));
     for j in 0..b {
         let label = usize::from(y[j]);
-        loss -= (logits[label * b + j] - max[j]) - total[j].ln();
+        loss -= (logits[label * b + j] - max[j]) - log_total[j];
         correct += u32::from(usize::from(arg[j]) == label);
     }
     if let Some(grad) = grad {
         let inv_b = 1.0 / b as f32;
         for c in 0..NUM_CLASSES {
             let g = &mut grad[c * b..][..b];
+            let (e, z) = (&exp[c * b..][..b], z(c));
             for j in 0..b {
                 let target = if usize::from(y[j]) == c { 1.0 } else { 0.0 };
-                let v = (exp[c * b + j] / total[j] - target) * inv_b;
-                g[j] = if logits[c * b + j] > 0.0 { v } else { 0.0 };
+                let v = (e[j] / total[j] - target) * inv_b;
+                g[j] = if z[j] > 0.0 { v } else { 0.0 };
             }
         }
     }
@@ -661,5 +705,19 @@ mod tests {
             x -= 0.0137;
         }
         assert!(exp_nonpositive(-1000.0) > 0.0 && exp_nonpositive(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn the_vectorised_ln_is_within_two_ulp_of_libm() {
+        let mut x = 1e-30f32;
+        while x < 1e30 {
+            let (ours, libm) = (super::ln_positive(x), x.ln());
+            assert!(
+                (ours - libm).abs() <= 2.0 * f32::EPSILON * libm.abs().max(1.0),
+                "ln {x}: {ours} vs {libm}"
+            );
+            x *= 1.0137;
+        }
+        assert_eq!(super::ln_positive(1.0), 0.0);
     }
 }
