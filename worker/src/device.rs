@@ -14,8 +14,6 @@ use jetsweep_data::Prepared;
 use crate::error::WorkerError;
 use jetsweep_proto::trial::Hyperparameters;
 
-#[cfg(feature = "cuda")]
-use crate::train::packed::Gather;
 use crate::train::packed::train_pack_cpu;
 use crate::train::{Progress, RunOptions, Summary, train};
 
@@ -166,13 +164,7 @@ pub fn train_pack_on(
             let device = burn::backend::cuda::CudaDevice::new(index);
             let on_device = uploaded::<Cuda>(choice, data, &device);
             crate::train::packed::train_pack_uploaded::<Cuda>(
-                data,
-                &on_device,
-                configs,
-                &device,
-                Gather::Device,
-                options,
-                observe,
+                data, &on_device, configs, &device, options, observe,
             )
         }
         #[cfg(not(feature = "cuda"))]
@@ -205,11 +197,7 @@ where
     }
     // The previous dataset is dropped first: one copy on the device at a time.
     *kept = None;
-    let fresh = Arc::new(crate::train::packed::DeviceData::<B>::upload(
-        data,
-        device,
-        Gather::Device,
-    ));
+    let fresh = Arc::new(crate::train::packed::DeviceData::<B>::upload(data, device));
     *kept = Some((key, fresh.clone()));
     fresh
 }

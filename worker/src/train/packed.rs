@@ -42,16 +42,6 @@ const BN_MOMENTUM: f64 = 0.1;
 const ADAM_BETA1: f32 = 0.9;
 const ADAM_BETA2: f32 = 0.999;
 
-/// Where a training step's rows are gathered: on the host (CPU backends, where host memory is the
-/// device's and a tight loop writes the batch in the layout the step wants at once) or on the device
-/// (GPUs: the dataset is uploaded once and each step selects its rows there, with no host round
-/// trip).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gather {
-    Host,
-    Device,
-}
-
 /// Columns per evaluation chunk: each chunk is one forward pass of all K trials.
 const EVAL_COLUMNS: usize = 1024;
 
@@ -111,7 +101,7 @@ impl<B: Backend> DeviceSplit<B> {
 }
 
 /// The dataset on the device, uploaded once: each split feature-major for evaluation, and the
-/// training split row-major as well when batches are gathered on the device.
+/// training split row-major as well, for each step to select its rows from.
 pub struct DeviceData<B: Backend> {
     train: DeviceSplit<B>,
     /// `None`: the training split doubles as validation (MASE's way).
@@ -120,9 +110,9 @@ pub struct DeviceData<B: Backend> {
 }
 
 impl<B: Backend> DeviceData<B> {
-    pub fn upload(data: &Prepared, device: &B::Device, gather: Gather) -> Self {
+    pub fn upload(data: &Prepared, device: &B::Device) -> Self {
         DeviceData {
-            train: DeviceSplit::upload(&data.train, device, gather == Gather::Device),
+            train: DeviceSplit::upload(&data.train, device, true),
             val: data
                 .val
                 .as_ref()
@@ -443,7 +433,6 @@ impl<B: Backend> PackedTrainer<B> {
     fn train_epoch(
         &mut self,
         data: &DeviceData<B>,
-        host_train: Option<&Split>,
         epoch: usize,
         trace_steps: usize,
         on_step: &mut dyn FnMut(usize, u64, f64),
@@ -463,70 +452,28 @@ impl<B: Backend> PackedTrainer<B> {
         for c in &self.configs {
             order.extend(epoch_order(rows, c.seed, epoch).into_iter().map(i64::from));
         }
-        let order_on_device = host_train.is_none().then(|| {
-            Tensor::<B, 2, Int>::from_data(TensorData::new(order.clone(), [k, rows]), &self.device)
-        });
-        let (mut xb, mut yb) = (Vec::new(), Vec::new());
+        let order = Tensor::<B, 2, Int>::from_data(TensorData::new(order, [k, rows]), &self.device);
+        let (x_rows, onehot_rows) = data
+            .train
+            .rows_for_gather
+            .as_ref()
+            .expect("the training split is uploaded row-major");
         let mut loss_sum: Option<Tensor<B, 3>> = None;
         let mut correct_sum: Option<Tensor<B, 3>> = None;
         for range in batch_ranges(rows, batch_size) {
             let b = range.len();
-            let (x, onehot) = match (host_train, &order_on_device) {
-                (Some(split), _) => {
-                    // Feature-major per trial: x[k][f][j] is feature f of trial k's j-th row, and
-                    // the one-hot labels [k][class][j].
-                    xb.clear();
-                    xb.resize(k * NUM_FEATURES * b, 0f32);
-                    yb.clear();
-                    yb.resize(k * NUM_CLASSES * b, 0f32);
-                    for trial in 0..k {
-                        let rows_of_trial =
-                            &order[trial * rows + range.start..trial * rows + range.end];
-                        let xs = &mut xb[trial * NUM_FEATURES * b..][..NUM_FEATURES * b];
-                        let ys = &mut yb[trial * NUM_CLASSES * b..][..NUM_CLASSES * b];
-                        for (j, &r) in rows_of_trial.iter().enumerate() {
-                            let r = r as usize;
-                            let features = &split.x[r * NUM_FEATURES..][..NUM_FEATURES];
-                            for (f, v) in features.iter().enumerate() {
-                                xs[f * b + j] = *v;
-                            }
-                            ys[usize::from(split.y[r]) * b + j] = 1.0;
-                        }
-                    }
-                    (
-                        Tensor::<B, 3>::from_data(
-                            TensorData::new(xb.clone(), [k, NUM_FEATURES, b]),
-                            &self.device,
-                        ),
-                        Tensor::<B, 3>::from_data(
-                            TensorData::new(yb.clone(), [k, NUM_CLASSES, b]),
-                            &self.device,
-                        ),
-                    )
-                }
-                (None, Some(order)) => {
-                    let (x_rows, onehot_rows) = data
-                        .train
-                        .rows_for_gather
-                        .as_ref()
-                        .expect("the training split is uploaded row-major for a device gather");
-                    let index = order.clone().slice([0..k, range]).reshape([k * b]);
-                    let x = x_rows
-                        .clone()
-                        .select(0, index.clone())
-                        .reshape([k, b, NUM_FEATURES])
-                        .swap_dims(1, 2);
-                    let onehot = onehot_rows
-                        .clone()
-                        .select(0, index)
-                        .reshape([k, b, NUM_CLASSES])
-                        .swap_dims(1, 2);
-                    (contiguous(x), contiguous(onehot))
-                }
-                (None, None) => {
-                    unreachable!("the order is on the device when the rows are gathered there")
-                }
-            };
+            let index = order.clone().slice([0..k, range]).reshape([k * b]);
+            let x = x_rows
+                .clone()
+                .select(0, index.clone())
+                .reshape([k, b, NUM_FEATURES])
+                .swap_dims(1, 2);
+            let onehot = onehot_rows
+                .clone()
+                .select(0, index)
+                .reshape([k, b, NUM_CLASSES])
+                .swap_dims(1, 2);
+            let (x, onehot) = (contiguous(x), contiguous(onehot));
             let (loss, correct) = self.step(x, onehot, &lr);
             if self.steps <= trace_steps as u64 {
                 for (trial, l) in host(loss.clone()).into_iter().enumerate() {
@@ -689,22 +636,20 @@ pub fn train_pack<B: Backend>(
     data: &Prepared,
     configs: &[Hyperparameters],
     device: &B::Device,
-    gather: Gather,
     options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
-    let on_device = DeviceData::<B>::upload(data, device, gather);
-    train_pack_uploaded(data, &on_device, configs, device, gather, options, observe)
+    let on_device = DeviceData::<B>::upload(data, device);
+    train_pack_uploaded(data, &on_device, configs, device, options, observe)
 }
 
-/// [`train_pack`] on `data` already uploaded to `device` as `on_device` (with the same `gather`):
+/// [`train_pack`] on `data` already uploaded to `device` as `on_device`:
 /// a worker uploads its dataset once, whatever number of packs it trains on it.
 pub fn train_pack_uploaded<B: Backend>(
     data: &Prepared,
     on_device: &DeviceData<B>,
     configs: &[Hyperparameters],
     device: &B::Device,
-    gather: Gather,
     options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
@@ -712,7 +657,6 @@ pub fn train_pack_uploaded<B: Backend>(
     let engine = BurnEngine {
         trainer: PackedTrainer::<B>::new(configs.to_vec(), device.clone())?,
         data: on_device,
-        host_train: (gather == Gather::Host).then_some(&data.train),
     };
     run_pack(engine, data, configs, options, observe)
 }
@@ -775,7 +719,6 @@ trait Engine {
 struct BurnEngine<'a, B: Backend> {
     trainer: PackedTrainer<B>,
     data: &'a DeviceData<B>,
-    host_train: Option<&'a Split>,
 }
 
 impl<B: Backend> Engine for BurnEngine<'_, B> {
@@ -792,7 +735,7 @@ impl<B: Backend> Engine for BurnEngine<'_, B> {
         on_step: &mut dyn FnMut(usize, u64, f64),
     ) -> (Vec<f64>, Vec<f64>, f64) {
         self.trainer
-            .train_epoch(self.data, self.host_train, epoch, trace_steps, on_step)
+            .train_epoch(self.data, epoch, trace_steps, on_step)
     }
     fn evaluate(&self) -> [(Vec<f64>, Vec<f64>); 2] {
         [

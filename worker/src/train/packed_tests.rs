@@ -7,7 +7,7 @@ use jetsweep_data::{Prepared, synthetic};
 use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::{Gather, packs, train_pack};
+use super::{packs, train_pack};
 use crate::device::CpuBackend;
 use crate::error::WorkerError;
 use crate::train::{Progress, RunOptions, Summary, train};
@@ -54,38 +54,24 @@ fn alone(data: &Prepared, cfg: &Hyperparameters) -> Trial {
 }
 
 /// The pack, every step of every trial traced, by both engines: the CPU loops (what a CPU worker
-/// runs) and the tensor trainer (what a GPU worker runs; here on the CPU backend). The tensor
-/// trainer gathers on the host and on the device (the GPU's way) with exactly the same numbers.
+/// runs) and the tensor trainer (what a GPU worker runs; here on the CPU backend).
 fn packed(
     data: &Prepared,
     cfgs: &[Hyperparameters],
     options: &RunOptions,
 ) -> [(&'static str, Vec<Trial>); 2] {
-    let on_host = packed_with(data, cfgs, options, Some(Gather::Host));
-    let on_device = packed_with(data, cfgs, options, Some(Gather::Device));
-    for (h, d) in on_host.iter().zip(&on_device) {
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&h.steps), bits(&d.steps), "host and device gathers");
-        assert_eq!(h.epochs.len(), d.epochs.len());
-        for (a, b) in h.epochs.iter().zip(&d.epochs) {
-            assert_eq!(
-                (a.train_loss, a.val_loss, a.test_acc),
-                (b.train_loss, b.val_loss, b.test_acc)
-            );
-        }
-    }
     [
-        ("cpu loops", packed_with(data, cfgs, options, None)),
-        ("tensors", on_device),
+        ("cpu loops", packed_with(data, cfgs, options, false)),
+        ("tensors", packed_with(data, cfgs, options, true)),
     ]
 }
 
-/// The pack by the tensor trainer gathering as `gather` says, or by the CPU loops (`None`).
+/// The pack by the tensor trainer (`tensors`) or by the CPU loops.
 fn packed_with(
     data: &Prepared,
     cfgs: &[Hyperparameters],
     options: &RunOptions,
-    gather: Option<Gather>,
+    tensors: bool,
 ) -> Vec<Trial> {
     let mut trials: Vec<Trial> = cfgs
         .iter()
@@ -103,16 +89,10 @@ fn packed_with(
         }
         ControlFlow::Continue(())
     };
-    let outcomes = match gather {
-        Some(gather) => train_pack::<Flex>(
-            data,
-            cfgs,
-            &Default::default(),
-            gather,
-            options,
-            &mut observe,
-        ),
-        None => super::train_pack_cpu(data, cfgs, options, &mut observe),
+    let outcomes = if tensors {
+        train_pack::<Flex>(data, cfgs, &Default::default(), options, &mut observe)
+    } else {
+        super::train_pack_cpu(data, cfgs, options, &mut observe)
     }
     .unwrap();
     for (t, o) in trials.iter_mut().zip(outcomes) {
@@ -310,7 +290,6 @@ fn stopping_one_trial_leaves_the_others_running() {
         &data,
         &cfgs,
         &Default::default(),
-        Gather::Host,
         &Default::default(),
         &mut |i, p| {
             if let Progress::Epoch(m) = p {
@@ -343,21 +322,14 @@ fn packed_state_resumes_in_either_trainer() {
         ..Default::default()
     };
     let mut last_test_loss = [f64::NAN; 2];
-    let full = train_pack::<Flex>(
-        &data,
-        &cfgs,
-        &Default::default(),
-        Gather::Host,
-        &options,
-        &mut |i, p| {
-            match p {
-                Progress::Checkpoint { epoch, state } => states[i].push((epoch, state)),
-                Progress::Epoch(m) => last_test_loss[i] = m.test_loss,
-                _ => {}
-            }
-            ControlFlow::Continue(())
-        },
-    )
+    let full = train_pack::<Flex>(&data, &cfgs, &Default::default(), &options, &mut |i, p| {
+        match p {
+            Progress::Checkpoint { epoch, state } => states[i].push((epoch, state)),
+            Progress::Epoch(m) => last_test_loss[i] = m.test_loss,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })
     .unwrap();
     assert_eq!(states[1].iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3]);
     for (i, cfg) in cfgs.iter().enumerate() {
@@ -367,7 +339,6 @@ fn packed_state_resumes_in_either_trainer() {
             &data,
             std::slice::from_ref(cfg),
             &Default::default(),
-            Gather::Host,
             &RunOptions {
                 resume: Some(state.clone()),
                 ..Default::default()
@@ -410,7 +381,6 @@ fn packed_state_resumes_in_either_trainer() {
         &data,
         &cfgs,
         &Default::default(),
-        Gather::Host,
         &RunOptions {
             resume: Some(states[0][0].1.clone()),
             ..Default::default()
@@ -443,7 +413,6 @@ fn trials_are_grouped_into_packs_that_can_train_together() {
         &synthetic::prepared(500, &Default::default()).unwrap(),
         &cfgs[..2],
         &Default::default(),
-        Gather::Host,
         &Default::default(),
         &mut |_, _| ControlFlow::Continue(()),
     );
