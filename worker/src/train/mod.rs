@@ -27,6 +27,7 @@ pub mod checkpoint;
 mod cpu_pack;
 mod pack_state;
 pub mod packed;
+mod tensor_pack;
 
 /// Floor of the cosine schedule (MASE passes eta_min=1e-6).
 pub const ETA_MIN: f64 = 1e-6;
