@@ -1,4 +1,4 @@
-//! The packed trainer's CPU engine: the computation of [`super::packed::PackedTrainer`] (the same
+//! The packed trainer's CPU engine: the computation of [`super::tensor_pack::PackedTrainer`] (the same
 //! forward pass, the same hand-written backward pass, the same Adam arithmetic) as plain loops over
 //! host arrays, one trial after another.
 //!
