@@ -446,7 +446,6 @@ fn gather_feature_major(split: &Split, rows: &[u32], x: &mut Vec<f32>, y: &mut V
 }
 
 #[inline(always)]
-
 fn relu(v: f32) -> f32 {
     if v > 0.0 { v } else { 0.0 }
 }
@@ -456,7 +455,6 @@ fn relu(v: f32) -> f32 {
 const LANES: usize = 8;
 
 #[inline(always)]
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -475,7 +473,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-
 fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = a.chunks_exact(LANES);
