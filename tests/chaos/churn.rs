@@ -1,4 +1,5 @@
-//! Worker churn: three workers run a sweep while one of them, chosen at random, is killed with
+//! Worker churn: three workers run a sweep (jsc-s jobs of about a second each, so that it lasts
+//! long enough to churn) while one of them, chosen at random, is killed with
 //! SIGKILL every 2–4 s and started again. Every job must end done, once: no duplicate result, no
 //! failure (a worker's death is not the job's fault).
 
@@ -11,7 +12,7 @@ const WORKERS: usize = 3;
 fn sweep(jobs: usize) -> String {
     let seeds: Vec<String> = (0..jobs).map(|s| s.to_string()).collect();
     format!(
-        "name = \"churn\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\nattempts = 3\n[defaults]\nmax_epochs = 4\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{}]\n",
+        "name = \"churn\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\nattempts = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 4\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{}]\n",
         seeds.join(", ")
     )
 }
