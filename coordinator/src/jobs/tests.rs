@@ -960,3 +960,25 @@ fn a_pack_is_the_oldest_job_and_the_queued_jobs_that_train_with_it() {
         .unwrap();
     assert_eq!(one_each.len(), 2);
 }
+
+#[test]
+/// A worker asking for the most of everything gets what is queued, within the bounds.
+fn an_enormous_pack_request_is_bounded() {
+    let (mut store, _, w1, _) = setup();
+    let all = store
+        .write(|tx| {
+            lease::lease_jobs_for(
+                tx,
+                &w1,
+                Ask {
+                    slots: u32::MAX,
+                    pack: u32::MAX,
+                },
+                None,
+                2_000,
+            )
+        })
+        .unwrap();
+    assert_eq!(all.len(), 6, "every queued job, once");
+    assert!(all.len() <= jetsweep_proto::limits::MAX_PACK as usize);
+}
