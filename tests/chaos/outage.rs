@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Four jobs of a few seconds each (100,000 jets, batch 32, 16 epochs); 3 s leases.
-const SWEEP: &str = "name = \"outage\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmax_epochs = 16\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [0, 1, 2, 3]\n";
+const SWEEP: &str = "name = \"outage\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 16\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [0, 1, 2, 3]\n";
 
 pub async fn run(size: Size) -> Outcome {
     outage(size).await.into()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::common::*;
 
 /// One trial of several seconds (100,000 jets, batch 32, 24 epochs); 3 s leases.
-const SWEEP: &str = "name = \"partition\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmax_epochs = 24\nbatch_size = 32\nlearning_rate = 1e-3\n";
+const SWEEP: &str = "name = \"partition\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 24\nbatch_size = 32\nlearning_rate = 1e-3\n";
 
 /// The namespace, its veth pair and addresses; all removed on drop.
 struct Net {

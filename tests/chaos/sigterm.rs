@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// One long job (100,000 jets, batch 32, 60 epochs: longer than the scenario).
-const SWEEP: &str = "name = \"sigterm\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmax_epochs = 60\nbatch_size = 32\nlearning_rate = 1e-3\n";
+const SWEEP: &str = "name = \"sigterm\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 60\nbatch_size = 32\nlearning_rate = 1e-3\n";
 
 /// Longest a worker may take to exit: its hand-back grace (5 s) and a margin.
 const EXIT_LIMIT: Duration = Duration::from_secs(10);

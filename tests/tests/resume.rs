@@ -9,8 +9,8 @@ use jetsweep_proto::v1 as pb;
 
 use jetsweep_tests::cluster::*;
 
-/// One trial of a few seconds (100,000 jets, batch 32, 8 epochs); a 3 s lease.
-const TRIAL: &str = "name = \"resume\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmax_epochs = 8\nbatch_size = 32\nlearning_rate = 1e-3\nseed = 5\n";
+/// One trial of a few seconds (jsc-s on 100,000 jets, batch 32, 8 epochs); a 3 s lease.
+const TRIAL: &str = "name = \"resume\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 8\nbatch_size = 32\nlearning_rate = 1e-3\nseed = 5\n";
 
 const LONG: Duration = Duration::from_secs(240);
 
