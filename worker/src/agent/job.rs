@@ -34,8 +34,8 @@ pub struct NextWork {
     pub shutdown: Arc<super::Shutdown>,
 }
 
-/// A leased job on its way into a pack: its lease, its stop flag (set when the lease goes stale or
-/// the sweep is cancelled), and its hyperparameters once checked.
+/// A leased job on its way into a pack: its lease and its stop flag (set when the lease goes stale
+/// or the sweep is cancelled).
 pub struct Leased {
     pub lease: pb::Lease,
     pub stop: Arc<AtomicBool>,

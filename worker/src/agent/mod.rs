@@ -1,8 +1,9 @@
 //! The worker agent: `jetsweep-worker --coordinator URL` joins a coordinator and runs jobs.
 //!
-//! It registers, then keeps up to `slots` jobs running: it leases work, makes sure it has the job's
-//! dataset (fetching and verifying it if not), trains on a blocking thread, and reports every epoch,
-//! then completes or fails the job. A heartbeat task extends its leases and stops jobs whose lease
+//! It registers, then keeps up to `slots` packs running: it leases work (up to `pack` compatible jobs
+//! per slot, each on its own lease), makes sure it has the jobs' dataset (fetching and verifying it
+//! if not), trains each pack on a blocking thread, and reports every job's epochs, then completes or
+//! fails each job. A heartbeat task extends its leases and stops jobs whose lease
 //! went stale or whose sweep was cancelled. When the coordinator is away it retries with back-off and
 //! carries on; on SIGTERM or Ctrl-C it takes no new work and finishes what it holds.
 
