@@ -439,8 +439,7 @@ impl<B: Backend> PackedTrainer<B> {
             .rows_for_gather
             .as_ref()
             .expect("the training split is uploaded row-major");
-        let mut loss_sum: Option<Tensor<B, 3>> = None;
-        let mut correct_sum: Option<Tensor<B, 3>> = None;
+        let mut sums = Sums::default();
         for range in batch_ranges(rows, batch_size) {
             let b = range.len();
             let index = order.clone().slice([0..k, range]).reshape([k * b]);
@@ -461,25 +460,10 @@ impl<B: Backend> PackedTrainer<B> {
                     on_step(trial, self.steps - 1, f64::from(l) / b as f64);
                 }
             }
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + loss,
-                None => loss,
-            });
-            correct_sum = Some(match correct_sum {
-                Some(s) => s + correct,
-                None => correct,
-            });
+            sums.add(loss, correct);
         }
         // Reading the sums waits for the device, so the time covers all the work.
-        let n = rows.max(1) as f64;
-        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
-            sum.map_or_else(
-                || vec![0.0; k],
-                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
-            )
-        };
-        let loss = per_trial(loss_sum);
-        let acc = per_trial(correct_sum);
+        let (loss, acc) = sums.means(k, rows);
         (loss, acc, start.elapsed().as_secs_f64())
     }
 
@@ -487,8 +471,7 @@ impl<B: Backend> PackedTrainer<B> {
     /// chunk of rows is one forward pass of all K trials, the chunk repeated per trial.
     pub(super) fn evaluate(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
         let k = self.configs.len();
-        let mut loss_sum: Option<Tensor<B, 3>> = None;
-        let mut correct_sum: Option<Tensor<B, 3>> = None;
+        let mut sums = Sums::default();
         for (x, onehot) in &split.chunks {
             let [features, c] = x.dims();
             let x = x.clone().reshape([1, features, c]).repeat_dim(0, k);
@@ -496,23 +479,9 @@ impl<B: Backend> PackedTrainer<B> {
             let logits = self.forward_eval(x);
             let (log_probs, _) = log_softmax_classes(logits.clone());
             let (loss, correct) = loss_and_correct(log_probs, logits, &onehot);
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + loss,
-                None => loss,
-            });
-            correct_sum = Some(match correct_sum {
-                Some(s) => s + correct,
-                None => correct,
-            });
+            sums.add(loss, correct);
         }
-        let n = split.rows.max(1) as f64;
-        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
-            sum.map_or_else(
-                || vec![0.0; k],
-                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
-            )
-        };
-        (per_trial(loss_sum), per_trial(correct_sum))
+        sums.means(k, split.rows)
     }
 
     /// BatchNorm with the running statistics (inference), on `[K, F, n]`.
@@ -588,6 +557,46 @@ fn norm_backward<B: Backend>(
 /// that is combined with another elementwise).
 fn contiguous<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
     t.mul_scalar(1.0)
+}
+
+/// Each trial's summed loss and correct predictions `[K, 1, 1]`, added up on the device.
+struct Sums<B: Backend> {
+    loss: Option<Tensor<B, 3>>,
+    correct: Option<Tensor<B, 3>>,
+}
+
+impl<B: Backend> Default for Sums<B> {
+    fn default() -> Self {
+        Sums {
+            loss: None,
+            correct: None,
+        }
+    }
+}
+
+impl<B: Backend> Sums<B> {
+    fn add(&mut self, loss: Tensor<B, 3>, correct: Tensor<B, 3>) {
+        let add = |sum: Option<Tensor<B, 3>>, x: Tensor<B, 3>| {
+            Some(match sum {
+                Some(s) => s + x,
+                None => x,
+            })
+        };
+        self.loss = add(self.loss.take(), loss);
+        self.correct = add(self.correct.take(), correct);
+    }
+
+    /// Each of the `k` trials' mean loss and accuracy over `rows` rows (reads the device).
+    fn means(self, k: usize, rows: usize) -> (Vec<f64>, Vec<f64>) {
+        let n = rows.max(1) as f64;
+        let per_trial = |sum: Option<Tensor<B, 3>>| -> Vec<f64> {
+            sum.map_or_else(
+                || vec![0.0; k],
+                |s| host(s).into_iter().map(|v| f64::from(v) / n).collect(),
+            )
+        };
+        (per_trial(self.loss), per_trial(self.correct))
+    }
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
