@@ -18,13 +18,21 @@ fn check(
     if value.is_finite() && range.contains(&value) {
         return Ok(());
     }
+    // Bounds as short as they can be written (f64::MAX is 309 digits in full).
+    let bound = |b: f64| {
+        if b.abs() >= 1e6 {
+            format!("{b:e}")
+        } else {
+            b.to_string()
+        }
+    };
     Err(Error::Invalid {
         field,
         value: value.to_string(),
         hint: format!(
             "must be a finite number from {} to {} (a trial that diverged is reported as a failure, not as numbers)",
-            range.start(),
-            range.end()
+            bound(*range.start()),
+            bound(*range.end())
         ),
     })
 }
