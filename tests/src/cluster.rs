@@ -117,6 +117,17 @@ pub async fn submit(url: &str, toml: &str) -> pb::SweepView {
         .unwrap()
 }
 
+/// The workers the coordinator lists.
+pub async fn workers(url: &str) -> Vec<pb::WorkerView> {
+    client(url)
+        .await
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers
+}
+
 pub async fn jobs(url: &str, sweep: &str) -> Vec<pb::JobView> {
     client(url)
         .await

@@ -110,26 +110,12 @@ async fn a_worker_started_mid_sweep_gets_work() {
         |s, _| s.leased == 1,
     )
     .await;
-    let first_id = client(&url)
-        .await
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .workers[0]
-        .worker_id
-        .clone();
+    let first_id = workers(&url).await[0].worker_id.clone();
     let _second = worker(dir.path(), &url, "2");
     let start = std::time::Instant::now();
     loop {
-        let workers = client(&url)
+        if workers(&url)
             .await
-            .list_workers(pb::ListWorkersRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .workers;
-        if workers
             .iter()
             .any(|w| w.worker_id != first_id && !w.job_ids.is_empty())
         {
@@ -198,13 +184,7 @@ async fn a_killed_workers_pack_is_leased_again_job_by_job_and_finished_once() {
         |s, jobs| s.leased == 4 && jobs.iter().all(|j| j.epochs_done >= 1),
     )
     .await;
-    let workers = client(&url)
-        .await
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .workers;
+    let workers = workers(&url).await;
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].job_ids.len(), 4, "one worker holds the pack");
     victim.kill();
@@ -278,15 +258,7 @@ async fn workers_join_again_a_coordinator_that_forgot_them() {
     let (mut coord, url) = coordinator(dir.path(), "127.0.0.1:0", "first");
     let w = worker(dir.path(), &url, "1");
     let start = std::time::Instant::now();
-    while client(&url)
-        .await
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .workers
-        .is_empty()
-    {
+    while workers(&url).await.is_empty() {
         assert!(start.elapsed() < LONG, "the worker never registered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

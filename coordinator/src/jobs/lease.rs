@@ -144,6 +144,14 @@ impl Ask {
     }
 }
 
+/// The update that leases a job to worker `?1` at time `?2` (the statements add which job).
+macro_rules! lease_job {
+    () => {
+        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
+             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2"
+    };
+}
+
 /// How far down the queue a pack looks for jobs that train with its first one: leasing costs the
 /// same however long the queue is, and a sweep's compatible jobs sit close together in it.
 const PACK_SCAN: u32 = 4096;
@@ -166,17 +174,13 @@ pub(super) fn lease_jobs_for(
     // One statement takes the oldest queued job and returns it, already leased; the other takes a
     // named queued job.
     let mut take_oldest = tx.prepare_cached(concat!(
-        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
-             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
-         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1)
-         RETURNING ",
+        lease_job!(),
+        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1) RETURNING ",
         job_columns!()
     ))?;
     let mut take_named = tx.prepare_cached(concat!(
-        "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
-             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2
-         WHERE id = ?3 AND state = 'queued'
-         RETURNING ",
+        lease_job!(),
+        " WHERE id = ?3 AND state = 'queued' RETURNING ",
         job_columns!()
     ))?;
     let mut mates_of = tx.prepare_cached(

@@ -300,25 +300,22 @@ async fn train_pack(
             datasets,
         )
         .await;
-        // Every report in flight is answered before the completion; what was not sent rides with it.
-        let mut last: Vec<Option<pb::EpochMetrics>> = match &trained {
-            Ok((_, last)) => last.clone(),
-            Err(_) => ready.iter().map(|_| None).collect(),
-        };
-        let summaries = trained.map(|(s, _)| s);
-        let mut summaries = match summaries {
-            Ok(s) => s.into_iter().map(Some).collect::<Vec<_>>(),
+        let (summaries, last) = match trained {
+            Ok((summaries, last)) => (summaries, last),
             Err(e) => {
                 // The pack could not train at all (its dataset, its device): every job of it fails
                 // with the reason, and may be tried again.
                 let reason = e.to_string();
-                ready
+                let failed = ready
                     .iter()
-                    .map(|_| Some(Err(WorkerError::Task(reason.clone()))))
-                    .collect()
+                    .map(|_| Err(WorkerError::Task(reason.clone())))
+                    .collect();
+                (failed, vec![None; ready.len()])
             }
         };
-        for (n, (i, job)) in ready.into_iter().enumerate() {
+        // Every report in flight is answered before the completion; what was not sent rides with it.
+        for (((i, job), summary), last) in ready.into_iter().zip(summaries).zip(last) {
+            // The training side's senders are gone; this last one closing ends the reporter.
             drop(job.epochs);
             let unsent = match job.reporter.await {
                 Ok(u) => u,
@@ -328,10 +325,10 @@ async fn train_pack(
                 }
             };
             let stopped = pack[i].stop.load(Ordering::SeqCst);
-            outcomes[i] = Some(match summaries[n].take().expect("one outcome per job") {
+            outcomes[i] = Some(match summary {
                 Ok(s) if !stopped => {
                     let mut epochs = unsent.epochs;
-                    epochs.extend(last[n].take());
+                    epochs.extend(last);
                     Ok(Trained::Done(pb::TrialResult::from(&s.result()), epochs))
                 }
                 Ok(_) | Err(WorkerError::Stopped(_)) => Ok(Trained::Stopped(unsent)),

@@ -70,8 +70,9 @@ pub(crate) struct CpuPack {
 }
 
 impl CpuPack {
-    /// A pack of `configs` (already checked to pack together), from their seeds.
+    /// A pack of `configs` (at least one; all must pack together), from their seeds.
     pub fn new(configs: Vec<Hyperparameters>) -> Result<Self, WorkerError> {
+        pack_state::check(&configs)?;
         let layout = Layout::of(&configs[0].model);
         let state = HostState::from_saved(&layout, &pack_state::initial(&configs, &layout))?;
         Ok(CpuPack {
@@ -360,10 +361,11 @@ impl CpuPack {
         let (mut loss, mut correct) = (vec![0f64; k], vec![0f64; k]);
         let (mut x, mut a, mut z) = (Vec::new(), Vec::new(), Vec::new());
         let mut buffers = LossBuffers::default();
-        let rows: Vec<u32> = (0..split.len() as u32).collect();
-        for block in rows.chunks(EVAL_BLOCK) {
-            let mut y = Vec::new();
-            gather_feature_major(split, block, &mut x, &mut y);
+        let (mut block, mut y) = (Vec::with_capacity(EVAL_BLOCK), Vec::new());
+        for start in (0..split.len()).step_by(EVAL_BLOCK) {
+            block.clear();
+            block.extend(start as u32..(start + EVAL_BLOCK).min(split.len()) as u32);
+            gather_feature_major(split, &block, &mut x, &mut y);
             let b = block.len();
             for trial in 0..k {
                 let params = &self.state.params[trial * self.layout.width..][..self.layout.width];

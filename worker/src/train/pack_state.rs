@@ -152,6 +152,29 @@ pub(crate) struct HostState {
     pub steps: u64,
 }
 
+/// Refuses an empty pack, a trial whose hyperparameters no training can use, and trials that
+/// cannot train together.
+pub(crate) fn check(configs: &[Hyperparameters]) -> Result<(), WorkerError> {
+    let first = configs
+        .first()
+        .ok_or_else(|| WorkerError::Invalid("a pack needs at least one trial".into()))?;
+    for c in configs {
+        c.validate()?;
+        if !first.packs_with(c) {
+            return Err(WorkerError::Invalid(format!(
+                "trials of {} batch {} × {} epochs and {} batch {} × {} epochs cannot train in one pack",
+                first.model,
+                first.batch_size,
+                first.max_epochs,
+                c.model,
+                c.batch_size,
+                c.max_epochs
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Each trial's starting state: parameters drawn from its seed exactly as [`model::init`] does.
 pub(crate) fn initial(configs: &[Hyperparameters], layout: &Layout) -> Vec<Saved> {
     configs

@@ -77,9 +77,6 @@ pub fn train_pack_cpu(
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
 ) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
     check_pack(data, configs, options)?;
-    // The checks of a pack (one architecture, batch size and epoch count) are the device
-    // trainer's; the CPU engine builds the same layout.
-    PackedTrainer::<burn::backend::Flex>::check(configs)?;
     let engine = CpuEngine {
         pack: CpuPack::new(configs.to_vec())?,
         data,

@@ -153,7 +153,7 @@ impl<B: Backend> PackedTrainer<B> {
     /// A pack of `configs` (at least one; all must pack together), each initialised from its seed
     /// exactly as [`model::init`] does.
     pub fn new(configs: Vec<Hyperparameters>, device: B::Device) -> Result<Self, WorkerError> {
-        Self::check(&configs)?;
+        pack_state::check(&configs)?;
         let first = &configs[0];
         let layout = Layout::of(&first.model);
         let states = pack_state::initial(&configs, &layout);
@@ -169,29 +169,6 @@ impl<B: Backend> PackedTrainer<B> {
         };
         trainer.set_state(&states)?;
         Ok(trainer)
-    }
-
-    /// Refuses an empty pack, a trial whose hyperparameters no training can use, and trials that
-    /// cannot train together.
-    pub(super) fn check(configs: &[Hyperparameters]) -> Result<(), WorkerError> {
-        let first = configs
-            .first()
-            .ok_or_else(|| WorkerError::Invalid("a pack needs at least one trial".into()))?;
-        for c in configs {
-            c.validate()?;
-            if !first.packs_with(c) {
-                return Err(WorkerError::Invalid(format!(
-                    "trials of {} batch {} × {} epochs and {} batch {} × {} epochs cannot train in one pack",
-                    first.model,
-                    first.batch_size,
-                    first.max_epochs,
-                    c.model,
-                    c.batch_size,
-                    c.max_epochs
-                )));
-            }
-        }
-        Ok(())
     }
 
     pub fn steps(&self) -> u64 {
