@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub cache_dir: PathBuf,
     /// After a stop signal, how long running jobs may take to finish before they are handed back.
     pub drain_timeout: Duration,
+    /// Exit once the worker has held no job and been granted none for this long (`None`: never).
+    /// For allocations that cost while they wait (a Slurm job array).
+    pub exit_when_idle: Option<Duration>,
 }
 
 /// Leases this process holds, with each one's stop flag (set when the lease goes stale or the sweep is cancelled).
@@ -239,7 +242,15 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
     let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
     // Leases in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
     let mut ready: Vec<pb::Lease> = Vec::new();
+    // Since when this worker has held no job and been granted none.
+    let mut idle_since = Instant::now();
     loop {
+        if !ready.is_empty() || !jobs.is_empty() {
+            idle_since = Instant::now();
+        } else if let Some(limit) = config.exit_when_idle.filter(|l| idle_since.elapsed() >= *l) {
+            tracing::info!(idle = ?limit, "no work in that time; exiting as --exit-when-idle asked");
+            break;
+        }
         for pack in pack_leases(std::mem::take(&mut ready), config.pack) {
             starter.start(&mut jobs, pack);
         }

@@ -73,6 +73,12 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 20, value_name = "SECONDS")]
     pub drain_timeout: u64,
 
+    /// Exit (status 0) once no job has been held or granted for this many seconds: for workers
+    /// whose allocation costs while they wait, such as a Slurm job array. Default: run until
+    /// stopped.
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_when_idle: Option<u64>,
+
     /// Log lines as readable text or as one JSON object each, on stderr (filter with JETSWEEP_LOG
     /// or RUST_LOG, e.g. `JETSWEEP_LOG=debug`). Every job's lines carry its sweep, job, lease and
     /// attempt.
@@ -112,6 +118,7 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         token: args.token,
         ca: args.ca,
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        exit_when_idle: args.exit_when_idle.map(std::time::Duration::from_secs),
         device: args.device,
         slots: args.slots,
         pack: args
