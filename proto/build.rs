@@ -1,8 +1,9 @@
-//! Compiles `jetsweep.proto` with protox (pure Rust; no system `protoc`) into tonic clients and servers.
+//! Compiles `jetsweep.proto` (and KEDA's `externalscaler.proto`) with protox (pure Rust; no system `protoc`) into tonic clients and servers.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=jetsweep.proto");
-    let descriptors = protox::compile(["jetsweep.proto"], ["."])?;
+    println!("cargo:rerun-if-changed=externalscaler.proto");
+    let descriptors = protox::compile(["jetsweep.proto", "externalscaler.proto"], ["."])?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

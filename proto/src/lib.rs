@@ -4,7 +4,7 @@
 //!
 //! The wire:
 //! - [`v1`]: the types, clients and servers generated from `jetsweep.proto` (nothing else runs
-//!   code generation), and [`PROTOCOL_VERSION`].
+//!   code generation), and [`PROTOCOL_VERSION`]; [`externalscaler`]: KEDA's scaler contract.
 //! - [`limits`]: heartbeat period, lease bounds, message sizes: the timing and size rules both ends obey.
 //! - [`convert`]: `From`/`TryFrom` between the vocabulary below and the wire types.
 //!
@@ -38,6 +38,12 @@ pub use error::Error;
 /// Generated from `jetsweep.proto`.
 pub mod v1 {
     tonic::include_proto!("jetsweep.v1");
+}
+
+/// Generated from `externalscaler.proto`: KEDA's external scaler contract, which the coordinator
+/// serves so Kubernetes can scale workers with the queue.
+pub mod externalscaler {
+    tonic::include_proto!("externalscaler");
 }
 
 /// The protocol version a worker states at registration; a coordinator refuses any other.

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use super::Logging;
 use crate::access::DataAccess;
 use crate::clock;
-use crate::server::{Coordinator, serve};
+use crate::server::{Coordinator, serve, serve_scaler};
 use crate::store::Store;
 use crate::store::lock::StateLock;
 
@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// reach the address may submit, cancel and report, and read the token in passing.
     #[arg(long)]
     pub insecure: bool,
+    /// Also serve KEDA's external scaler here (e.g. 0.0.0.0:7071), for a Kubernetes ScaledObject
+    /// that scales workers with the queue: its metric is queued + running jobs. It answers without
+    /// the token (KEDA sends none), tells only those counts and changes nothing; keep the address
+    /// inside the cluster.
+    #[arg(long, value_name = "ADDR")]
+    pub scaler_listen: Option<String>,
     #[command(flatten)]
     pub logging: Logging,
 }
@@ -72,6 +78,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr()?;
+    let scaler = match &args.scaler_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {at} (--scaler-listen): {e}"))?,
+        ),
+        None => None,
+    };
     let token = args.token.as_deref().filter(|t| !t.is_empty());
     let tls = args.tls_cert.is_some();
     let secured = tls && token.is_some();
@@ -109,7 +123,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         datasets = %data_dir.display(),
         "coordinator serving"
     );
-    serve(listener, coordinator, jetsweep_proto::shutdown::signal()).await?;
+    // One stop signal ends both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        jetsweep_proto::shutdown::signal().await;
+        let _ = stop.send(true);
+    });
+    let stopping = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let scaler = match scaler {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "KEDA external scaler serving (plaintext, no token)");
+            let served = serve_scaler(listener, coordinator.clone(), stopping());
+            Some(tokio::spawn(served))
+        }
+        None => None,
+    };
+    serve(listener, coordinator, stopping()).await?;
+    if let Some(scaler) = scaler {
+        scaler.await??;
+    }
     tracing::info!("coordinator stopped");
     Ok(())
 }

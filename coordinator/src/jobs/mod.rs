@@ -42,8 +42,8 @@ pub use lease::{
 };
 pub use queries::{
     JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job,
-    jobs_page, last_epoch_row, list_jobs, list_sweeps, sweep_activity, sweep_changes, sweep_counts,
-    sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
+    jobs_page, last_epoch_row, list_jobs, list_sweeps, open_work, sweep_activity, sweep_changes,
+    sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker};

@@ -303,6 +303,19 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
     Ok(out)
 }
 
+/// How many jobs wait in the queue and how many run now (leased), over every sweep: the work a
+/// cluster's workers have before them. Two counts over partial indexes: cheap at any queue length.
+pub fn open_work(tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
+    let count = |state: &str| -> Result<u64, Error> {
+        Ok(tx
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM jobs WHERE state = '{state}'"
+            ))?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok((count("queued")?, count("leased")?))
+}
+
 /// The datasets (by sha256) that queued or running jobs need.
 pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet<String>, Error> {
     Ok(tx

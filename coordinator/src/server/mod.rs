@@ -4,10 +4,11 @@
 //! statuses in exactly one place (`impl From<Error> for Status` in [`crate::error`]).
 //!
 //! - `sweeps`: the SweepService; `workers`: the WorkerService; `views`: the coordinator's records
-//!   as wire messages.
+//!   as wire messages; `scaler`: KEDA's external scaler, on a listen address of its own.
 
 pub(crate) mod activity_cache;
 pub(crate) mod results_cache;
+pub mod scaler;
 mod sweeps;
 pub use sweeps::results_page;
 mod views;
@@ -366,6 +367,37 @@ pub async fn serve(
     scanner.abort();
     result
 }
+
+/// Serves KEDA's external scaler ([`scaler`]) on `listener` until `shutdown` completes: plaintext
+/// and without a token (KEDA sends neither), with the standard gRPC health service beside it.
+pub async fn serve_scaler(
+    listener: TcpListener,
+    coordinator: Coordinator,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use jetsweep_proto::externalscaler::external_scaler_server::ExternalScalerServer;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            "externalscaler.ExternalScaler",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            ExternalScalerServer::new(scaler::Scaler::new(coordinator))
+                .max_decoding_message_size(SCALER_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}
+
+/// Largest request the scaler takes: a ScaledObject's name, namespace and metadata.
+const SCALER_MESSAGE_BYTES: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests;

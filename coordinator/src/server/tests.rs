@@ -1073,3 +1073,175 @@ async fn metrics_match_the_store_and_health_answers_serving() {
             .unwrap();
     assert_eq!(healthz, (200, "ok\n".to_string()));
 }
+
+/// The KEDA scaler on a second loopback port, over the same store: what each call answers.
+#[tokio::test]
+async fn the_keda_scaler_answers_with_the_stores_counts() {
+    use jetsweep_proto::externalscaler as ks;
+    use ks::external_scaler_client::ExternalScalerClient;
+
+    let (mut c, _dir) = start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(crate::server::serve_scaler(
+        listener,
+        c.coordinator.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut scaler = ExternalScalerClient::connect(url).await.unwrap();
+    let object = |metadata: &[(&str, &str)]| ks::ScaledObjectRef {
+        name: "jetsweep-worker".into(),
+        namespace: "jetsweep".into(),
+        scaler_metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let slots = object(&[("slotsPerWorker", "2"), ("jobsPerSlot", "3")]);
+    // What the store holds, read over the SweepService, beside what the scaler says.
+    async fn store_says(c: &mut TestCoordinator, sweep: &str) -> i64 {
+        let view = c
+            .sweeps
+            .get_sweep(pb::GetSweepRequest {
+                sweep_id: sweep.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .sweep
+            .unwrap();
+        (view.queued + view.leased) as i64
+    }
+    let metric = |scaler: &mut ExternalScalerClient<tonic::transport::Channel>| {
+        let mut scaler = scaler.clone();
+        let request = ks::GetMetricsRequest {
+            scaled_object_ref: Some(slots.clone()),
+            metric_name: crate::server::scaler::METRIC.into(),
+        };
+        async move {
+            let values = scaler.get_metrics(request).await.unwrap().into_inner();
+            assert_eq!(values.metric_values.len(), 1);
+            let value = &values.metric_values[0];
+            assert_eq!(value.metric_value as f64, value.metric_value_float);
+            value.metric_value
+        }
+    };
+
+    // Nothing submitted: inactive, no work.
+    assert!(
+        !scaler
+            .is_active(slots.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    assert_eq!(metric(&mut scaler).await, 0);
+    let spec = scaler
+        .get_metric_spec(slots.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1);
+    assert_eq!(
+        spec.metric_specs[0].metric_name,
+        crate::server::scaler::METRIC
+    );
+    assert_eq!(
+        spec.metric_specs[0].target_size, 6,
+        "2 slots × 3 jobs per slot"
+    );
+    let plain = scaler
+        .get_metric_spec(object(&[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        plain.metric_specs[0].target_size, 1,
+        "one job per worker by default"
+    );
+    let mut stream = scaler
+        .stream_is_active(slots.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stream.message().await.unwrap().unwrap().result);
+
+    // 4 queued; then 2 of them running; then 1 done.
+    let sweep = c.submit(SWEEP).await.sweep_id;
+    assert!(
+        stream.message().await.unwrap().unwrap().result,
+        "the stream says when work comes"
+    );
+    assert!(
+        scaler
+            .is_active(slots.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    assert_eq!(metric(&mut scaler).await, 4);
+    assert_eq!(store_says(&mut c, &sweep).await, 4);
+    let worker = c.register("h", 2).await;
+    let leases = c.lease(&worker, 2).await;
+    assert_eq!(leases.len(), 2);
+    assert_eq!(metric(&mut scaler).await, 4, "2 queued + 2 running");
+    c.complete(&worker, &leases[0], 0.5).await;
+    assert_eq!(metric(&mut scaler).await, 3);
+    assert_eq!(store_says(&mut c, &sweep).await, 3);
+
+    // All done: no work, and the stream says so.
+    c.complete(&worker, &leases[1], 0.5).await;
+    for lease in c.lease(&worker, 2).await {
+        c.complete(&worker, &lease, 0.5).await;
+    }
+    assert_eq!(metric(&mut scaler).await, 0);
+    assert_eq!(store_says(&mut c, &sweep).await, 0);
+    assert!(
+        !scaler
+            .is_active(slots.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+    );
+    assert!(!stream.message().await.unwrap().unwrap().result);
+
+    // Bad metadata and unknown metrics are refused by name.
+    for (key, value) in [
+        ("slotsPerWorker", "0"),
+        ("jobsPerSlot", "many"),
+        ("slotsPerWorker", "-2"),
+    ] {
+        let refused = scaler
+            .get_metric_spec(object(&[(key, value)]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().contains(key) && refused.message().contains(value),
+            "{}",
+            refused.message()
+        );
+    }
+    let huge = object(&[
+        ("slotsPerWorker", "4294967296"),
+        ("jobsPerSlot", "4294967296"),
+    ]);
+    assert_eq!(
+        scaler.is_active(huge).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let unknown = scaler
+        .get_metrics(ks::GetMetricsRequest {
+            scaled_object_ref: Some(slots.clone()),
+            metric_name: "queue".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}
