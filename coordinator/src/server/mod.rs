@@ -331,12 +331,11 @@ pub async fn serve(
     // gRPC (HTTP/2) and the dashboard (HTTP/1.1 or 2) on one port: the services' routes are added
     // to the dashboard's router; every request is counted for /metrics. The standard gRPC health
     // service answers without a token (probes carry none).
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for service in ["", "jetsweep.v1.SweepService", "jetsweep.v1.WorkerService"] {
-        health
-            .set_service_status(service, tonic_health::ServingStatus::Serving)
-            .await;
-    }
+    let (health_service, health) = health_service(
+        &coordinator,
+        &["", "jetsweep.v1.SweepService", "jetsweep.v1.WorkerService"],
+    )
+    .await;
     let metrics = coordinator.metrics.clone();
     let routes = tonic::service::Routes::from(crate::web::router(coordinator.clone()))
         .add_service(health_service)
@@ -365,25 +364,77 @@ pub async fn serve(
         )
         .await;
     scanner.abort();
+    health.abort();
     result
 }
 
+/// How often the gRPC health service's answer is brought up to date.
+const HEALTH_CHECK: Duration = Duration::from_secs(2);
+
+/// The standard gRPC health service for `services`, SERVING from the start (the store has just
+/// opened), and the task that keeps it true to the store ([`report_health`]; abort it when the
+/// server stops).
+async fn health_service(
+    coordinator: &Coordinator,
+    services: &'static [&'static str],
+) -> (
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    for name in services {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let task = tokio::spawn(report_health(coordinator.clone(), reporter, services));
+    (service, task)
+}
+
+/// Keeps `services`' health status true to the store: SERVING while the state file answers a
+/// read, NOT_SERVING (logged once per change) while it does not. Runs until aborted.
+async fn report_health(
+    coordinator: Coordinator,
+    reporter: tonic_health::server::HealthReporter,
+    services: &'static [&'static str],
+) {
+    use tonic_health::ServingStatus;
+    let mut shown = Some(ServingStatus::Serving);
+    loop {
+        let answer = coordinator
+            .read(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get::<_, i64>(0))?))
+            .await;
+        let status = match &answer {
+            Ok(_) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        };
+        if shown != Some(status) {
+            if let Err(e) = &answer {
+                tracing::warn!(error = %e, "the state file does not answer: health NOT_SERVING");
+            } else {
+                tracing::info!("the state file answers again: health SERVING");
+            }
+            for service in services {
+                reporter.set_service_status(*service, status).await;
+            }
+            shown = Some(status);
+        }
+        tokio::time::sleep(HEALTH_CHECK).await;
+    }
+}
+
 /// Serves KEDA's external scaler ([`scaler`]) on `listener` until `shutdown` completes: plaintext
-/// and without a token (KEDA sends neither), with the standard gRPC health service beside it.
+/// and without a token (KEDA sends neither), with the standard gRPC health service beside it (for
+/// Kubernetes' gRPC probes, which speak no TLS).
 pub async fn serve_scaler(
     listener: TcpListener,
     coordinator: Coordinator,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use jetsweep_proto::externalscaler::external_scaler_server::ExternalScalerServer;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(
-            "externalscaler.ExternalScaler",
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
-    tonic::transport::Server::builder()
+    let (health_service, health) =
+        health_service(&coordinator, &["", "externalscaler.ExternalScaler"]).await;
+    let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(
             ExternalScalerServer::new(scaler::Scaler::new(coordinator))
@@ -393,7 +444,9 @@ pub async fn serve_scaler(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await
+        .await;
+    health.abort();
+    result
 }
 
 /// Largest request the scaler takes: a ScaledObject's name, namespace and metadata.

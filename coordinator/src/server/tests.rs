@@ -1091,7 +1091,24 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
             let _ = stopped.await;
         },
     ));
-    let mut scaler = ExternalScalerClient::connect(url).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut scaler = ExternalScalerClient::new(channel.clone());
+    // Kubernetes' gRPC probe asks the health service on this port, with no TLS and no token.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     let object = |metadata: &[(&str, &str)]| ks::ScaledObjectRef {
         name: "jetsweep-worker".into(),
         namespace: "jetsweep".into(),
