@@ -9,8 +9,12 @@ images. Reads `kubectl kustomize` output on stdin; the overlay's name (cpu, gpu)
   Service port that reaches --listen.
 - Every image has a fixed tag (not latest) and a pull policy; pods run as the images' user.
 - GPU workers ask for a GPU and train on cuda:0; CPU workers do not.
+- The images (deploy/docker/*.Dockerfile) run as that user, their volumes are mounted, the pods'
+  args suit their entrypoints, and only the GPU image is built with CUDA. (No container engine runs
+  on the CI machine, so the images are checked as text here, not built.)
 
 Exit status 1 with one line per problem."""
+import os
 import re
 import sys
 
@@ -24,6 +28,13 @@ problems = []
 def need(ok, message):
     if not ok:
         problems.append(message)
+
+
+def dockerfile(name):
+    """The text of deploy/docker/NAME.Dockerfile."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "docker", f"{name}.Dockerfile")) as f:
+        return f.read()
 
 
 def arg(container, flag):
@@ -125,6 +136,24 @@ def main():
         need(meta.get(key, "1").isdigit() and int(meta.get(key, "1")) >= 1, f"{key} {meta.get(key)!r}")
     need(meta.get("slotsPerWorker") == arg(work, "slots"),
          f"slotsPerWorker {meta.get('slotsPerWorker')} is not the workers' --slots {arg(work, 'slots')}")
+
+    # The images the pods run, as deploy/docker builds them.
+    coord_file = dockerfile("coordinator")
+    work_file = dockerfile("worker-cuda" if overlay == "gpu" else "worker")
+    for text, pod, container, name in ((coord_file, coordinator, coord, "coordinator"),
+                                        (work_file, workers, work, "worker")):
+        need(f"USER {IMAGE_USER}:{IMAGE_USER}" in text, f"the {name} image does not run as {IMAGE_USER}")
+        volumes = set(re.findall(r'"(/[^"]+)"', " ".join(re.findall(r"^VOLUME (.*)$", text, re.M))))
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        need(volumes <= mounts, f"the {name} image's volumes {sorted(volumes - mounts)} are not mounted")
+    need('ENTRYPOINT ["jetsweep"]' in coord_file and coord["args"][0] == "serve",
+         "the coordinator's args do not start with serve for the jetsweep entrypoint")
+    need('ENTRYPOINT ["jetsweep-worker"]' in work_file and "command" not in work,
+         "the worker pods do not run the image's jetsweep-worker entrypoint")
+    need("-p jetsweep-coordinator" in coord_file and "cuda" not in coord_file,
+         "the coordinator image must build jetsweep-coordinator alone (no ML stack)")
+    need(("--features cuda" in work_file) == (overlay == "gpu"),
+         "the GPU overlay's image must be built with --features cuda, the CPU one without")
 
     # CPU or GPU.
     gpus = work["resources"].get("limits", {}).get("nvidia.com/gpu")

@@ -123,12 +123,17 @@ async fn finish(
                 request_id: super::next_request_id(),
                 pack_size: lease_next.unwrap_or(1),
             };
-            with_retry_unless_refused("complete", || {
+            let asked = std::time::Instant::now();
+            let leases = with_retry_unless_refused("complete", || {
                 let mut c = client.clone();
                 let r = request.clone();
                 async move { c.complete_job(r).await.map(|r| r.into_inner().leases) }
             })
-            .await
+            .await;
+            if let (Ok(leases), Some(_)) = (&leases, lease_next) {
+                super::lease_round_trip("complete_job", asked, leases.len());
+            }
+            leases
         }
         // Handed back: the worker is stopping; the job goes back to the queue. The coordinator
         // may be away: tell it within the grace, or leave the lease to expire.

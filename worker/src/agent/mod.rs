@@ -276,6 +276,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         };
         // Asking for work (retrying while the coordinator is away) gives way to a stop signal: a
         // lease granted in that moment and never seen expires on the coordinator.
+        let asked = Instant::now();
         let leased = tokio::select! {
             leased = with_retry("lease", || {
                 let mut c = client.clone();
@@ -285,7 +286,10 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             _ = shutdown.stop_asked() => continue,
         };
         match leased {
-            Ok(r) => ready = r.into_inner().leases,
+            Ok(r) => {
+                ready = r.into_inner().leases;
+                lease_round_trip("lease_jobs", asked, ready.len());
+            }
             Err(s) if s.code() == tonic::Code::NotFound => {
                 identity.register_again(&request.worker_id).await?;
                 continue;
@@ -353,6 +357,17 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
     }
     heartbeat.abort();
     Ok(())
+}
+
+/// Logs (at debug level) how long a call that asks for work took, and how many leases it brought:
+/// the lease latency a deployment's network adds (`JETSWEEP_LOG=jetsweep_worker::agent=debug`).
+pub(crate) fn lease_round_trip(rpc: &'static str, asked: Instant, leases: usize) {
+    tracing::debug!(
+        rpc,
+        leases,
+        took_us = asked.elapsed().as_micros() as u64,
+        "lease round trip"
+    );
 }
 
 /// Waits until a running job ends (keeping the leases its completion brought back), the idle poll
