@@ -1,22 +1,25 @@
 //! `jetsweep-chaos`: the coordinator and workers as real processes, put through what a cluster does
 //! to them — workers killed, the coordinator killed and kept down, hostile clients, a full disk, a
-//! worker cut off by a network partition, stop signals — each scenario checked by the numbers and
-//! summed up in one line.
+//! worker cut off by a network partition, stop signals, hosts apart on a slow and lossy network —
+//! each scenario checked by the numbers and summed up in one line.
 //!
 //!     cargo build --release && target/release/jetsweep-chaos            # the short form (CI, ~2 min)
 //!     target/release/jetsweep-chaos --full                              # the full form (~6 min)
 //!     target/release/jetsweep-chaos churn outage                        # some scenarios only
 //!
 //! Everything runs on 127.0.0.1, except the partition scenario, which makes a network namespace
-//! and a veth pair of its own (root and `ip` needed; without them it says so and is skipped) and
-//! removes them after. The disk scenario mounts a small tmpfs (root needed, likewise). Exit status
+//! and a veth pair of its own, and the apart scenario, which puts the coordinator and three workers
+//! in namespaces of their own joined by a switch that delays and drops frames (root and `ip`
+//! needed; without them each says so and is skipped); both remove what they made. The disk scenario mounts a small tmpfs (root needed, likewise). Exit status
 //! 1 if any scenario's check failed. Binaries are taken from this program's folder (the build's
 //! `target/release`), or from `$JETSWEEP_BIN_DIR`.
 
+mod apart;
 mod churn;
 mod common;
 mod disk;
 mod hostile;
+mod lan;
 mod outage;
 mod partition;
 mod sigterm;
@@ -27,7 +30,15 @@ use std::time::Instant;
 use common::{Outcome, Size};
 
 /// The scenarios, in the order they run.
-const SCENARIOS: &[&str] = &["hostile", "churn", "outage", "partition", "disk", "sigterm"];
+const SCENARIOS: &[&str] = &[
+    "hostile",
+    "churn",
+    "outage",
+    "partition",
+    "disk",
+    "sigterm",
+    "apart",
+];
 
 async fn run(name: &str, size: Size) -> Outcome {
     match name {
@@ -37,6 +48,7 @@ async fn run(name: &str, size: Size) -> Outcome {
         "disk" => disk::run(size).await,
         "partition" => partition::run(size).await,
         "sigterm" => sigterm::run(size).await,
+        "apart" => apart::run(size).await,
         _ => unreachable!("names are checked before"),
     }
 }

@@ -56,13 +56,20 @@ pub fn coordinator_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (Proc, String) {
-    let log = dir.join(format!("coordinator-{tag}.log"));
-    let mut child = Command::new(coordinator_bin())
+    let mut command = Command::new(coordinator_bin());
+    command
         .args(["serve", "--listen", listen, "--state"])
         .arg(dir.join("state.db"))
         .args(extra)
         .env_remove("JETSWEEP_TOKEN")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    spawn_coordinator(command, dir.join(format!("coordinator-{tag}.log")))
+}
+
+/// Starts `command` (a `jetsweep serve` command line, perhaps behind `ip netns exec`), its log in
+/// `log`, and waits for the address it serves on; returns it and that URL.
+pub fn spawn_coordinator(mut command: Command, log: PathBuf) -> (Proc, String) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -2,4 +2,5 @@
 //! and starting a coordinator and workers as real processes on loopback.
 
 pub mod bins;
+pub mod certs;
 pub mod cluster;
