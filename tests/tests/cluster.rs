@@ -128,6 +128,32 @@ async fn a_worker_started_mid_sweep_gets_work() {
     assert_eq!(sweep(&url, &sweep_id).await.done, 4);
 }
 
+/// `--exit-when-idle` (a Slurm job array's workers): the worker runs every job of the sweep, and
+/// only once it has had no work for that long does it leave, with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_exit_when_idle_finishes_the_sweep_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, QUICK).await.sweep_id;
+    let mut w = worker_with(dir.path(), &url, "idle", &["--exit-when-idle", "2"]);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < LONG, "the idle worker never left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        sweep(&url, &sweep_id).await.done,
+        8,
+        "it left before the sweep was done"
+    );
+    let log = std::fs::read_to_string(&w.log).unwrap();
+    assert!(log.contains("no work in that time"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_job_is_leased_again_and_finished_once() {
     let dir = tempfile::tempdir().unwrap();
