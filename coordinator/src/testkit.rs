@@ -109,6 +109,19 @@ impl TestCoordinator {
             .expect("the reply carries the sweep")
     }
 
+    /// The sweep `id` as the SweepService shows it (it must exist).
+    pub async fn sweep(&mut self, id: &str) -> pb::SweepView {
+        self.sweeps
+            .get_sweep(pb::GetSweepRequest {
+                sweep_id: id.into(),
+            })
+            .await
+            .expect("the sweep exists")
+            .into_inner()
+            .sweep
+            .expect("the reply carries the sweep")
+    }
+
     /// Registers a worker of this protocol version; returns its id.
     pub async fn register(&mut self, host: &str, slots: u32) -> String {
         self.workers

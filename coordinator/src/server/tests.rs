@@ -1120,18 +1120,14 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
     let slots = object(&[("slotsPerWorker", "2"), ("jobsPerSlot", "3")]);
     // What the store holds, read over the SweepService, beside what the scaler says.
     async fn store_says(c: &mut TestCoordinator, sweep: &str) -> i64 {
-        let view = c
-            .sweeps
-            .get_sweep(pb::GetSweepRequest {
-                sweep_id: sweep.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .sweep
-            .unwrap();
+        let view = c.sweep(sweep).await;
         (view.queued + view.leased) as i64
     }
+    let active = |scaler: &mut ExternalScalerClient<tonic::transport::Channel>| {
+        let mut scaler = scaler.clone();
+        let object = slots.clone();
+        async move { scaler.is_active(object).await.unwrap().into_inner().result }
+    };
     let metric = |scaler: &mut ExternalScalerClient<tonic::transport::Channel>| {
         let mut scaler = scaler.clone();
         let request = ks::GetMetricsRequest {
@@ -1148,14 +1144,7 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
     };
 
     // Nothing submitted: inactive, no work.
-    assert!(
-        !scaler
-            .is_active(slots.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(!active(&mut scaler).await);
     assert_eq!(metric(&mut scaler).await, 0);
     let spec = scaler
         .get_metric_spec(slots.clone())
@@ -1193,14 +1182,7 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
         stream.message().await.unwrap().unwrap().result,
         "the stream says when work comes"
     );
-    assert!(
-        scaler
-            .is_active(slots.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(active(&mut scaler).await);
     assert_eq!(metric(&mut scaler).await, 4);
     assert_eq!(store_says(&mut c, &sweep).await, 4);
     let worker = c.register("h", 2).await;
@@ -1218,14 +1200,7 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
     }
     assert_eq!(metric(&mut scaler).await, 0);
     assert_eq!(store_says(&mut c, &sweep).await, 0);
-    assert!(
-        !scaler
-            .is_active(slots.clone())
-            .await
-            .unwrap()
-            .into_inner()
-            .result
-    );
+    assert!(!active(&mut scaler).await);
     assert!(!stream.message().await.unwrap().unwrap().result);
 
     // Bad metadata and unknown metrics are refused by name.
