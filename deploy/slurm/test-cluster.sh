@@ -6,11 +6,13 @@
 #   (b) jetsweep-workers.sbatch as a job array of 3 workers joining a coordinator that runs outside
 #       Slurm (as on a login node), with TLS and a token;
 #   (c) the same array, one task scancelled while it trains: its job is leased again and the sweep
-#       ends with every result exactly once.
+#       ends with every result exactly once;
+#   (d) the same array preempted by a job of a higher-priority partition: Slurm requeues both
+#       tasks (--requeue), they run again after it, and again every result is there exactly once.
 # Each path checks its counts in the coordinator's state file and says what it found; exit status 1
 # if any check failed.
 #
-#   deploy/slurm/test-cluster.sh          # as root; run by .ci/run (~2 min)
+#   deploy/slurm/test-cluster.sh          # as root; run by .ci/run (~75 s)
 #
 # Installs Debian's slurm-wlm and munge if missing, and starts munged if it is not running. The
 # cluster's configuration, spool and logs live in a fresh temporary folder (SLURM_CONF points at
@@ -67,6 +69,8 @@ SlurmUser=root
 SlurmctldPort=$PORT0
 SlurmdPort=$((PORT0 + 1))
 AuthType=auth/munge
+# A requeued job waits this long before it may start again (default 120 s; path d requeues).
+AuthInfo=cred_expire=10
 StateSaveLocation=$WORK/spool/ctld
 SlurmdSpoolDir=$WORK/spool/d
 SlurmctldPidFile=$WORK/slurmctld.pid
@@ -84,7 +88,11 @@ KillWait=10
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 NodeName=$HOST CPUs=$CPUS RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=60 State=UP
+# Jobs in "urgent" preempt those in "debug", which go back to the queue (path d).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=ALL Default=YES MaxTime=60 State=UP PriorityTier=1
+PartitionName=urgent Nodes=ALL MaxTime=60 State=UP PriorityTier=2 PreemptMode=OFF
 EOF
 export SLURM_CONF="$WORK/slurm.conf"
 slurmctld -c
@@ -205,10 +213,36 @@ log "$C_SUMMARY"
 { [ "$JOBS" = 4 ] && [ "$DONE" = 4 ] && [ "$OK" = 4 ] && [ "$MOST" -ge 2 ]; } \
   || fail "(c) expected 4 jobs done once each, one of them leased a second time; task 0 said: $(tail -n 8 "$WORK/c-${ARRAY}_0.out")"
 
+# --- (d) the workers preempted by a more urgent job ------------------------------------------
+# A job in the higher-priority partition takes every CPU: Slurm stops both worker tasks and puts
+# them back in the queue (--requeue); they run again once it ends, and the sweep completes.
+D=$(date +%s.%N)
+sed -e 's/slurm-cancel/slurm-preempt/' -e 's/learning_rate = \[1e-3, 2e-3\]/learning_rate = [3e-3, 4e-3]/' \
+  "$WORK/c.toml" > "$WORK/d.toml"
+SWEEP=$("$BIN/jetsweep" submit "$WORK/d.toml" 2>/dev/null)
+ARRAY=$(IDLE_EXIT=5 DRAIN=1 WORKER_ARGS="--pack 1" sbatch --parsable --array=0-1 --time=10 \
+  --output="$WORK/d-%A_%a.out" --open-mode=append "$REPO/deploy/slurm/jetsweep-workers.sbatch")
+for ((i = 0; ; i++)); do
+  grep -q "job started" "$WORK/d-${ARRAY}_0.out" 2>/dev/null && break
+  ((i < 600)) || { fail "(d) task 0 started no job within 60 s"; break; }
+  sleep 0.1
+done
+URGENT=$(sbatch --parsable --partition=urgent --ntasks=$CPUS --time=1 --output=/dev/null --wrap "sleep 3")
+log "(d) urgent job $URGENT submitted while the workers train"
+watch_while "$SWEEP" "$ARRAY" 300 || fail "(d) the sweep did not end well; task 0 said: $(tail -n 5 "$WORK/d-${ARRAY}_0.out")"
+for _ in $(seq 60); do [ -z "$(squeue -h -j "$ARRAY")" ] && break; sleep 1; done
+read -r JOBS DONE OK MOST < <(count "$WORK/ext/state.db" "$SWEEP")
+RESTARTS=$(for t in 0 1; do scontrol show job "${ARRAY}_$t" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2; done | awk '{ n += $1 } END { print n + 0 }')
+D_SUMMARY="(d) 2 workers preempted by job $URGENT and requeued ($RESTARTS restarts): sweep $SWEEP: $DONE/$JOBS jobs done, $OK successful attempts, most attempts of a job $MOST ($(since "$D") s)"
+log "$D_SUMMARY"
+{ [ "$JOBS" = 4 ] && [ "$DONE" = 4 ] && [ "$OK" = 4 ] && [ "$MOST" -ge 2 ]; } \
+  || fail "(d) expected 4 jobs done once each, one of them leased a second time; task 0 said: $(tail -n 8 "$WORK/d-${ARRAY}_0.out")"
+
 echo
 echo "summary:"
 echo "  $A_SUMMARY"
 echo "  $B_SUMMARY"
 echo "  $C_SUMMARY"
+echo "  $D_SUMMARY"
 echo "  total $(since "$T0") s"
 exit "$FAILED"
