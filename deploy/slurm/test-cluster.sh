@@ -49,6 +49,7 @@ cleanup() {
   if [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept for a look: $WORK" >&2; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 
 # --- the cluster -----------------------------------------------------------------------------------
 log "starting munge, slurmctld and slurmd"
