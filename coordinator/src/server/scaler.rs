@@ -31,7 +31,10 @@ const MAX_TARGET: u64 = 1 << 20;
 /// Most StreamIsActive streams open at once (KEDA opens one per ScaledObject).
 const MAX_STREAMS: usize = 16;
 
-/// A stream re-reads the counts after every commit, and at least this often.
+/// A stream re-reads the counts after a commit, at most once per STREAM_GAP (counting a long
+/// queue takes a while, and commits come by the thousand per second), and at least every
+/// STREAM_POLL.
+const STREAM_GAP: Duration = Duration::from_secs(1);
 const STREAM_POLL: Duration = Duration::from_secs(5);
 
 /// The scaler over a coordinator's store.
@@ -127,6 +130,10 @@ impl ExternalScaler for Scaler {
                         return;
                     }
                     said = Some(active);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(STREAM_GAP) => {}
+                    _ = tx.closed() => return,
                 }
                 tokio::select! {
                     changed = commits.changed() => if changed.is_err() { return },
