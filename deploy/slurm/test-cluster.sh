@@ -83,6 +83,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# Look at pending jobs every few seconds (default 60 s / 30 s): a requeued task starts soon after
+# it may.
+SchedulerParameters=sched_interval=2,bf_interval=2
 ReturnToService=2
 SlurmdParameters=config_overrides
 KillWait=10
@@ -151,6 +154,18 @@ log "$A_SUMMARY"
 { [ "$JOBS" = 8 ] && [ "$DONE" = 8 ] && [ "$OK" = 8 ] && [ "$ROWS" -gt 0 ] && [ -s "$WORK/a-results/report/report.html" ]; } \
   || fail "(a) expected 8 jobs done once each, results.csv and the report; slurm output: $(tail -n 20 "$WORK/a.out")"
 
+# A coordinator that cannot start (its state file cannot be made) ends the job at once, with its
+# log, instead of waiting for the time limit.
+A=$(date +%s.%N)
+mkdir -p "$WORK/not-a-state-file"
+if STATE="$WORK/not-a-state-file" sbatch --wait --ntasks=1 --time=5 --output="$WORK/a-bad.out" \
+  "$REPO/deploy/slurm/jetsweep-sweep.sbatch" "$REPO/sweeps/quickstart.toml" "$WORK/a-bad" >/dev/null 2>&1; then
+  fail "(a) a coordinator that could not start did not fail the job"
+fi
+grep -q "exited before serving" "$WORK/a-bad.out" || fail "(a) the failed start was not explained: $(tail -n 5 "$WORK/a-bad.out")"
+A_BAD="(a) a coordinator that cannot start: the job failed after $(since "$A") s, explaining why"
+log "$A_BAD"
+
 # --- a coordinator outside Slurm, for (b) and (c) ------------------------------------------------
 mkdir -p "$WORK/ext"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj "/CN=$HOST" \
@@ -180,7 +195,16 @@ log "$B_SUMMARY"
 { [ "$JOBS" = 8 ] && [ "$DONE" = 8 ] && [ "$OK" = 8 ] && [ "$TASKS" = 3 ] && [ "$LEFT" = 0 ]; } \
   || fail "(b) expected 8 jobs done once each by 3 tasks that then left"
 
+outside_alive() {
+  kill -0 "$EXT_PID" 2>/dev/null && return 0
+  local status=0
+  wait "$EXT_PID" || status=$?
+  fail "the outside coordinator exited (status $status) before $1; its log: $(tail -n 5 "$WORK/ext/coordinator.log")"
+  exit 1
+}
+
 # --- (c) a worker task cancelled mid-job ---------------------------------------------------------
+outside_alive "(c)"
 # Four jobs of ~10 s each, one at a time per worker (--pack 1), 5 s leases.
 C=$(date +%s.%N)
 cat > "$WORK/c.toml" <<'EOF'
@@ -215,6 +239,7 @@ log "$C_SUMMARY"
   || fail "(c) expected 4 jobs done once each, one of them leased a second time; task 0 said: $(tail -n 8 "$WORK/c-${ARRAY}_0.out")"
 
 # --- (d) the workers preempted by a more urgent job ------------------------------------------
+outside_alive "(d)"
 # A job in the higher-priority partition takes every CPU: Slurm stops both worker tasks and puts
 # them back in the queue (--requeue); they run again once it ends, and the sweep completes.
 D=$(date +%s.%N)
@@ -242,6 +267,7 @@ log "$D_SUMMARY"
 echo
 echo "summary:"
 echo "  $A_SUMMARY"
+echo "  $A_BAD"
 echo "  $B_SUMMARY"
 echo "  $C_SUMMARY"
 echo "  $D_SUMMARY"
