@@ -1,7 +1,9 @@
 //! Hosts that are really apart: the coordinator and three workers each in a network namespace of
 //! its own, with its own address, on one segment ([`crate::lan`]), over TLS with a token. The same
-//! sweep runs three times: on loopback (one host), across the namespaces on clean links, and across
-//! them with every link delaying frames by 20–50 ms and losing 1 % of them. Each run must end with
+//! sweep runs four times: on loopback (one host); across the namespaces joined by a Linux bridge;
+//! joined by the test's own switch on clean links (what the switch itself costs); and by that
+//! switch with every link delaying frames by 20–50 ms and losing 1 % of them (the kernel here has
+//! no netem to put on the bridge's links). Each run must end with
 //! every job done exactly once; the summary gives each run's throughput (jobs/s from submission to
 //! the last result) and lease latency (p50/p99 of the workers' calls that brought a lease: LeaseJobs
 //! and CompleteJob asking for the next job, as each worker timed them).
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use jetsweep_tests::bins::{coordinator_bin, worker_bin};
 
 use crate::common::*;
-use crate::lan::{Lan, Link};
+use crate::lan::{Lan, Link, Wiring};
 
 const WORKERS: usize = 3;
 const TOKEN: &str = "apart-0123456789abcdef0123456789";
@@ -79,14 +81,21 @@ pub async fn run(size: Size) -> Outcome {
         loss: 0.01,
     };
     let mut lines = Vec::new();
-    for (name, link) in [
+    for (name, wiring) in [
         ("loopback", None),
-        ("namespaces", Some(Link::CLEAN)),
-        ("namespaces + 20-50 ms, 1% loss", Some(netem)),
+        ("namespaces on a Linux bridge", Some(Wiring::Bridge)),
+        (
+            "namespaces on the test's switch",
+            Some(Wiring::Switch(Link::CLEAN)),
+        ),
+        (
+            "the switch with 20-50 ms, 1% loss",
+            Some(Wiring::Switch(netem)),
+        ),
     ] {
-        let hosts = match link {
+        let hosts = match wiring {
             None => Hosts::Loopback,
-            Some(link) => match Lan::create(1 + WORKERS, link) {
+            Some(wiring) => match Lan::create(1 + WORKERS, wiring) {
                 Ok(lan) => Hosts::Lan(lan),
                 Err(e) => {
                     return Outcome::Skipped(format!(

@@ -1,8 +1,9 @@
 //! Hosts that are really apart: each in a network namespace of its own with its own address
-//! (10.215.N.1, .2, ...), all on one Ethernet segment joined by a switch that delays and drops
+//! (10.215.N.1, .2, ...), all on one Ethernet segment, joined either by a Linux bridge (a veth pair
+//! from each host into a bridge in a namespace of its own) or by a switch that delays and drops
 //! frames as `tc netem` would on each host's link.
 //!
-//! The switch runs in this process, not in the kernel: the kernels these tests run on have no
+//! That switch runs in this process, not in the kernel: the kernels these tests run on have no
 //! netem (`tc qdisc add ... netem` answers "Specified qdisc kind is unknown") and no tc
 //! classifiers, so neither a bridge with netem nor a filter could delay or drop packets. Each host
 //! gets a TAP device (`eth0`) whose other end is a file descriptor here; the switch learns which
@@ -11,8 +12,9 @@
 //! loss probability — netem's `delay` and `loss` on every host's egress, but without netem's
 //! reordering (a link's frames leave in order).
 //!
-//! Needs root, `ip` and /dev/net/tun. Everything is removed on drop: the namespaces (and with
-//! them the TAP devices), then the switch's threads.
+//! Needs root and `ip` (and /dev/net/tun for the switch). Everything is removed on drop: the
+//! namespaces (and with them the veth pairs, the bridge and the TAP devices), then the switch's
+//! threads.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
@@ -99,9 +101,18 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// What joins the hosts.
+#[derive(Debug, Clone, Copy)]
+pub enum Wiring {
+    /// A Linux bridge, each host on it by a veth pair: the kernel's own path.
+    Bridge,
+    /// The switch in this process, each host's link as given.
+    Switch(Link),
+}
+
 impl Lan {
-    /// `hosts` namespaces on one segment, each link as `link` says.
-    pub fn create(hosts: usize, link: Link) -> Result<Lan, String> {
+    /// `hosts` namespaces on one segment, joined as `wiring` says.
+    pub fn create(hosts: usize, wiring: Wiring) -> Result<Lan, String> {
         let id = std::process::id() % 100_000;
         let subnet = 10 + id % 240;
         let mut lan = Lan {
@@ -109,35 +120,61 @@ impl Lan {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
         };
+        let bridge = format!("jsw-lan-{id}-br");
+        let in_bridge =
+            |args: &[&str]| run(&[&["ip", "netns", "exec", &bridge][..], args].concat());
+        if let Wiring::Bridge = wiring {
+            run(&["ip", "netns", "add", &bridge])?;
+            // First in the list, without an address: deleted on drop with the hosts.
+            lan.hosts.push((bridge.clone(), String::new()));
+            in_bridge(&["ip", "link", "add", "br0", "type", "bridge"])?;
+            in_bridge(&["ip", "link", "set", "br0", "up"])?;
+        }
         let mut taps = Vec::new();
         for i in 0..hosts {
             let ns = format!("jsw-lan-{id}-{i}");
+            let ip = format!("10.215.{subnet}.{}", i + 1);
             run(&["ip", "netns", "add", &ns])?;
-            lan.hosts
-                .push((ns.clone(), format!("10.215.{subnet}.{}", i + 1)));
-            run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
-            taps.push(open_tap_in(&ns)?);
-            let cidr = format!("{}/24", lan.hosts[i].1);
-            run(&[
-                "ip", "netns", "exec", &ns, "ip", "addr", "add", &cidr, "dev", "eth0",
-            ])?;
-            run(&[
-                "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
-            ])?;
+            lan.hosts.push((ns.clone(), ip.clone()));
+            let inside = |args: &[&str]| run(&[&["ip", "netns", "exec", &ns][..], args].concat());
+            inside(&["ip", "link", "set", "lo", "up"])?;
+            match wiring {
+                Wiring::Bridge => {
+                    let port = format!("p{i}");
+                    inside(&[
+                        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", &port,
+                        "netns", &bridge,
+                    ])?;
+                    in_bridge(&["ip", "link", "set", &port, "master", "br0"])?;
+                    in_bridge(&["ip", "link", "set", &port, "up"])?;
+                }
+                Wiring::Switch(_) => taps.push(open_tap_in(&ns)?),
+            }
+            inside(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            inside(&["ip", "link", "set", "eth0", "up"])?;
         }
-        lan.start_switch(taps, link);
+        if let Wiring::Switch(link) = wiring {
+            lan.start_switch(taps, link);
+        }
         Ok(lan)
+    }
+
+    /// The hosts, without the bridge's namespace.
+    fn machines(&self) -> &[(String, String)] {
+        let bridge = self.hosts.first().is_some_and(|(_, ip)| ip.is_empty());
+        &self.hosts[usize::from(bridge)..]
     }
 
     /// Host `i`'s address.
     pub fn ip(&self, i: usize) -> &str {
-        &self.hosts[i].1
+        &self.machines()[i].1
     }
 
     /// `program` to be run on host `i`.
     pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.hosts[i].0]).arg(program);
+        c.args(["netns", "exec", &self.machines()[i].0])
+            .arg(program);
         c
     }
 
