@@ -39,11 +39,21 @@ command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install 
 
 WORK=$(mktemp -d /tmp/jetsweep-slurm.XXXX)
 cleanup() {
-  # Stop everything this run started: jobs, the daemons, the outside coordinator.
-  scancel --quiet --user=root >/dev/null 2>&1 || true
+  # Stop everything this run started: jobs (and wait, briefly, for their steps to end), the
+  # daemons, any step daemon left behind (it would retry reaching the gone controller for ever),
+  # the outside coordinator.
+  if [ -n "${SLURM_CONF:-}" ]; then
+    scancel --quiet --user=root >/dev/null 2>&1 || true
+    for _ in $(seq 20); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+  fi
   [ -n "${EXT_PID:-}" ] && kill -TERM "$EXT_PID" 2>/dev/null || true
   for pid in "$WORK/slurmd.pid" "$WORK/slurmctld.pid"; do
     [ -s "$pid" ] && kill -TERM "$(cat "$pid")" 2>/dev/null || true
+  done
+  for pid in $(pgrep -x slurmstepd 2>/dev/null); do
+    if grep -qxz "SLURM_CONF=$WORK/slurm.conf" "/proc/$pid/environ" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   done
   sleep 1
   if [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept for a look: $WORK" >&2; fi
