@@ -154,6 +154,21 @@ watch_while() {
   wait "$watcher"
 }
 
+# Waits (at most 60 s) until the log FILE says a job started; fails the path PATH_NAME otherwise.
+until_started() {
+  local file=$1 path=$2 i
+  for ((i = 0; ; i++)); do
+    grep -q "job started" "$file" 2>/dev/null && return 0
+    ((i < 600)) || { fail "$path task 0 started no job within 60 s"; return 1; }
+    sleep 0.1
+  done
+}
+
+# Waits (at most 60 s) until the job array ARRAY has left the queue: its workers exit once idle.
+until_gone() {
+  for _ in $(seq 60); do [ -z "$(squeue -h -j "$1")" ] && return; sleep 1; done
+}
+
 # --- (a) one allocation: coordinator + workers --------------------------------------------------
 A=$(date +%s.%N)
 JOB=$(sbatch --parsable --wait --ntasks=3 --time=10 --output="$WORK/a.out" \
@@ -201,7 +216,7 @@ ARRAY=$(IDLE_EXIT=5 sbatch --parsable --array=0-2 --time=10 --output="$WORK/b-%A
   "$REPO/deploy/slurm/jetsweep-workers.sbatch")
 watch_while "$SWEEP" "$ARRAY" 300 || fail "(b) the sweep did not end well; task 0 said: $(tail -n 5 "$WORK/b-${ARRAY}_0.out")"
 # The workers leave by themselves once idle for IDLE_EXIT seconds.
-for _ in $(seq 60); do [ -z "$(squeue -h -j "$ARRAY")" ] && break; sleep 1; done
+until_gone "$ARRAY"
 LEFT=$(squeue -h -j "$ARRAY" | wc -l)
 read -r JOBS DONE OK MOST < <(count "$WORK/ext/state.db" "$SWEEP")
 TASKS=$(grep -l joining "$WORK"/b-*.out | wc -l)
@@ -237,15 +252,11 @@ EOF
 SWEEP=$("$BIN/jetsweep" submit "$WORK/c.toml" 2>/dev/null)
 ARRAY=$(IDLE_EXIT=5 DRAIN=1 WORKER_ARGS="--pack 1" sbatch --parsable --array=0-1 --time=10 \
   --output="$WORK/c-%A_%a.out" "$REPO/deploy/slurm/jetsweep-workers.sbatch")
-for ((i = 0; ; i++)); do
-  grep -q "job started" "$WORK/c-${ARRAY}_0.out" 2>/dev/null && break
-  ((i < 600)) || { fail "(c) task 0 started no job within 60 s"; break; }
-  sleep 0.1
-done
+until_started "$WORK/c-${ARRAY}_0.out" "(c)" || true
 scancel "${ARRAY}_0"
 log "(c) scancel ${ARRAY}_0 while it trains: $(grep -c "job started" "$WORK/c-${ARRAY}_0.out") job(s) started there"
 watch_while "$SWEEP" "$ARRAY" 300 || fail "(c) the sweep did not end well; task 1 said: $(tail -n 5 "$WORK/c-${ARRAY}_1.out")"
-for _ in $(seq 60); do [ -z "$(squeue -h -j "$ARRAY")" ] && break; sleep 1; done
+until_gone "$ARRAY"
 read -r JOBS DONE OK MOST < <(count "$WORK/ext/state.db" "$SWEEP")
 HANDED=$(grep -c "handing the running jobs back" "$WORK/c-${ARRAY}_0.out" || true)
 C_SUMMARY="(c) 2 workers, task 0 scancelled mid-job (handed back: $HANDED): sweep $SWEEP: $DONE/$JOBS jobs done, $OK successful attempts, most attempts of a job $MOST ($(since "$C") s)"
@@ -263,15 +274,11 @@ sed -e 's/slurm-cancel/slurm-preempt/' -e 's/learning_rate = \[1e-3, 2e-3\]/lear
 SWEEP=$("$BIN/jetsweep" submit "$WORK/d.toml" 2>/dev/null)
 ARRAY=$(IDLE_EXIT=5 DRAIN=1 WORKER_ARGS="--pack 1" sbatch --parsable --array=0-1 --time=10 \
   --output="$WORK/d-%A_%a.out" --open-mode=append "$REPO/deploy/slurm/jetsweep-workers.sbatch")
-for ((i = 0; ; i++)); do
-  grep -q "job started" "$WORK/d-${ARRAY}_0.out" 2>/dev/null && break
-  ((i < 600)) || { fail "(d) task 0 started no job within 60 s"; break; }
-  sleep 0.1
-done
+until_started "$WORK/d-${ARRAY}_0.out" "(d)" || true
 URGENT=$(sbatch --parsable --partition=urgent --ntasks=$CPUS --time=1 --output=/dev/null --wrap "sleep 3")
 log "(d) urgent job $URGENT submitted while the workers train"
 watch_while "$SWEEP" "$ARRAY" 300 || fail "(d) the sweep did not end well; task 0 said: $(tail -n 5 "$WORK/d-${ARRAY}_0.out")"
-for _ in $(seq 60); do [ -z "$(squeue -h -j "$ARRAY")" ] && break; sleep 1; done
+until_gone "$ARRAY"
 read -r JOBS DONE OK MOST < <(count "$WORK/ext/state.db" "$SWEEP")
 RESTARTS=$(for t in 0 1; do scontrol show job "${ARRAY}_$t" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2; done | awk '{ n += $1 } END { print n + 0 }')
 D_SUMMARY="(d) 2 workers preempted by job $URGENT and requeued ($RESTARTS restarts): sweep $SWEEP: $DONE/$JOBS jobs done, $OK successful attempts, most attempts of a job $MOST ($(since "$D") s)"

@@ -169,6 +169,15 @@ impl Coordinator {
         }
     }
 
+    /// Whether the state file answers a read: what `/healthz` and the gRPC health service report.
+    pub(crate) async fn check_store(&self) -> Result<(), Error> {
+        self.read(|tx| {
+            tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Who may call: the token check both services and the dashboard use.
     pub(crate) fn auth(&self) -> &RequireToken {
         &self.auth
@@ -399,16 +408,14 @@ async fn report_health(
     services: &'static [&'static str],
 ) {
     use tonic_health::ServingStatus;
-    let mut shown = Some(ServingStatus::Serving);
+    let mut shown = ServingStatus::Serving;
     loop {
-        let answer = coordinator
-            .read(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get::<_, i64>(0))?))
-            .await;
+        let answer = coordinator.check_store().await;
         let status = match &answer {
-            Ok(_) => ServingStatus::Serving,
+            Ok(()) => ServingStatus::Serving,
             Err(_) => ServingStatus::NotServing,
         };
-        if shown != Some(status) {
+        if shown != status {
             if let Err(e) = &answer {
                 tracing::warn!(error = %e, "the state file does not answer: health NOT_SERVING");
             } else {
@@ -417,7 +424,7 @@ async fn report_health(
             for service in services {
                 reporter.set_service_status(*service, status).await;
             }
-            shown = Some(status);
+            shown = status;
         }
         tokio::time::sleep(HEALTH_CHECK).await;
     }

@@ -154,11 +154,8 @@ async fn login(State(c): State<Coordinator>, Form(form): Form<Login>) -> Respons
 
 /// 200 `ok` while the state file answers; 503 with the reason otherwise.
 async fn healthz(State(c): State<Coordinator>) -> Response {
-    match c
-        .read(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM sweeps", [], |r| r.get::<_, i64>(0))?))
-        .await
-    {
-        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+    match c.check_store().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
