@@ -17,6 +17,7 @@ use rusqlite::Transaction;
 use crate::Error;
 use crate::clock::Millis;
 use jetsweep_proto::state::JobStatus;
+use jetsweep_proto::sync;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -162,7 +163,7 @@ impl Metrics {
 
     /// The text exposition, with the store-derived values set from `counts`.
     pub fn encode(&self, counts: StoreCounts) -> String {
-        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = sync::lock(&self.scrape);
         for status in JobStatus::ALL {
             let n = counts
                 .jobs

@@ -17,7 +17,8 @@
 //!
 //! What every process shares:
 //! - [`auth`]: the token both services require; [`client`]: connecting to a coordinator.
-//! - [`logging`]: tracing to stderr, text or JSON; [`shutdown`]: the stop signal.
+//! - [`logging`]: tracing to stderr, text or JSON; [`shutdown`]: the stop signal; [`sync`]: the
+//!   one policy for poisoned locks (recover).
 
 pub mod auth;
 pub mod client;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod state;
+pub mod sync;
 pub mod trial;
 pub mod worker_id;
 

@@ -10,8 +10,9 @@
 //! Everything runs on 127.0.0.1, except the partition scenario, which makes a network namespace
 //! and a veth pair of its own, and the apart scenario, which puts the coordinator and three workers
 //! in namespaces of their own joined by a switch that delays and drops frames (root and `ip`
-//! needed; without them each says so and is skipped); both remove what they made. The disk scenario mounts a small tmpfs (root needed, likewise). Exit status
-//! 1 if any scenario's check failed. Binaries are taken from this program's folder (the build's
+//! needed; without them each says so and is skipped, unless `JETSWEEP_TEST_REQUIRE_ALL=1`, where
+//! a skip fails); both remove what they made. The disk scenario mounts a small tmpfs (root needed,
+//! likewise). Exit status 1 if any scenario's check failed. Binaries are taken from this program's folder (the build's
 //! `target/release`), or from `$JETSWEEP_BIN_DIR`.
 
 mod apart;
@@ -91,6 +92,13 @@ fn main() -> ExitCode {
         let seconds = start.elapsed().as_secs_f64();
         match outcome {
             Outcome::Passed(summary) => println!("{name}: ok: {summary} ({seconds:.0} s)"),
+            Outcome::Skipped(why) if jetsweep_tests::need::require_all() => {
+                failed += 1;
+                println!(
+                    "{name}: FAILED: skipped, but {}=1: {why}",
+                    jetsweep_tests::need::REQUIRE_ALL
+                );
+            }
             Outcome::Skipped(why) => println!("{name}: skipped: {why}"),
             Outcome::Failed(why) => {
                 failed += 1;

@@ -4,3 +4,4 @@
 pub mod bins;
 pub mod certs;
 pub mod cluster;
+pub mod need;

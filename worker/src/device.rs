@@ -14,8 +14,7 @@ use jetsweep_data::Prepared;
 use crate::error::WorkerError;
 use jetsweep_proto::trial::Hyperparameters;
 
-use crate::train::packed::train_pack_cpu;
-use crate::train::{Progress, RunOptions, Summary, train};
+use crate::train::{PackOutcomes, Progress, RunOptions, Summary, train_autodiff, train_pack_cpu};
 
 /// Where a trial runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,12 +95,17 @@ fn probe_cuda(index: usize) -> Result<(), WorkerError> {
     use std::os::raw::c_int;
     let lib = ["libcuda.so.1", "libcuda.so"]
         .iter()
+        // SAFETY: loading libcuda runs its initialisers; it is the NVIDIA driver's own library,
+        // which burn-cuda loads the same way, and it is kept loaded for the rest of this function.
         .find_map(|name| unsafe { libloading::Library::new(*name) }.ok())
         .ok_or_else(|| {
             WorkerError::Device(format!(
                 "cuda:{index}: no NVIDIA driver found (libcuda.so.1 could not be loaded); this machine has no usable GPU, use --device cpu"
             ))
         })?;
+    // SAFETY: the two symbols are looked up by their names in the driver API, with the C
+    // signatures the CUDA driver API documents (`CUresult cuInit(unsigned int)`,
+    // `CUresult cuDeviceGetCount(int*)`); `n` outlives the call that writes it; `lib` outlives both.
     let count = unsafe {
         let init: libloading::Symbol<unsafe extern "C" fn(u32) -> c_int> =
             lib.get(b"cuInit\0").map_err(|e| {
@@ -147,15 +151,15 @@ fn probe_cuda(index: usize) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Trains `configs` as one pack on the chosen device (see [`train_pack`]): each trial's outcome, in
-/// order.
+/// Trains `configs` as one pack on the chosen device: the loop engine on a CPU, the tensor engine
+/// on a GPU (see [`train_pack_cpu`]). Each trial's outcome, in order.
 pub fn train_pack_on(
     choice: DeviceChoice,
     data: &Prepared,
     configs: &[Hyperparameters],
     options: &RunOptions,
     observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
-) -> Result<Vec<Result<Summary, WorkerError>>, WorkerError> {
+) -> PackOutcomes {
     check(choice)?;
     match choice {
         DeviceChoice::Cpu => train_pack_cpu(data, configs, options, observe),
@@ -163,7 +167,7 @@ pub fn train_pack_on(
         DeviceChoice::Cuda(index) => {
             let device = burn::backend::cuda::CudaDevice::new(index);
             let on_device = uploaded::<Cuda>(choice, data, &device);
-            crate::train::packed::train_pack_uploaded::<Cuda>(
+            crate::train::train_pack_tensors::<Cuda>(
                 data, &on_device, configs, &device, options, observe,
             )
         }
@@ -179,50 +183,31 @@ fn uploaded<B: burn::tensor::backend::Backend>(
     choice: DeviceChoice,
     data: &Prepared,
     device: &B::Device,
-) -> std::sync::Arc<crate::train::packed::DeviceData<B>>
+) -> std::sync::Arc<crate::train::DeviceData<B>>
 where
-    crate::train::packed::DeviceData<B>: Send + Sync + 'static,
+    crate::train::DeviceData<B>: Send + Sync + 'static,
 {
     use std::any::Any;
     use std::sync::{Arc, Mutex};
     type Kept = Option<(String, Arc<dyn Any + Send + Sync>)>;
     static KEPT: Mutex<Kept> = Mutex::new(None);
     let key = format!("{choice}/{}", data.provenance.sha256);
-    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept = jetsweep_proto::sync::lock(&KEPT);
     if let Some((k, d)) = kept.as_ref()
         && *k == key
-        && let Ok(d) = d.clone().downcast::<crate::train::packed::DeviceData<B>>()
+        && let Ok(d) = d.clone().downcast::<crate::train::DeviceData<B>>()
     {
         return d;
     }
     // The previous dataset is dropped first: one copy on the device at a time.
     *kept = None;
-    let fresh = Arc::new(crate::train::packed::DeviceData::<B>::upload(data, device));
+    let fresh = Arc::new(crate::train::DeviceData::<B>::upload(data, device));
     *kept = Some((key, fresh.clone()));
     fresh
 }
 
-/// Trains one trial on the chosen device: the packed trainer with a pack of one, which takes fewer
-/// operations per step than the autodiff trainer and computes the same ([`train_pack`]).
-pub fn train_on(
-    choice: DeviceChoice,
-    data: &Prepared,
-    config: &Hyperparameters,
-    options: &RunOptions,
-    observe: &mut dyn FnMut(Progress<'_>) -> ControlFlow<String>,
-) -> Result<Summary, WorkerError> {
-    let mut outcomes = train_pack_on(
-        choice,
-        data,
-        std::slice::from_ref(config),
-        options,
-        &mut |_, p| observe(p),
-    )?;
-    outcomes.pop().expect("one outcome per trial")
-}
-
-/// Trains one trial with burn's autodiff and optimizer (see [`train`]): the reference the packed
-/// trainer is checked against.
+/// Trains one trial with burn's autodiff and optimizer (see [`train_autodiff`]): the reference the
+/// packed engines are checked against.
 pub fn train_autodiff_on(
     choice: DeviceChoice,
     data: &Prepared,
@@ -233,12 +218,12 @@ pub fn train_autodiff_on(
     check(choice)?;
     match choice {
         DeviceChoice::Cpu => {
-            train::<CpuBackend>(data, config, &Default::default(), options, observe)
+            train_autodiff::<CpuBackend>(data, config, &Default::default(), options, observe)
         }
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => {
             let device = burn::backend::cuda::CudaDevice::new(index);
-            train::<CudaBackend>(data, config, &device, options, observe)
+            train_autodiff::<CudaBackend>(data, config, &device, options, observe)
         }
         #[cfg(not(feature = "cuda"))]
         DeviceChoice::Cuda(_) => unreachable!("check() refuses CUDA in builds without it"),

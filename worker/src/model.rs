@@ -19,10 +19,7 @@ use jetsweep_data::NUM_FEATURES;
 use jetsweep_data::rng::SplitMix64;
 
 use crate::error::WorkerError;
-
-/// PyTorch's BatchNorm1d defaults.
-const BN_EPSILON: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
+use crate::train::recipe::{BN_EPSILON, BN_MOMENTUM};
 
 pub use jetsweep_proto::model::{Architecture, MODELS, StageShape};
 
@@ -72,6 +69,37 @@ impl<B: Backend> Mlp<B> {
         }
         x
     }
+
+    /// Every tensor of the model as host values, in field order — per BatchNorm γ, β, running
+    /// mean, running variance; per stage the weight `[in, out]` row-major, the bias, then its
+    /// BatchNorm — which is the checkpoint's order.
+    pub fn tensors(&self) -> Vec<Vec<f32>> {
+        let norm = |n: &BatchNorm1d<B>| {
+            [
+                host(n.gamma.val()),
+                host(n.beta.val()),
+                host(n.running_mean.value()),
+                host(n.running_var.value()),
+            ]
+        };
+        let mut out = Vec::from(norm(&self.input_norm));
+        for s in &self.stages {
+            out.push(host(s.linear.weight.val()));
+            out.push(host(s.linear.bias.val()));
+            if let Some(n) = &s.norm {
+                out.extend(norm(n));
+            }
+        }
+        out
+    }
+}
+
+/// A tensor's values on the host, as f32.
+pub(crate) fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("converted to f32")
 }
 
 /// A fully connected layer: `y = x W + b`, `W` stored `[in, out]`.

@@ -41,9 +41,9 @@ pub use lease::{
     Ask, MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
 };
 pub use queries::{
-    JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of, get_job,
-    jobs_page, last_epoch_row, list_jobs, list_sweeps, open_work, sweep_activity, sweep_changes,
-    sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
+    BestTrial, JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of,
+    get_job, jobs_page, last_epoch_row, list_jobs, list_sweeps, open_work, sweep_activity,
+    sweep_changes, sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker};

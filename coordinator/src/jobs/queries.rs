@@ -123,9 +123,17 @@ pub struct SweepActivity {
     pub compute_ms: i64,
     /// Mean wall time of an attempt that finished its job (ms).
     pub mean_done_ms: Option<f64>,
-    /// The finished trial with the lowest validation loss at its best epoch: its job, and its
-    /// test accuracy there (chosen on validation, as the results choose).
-    pub best: Option<(String, f64)>,
+    /// The finished trial with the lowest validation loss at its best epoch (chosen on
+    /// validation, as the results choose).
+    pub best: Option<BestTrial>,
+}
+
+/// A sweep's best finished trial so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestTrial {
+    pub job_id: String,
+    /// Its test accuracy at its best epoch.
+    pub best_test_acc: f64,
 }
 
 /// A sweep's [`SweepActivity`] as of `now` (for a sweep the caller has just listed: an unknown
@@ -142,14 +150,19 @@ pub fn sweep_activity(
              FROM sweep_jobs s JOIN attempts a ON a.job_id = s.job_id WHERE s.sweep_id = ?1",
         )?
         .query_row(params![sweep_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let best: Option<(String, f64)> = tx
+    let best = tx
         .prepare_cached(
             "SELECT j.id, json_extract(j.result_json, '$.best_test_acc')
              FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
              WHERE s.sweep_id = ?1 AND j.state = 'done' AND j.summary_json IS NOT NULL
              ORDER BY json_extract(j.summary_json, '$.best_val_loss') LIMIT 1",
         )?
-        .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([sweep_id], |r| {
+            Ok(BestTrial {
+                job_id: r.get(0)?,
+                best_test_acc: r.get(1)?,
+            })
+        })
         .optional()?;
     Ok(SweepActivity {
         compute_ms: compute_ms.unwrap_or(0).max(0),

@@ -4,6 +4,7 @@
 //! ended and nothing started, so the best trial and the mean finished attempt are the same, and
 //! the compute time has only grown by the running jobs' time since it was read.
 
+use jetsweep_proto::sync;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -24,7 +25,7 @@ pub struct ActivityCache {
 impl ActivityCache {
     /// The sweep's activity at `now`, if one read at the same `counts` is kept.
     pub fn get(&self, sweep: &str, counts: Counts, now: Millis) -> Option<SweepActivity> {
-        let entries = self.entries.lock().unwrap();
+        let entries = sync::lock(&self.entries);
         let (kept_counts, read_at, activity) = entries.get(sweep)?;
         if *kept_counts != counts {
             return None;
@@ -38,7 +39,7 @@ impl ActivityCache {
 
     /// Keeps `activity`, read at `now` when the sweep had `counts`.
     pub fn put(&self, sweep: &str, counts: Counts, now: Millis, activity: SweepActivity) {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = sync::lock(&self.entries);
         if entries.len() >= ENTRIES && !entries.contains_key(sweep) {
             entries.clear();
         }
@@ -49,6 +50,7 @@ impl ActivityCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::BestTrial;
 
     #[test]
     fn an_entry_holds_while_the_counts_do_and_running_time_accrues() {
@@ -56,7 +58,10 @@ mod tests {
         let read = SweepActivity {
             compute_ms: 10_000,
             mean_done_ms: Some(2_000.0),
-            best: Some(("j".into(), 0.7)),
+            best: Some(BestTrial {
+                job_id: "j".into(),
+                best_test_acc: 0.7,
+            }),
         };
         cache.put("s", (4, 2), 1_000, read.clone());
         let later = cache.get("s", (4, 2), 4_000).unwrap();

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use jetsweep_proto::auth::{InvalidToken, RequireToken};
 use jetsweep_proto::limits::{FORGET_AFTER, MAX_MESSAGE_BYTES};
+use jetsweep_proto::sync;
 use jetsweep_proto::v1::sweep_service_server::SweepServiceServer;
 use jetsweep_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
@@ -141,7 +142,7 @@ impl Coordinator {
     ) -> Result<T, Error> {
         let store = self.reader.clone();
         tokio::task::spawn_blocking(move || {
-            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut store = sync::lock(&store);
             store.read(f)
         })
         .await

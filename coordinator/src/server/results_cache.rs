@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::results::Aggregate;
 use jetsweep_proto::dataset::DatasetRef;
+use jetsweep_proto::sync;
 
 /// A sweep's results and the dataset they were measured on.
 pub type Aggregated = (Aggregate, Option<DatasetRef>);
@@ -24,7 +25,7 @@ pub struct ResultsCache {
 impl ResultsCache {
     /// The aggregate of `sweep` when it had `done` ended jobs, if kept.
     pub fn get(&self, sweep: &str, done: u32) -> Option<Arc<Aggregated>> {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = sync::lock(&self.entries);
         let i = entries
             .iter()
             .position(|(s, d, _)| s == sweep && *d == done)?;
@@ -37,7 +38,7 @@ impl ResultsCache {
     /// Keeps `aggregated`, the results of `sweep` with `done` ended jobs, dropping the entry used
     /// least recently when full (and any older aggregate of the same sweep).
     pub fn put(&self, sweep: &str, done: u32, aggregated: Arc<Aggregated>) {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = sync::lock(&self.entries);
         entries.retain(|(s, _, _)| s != sweep);
         if entries.len() == ENTRIES {
             entries.pop_front();

@@ -4,9 +4,8 @@
 //! naming them. The kernel drops the lock when the process ends, however it ends (SIGKILL too), so a
 //! restart never finds a stale lock.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -32,15 +31,23 @@ impl StateLock {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !taken {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            return Err(Error::StateInUse {
-                path: state.to_path_buf(),
-                holder: holder.trim().chars().take(200).collect(),
-            });
+        // std's lock is flock(2) on Unix: tied to this open file, dropped with the process.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::Open {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(Error::StateInUse {
+                    path: state.to_path_buf(),
+                    holder: holder.trim().chars().take(200).collect(),
+                });
+            }
         }
         Ok(StateLock { file, path })
     }

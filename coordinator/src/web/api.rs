@@ -144,8 +144,8 @@ pub async fn sweeps(
                 SweepListed {
                     compute_seconds: activity.compute_ms as f64 / 1000.0,
                     eta_seconds,
-                    best_test_acc: activity.best.as_ref().map(|b| b.1),
-                    best_job: activity.best.map(|b| b.0),
+                    best_test_acc: activity.best.as_ref().map(|b| b.best_test_acc),
+                    best_job: activity.best.map(|b| b.job_id),
                     sweep,
                 }
             })

@@ -3,6 +3,7 @@
 //! NOT_FOUND; the worker then registers again and carries on, and its next heartbeat names the
 //! leases it holds, so the coordinator learns which of them are still current.
 
+use jetsweep_proto::sync;
 use jetsweep_proto::worker_id::worker_name;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -61,7 +62,7 @@ impl Identity {
 
     /// The id to send now.
     pub fn id(&self) -> String {
-        self.id.read().unwrap_or_else(|p| p.into_inner()).clone()
+        sync::read(&self.id).clone()
     }
 
     /// The coordinator said it does not know `unknown`: registers again, unless another task
@@ -73,7 +74,7 @@ impl Identity {
         }
         tracing::warn!(worker = %worker_name(unknown), "the coordinator does not know this worker; registering again");
         let reg = Self::call(&self.client, &self.request).await?;
-        *self.id.write().unwrap_or_else(|p| p.into_inner()) = reg.worker_id;
+        *sync::write(&self.id) = reg.worker_id;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jetsweep_proto::auth::Channel;
+use jetsweep_proto::sync;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use jetsweep_proto::{PROTOCOL_VERSION, client};
@@ -46,7 +47,7 @@ pub struct AgentConfig {
     /// Packs to run at once (one CPU core each is the fast layout for these small models).
     pub slots: u32,
     /// Most jobs per pack: compatible jobs (same model, batch size, epochs, dataset) train as one
-    /// stacked computation ([`crate::train::packed`]).
+    /// stacked computation ([`crate::train`]).
     pub pack: u32,
     pub cache_dir: PathBuf,
     /// After a stop signal, how long running jobs may take to finish before they are handed back.
@@ -329,9 +330,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
     .await
     .unwrap_or(false);
     if !drained {
-        let held: Vec<(String, Arc<AtomicBool>)> = running
-            .lock()
-            .unwrap()
+        let held: Vec<(String, Arc<AtomicBool>)> = sync::lock(&running)
             .iter()
             .map(|(lease, flag)| (lease.clone(), flag.clone()))
             .collect();
@@ -433,10 +432,7 @@ impl Starter {
             .into_iter()
             .map(|lease| {
                 let stop = Arc::new(AtomicBool::new(false));
-                self.running
-                    .lock()
-                    .unwrap()
-                    .insert(lease.lease_id.clone(), stop.clone());
+                sync::lock(&self.running).insert(lease.lease_id.clone(), stop.clone());
                 job::Leased { lease, stop }
             })
             .collect();
@@ -454,7 +450,7 @@ impl Starter {
         };
         jobs.spawn(async move {
             let next = job::run_pack(leased, device, client, datasets, next, pack_size).await;
-            let mut running = running.lock().unwrap();
+            let mut running = sync::lock(&running);
             for id in &lease_ids {
                 running.remove(id);
             }
@@ -473,7 +469,7 @@ async fn heartbeats(
     let mut tick = tokio::time::interval(identity.heartbeat_interval);
     loop {
         tick.tick().await;
-        let lease_ids: Vec<String> = running.lock().unwrap().keys().cloned().collect();
+        let lease_ids: Vec<String> = sync::lock(&running).keys().cloned().collect();
         let worker_id = identity.id();
         match client
             .heartbeat(pb::HeartbeatRequest {
@@ -483,7 +479,7 @@ async fn heartbeats(
             .await
         {
             Ok(r) => {
-                let held = running.lock().unwrap();
+                let held = sync::lock(&running);
                 for stale in r.into_inner().stale_lease_ids {
                     if let Some(flag) = held.get(&stale) {
                         tracing::info!(lease = %stale, "lease no longer current; stopping its job");

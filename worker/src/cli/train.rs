@@ -13,7 +13,7 @@ use jetsweep_proto::trial::{self, Hyperparameters, MAX_BATCH_SIZE, MAX_EPOCHS};
 use super::dataset_args::{DatasetArgs, describe};
 use crate::device::{self, DeviceChoice};
 use crate::model::Architecture;
-use crate::train::{Progress, RunOptions, packed};
+use crate::train::{Progress, RunOptions, packs};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -161,7 +161,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.pack
             .map_or_else(|| device::default_pack(args.device), |k| k as usize)
     };
-    let groups = packed::packs(&configs, pack);
+    let groups = packs(&configs, pack);
     if !args.json {
         println!(
             "training {} ({} params) on {} — batch {}, {} epochs; {} trial(s) (seeds × lr) in {} pack(s) of at most {pack}{}",

@@ -1,5 +1,9 @@
-//! The training loop against its recipe: schedule, determinism, validation kind, best epoch, stopping.
+//! The epoch loop against its recipe, run by the reference engine: schedule, determinism,
+//! validation kind, best epoch, stopping, resuming.
 
+use std::ops::ControlFlow;
+
+use super::recipe::cosine_lr;
 use super::*;
 use crate::device::CpuBackend;
 use jetsweep_data::synthetic;
@@ -34,7 +38,7 @@ struct Observed {
 fn observe(data: &Prepared, cfg: &Hyperparameters, options: &RunOptions) -> Observed {
     let (mut epochs, mut steps, mut states, mut resumed) =
         (Vec::new(), Vec::new(), Vec::new(), None);
-    let summary = train::<CpuBackend>(data, cfg, &Default::default(), options, &mut |p| {
+    let summary = train_autodiff::<CpuBackend>(data, cfg, &Default::default(), options, &mut |p| {
         match p {
             Progress::Step { loss, .. } => steps.push(loss),
             Progress::Epoch(m) => epochs.push(m.clone()),
@@ -144,7 +148,7 @@ fn epochs_report_schedule_validation_kind_and_best_epoch() {
 #[test]
 fn the_observer_can_stop_a_run() {
     let data = synthetic::prepared(1_000, &Default::default()).unwrap();
-    let err = train::<CpuBackend>(
+    let err = train_autodiff::<CpuBackend>(
         &data,
         &config("jsc-tiny", 128, 5, 1e-3, 0),
         &Default::default(),
@@ -163,16 +167,22 @@ fn the_observer_can_stop_a_run() {
 
 #[test]
 fn impossible_hyperparameters_are_refused() {
+    let data = synthetic::prepared(500, &Default::default()).unwrap();
     for (cfg, needle) in [
         (config("jsc-tiny", 0, 1, 1e-3, 0), "batch_size = 0"),
         (config("jsc-tiny", 8, 1, 0.0, 0), "learning_rate = 0"),
         (config("jsc-tiny", 8, 1, f64::NAN, 0), "learning_rate = NaN"),
         (config("jsc-tiny", 8, 0, 1e-3, 0), "max_epochs = 0"),
     ] {
-        let err = Trainer::<CpuBackend>::new(cfg, Default::default())
-            .err()
-            .expect("refused")
-            .to_string();
+        let err = train_autodiff::<CpuBackend>(
+            &data,
+            &cfg,
+            &Default::default(),
+            &RunOptions::default(),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .expect_err("refused")
+        .to_string();
         assert!(err.contains(needle), "{err}");
     }
 }

@@ -8,9 +8,9 @@ use std::ops::Range;
 use jetsweep_data::NUM_FEATURES;
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::checkpoint::{self, Moments, Position, Saved};
 use crate::error::WorkerError;
 use crate::model::{self, Architecture};
+use crate::train::checkpoint::{self, Best, Moments, Position, Saved};
 
 /// Where one flat parameter sits in a trial's row of the `[K, P]` parameter tensor.
 #[derive(Debug, Clone)]
@@ -185,27 +185,14 @@ pub(crate) fn initial(configs: &[Hyperparameters], layout: &Layout) -> Vec<Saved
                 position: Position {
                     epoch: 0,
                     steps: 0,
-                    best: (f64::INFINITY, 0, 0.0),
+                    best: Best::NONE,
                     last_test_acc: 0.0,
                 },
-                tensors: checkpoint::model_tensors(&initial),
+                tensors: initial.tensors(),
                 moments: vec![None; layout.params().len()],
             }
         })
         .collect()
-}
-
-/// Saved state for a trial of `config`, checked to be after an epoch of that trial.
-pub(crate) fn decode_for(bytes: &[u8], config: &Hyperparameters) -> Result<Saved, WorkerError> {
-    let saved = checkpoint::decode(bytes)?;
-    let epoch = saved.position.epoch;
-    if epoch == 0 || epoch >= config.max_epochs || saved.position.best.1 > epoch {
-        return Err(WorkerError::Checkpoint(format!(
-            "it is after epoch {epoch} (best {}) of a trial of {}",
-            saved.position.best.1, config.max_epochs
-        )));
-    }
-    Ok(saved)
 }
 
 impl HostState {

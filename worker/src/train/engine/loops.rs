@@ -1,4 +1,4 @@
-//! The packed trainer's CPU engine: the computation of [`super::tensor_pack::PackedTrainer`] (the same
+//! The packed trainer's CPU engine: the computation of [`super::tensor::TensorEngine`] (the same
 //! forward pass, the same hand-written backward pass, the same Adam arithmetic) as plain loops over
 //! host arrays, one trial after another.
 //!
@@ -9,18 +9,17 @@
 //! batch. The burn engine stays the one for GPUs; both are tested against the autodiff trainer.
 
 use jetsweep_data::batch::{batch_ranges, epoch_order_into};
-use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Split};
+use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Prepared, Split};
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::checkpoint::Position;
-use super::pack_state::{self, HostState, Layout, NormSlots};
-use super::{ADAM_EPSILON, cosine_lr};
+use super::state::{self, HostState, Layout, NormSlots};
 use crate::error::WorkerError;
+use crate::train::checkpoint::{Position, Saved};
+use crate::train::epochs::{Engine, LaneMeans};
+use crate::train::recipe::{self, ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, BN_MOMENTUM, cosine_lr};
 
-const BN_EPSILON: f32 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
-const ADAM_BETA1: f32 = 0.9;
-const ADAM_BETA2: f32 = 0.999;
+/// The recipe's ε in the loops' precision.
+const BN_EPSILON: f32 = recipe::BN_EPSILON as f32;
 /// Rows per evaluation block (transposed to feature-major once, shared by the pack's trials).
 const EVAL_BLOCK: usize = 512;
 
@@ -59,9 +58,10 @@ struct Scratch {
     grads: Vec<f32>,
 }
 
-/// K trials' state, stepped with loops on the CPU.
-pub(crate) struct CpuPack {
+/// K trials' state, stepped with loops on the CPU over `data`.
+pub(crate) struct LoopEngine<'a> {
     configs: Vec<Hyperparameters>,
+    data: &'a Prepared,
     layout: Layout,
     state: HostState,
     scratch: Scratch,
@@ -69,14 +69,15 @@ pub(crate) struct CpuPack {
     orders: Vec<Vec<u32>>,
 }
 
-impl CpuPack {
+impl<'a> LoopEngine<'a> {
     /// A pack of `configs` (at least one; all must pack together), from their seeds.
-    pub fn new(configs: Vec<Hyperparameters>) -> Result<Self, WorkerError> {
-        pack_state::check(&configs)?;
+    pub fn new(configs: Vec<Hyperparameters>, data: &'a Prepared) -> Result<Self, WorkerError> {
+        state::check(&configs)?;
         let layout = Layout::of(&configs[0].model);
-        let state = HostState::from_saved(&layout, &pack_state::initial(&configs, &layout))?;
-        Ok(CpuPack {
+        let state = HostState::from_saved(&layout, &state::initial(&configs, &layout))?;
+        Ok(LoopEngine {
             configs,
+            data,
             layout,
             state,
             scratch: Scratch::default(),
@@ -84,29 +85,10 @@ impl CpuPack {
         })
     }
 
-    pub fn steps(&self) -> u64 {
-        self.state.steps
-    }
-
-    /// Puts saved state (by any trainer) into a pack of one; returns where the loop stood.
-    pub fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError> {
-        let saved = pack_state::decode_for(bytes, &self.configs[0])?;
-        let position = saved.position;
-        self.state = HostState::from_saved(&self.layout, &[saved])?;
-        Ok(position)
-    }
-
-    pub fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
-        which
-            .iter()
-            .map(|&(trial, position)| self.state.checkpoint(&self.layout, trial, position))
-            .collect()
-    }
-
     /// One pass over `train`, each trial in its own order for `epoch` (0-based). `on_step` gets each
     /// trial's loss for the run's first `trace_steps` steps. Returns each trial's mean loss and
     /// accuracy.
-    pub fn train_epoch(
+    fn train_split(
         &mut self,
         train: &Split,
         epoch: usize,
@@ -121,7 +103,7 @@ impl CpuPack {
         self.train_epoch_loops(train, epoch, trace_steps, on_step)
     }
 
-    /// [`CpuPack::train_epoch`] compiled for AVX2: the same loops, twice as wide.
+    /// [`LoopEngine::train_split`] compiled for AVX2: the same loops, twice as wide.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn train_epoch_avx2(
@@ -339,7 +321,7 @@ impl CpuPack {
     }
 
     /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics).
-    pub fn evaluate(&self, split: &Split) -> (Vec<f64>, Vec<f64>) {
+    fn evaluate_split(&self, split: &Split) -> (Vec<f64>, Vec<f64>) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: this CPU has AVX2 (checked just above), all the function requires.
@@ -348,7 +330,7 @@ impl CpuPack {
         self.evaluate_loops(split)
     }
 
-    /// [`CpuPack::evaluate`] compiled for AVX2.
+    /// [`LoopEngine::evaluate_split`] compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn evaluate_avx2(&self, split: &Split) -> (Vec<f64>, Vec<f64>) {
@@ -411,6 +393,42 @@ impl CpuPack {
             loss.into_iter().map(|v| v / n).collect(),
             correct.into_iter().map(|v| v / n).collect(),
         )
+    }
+}
+
+impl Engine for LoopEngine<'_> {
+    fn steps(&self) -> u64 {
+        self.state.steps
+    }
+
+    fn resume(&mut self, saved: Saved) -> Result<(), WorkerError> {
+        self.state = HostState::from_saved(&self.layout, &[saved])?;
+        Ok(())
+    }
+
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> LaneMeans {
+        let data = self.data;
+        let (loss, acc) = self.train_split(&data.train, epoch, trace_steps, on_step);
+        LaneMeans { loss, acc }
+    }
+
+    fn evaluate(&self) -> [LaneMeans; 2] {
+        [self.data.validation().0, &self.data.test].map(|split| {
+            let (loss, acc) = self.evaluate_split(split);
+            LaneMeans { loss, acc }
+        })
+    }
+
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
+        which
+            .iter()
+            .map(|&(trial, position)| self.state.checkpoint(&self.layout, trial, position))
+            .collect()
     }
 }
 

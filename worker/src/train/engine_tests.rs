@@ -1,4 +1,5 @@
-//! The packed trainer against the unpacked one: each trial of a pack is the trial trained alone.
+//! Each packed engine against the reference (autodiff) engine: each trial of a pack is the trial
+//! trained alone, step by step.
 
 use std::ops::ControlFlow;
 
@@ -7,10 +8,24 @@ use jetsweep_data::{Prepared, synthetic};
 use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::{packs, train_pack};
+use super::{
+    DeviceData, PackOutcomes, Progress, RunOptions, Summary, packs, train_autodiff, train_pack_cpu,
+    train_pack_tensors,
+};
 use crate::device::CpuBackend;
 use crate::error::WorkerError;
-use crate::train::{Progress, RunOptions, Summary, train};
+
+/// The tensor engine on the CPU backend.
+fn train_pack<B: burn::tensor::backend::Backend>(
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    device: &B::Device,
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> PackOutcomes {
+    let on_device = DeviceData::<B>::upload(data, device);
+    train_pack_tensors::<B>(data, &on_device, configs, device, options, observe)
+}
 
 fn config(model: &str, batch_size: u32, max_epochs: u32, lr: f64, seed: u64) -> Hyperparameters {
     Hyperparameters {
@@ -38,14 +53,15 @@ fn alone(data: &Prepared, cfg: &Hyperparameters) -> Trial {
         trace_steps: usize::MAX,
         ..Default::default()
     };
-    let outcome = train::<CpuBackend>(data, cfg, &Default::default(), &options, &mut |p| {
-        match p {
-            Progress::Step { loss, .. } => steps.push(loss),
-            Progress::Epoch(m) => epochs.push(m.clone()),
-            _ => {}
-        }
-        ControlFlow::Continue(())
-    });
+    let outcome =
+        train_autodiff::<CpuBackend>(data, cfg, &Default::default(), &options, &mut |p| {
+            match p {
+                Progress::Step { loss, .. } => steps.push(loss),
+                Progress::Epoch(m) => epochs.push(m.clone()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        });
     Trial {
         steps,
         epochs,
@@ -61,17 +77,19 @@ fn packed(
     options: &RunOptions,
 ) -> [(&'static str, Vec<Trial>); 2] {
     [
-        ("cpu loops", packed_with(data, cfgs, options, false)),
-        ("tensors", packed_with(data, cfgs, options, true)),
+        ("cpu loops", packed_with(data, cfgs, options, false, None)),
+        ("tensors", packed_with(data, cfgs, options, true, None)),
     ]
 }
 
-/// The pack by the tensor trainer (`tensors`) or by the CPU loops.
+/// The pack by the tensor engine (`tensors`) or by the CPU loops; `stop: Some((lane, epoch))`
+/// stops that lane after that epoch's report, as a lost lease or an early-stopping decision does.
 fn packed_with(
     data: &Prepared,
     cfgs: &[Hyperparameters],
     options: &RunOptions,
     tensors: bool,
+    stop: Option<(usize, u32)>,
 ) -> Vec<Trial> {
     let mut trials: Vec<Trial> = cfgs
         .iter()
@@ -84,7 +102,12 @@ fn packed_with(
     let mut observe = |i: usize, p: Progress<'_>| {
         match p {
             Progress::Step { loss, .. } => trials[i].steps.push(loss),
-            Progress::Epoch(m) => trials[i].epochs.push(m.clone()),
+            Progress::Epoch(m) => {
+                trials[i].epochs.push(m.clone());
+                if stop == Some((i, m.epoch)) {
+                    return ControlFlow::Break("stopped early".into());
+                }
+            }
             _ => {}
         }
         ControlFlow::Continue(())
@@ -92,7 +115,7 @@ fn packed_with(
     let outcomes = if tensors {
         train_pack::<Flex>(data, cfgs, &Default::default(), options, &mut observe)
     } else {
-        super::train_pack_cpu(data, cfgs, options, &mut observe)
+        train_pack_cpu(data, cfgs, options, &mut observe)
     }
     .unwrap();
     for (t, o) in trials.iter_mut().zip(outcomes) {
@@ -278,33 +301,44 @@ fn a_diverging_trial_ends_alone_and_the_rest_go_on() {
 }
 
 #[test]
-/// Stopping one trial of a pack (its lease went stale) ends that trial only.
-fn stopping_one_trial_leaves_the_others_running() {
-    let data = synthetic::prepared(1_000, &Default::default()).unwrap();
+/// Stopping lane k of a pack after epoch e (its lease went stale, or a search stopped it early)
+/// ends that lane there, and its pack-mates end exactly as each would alone, in both engines.
+fn stopping_lane_k_after_epoch_e_leaves_its_pack_mates_as_alone() {
+    let data = synthetic::prepared(1_500, &Default::default()).unwrap();
     let cfgs = vec![
-        config("jsc-tiny", 50, 3, 1e-3, 1),
-        config("jsc-tiny", 50, 3, 1e-3, 2),
+        config("jsc-tiny", 50, 4, 1e-3, 1),
+        config("jsc-tiny", 50, 4, 3e-3, 2),
+        config("jsc-tiny", 50, 4, 1e-2, 3),
     ];
-    let mut epochs = [0u32; 2];
-    let outcomes = train_pack::<Flex>(
-        &data,
-        &cfgs,
-        &Default::default(),
-        &Default::default(),
-        &mut |i, p| {
-            if let Progress::Epoch(m) = p {
-                epochs[i] = m.epoch;
-                if i == 0 && m.epoch == 1 {
-                    return ControlFlow::Break("lease lost".into());
-                }
+    for (lane, epoch) in [(0, 1), (1, 2), (2, 3)] {
+        for (engine, tensors) in [("cpu loops", false), ("tensors", true)] {
+            let trials = packed_with(&data, &cfgs, &traced(), tensors, Some((lane, epoch)));
+            let what = format!("{engine}: lane {lane} stopped after epoch {epoch}");
+            assert_eq!(
+                trials[lane].outcome.as_ref().unwrap_err(),
+                "training stopped: stopped early",
+                "{what}"
+            );
+            assert_eq!(
+                trials[lane]
+                    .epochs
+                    .iter()
+                    .map(|m| m.epoch)
+                    .collect::<Vec<_>>(),
+                (1..=epoch).collect::<Vec<_>>(),
+                "{what}: its epochs"
+            );
+            for mate in (0..cfgs.len()).filter(|&m| m != lane) {
+                let alone = alone(&data, &cfgs[mate]);
+                assert_same(
+                    &format!("{what}, mate {mate}"),
+                    &trials[mate],
+                    &alone,
+                    Agreement::Exact,
+                );
             }
-            ControlFlow::Continue(())
-        },
-    )
-    .unwrap();
-    assert!(matches!(&outcomes[0], Err(WorkerError::Stopped(r)) if r == "lease lost"));
-    assert_eq!(outcomes[1].as_ref().unwrap().epochs, 3);
-    assert_eq!(epochs, [1, 3]);
+        }
+    }
 }
 
 #[test]
@@ -355,7 +389,7 @@ fn packed_state_resumes_in_either_trainer() {
         // The autodiff trainer takes the state too and ends near where the pack did: its rounding
         // differs (1e-7 a step), which two epochs at these learning rates grow to ~2e-4 in loss.
         let mut last_loss = f64::NAN;
-        train::<CpuBackend>(
+        train_autodiff::<CpuBackend>(
             &data,
             cfg,
             &Default::default(),

@@ -18,8 +18,6 @@
 //! selects its rows on the device: no host round trip per step. Losses and accuracies are summed on
 //! the device and read once per epoch.
 
-use std::time::Instant;
-
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -27,16 +25,13 @@ use jetsweep_data::batch::{batch_ranges, epoch_order};
 use jetsweep_data::{NUM_CLASSES, NUM_FEATURES, Prepared, Split};
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::checkpoint::{Position, Saved};
-use super::pack_state::{self, HostState, Layout, NormSlots, Slot, StageSlots};
-use super::{ADAM_EPSILON, cosine_lr};
+use super::state::{self, HostState, Layout, NormSlots, Slot, StageSlots};
 use crate::error::WorkerError;
-
-/// PyTorch's BatchNorm1d defaults (as [`crate::model`]).
-const BN_EPSILON: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
-const ADAM_BETA1: f32 = 0.9;
-const ADAM_BETA2: f32 = 0.999;
+use crate::train::checkpoint::{Position, Saved};
+use crate::train::epochs::{Engine, LaneMeans};
+use crate::train::recipe::{
+    ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, BN_EPSILON, BN_MOMENTUM, cosine_lr,
+};
 
 /// Columns per evaluation chunk: each chunk is one forward pass of all K trials.
 const EVAL_COLUMNS: usize = 1024;
@@ -44,7 +39,7 @@ const EVAL_COLUMNS: usize = 1024;
 /// One split on the device, feature-major in chunks for evaluation (features `[16, c]`, one-hot
 /// labels `[5, c]`), and, for the split gathered from on the device, row-major too (`[n, 16]`,
 /// `[n, 5]`).
-pub(super) struct DeviceSplit<B: Backend> {
+pub(crate) struct DeviceSplit<B: Backend> {
     chunks: Vec<(Tensor<B, 2>, Tensor<B, 2>)>,
     rows_for_gather: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     rows: usize,
@@ -133,9 +128,11 @@ struct StageCache<B: Backend> {
     output: Tensor<B, 3>,
 }
 
-/// K trials' parameters, Adam state and BatchNorm statistics, stepping through epochs together.
-pub struct PackedTrainer<B: Backend> {
+/// K trials' parameters, Adam state and BatchNorm statistics, stepping through epochs together on
+/// `data`.
+pub(crate) struct TensorEngine<'a, B: Backend> {
     configs: Vec<Hyperparameters>,
+    data: &'a DeviceData<B>,
     layout: Layout,
     device: B::Device,
     /// `[K, P]`: each trial's parameters in one row.
@@ -149,16 +146,21 @@ pub struct PackedTrainer<B: Backend> {
     steps: u64,
 }
 
-impl<B: Backend> PackedTrainer<B> {
+impl<'a, B: Backend> TensorEngine<'a, B> {
     /// A pack of `configs` (at least one; all must pack together), each initialised from its seed
     /// exactly as [`model::init`] does.
-    pub fn new(configs: Vec<Hyperparameters>, device: B::Device) -> Result<Self, WorkerError> {
-        pack_state::check(&configs)?;
+    pub fn new(
+        configs: Vec<Hyperparameters>,
+        data: &'a DeviceData<B>,
+        device: B::Device,
+    ) -> Result<Self, WorkerError> {
+        state::check(&configs)?;
         let first = &configs[0];
         let layout = Layout::of(&first.model);
-        let states = pack_state::initial(&configs, &layout);
-        let mut trainer = PackedTrainer {
+        let states = state::initial(&configs, &layout);
+        let mut trainer = TensorEngine {
             configs,
+            data,
             layout,
             params: Tensor::zeros([1, 1], &device),
             moment1: Tensor::zeros([1, 1], &device),
@@ -169,10 +171,6 @@ impl<B: Backend> PackedTrainer<B> {
         };
         trainer.set_state(&states)?;
         Ok(trainer)
-    }
-
-    pub fn steps(&self) -> u64 {
-        self.steps
     }
 
     /// Puts every trial's state (one [`Saved`] per trial, all after the same number of steps) in
@@ -198,40 +196,6 @@ impl<B: Backend> PackedTrainer<B> {
             .collect();
         self.steps = state.steps;
         Ok(())
-    }
-
-    /// Each asked trial's state after an epoch, in the checkpoint format of the unpacked trainer
-    /// (either trainer resumes from the other's state), reading the device once.
-    pub(super) fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
-        let state = HostState {
-            params: host(self.params.clone()),
-            moment1: host(self.moment1.clone()),
-            moment2: host(self.moment2.clone()),
-            running: self
-                .running
-                .iter()
-                .map(|(m, v)| (host(m.clone()), host(v.clone())))
-                .collect(),
-            steps: self.steps,
-        };
-        which
-            .iter()
-            .map(|&(trial, position)| state.checkpoint(&self.layout, trial, position))
-            .collect()
-    }
-
-    /// Puts the state saved after some epoch (by either trainer) back into a pack of one; returns
-    /// where the loop stood. On an error the trainer is unchanged.
-    pub fn resume(&mut self, bytes: &[u8]) -> Result<Position, WorkerError> {
-        if self.configs.len() != 1 {
-            return Err(WorkerError::Invalid(
-                "only a pack of one trial can resume from saved state".into(),
-            ));
-        }
-        let saved = pack_state::decode_for(bytes, &self.configs[0])?;
-        let position = saved.position;
-        self.set_state(&[saved])?;
-        Ok(position)
     }
 
     /// A parameter of every trial: a vector as `[K, n, 1]` (one value per feature row), a weight as
@@ -387,15 +351,14 @@ impl<B: Backend> PackedTrainer<B> {
 
     /// One pass over the training split, each trial in its own order for `epoch` (0-based).
     /// `on_step` gets each trial's loss for the run's first `trace_steps` steps. Returns each trial's
-    /// mean loss and accuracy and the pass's wall time.
-    pub(super) fn train_epoch(
+    /// mean loss and accuracy, read back from the device (so all the work is done).
+    fn train_split(
         &mut self,
-        data: &DeviceData<B>,
         epoch: usize,
         trace_steps: usize,
         on_step: &mut dyn FnMut(usize, u64, f64),
-    ) -> (Vec<f64>, Vec<f64>, f64) {
-        let start = Instant::now();
+    ) -> (Vec<f64>, Vec<f64>) {
+        let data = self.data;
         let k = self.configs.len();
         let rows = data.train.rows;
         let max_epochs = self.configs[0].max_epochs as usize;
@@ -439,14 +402,13 @@ impl<B: Backend> PackedTrainer<B> {
             }
             sums.add(loss, correct);
         }
-        // Reading the sums waits for the device, so the time covers all the work.
-        let (loss, acc) = sums.means(k, rows);
-        (loss, acc, start.elapsed().as_secs_f64())
+        // Reading the sums waits for the device, so the loop's time covers all the work.
+        sums.means(k, rows)
     }
 
     /// Each trial's mean loss and accuracy over `split` (running BatchNorm statistics): each
     /// chunk of rows is one forward pass of all K trials, the chunk repeated per trial.
-    pub(super) fn evaluate(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
+    fn evaluate_split(&self, split: &DeviceSplit<B>) -> (Vec<f64>, Vec<f64>) {
         let k = self.configs.len();
         let mut sums = Sums::default();
         for (x, onehot) in &split.chunks {
@@ -481,6 +443,54 @@ impl<B: Backend> PackedTrainer<B> {
             a = relu(z);
         }
         a
+    }
+}
+
+impl<B: Backend> Engine for TensorEngine<'_, B> {
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn resume(&mut self, saved: Saved) -> Result<(), WorkerError> {
+        self.set_state(&[saved])
+    }
+
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> LaneMeans {
+        let (loss, acc) = self.train_split(epoch, trace_steps, on_step);
+        LaneMeans { loss, acc }
+    }
+
+    fn evaluate(&self) -> [LaneMeans; 2] {
+        let val = self.data.val.as_ref().unwrap_or(&self.data.train);
+        [val, &self.data.test].map(|split| {
+            let (loss, acc) = self.evaluate_split(split);
+            LaneMeans { loss, acc }
+        })
+    }
+
+    /// Each asked trial's state after an epoch, in the checkpoint format of the unpacked trainer
+    /// (either trainer resumes from the other's state), reading the device once.
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {
+        let state = HostState {
+            params: host(self.params.clone()),
+            moment1: host(self.moment1.clone()),
+            moment2: host(self.moment2.clone()),
+            running: self
+                .running
+                .iter()
+                .map(|(m, v)| (host(m.clone()), host(v.clone())))
+                .collect(),
+            steps: self.steps,
+        };
+        which
+            .iter()
+            .map(|&(trial, position)| state.checkpoint(&self.layout, trial, position))
+            .collect()
     }
 }
 

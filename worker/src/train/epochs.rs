@@ -1,0 +1,252 @@
+//! The one epoch loop, whatever computes the steps: K trials (lanes) of one model, batch size and
+//! epoch count go through their epochs together, and this loop owns everything that is not
+//! arithmetic — each lane's metrics, divergence, best epoch, stop, checkpoints and the progress it
+//! reports. An [`Engine`] owns the arithmetic: the CPU loops, burn tensors, or burn's autodiff (the
+//! reference, one lane), each in `engine/`.
+//!
+//! A lane ends on its own: it diverges (its numbers stop being numbers), its observer stops it
+//! (a lost lease, a cancelled job, an early-stopping decision), or it reaches `max_epochs`. Its
+//! pack-mates go on exactly as if it had never been there: nothing an engine computes mixes lanes.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use jetsweep_data::Prepared;
+use jetsweep_proto::metrics::EpochMetrics;
+use jetsweep_proto::trial::Hyperparameters;
+
+use super::checkpoint::{self, Best, Position, Saved};
+use super::recipe::cosine_lr;
+use super::{Progress, RunOptions, Summary};
+use crate::error::WorkerError;
+
+/// Each lane's mean loss and accuracy over one split, in lane order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LaneMeans {
+    pub loss: Vec<f64>,
+    pub acc: Vec<f64>,
+}
+
+/// What the loop needs of an engine: the arithmetic of a pack, on its own data.
+pub(crate) trait Engine {
+    /// Optimizer steps taken so far (the same for every lane).
+    fn steps(&self) -> u64;
+    /// Puts `saved` (checked by the loop to be after an epoch of this trial) into a pack of one
+    /// lane. Checks it against the model; on an error the engine is unchanged.
+    fn resume(&mut self, saved: Saved) -> Result<(), WorkerError>;
+    /// One pass over the training split, each lane in its own order for `epoch` (0-based) at its
+    /// learning rate for that epoch; `on_step(lane, step, loss)` for the run's first `trace_steps`
+    /// steps. Returns once the work is done (a device's sums read back), so the loop can time it.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        trace_steps: usize,
+        on_step: &mut dyn FnMut(usize, u64, f64),
+    ) -> LaneMeans;
+    /// Each lane evaluated (running BatchNorm statistics) on the validation split, then on the
+    /// test split.
+    fn evaluate(&self) -> [LaneMeans; 2];
+    /// The asked lanes' state as checkpoint bytes, each with its position.
+    fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>>;
+}
+
+/// What one lane is doing.
+enum Lane {
+    Running { best: Best, last_test_acc: f64 },
+    Ended(Result<Summary, WorkerError>),
+}
+
+/// Refuses a pack that cannot start: an empty split, or saved state for more than one lane.
+/// Called before an engine is built (building one costs the initial parameters).
+pub(crate) fn check(
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+) -> Result<(), WorkerError> {
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(WorkerError::Invalid(format!(
+            "dataset {} has an empty train or test split",
+            data.provenance.source
+        )));
+    }
+    if options.resume.is_some() && configs.len() != 1 {
+        return Err(WorkerError::Invalid(
+            "only a pack of one trial can resume from saved state".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `configs` (already [`check`]ed, and the trials `engine` was built for) through their
+/// epochs: from scratch, or a pack of one from [`RunOptions::resume`]. Reports through
+/// `observe(lane, progress)`; `observe` returning `Break(reason)` stops that lane after the
+/// current epoch's report. Returns each lane's outcome, in order.
+pub(crate) fn run(
+    mut engine: impl Engine,
+    data: &Prepared,
+    configs: &[Hyperparameters],
+    options: &RunOptions,
+    observe: &mut dyn FnMut(usize, Progress<'_>) -> ControlFlow<String>,
+) -> Vec<Result<Summary, WorkerError>> {
+    let val_kind = data.validation().1;
+    let mut lanes: Vec<Lane> = configs
+        .iter()
+        .map(|_| Lane::Running {
+            best: Best::NONE,
+            last_test_acc: 0.0,
+        })
+        .collect();
+    let mut first_epoch = 0;
+    if let Some(bytes) = &options.resume {
+        let resumed = checkpoint::decode_for(bytes, &configs[0]).and_then(|saved| {
+            let position = saved.position;
+            engine.resume(saved).map(|()| position)
+        });
+        match resumed {
+            Ok(position) => {
+                lanes[0] = Lane::Running {
+                    best: position.best,
+                    last_test_acc: position.last_test_acc,
+                };
+                first_epoch = position.epoch as usize;
+                let _ = observe(0, Progress::Resumed(Ok(position.epoch)));
+            }
+            Err(e) => {
+                let _ = observe(0, Progress::Resumed(Err(&e)));
+            }
+        }
+    }
+    let epochs = configs[0].max_epochs as usize;
+    let train_rows = data.train.len() as f64;
+    for epoch in first_epoch..epochs {
+        if lanes.iter().all(|l| matches!(l, Lane::Ended(_))) {
+            break;
+        }
+        // A stop asked for during the epoch's steps takes effect after its report.
+        let mut stops: Vec<Option<String>> = vec![None; configs.len()];
+        let mut on_step = |lane: usize, step: u64, loss: f64| {
+            if matches!(lanes[lane], Lane::Running { .. })
+                && let ControlFlow::Break(reason) = observe(
+                    lane,
+                    Progress::Step {
+                        step: step as usize,
+                        loss,
+                    },
+                )
+            {
+                stops[lane].get_or_insert(reason);
+            }
+        };
+        let start = Instant::now();
+        let train = engine.train_epoch(epoch, options.trace_steps, &mut on_step);
+        let seconds = start.elapsed().as_secs_f64();
+        let [val, test] = engine.evaluate();
+        let number = epoch as u32 + 1;
+        let mut to_save = Vec::new();
+        for (lane, state) in lanes.iter_mut().enumerate() {
+            let Lane::Running {
+                best,
+                last_test_acc,
+            } = state
+            else {
+                continue;
+            };
+            let config = &configs[lane];
+            let metrics = EpochMetrics {
+                epoch: number,
+                lr: cosine_lr(config.learning_rate, epoch, epochs),
+                train_loss: train.loss[lane],
+                train_acc: train.acc[lane],
+                val_loss: val.loss[lane],
+                val_acc: val.acc[lane],
+                test_loss: test.loss[lane],
+                test_acc: test.acc[lane],
+                seconds,
+                samples_per_second: train_rows / seconds.max(1e-9),
+            };
+            // A lane whose numbers are no longer numbers has diverged; every report of it would be
+            // refused. The rest go on.
+            if let Err(e) = metrics.check() {
+                *state = Lane::Ended(Err(WorkerError::Diverged {
+                    epoch: number,
+                    what: e.to_string(),
+                }));
+                continue;
+            }
+            *last_test_acc = test.acc[lane];
+            if val.loss[lane] < best.val_loss {
+                *best = Best {
+                    val_loss: val.loss[lane],
+                    epoch: number,
+                    test_acc: test.acc[lane],
+                };
+            }
+            if let ControlFlow::Break(reason) = observe(lane, Progress::Epoch(&metrics)) {
+                stops[lane].get_or_insert(reason);
+            }
+            if let Some(reason) = stops[lane].take() {
+                *state = Lane::Ended(Err(WorkerError::Stopped(reason)));
+                continue;
+            }
+            if number == config.max_epochs {
+                *state = Lane::Ended(Ok(Summary {
+                    params: config.model.param_count(),
+                    epochs: config.max_epochs,
+                    test_acc: test.acc[lane],
+                    best_epoch: best.epoch,
+                    best_test_acc: best.test_acc,
+                    val: val_kind,
+                }));
+            } else if options.checkpoints {
+                to_save.push((
+                    lane,
+                    Position {
+                        epoch: number,
+                        steps: engine.steps(),
+                        best: *best,
+                        last_test_acc: *last_test_acc,
+                    },
+                ));
+            }
+        }
+        if !to_save.is_empty() {
+            for ((lane, position), state) in to_save.iter().zip(engine.checkpoints(&to_save)) {
+                if let ControlFlow::Break(reason) = observe(
+                    *lane,
+                    Progress::Checkpoint {
+                        epoch: position.epoch,
+                        state,
+                    },
+                ) {
+                    lanes[*lane] = Lane::Ended(Err(WorkerError::Stopped(reason)));
+                }
+            }
+        }
+    }
+    lanes
+        .into_iter()
+        .map(|lane| match lane {
+            Lane::Ended(outcome) => outcome,
+            Lane::Running { .. } => Err(WorkerError::Stopped(
+                "the pack ended before this trial did".into(),
+            )),
+        })
+        .collect()
+}
+
+/// The trials of `configs` (in order) grouped into packs of at most `max_pack` that can train
+/// together: returns indices into `configs`.
+pub fn packs(configs: &[Hyperparameters], max_pack: usize) -> Vec<Vec<usize>> {
+    let max_pack = max_pack.max(1);
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, c) in configs.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|g| g.len() < max_pack && configs[g[0]].packs_with(c))
+        {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
