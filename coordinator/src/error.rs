@@ -92,6 +92,17 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(String),
 
+    /// A cancel of a sweep with nothing left to run: nothing was changed.
+    #[error(
+        "sweep {sweep_id} has already finished ({done} done, {failed} failed, {cancelled} cancelled): there is nothing to cancel, and nothing was changed"
+    )]
+    SweepFinished {
+        sweep_id: String,
+        done: u32,
+        failed: u32,
+        cancelled: u32,
+    },
+
     /// A report on a lease that is no longer the job's current one: the job expired and was taken by
     /// another lease, or it ended. The worker must drop it.
     #[error("lease {lease_id} is not current: {reason}")]
@@ -171,7 +182,7 @@ impl From<Error> for Status {
                 Status::invalid_argument(message)
             }
             Error::TooManyCells { .. } => Status::resource_exhausted(message),
-            Error::Protocol { .. } | Error::StaleLease { .. } => {
+            Error::Protocol { .. } | Error::StaleLease { .. } | Error::SweepFinished { .. } => {
                 Status::failed_precondition(message)
             }
             Error::Dataset { problem, .. } => match problem {

@@ -40,17 +40,36 @@ pub(super) fn cancel_job(
 }
 
 /// Cancels a sweep: its queued jobs now (unless another live sweep shares them), its leased ones at
-/// their worker's next report or heartbeat.
+/// their worker's next report or heartbeat. The sweep records which of its jobs it cancelled, so it
+/// stays cancelled whatever a later sweep does with them ([`super::rows::state_in_sweep`]). A sweep
+/// with nothing left to run is refused ([`Error::SweepFinished`]) and nothing changes.
 pub fn cancel_sweep(
     tx: &Transaction<'_>,
     sweep_id: &str,
     now: Millis,
 ) -> Result<SweepCounts, Error> {
-    sweep_counts(tx, sweep_id)?;
+    let before = sweep_counts(tx, sweep_id)?;
+    if before.queued == 0 && before.leased == 0 {
+        return Err(Error::SweepFinished {
+            sweep_id: sweep_id.to_string(),
+            done: before.done,
+            failed: before.failed,
+            cancelled: before.cancelled,
+        });
+    }
     exec(
         tx,
         "UPDATE sweeps SET cancel_requested = 1 WHERE id = ?1",
         [sweep_id],
+    )?;
+    // Its unfinished jobs, each with the lease running it now (which may still finish it).
+    exec(
+        tx,
+        "UPDATE sweep_jobs SET cancelled_ms = ?2,
+                cancelled_lease = (SELECT j.lease_id FROM jobs j WHERE j.id = sweep_jobs.job_id AND j.state = 'leased')
+         WHERE sweep_id = ?1 AND cancelled_ms IS NULL
+           AND job_id IN (SELECT id FROM jobs WHERE state IN ('queued', 'leased'))",
+        params![sweep_id, now],
     )?;
     let queued: Vec<String> = tx
         .prepare("SELECT j.id FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.state = 'queued'")?

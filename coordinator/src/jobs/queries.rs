@@ -3,7 +3,8 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::rows::{corrupt, job_columns, job_from_row};
+use super::JobState;
+use super::rows::{corrupt, job_columns, job_from_row, state_in_sweep};
 use super::{Job, SweepCounts};
 use std::collections::HashMap;
 
@@ -64,9 +65,11 @@ pub fn sweep_head(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, E
 /// Errors: NotFound.
 pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, Error> {
     let mut c = sweep_head(tx, sweep_id)?;
-    let mut stmt = tx.prepare_cached(
-        "SELECT j.state, COUNT(*), SUM(s.reused) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY j.state",
-    )?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        state_in_sweep!(),
+        ", COUNT(*), SUM(s.reused) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY 1",
+    ))?;
     let rows = stmt.query_map([sweep_id], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -151,12 +154,13 @@ pub fn sweep_activity(
         )?
         .query_row(params![sweep_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let best = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT j.id, json_extract(j.result_json, '$.best_test_acc')
              FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
-             WHERE s.sweep_id = ?1 AND j.state = 'done' AND j.summary_json IS NOT NULL
-             ORDER BY json_extract(j.summary_json, '$.best_val_loss') LIMIT 1",
-        )?
+             WHERE s.sweep_id = ?1 AND j.summary_json IS NOT NULL AND ",
+            state_in_sweep!(),
+            " = 'done' ORDER BY json_extract(j.summary_json, '$.best_val_loss') LIMIT 1"
+        ))?
         .query_row([sweep_id], |r| {
             Ok(BestTrial {
                 job_id: r.get(0)?,
@@ -206,7 +210,9 @@ pub fn jobs_page(
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT ",
         job_columns!(),
-        ", s.position FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND s.position >= ?3 ORDER BY s.position LIMIT ?2"
+        ", s.position, ",
+        state_in_sweep!(),
+        " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND s.position >= ?3 ORDER BY s.position LIMIT ?2"
     ))?;
     let position_column = job_columns!().split(',').count();
     let mut rows = stmt.query(params![sweep_id, i64::from(limit) + 1, from_position])?;
@@ -217,9 +223,23 @@ pub fn jobs_page(
             next = Some(position);
             break;
         }
-        page.push(job_from_row(r)?);
+        page.push(job_in_sweep(r, position_column + 1)?);
     }
     Ok((page.into_iter().collect::<Result<_, _>>()?, next))
+}
+
+/// A job row followed, at `view_column`, by its [`state_in_sweep`]: a job its sweep cancelled
+/// reads as cancelled there, whatever its own state now.
+fn job_in_sweep(r: &rusqlite::Row<'_>, view_column: usize) -> rusqlite::Result<Result<Job, Error>> {
+    let view: String = r.get(view_column)?;
+    Ok(job_from_row(r)?.map(|mut job| {
+        if view == "cancelled" && job.state.status() != JobStatus::Cancelled {
+            job.state = JobState::Cancelled {
+                reason: "sweep cancelled".into(),
+            };
+        }
+        job
+    }))
 }
 
 /// The reference of a dataset some sweep uses, by its content hash. Errors: NotFound.
@@ -254,12 +274,13 @@ pub fn epochs_of(tx: &Transaction<'_>, lease_id: &str) -> Result<Vec<EpochMetric
 /// readable.
 pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialOutcome>, Error> {
     sweep_head(tx, sweep_id)?;
-    let mut stmt = tx.prepare_cached(
-        "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed,
-                j.state, j.result_json, j.summary_json
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, ",
+        state_in_sweep!(),
+        ", j.result_json, j.summary_json
          FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
-         WHERE s.sweep_id = ?1 ORDER BY s.position",
-    )?;
+         WHERE s.sweep_id = ?1 ORDER BY s.position"
+    ))?;
     let mut rows = stmt.query([sweep_id])?;
     let mut out = Vec::new();
     // Sweeps name few models: each name is parsed once.
@@ -453,10 +474,15 @@ pub fn sweep_changes(
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT ",
         job_columns!(),
+        ", ",
+        state_in_sweep!(),
         " FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.updated_ms >= ?2 ORDER BY s.position LIMIT ?3"
     ))?;
+    let view_column = job_columns!().split(',').count();
     let jobs = stmt
-        .query_map(params![sweep_id, jobs_since, limit], job_from_row)?
+        .query_map(params![sweep_id, jobs_since, limit], |r| {
+            job_in_sweep(r, view_column)
+        })?
         .map(|r| r?)
         .collect::<Result<_, _>>()?;
     Ok((epochs, jobs, cursor))

@@ -20,6 +20,22 @@ macro_rules! job_columns {
 }
 pub(super) use job_columns;
 
+/// A job's state as one of its sweeps sees it (`s` its `sweep_jobs` row, `j` the job): the job's
+/// own state, unless that sweep cancelled it — then `cancelled`, except while the lease that was
+/// running at the cancel still runs (`leased`: it stops at its next report) or if that lease
+/// finished the job (`done`: a result that arrives is kept). So a cancelled sweep stays cancelled
+/// whatever a later sweep does with the same jobs.
+macro_rules! state_in_sweep {
+    () => {
+        "(CASE WHEN s.cancelled_ms IS NULL THEN j.state \
+          WHEN j.state = 'leased' AND j.lease_id = s.cancelled_lease THEN 'leased' \
+          WHEN j.state = 'done' AND EXISTS (SELECT 1 FROM attempts c \
+               WHERE c.lease_id = s.cancelled_lease AND c.outcome = 'done') THEN 'done' \
+          ELSE 'cancelled' END)"
+    };
+}
+pub(super) use state_in_sweep;
+
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
 }

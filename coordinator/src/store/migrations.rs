@@ -205,4 +205,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     )
     WHERE state = 'done';
     "#,
+    // 12: a sweep's own record of the jobs it cancelled (when, and the lease then running, which
+    // may still finish), so a cancelled sweep stays cancelled whatever a later sweep does with the
+    // same jobs (it reads them through `jobs::rows::state_in_sweep`). Filled in for sweeps cancelled
+    // before: each of their jobs not done counts as cancelled by them, its running lease kept; when
+    // they cancelled is not known, so their creation time stands in.
+    r#"
+    ALTER TABLE sweep_jobs ADD COLUMN cancelled_ms INTEGER;
+    ALTER TABLE sweep_jobs ADD COLUMN cancelled_lease TEXT;
+    UPDATE sweep_jobs SET
+        cancelled_ms = (SELECT w.created_ms FROM sweeps w WHERE w.id = sweep_jobs.sweep_id),
+        cancelled_lease = (SELECT j.lease_id FROM jobs j WHERE j.id = sweep_jobs.job_id AND j.state = 'leased')
+    WHERE sweep_id IN (SELECT id FROM sweeps WHERE cancel_requested = 1)
+      AND job_id IN (SELECT id FROM jobs WHERE state != 'done');
+    "#,
 ];

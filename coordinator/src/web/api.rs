@@ -29,7 +29,8 @@ pub struct SweepJson {
     id: String,
     name: String,
     created_ms: i64,
-    /// running, queued, done, failed (some job failed, none left), cancelled.
+    /// running, queued, done, failed (some job failed, none left); once cancelled: cancelling
+    /// (jobs that were running at the cancel still are), then cancelled for good.
     state: &'static str,
     total: u32,
     queued: u32,
@@ -43,16 +44,17 @@ pub struct SweepJson {
 }
 
 fn sweep_state(c: &SweepCounts) -> &'static str {
-    if c.leased > 0 {
-        "running"
-    } else if c.queued > 0 {
-        if c.cancel_requested {
+    if c.cancel_requested {
+        // Counted as the sweep sees its jobs: what it cancelled stays cancelled.
+        if c.leased > 0 || c.queued > 0 {
             "cancelling"
         } else {
-            "queued"
+            "cancelled"
         }
-    } else if c.cancel_requested && c.cancelled > 0 {
-        "cancelled"
+    } else if c.leased > 0 {
+        "running"
+    } else if c.queued > 0 {
+        "queued"
     } else if c.failed > 0 {
         "failed"
     } else {
