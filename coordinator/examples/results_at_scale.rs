@@ -38,12 +38,18 @@ async fn complete_all(c: &mut TestCoordinator, worker: &str) -> usize {
                     lr: 1e-3,
                     ..Default::default()
                 }],
-                lease_next: if leases.is_empty() { 64 } else { 0 },
+                slots: if leases.is_empty() { 64 } else { 0 },
                 ..Default::default()
             })
             .await
             .expect("completion accepted");
-        leases.extend(next.into_inner().leases);
+        leases.extend(
+            next.into_inner()
+                .packs
+                .into_iter()
+                .flat_map(|p| p.leases)
+                .collect::<Vec<_>>(),
+        );
         done += 1;
     }
     done
@@ -103,13 +109,16 @@ async fn main() {
                     .lease_jobs(pb::LeaseJobsRequest {
                         pack_size: 1,
                         worker_id: id.clone(),
-                        max_jobs: 1,
+                        slots: 1,
                         request_id: String::new(),
                     })
                     .await
                     .unwrap()
                     .into_inner()
-                    .leases;
+                    .packs
+                    .into_iter()
+                    .flat_map(|p| p.leases)
+                    .collect::<Vec<_>>();
                 latencies.push(start.elapsed());
                 for l in leases {
                     workers

@@ -1,5 +1,5 @@
 //! Benchmark: the store's cost per job without the network: what the writer thread spends to
-//! complete one job (with its one epoch) and lease the next, as `CompleteJob` with `lease_next` does,
+//! complete one job (with its one epoch) and lease the next, as `CompleteJob` with `slots` does,
 //! committed in groups as the writer commits concurrent requests (straight through, as the writer
 //! runs a group in which no request fails).
 //!

@@ -74,16 +74,16 @@ async fn main() {
     time("/api/sweeps");
     time(&format!("/api/sweeps?from={}", sweeps / 2));
     let t = Instant::now();
-    let listed = c
+    let page = c
         .sweeps
-        .list_sweeps(pb::ListSweepsRequest {})
+        .list_sweeps(pb::ListSweepsRequest::default())
         .await
         .unwrap()
-        .into_inner()
-        .sweeps
-        .len();
+        .into_inner();
     println!(
-        "ListSweeps: {listed} sweeps in {:.1} ms",
+        "ListSweeps: the first page, {} of {} sweeps, in {:.1} ms",
+        page.sweeps.len(),
+        page.total,
         1000.0 * t.elapsed().as_secs_f64()
     );
 }

@@ -148,13 +148,16 @@ async fn simulate(
         .lease_jobs(pb::LeaseJobsRequest {
             pack_size: 1,
             worker_id: id.clone(),
-            max_jobs: 1,
+            slots: 1,
             request_id: request_id(),
         })
         .await
         .unwrap()
         .into_inner()
-        .leases
+        .packs
+        .into_iter()
+        .flat_map(|p| p.leases)
+        .collect::<Vec<_>>()
         .pop();
     latencies.push(t.elapsed());
     while let Some(l) = lease {
@@ -184,13 +187,16 @@ async fn simulate(
                 .lease_jobs(pb::LeaseJobsRequest {
                     pack_size: 1,
                     worker_id: id.clone(),
-                    max_jobs: 1,
+                    slots: 1,
                     request_id: request_id(),
                 })
                 .await
                 .unwrap()
                 .into_inner()
-                .leases
+                .packs
+                .into_iter()
+                .flat_map(|p| p.leases)
+                .collect::<Vec<_>>()
                 .pop();
         } else {
             t = Instant::now();
@@ -200,7 +206,7 @@ async fn simulate(
                     lease_id: l.lease_id,
                     result: Some(RESULT),
                     epochs: vec![epoch()],
-                    lease_next: 1,
+                    slots: 1,
                     worker_id: id.clone(),
                     // As the real worker does: a retry would get the same next lease.
                     request_id: request_id(),
@@ -208,7 +214,10 @@ async fn simulate(
                 .await
                 .unwrap()
                 .into_inner()
-                .leases
+                .packs
+                .into_iter()
+                .flat_map(|p| p.leases)
+                .collect::<Vec<_>>()
                 .pop();
         }
         latencies.push(t.elapsed());

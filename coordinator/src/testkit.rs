@@ -137,19 +137,22 @@ impl TestCoordinator {
             .worker_id
     }
 
-    /// Leases up to `max` jobs to `worker` (a new request each time).
+    /// Leases up to `max` jobs to `worker`, one per slot (a new request each time).
     pub async fn lease(&mut self, worker: &str, max: u32) -> Vec<pb::Lease> {
         self.workers
             .lease_jobs(pb::LeaseJobsRequest {
                 pack_size: 1,
                 worker_id: worker.into(),
-                max_jobs: max,
+                slots: max,
                 request_id: String::new(),
             })
             .await
             .expect("leasing is accepted")
             .into_inner()
-            .leases
+            .packs
+            .into_iter()
+            .flat_map(|p| p.leases)
+            .collect()
     }
 
     /// Completes `lease` for `worker` with a one-epoch result of test accuracy `test_acc`.

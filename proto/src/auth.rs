@@ -1,7 +1,10 @@
-//! The shared token: part of the wire contract. A coordinator started with a token refuses every
-//! call (both services) that does not carry it, as `authorization: Bearer TOKEN` metadata, with
-//! UNAUTHENTICATED and a message saying what to do. Clients attach it with [`ClientToken`]; the
-//! coordinator checks it with [`RequireToken`].
+//! What every call carries besides its message: the shared token and the protocol version. A
+//! coordinator started with a token refuses every call (both services) that does not carry it, as
+//! `authorization: Bearer TOKEN` metadata, with UNAUTHENTICATED and a message saying what to do.
+//! Every call also says its protocol version (`jetsweep-protocol: 4`); one that does not, or says
+//! another, is refused with FAILED_PRECONDITION naming both versions — after the token check, so a
+//! caller without the token learns nothing. Clients attach both with [`ClientToken`]; the
+//! coordinator checks both with [`RequireToken`].
 
 use std::sync::Arc;
 
@@ -12,6 +15,9 @@ use tonic::{Request, Status};
 
 /// The metadata key the token travels in.
 pub const METADATA_KEY: &str = "authorization";
+
+/// The metadata key the caller's protocol version travels in.
+pub const PROTOCOL_KEY: &str = "jetsweep-protocol";
 
 /// What gRPC clients of jetsweep talk through: a channel that attaches the token, if there is one.
 pub type Channel = InterceptedService<tonic::transport::Channel, ClientToken>;
@@ -36,7 +42,8 @@ fn valid(token: &str) -> Result<(), InvalidToken> {
     }
 }
 
-/// Client side: adds `authorization: Bearer TOKEN` to every call (nothing when there is no token).
+/// Client side: adds `authorization: Bearer TOKEN` to every call (nothing when there is no token),
+/// and this release's protocol version.
 #[derive(Clone, Default)]
 pub struct ClientToken(Option<MetadataValue<Ascii>>);
 
@@ -64,6 +71,9 @@ impl Interceptor for ClientToken {
         if let Some(value) = &self.0 {
             request.metadata_mut().insert(METADATA_KEY, value.clone());
         }
+        request
+            .metadata_mut()
+            .insert(PROTOCOL_KEY, MetadataValue::from(crate::PROTOCOL_VERSION));
         Ok(request)
     }
 }
@@ -104,18 +114,40 @@ impl RequireToken {
 
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.0 else {
-            return Ok(request);
-        };
-        match request.metadata().get(METADATA_KEY) {
-            None => Err(Status::unauthenticated(
-                "this coordinator requires a token: pass --token or set JETSWEEP_TOKEN",
-            )),
-            Some(given) if same(given.as_bytes(), expected) => Ok(request),
-            Some(_) => Err(Status::unauthenticated(
-                "wrong token: use the one the coordinator was started with (--token or JETSWEEP_TOKEN)",
-            )),
+        if let Some(expected) = &self.0 {
+            match request.metadata().get(METADATA_KEY) {
+                None => {
+                    return Err(Status::unauthenticated(
+                        "this coordinator requires a token: pass --token or set JETSWEEP_TOKEN",
+                    ));
+                }
+                Some(given) if same(given.as_bytes(), expected) => {}
+                Some(_) => {
+                    return Err(Status::unauthenticated(
+                        "wrong token: use the one the coordinator was started with (--token or JETSWEEP_TOKEN)",
+                    ));
+                }
+            }
         }
+        check_protocol(&request)?;
+        Ok(request)
+    }
+}
+
+/// Refuses a call of another protocol version, naming both.
+fn check_protocol(request: &Request<()>) -> Result<(), Status> {
+    let ours = crate::PROTOCOL_VERSION;
+    let theirs = request.metadata().get(PROTOCOL_KEY).map(|v| v.to_str());
+    match theirs {
+        Some(Ok(v)) if v.trim() == ours.to_string() => Ok(()),
+        None => Err(Status::failed_precondition(format!(
+            "this client speaks jetsweep protocol 3 or older (its calls carry no {PROTOCOL_KEY} metadata); this coordinator speaks protocol {ours}: use the same jetsweep release on both (a hand-made call adds `{PROTOCOL_KEY}: {ours}`)"
+        ))),
+        Some(v) => Err(Status::failed_precondition(format!(
+            "this client speaks jetsweep protocol {}; this coordinator speaks protocol {ours}: use the same jetsweep release on both",
+            v.map(|v| v.chars().take(16).collect::<String>())
+                .unwrap_or_else(|_| "(not text)".into())
+        ))),
     }
 }
 

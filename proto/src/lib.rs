@@ -48,10 +48,14 @@ pub mod externalscaler {
     tonic::include_proto!("externalscaler");
 }
 
-/// The protocol version a worker states at registration; a coordinator refuses any other.
-/// Bump it on any change that an older peer would misread.
+/// The protocol version: a worker states it at registration, and every call of either service
+/// carries it as [`auth::PROTOCOL_KEY`] metadata; a coordinator refuses any other. Bump it on any
+/// change that an older peer would misread.
 ///
 /// 2: epoch reports carry several epochs; completion carries the last epochs and leases the next jobs.
 /// 3: reports, completions and failures name the worker (a lease answers only to its own worker);
 ///    requests carry ids so a retry gets the first grant; failures can be final (a divergence).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: leases come as packs; `slots` is the one name of a slot; a failure's kind is an enum; what was
+///    not measured is an unset optional (never NaN); ListSweeps is paged; every call carries the
+///    version.
+pub const PROTOCOL_VERSION: u32 = 4;

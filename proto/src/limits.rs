@@ -38,11 +38,14 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// coordinator keeps: ~170k parameters' worth. Larger models run without resuming.
 pub const MAX_CHECKPOINT_BYTES: usize = 2 << 20;
 
-/// Most jobs one lease grant hands out (LeaseJobs `max_jobs`, CompleteJob `lease_next`).
-pub const MAX_LEASE_BATCH: u32 = 64;
+/// Most slots one lease call fills (LeaseJobs and CompleteJob `slots`); each slot is one pack.
+pub const MAX_SLOTS_PER_CALL: u32 = 64;
 
-/// The most jobs one pack may hold (`LeaseJobsRequest.pack_size`), and the most leases one lease
-/// call grants in all: a GPU trains hundreds of jsc-tiny trials at once; 1,024 leases are a few
+/// Most list entries one page of ListSweeps holds.
+pub const MAX_SWEEPS_PAGE: u32 = 1000;
+
+/// The most jobs one pack may hold (`pack_size`), and the most leases one lease call grants in
+/// all, whatever its slots: a GPU trains hundreds of jsc-tiny trials at once; 1,024 leases are a few
 /// hundred KB, well under the message limit.
 pub const MAX_PACK: u32 = 1024;
 

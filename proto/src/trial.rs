@@ -93,14 +93,23 @@ impl Default for Hyperparameters {
 }
 
 impl Hyperparameters {
-    /// Whether two trials can train packed, as one stacked computation: the same model, optimizer,
-    /// batch size and epoch count (the seed and the learning rate may differ). Jobs must also name
-    /// the same dataset; the coordinator's packing query uses these same columns.
+    /// What trials must share to train packed, as one stacked computation: the model, optimizer,
+    /// batch size and epoch count (the seed and the learning rate may differ). The one packing
+    /// rule: the coordinator stores it with each job (`jobs.pack_key`) and packs jobs whose keys
+    /// (and datasets) are equal; the worker's [`Hyperparameters::packs_with`] compares it.
+    pub fn pack_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.model.name,
+            self.optimizer.as_str(),
+            self.batch_size,
+            self.max_epochs
+        )
+    }
+
+    /// Whether two trials can train packed ([`Hyperparameters::pack_key`]).
     pub fn packs_with(&self, other: &Hyperparameters) -> bool {
-        self.model == other.model
-            && self.optimizer == other.optimizer
-            && self.batch_size == other.batch_size
-            && self.max_epochs == other.max_epochs
+        self.pack_key() == other.pack_key()
     }
 
     /// Refuses values no training can use, naming the field and the value. (The model and the

@@ -52,13 +52,18 @@ async fn hostile() -> Checked<String> {
         .map_err(|e| e.to_string())?;
     let mut sweeps = client::sweep_client(channel.clone());
     let mut workers = client::worker_client(channel);
-    // A client without the message limits the real ones set, to put oversized messages on the wire.
+    // A client without the message limits the real ones set, to put oversized messages on the wire
+    // (speaking this release's protocol, so the size is what is refused).
     let mut unlimited = SweepServiceClient::new(
-        tonic::transport::Endpoint::from_shared(url.clone())
+        jetsweep_proto::auth::ClientToken::new(None)
             .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?,
+            .wrap(
+                tonic::transport::Endpoint::from_shared(url.clone())
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
     );
     let submit = |toml: Vec<u8>| {
         let mut c = sweeps.clone();
@@ -353,7 +358,7 @@ async fn hostile() -> Checked<String> {
     // Still serving, with everything it accepted readable.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let listed = sweeps
-        .list_sweeps(pb::ListSweepsRequest {})
+        .list_sweeps(pb::ListSweepsRequest::default())
         .await
         .map_err(|s| format!("the coordinator stopped answering: {s}"))?
         .into_inner()

@@ -65,7 +65,7 @@ async fn two_workers_finish_a_sweep_and_resubmitting_runs_nothing_new() {
             .map(|j| j.result.unwrap().test_acc)
             .collect();
         assert_eq!(row.seeds, 2);
-        assert!((row.mean_test_acc - accs.iter().sum::<f64>() / 2.0).abs() < 1e-12);
+        assert!((row.mean_test_acc.unwrap() - accs.iter().sum::<f64>() / 2.0).abs() < 1e-12);
     }
     // The CLI shows the same.
     let out = std::process::Command::new(coordinator_bin())
@@ -351,7 +351,7 @@ async fn bad_sweep_files_are_refused_and_the_coordinator_keeps_serving() {
     assert_eq!(
         client(&url)
             .await
-            .list_sweeps(pb::ListSweepsRequest {})
+            .list_sweeps(pb::ListSweepsRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -174,7 +174,7 @@ async fn a_self_signed_certificate_like_the_slurm_scripts_is_trusted_with_ca() {
     );
     let mut sweeps = client::sweep_client(client::connect(&url, None, Some(&cert)).await.unwrap());
     sweeps
-        .list_sweeps(pb::ListSweepsRequest {})
+        .list_sweeps(pb::ListSweepsRequest::default())
         .await
         .expect("a call over TLS");
 }

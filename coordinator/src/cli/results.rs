@@ -93,12 +93,8 @@ pub async fn all_jobs(
 }
 
 /// A CSV field for a number: empty when not measured.
-fn csv_number(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x}")
-    } else {
-        String::new()
-    }
+fn csv_number(x: Option<f64>) -> String {
+    x.map(|x| format!("{x}")).unwrap_or_default()
 }
 
 /// The data line above a table: which data, whether synthetic, its checksum, what validation is.
@@ -208,11 +204,8 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     pct(row.mean_best_test_acc, row.std_best_test_acc),
                     plain(row.mean_best_val_loss, row.std_best_val_loss, 4),
                     plain(row.mean_best_epoch, row.std_best_epoch, 1),
-                    if row.mean_train_seconds.is_finite() {
-                        format!("{:.1}", row.mean_train_seconds)
-                    } else {
-                        "-".into()
-                    },
+                    row.mean_train_seconds
+                        .map_or_else(|| "-".into(), |s| format!("{s:.1}")),
                     marker(r, i),
                     if note.is_empty() || marker(r, i).is_empty() {
                         ""
@@ -258,7 +251,7 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                 let s = j.spec.clone().unwrap_or_default();
                 let r = j.result.as_ref();
                 let m = j.summary.as_ref();
-                let n = |x: Option<f64>| x.map_or(String::new(), csv_number);
+                let n = |x: Option<f64>| csv_number(x);
                 out += &format!(
                     "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     j.job_id,
@@ -355,9 +348,9 @@ mod tests {
 
     fn row(batch_size: u32, seeds: u32, failed: u32, pending: u32, acc: f64) -> pb::ResultRow {
         let (mean, std) = if seeds > 0 {
-            (acc, 0.01)
+            (Some(acc), Some(0.01))
         } else {
-            (f64::NAN, f64::NAN)
+            (None, None)
         };
         pb::ResultRow {
             spec: Some(pb::TrialSpec {
@@ -374,14 +367,14 @@ mod tests {
             std_test_acc: std,
             mean_best_test_acc: mean,
             std_best_test_acc: std,
-            mean_best_val_loss: if seeds > 0 { 1.0 - acc } else { f64::NAN },
+            mean_best_val_loss: (seeds > 0).then_some(1.0 - acc),
             std_best_val_loss: std,
             mean_best_val_acc: mean,
             std_best_val_acc: std,
-            mean_best_epoch: if seeds > 0 { 9.0 } else { f64::NAN },
-            std_best_epoch: 0.0,
-            mean_train_seconds: if seeds > 0 { 1.5 } else { f64::NAN },
-            std_train_seconds: 0.0,
+            mean_best_epoch: (seeds > 0).then_some(9.0),
+            std_best_epoch: Some(0.0),
+            mean_train_seconds: (seeds > 0).then_some(1.5),
+            std_train_seconds: Some(0.0),
             ..Default::default()
         }
     }

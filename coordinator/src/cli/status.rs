@@ -52,12 +52,18 @@ pub async fn sweep_view(
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
     let Some(sweep_id) = args.sweep else {
-        let sweeps = client
-            .list_sweeps(pb::ListSweepsRequest {})
-            .await
-            .map_err(rpc_error)?
-            .into_inner()
-            .sweeps;
+        let mut sweeps = Vec::new();
+        let call = async |page_token| {
+            let page = client
+                .list_sweeps(pb::ListSweepsRequest {
+                    page_size: 0,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((page.sweeps, page.next_page_token))
+        };
+        super::every_page(call, |page| sweeps.extend(page)).await?;
         println!(
             "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}",
             "SWEEP", "JOBS", "DONE", "RUN", "QUEUED", "FAILED", "CANCELLED"

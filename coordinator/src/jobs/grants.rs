@@ -6,7 +6,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::checkpoints;
-use super::lease::{Ask, lease_jobs_for};
+use super::lease::{Ask, Pack, lease_jobs_for};
 use super::rows::{job_columns, job_from_row};
 use super::{JobState, LeaseGrant, Millis};
 use crate::Error;
@@ -22,7 +22,7 @@ pub fn lease_for_request(
     request_id: &str,
     ask: Ask,
     now: Millis,
-) -> Result<Vec<LeaseGrant>, Error> {
+) -> Result<Vec<Pack>, Error> {
     if request_id.is_empty() {
         return lease_jobs_for(tx, worker, ask, None, now);
     }
@@ -32,20 +32,37 @@ pub fn lease_for_request(
             request_id.chars().count()
         )));
     }
-    let granted: Vec<String> = tx
+    // Each lease with the first lease of its pack; a pack's first lease is its oldest job's, so
+    // packs come back in the order they were granted.
+    let granted: Vec<(String, String)> = tx
         .prepare_cached(
-            "SELECT lease_id FROM attempts WHERE worker_id = ?1 AND request_id = ?2 ORDER BY lease_id",
+            "SELECT lease_id, COALESCE(pack_lease, lease_id) FROM attempts
+             WHERE worker_id = ?1 AND request_id = ?2 ORDER BY lease_id",
         )?
-        .query_map(params![worker, request_id], |r| r.get(0))?
+        .query_map(params![worker, request_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     if granted.is_empty() {
         return lease_jobs_for(tx, worker, ask, Some(request_id), now);
     }
-    still_current(tx, &granted)
+    let mut packs: Vec<(String, Vec<String>)> = Vec::new();
+    for (lease, pack_lease) in granted {
+        match packs.iter_mut().find(|(head, _)| *head == pack_lease) {
+            Some((_, leases)) => leases.push(lease),
+            None => packs.push((pack_lease, vec![lease])),
+        }
+    }
+    let mut out = Vec::with_capacity(packs.len());
+    for (_, leases) in packs {
+        let pack = still_current(tx, &leases)?;
+        if !pack.is_empty() {
+            out.push(pack);
+        }
+    }
+    Ok(out)
 }
 
 /// The grants among `lease_ids` whose job that lease still holds.
-fn still_current(tx: &Transaction<'_>, lease_ids: &[String]) -> Result<Vec<LeaseGrant>, Error> {
+fn still_current(tx: &Transaction<'_>, lease_ids: &[String]) -> Result<Pack, Error> {
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT ",
         job_columns!(),

@@ -120,15 +120,22 @@ fn fail_job_row(tx: &Transaction<'_>, job: &str, error: &str, now: Millis) -> Re
     Ok(())
 }
 
-/// Leases up to `max` queued jobs to `worker`, oldest first, after expiring overdue leases.
+/// Leases up to `max` queued jobs to `worker`, one per slot, oldest first, after expiring overdue
+/// leases.
 pub fn lease_jobs(
     tx: &Transaction<'_>,
     worker: &str,
     max: u32,
     now: Millis,
 ) -> Result<Vec<LeaseGrant>, Error> {
-    lease_jobs_for(tx, worker, Ask::one_each(max), None, now)
+    Ok(lease_jobs_for(tx, worker, Ask::one_each(max), None, now)?
+        .into_iter()
+        .flatten()
+        .collect())
 }
+
+/// The leases of one slot: jobs that train together, the oldest first.
+pub type Pack = Vec<LeaseGrant>;
 
 /// How much work a worker asks for: `slots` packs of up to `pack` jobs each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,17 +165,17 @@ const PACK_SCAN: u32 = 4096;
 
 /// Leases `ask.slots` packs to `worker` after expiring overdue leases: each pack is the oldest
 /// queued job and, when it is a first attempt and `ask.pack` > 1, up to `ask.pack - 1` more queued
-/// first attempts that train with it (the same model, optimizer, batch size, epochs and dataset;
-/// `Hyperparameters::packs_with`), oldest first among the next [`PACK_SCAN`] queued. A job that
-/// may resume from saved state is leased alone. Each job gets its own lease, as always; at most
-/// [`MAX_PACK`] leases in all. `request_id` is recorded with each lease.
+/// first attempts that train with it (the same `pack_key` — `Hyperparameters::pack_key` — and
+/// dataset), oldest first among the next [`PACK_SCAN`] queued. A job that may resume from saved
+/// state is leased alone. Each job gets its own lease, as always; at most [`MAX_PACK`] leases in
+/// all. `request_id`, and the pack's first lease, are recorded with each lease.
 pub(super) fn lease_jobs_for(
     tx: &Transaction<'_>,
     worker: &str,
     ask: Ask,
     request_id: Option<&str>,
     now: Millis,
-) -> Result<Vec<LeaseGrant>, Error> {
+) -> Result<Vec<Pack>, Error> {
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
     // One statement takes the oldest queued job and returns it, already leased; the other takes a
@@ -184,18 +191,16 @@ pub(super) fn lease_jobs_for(
         job_columns!()
     ))?;
     let mut mates_of = tx.prepare_cached(
-        "SELECT q.id FROM (SELECT id, model, optimizer, batch_size, max_epochs, dataset_sha256, attempts
+        "SELECT q.id FROM (SELECT id, pack_key, dataset_sha256, attempts
                            FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT ?3) q
                  JOIN jobs h ON h.id = ?1
-          WHERE q.attempts = 0 AND q.model = h.model AND q.optimizer = h.optimizer
-            AND q.batch_size = h.batch_size AND q.max_epochs = h.max_epochs
-            AND q.dataset_sha256 = h.dataset_sha256
+          WHERE q.attempts = 0 AND q.pack_key = h.pack_key AND q.dataset_sha256 = h.dataset_sha256
           LIMIT ?2",
     )?;
     let pack = ask.pack.clamp(1, MAX_PACK);
-    let mut grants = Vec::new();
-    let mut slots = 0;
-    while slots < ask.slots && grants.len() < MAX_PACK as usize {
+    let mut packs: Vec<Pack> = Vec::new();
+    let mut leases = 0;
+    while (packs.len() as u32) < ask.slots && leases < MAX_PACK as usize {
         let Some((id, job)) = take_oldest
             .query_row(params![worker, now], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
@@ -204,15 +209,17 @@ pub(super) fn lease_jobs_for(
         else {
             break;
         };
-        let Some(head) = grant(tx, worker, id, job, request_id, now)? else {
+        let Some(head) = grant(tx, worker, id, job, request_id, None, now)? else {
             continue;
         };
-        slots += 1;
         let first_attempt = head.attempt == 1;
         let head_id = head.job.id.clone();
-        grants.push(head);
-        let room = (pack - 1).min(MAX_PACK - grants.len() as u32);
+        let head_lease = head.lease_id.clone();
+        leases += 1;
+        let mut grants = vec![head];
+        let room = (pack - 1).min(MAX_PACK - leases as u32);
         if !first_attempt || room == 0 {
+            packs.push(grants);
             continue;
         }
         let mates: Vec<String> = mates_of
@@ -225,23 +232,27 @@ pub(super) fn lease_jobs_for(
                 })
                 .optional()?;
             if let Some((id, job)) = taken
-                && let Some(g) = grant(tx, worker, id, job, request_id, now)?
+                && let Some(g) = grant(tx, worker, id, job, request_id, Some(&head_lease), now)?
             {
                 grants.push(g);
+                leases += 1;
             }
         }
+        packs.push(grants);
     }
-    Ok(grants)
+    Ok(packs)
 }
 
-/// Records the attempt of a job just leased and returns its grant; a row that cannot be read
-/// back fails alone (`None`): the job is set aside and the queue moves on.
+/// Records the attempt of a job just leased (in the pack whose first lease is `pack_lease`; `None`:
+/// it is that first lease) and returns its grant; a row that cannot be read back fails alone
+/// (`None`): the job is set aside and the queue moves on.
 fn grant(
     tx: &Transaction<'_>,
     worker: &str,
     id: String,
     job: Result<Job, Error>,
     request_id: Option<&str>,
+    pack_lease: Option<&str>,
     now: Millis,
 ) -> Result<Option<LeaseGrant>, Error> {
     let job = match job {
@@ -261,8 +272,16 @@ fn grant(
     let (lease_id, expires_at) = (lease.clone(), *expires_at);
     exec(
         tx,
-        "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![lease_id, job.id, job.attempts, worker, now, request_id],
+        "INSERT INTO attempts (lease_id, job_id, attempt, worker_id, started_ms, request_id, pack_lease) VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, ?1))",
+        params![
+            lease_id,
+            job.id,
+            job.attempts,
+            worker,
+            now,
+            request_id,
+            pack_lease
+        ],
     )?;
     // Only a job granted before can have saved state.
     let resume_epoch = if job.attempts > 1 {

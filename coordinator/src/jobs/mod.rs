@@ -38,12 +38,13 @@ pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use grants::lease_for_request;
 pub use lease::{
-    Ask, MAX_LOST, expire_leases, extend_leases_after_start, heartbeat, job_of_lease, lease_jobs,
+    Ask, MAX_LOST, Pack, expire_leases, extend_leases_after_start, heartbeat, job_of_lease,
+    lease_jobs,
 };
 pub use queries::{
     BestTrial, JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of,
-    get_job, jobs_page, last_epoch_row, list_jobs, list_sweeps, open_work, sweep_activity,
-    sweep_changes, sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
+    get_job, jobs_page, last_epoch_row, list_jobs, open_work, sweep_activity, sweep_changes,
+    sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
 pub use workers::{WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker};

@@ -89,15 +89,6 @@ pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts,
     Ok(c)
 }
 
-/// All sweeps, newest first.
-pub fn list_sweeps(tx: &Transaction<'_>) -> Result<Vec<SweepCounts>, Error> {
-    let ids: Vec<String> = tx
-        .prepare("SELECT id FROM sweeps ORDER BY created_ms DESC, rowid DESC")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    ids.iter().map(|id| sweep_counts(tx, id)).collect()
-}
-
 /// A page of the sweeps, newest first: up to `limit` from the `from`-th, with their counts, and
 /// how many sweeps there are (a list of thousands reads only the page it shows).
 pub fn sweeps_page(

@@ -1016,8 +1016,10 @@ fn a_pack_is_the_oldest_job_and_the_queued_jobs_that_train_with_it() {
             .collect::<Vec<_>>()
     };
     let first = store
-        .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 1, pack: 8 }, None, 2_000))
+        .write(|tx| lease_for_request(tx, &w1, "r1", Ask { slots: 1, pack: 8 }, 2_000))
         .unwrap();
+    assert_eq!(first.len(), 1, "one slot, one pack");
+    let first = first.into_iter().next().unwrap();
     assert_eq!(first.len(), 3, "{:?}", packed(&first));
     let batch = first[0].job.trial.batch_size;
     assert!(
@@ -1031,17 +1033,47 @@ fn a_pack_is_the_oldest_job_and_the_queued_jobs_that_train_with_it() {
     let leases: std::collections::HashSet<&str> =
         first.iter().map(|g| g.lease_id.as_str()).collect();
     assert_eq!(leases.len(), 3, "one lease per job");
-
-    // A pack of two leaves the third compatible job for the next slot.
-    let second = store
-        .write(|tx| lease::lease_jobs_for(tx, &w2, Ask { slots: 2, pack: 2 }, None, 2_000))
+    // A retry of the request (its reply was lost) gets the same pack, as one pack.
+    let retried = store
+        .write(|tx| lease_for_request(tx, &w1, "r1", Ask { slots: 1, pack: 8 }, 2_100))
         .unwrap();
-    assert_eq!(second.len(), 3);
-    assert!(second.iter().all(|g| g.job.trial.batch_size != batch));
+    assert_eq!(retried.len(), 1);
     assert_eq!(
-        second[0].job.trial.batch_size,
-        second[1].job.trial.batch_size
+        retried[0].iter().map(|g| &g.lease_id).collect::<Vec<_>>(),
+        first.iter().map(|g| &g.lease_id).collect::<Vec<_>>()
     );
+
+    // A pack of two leaves the third compatible job for the next slot; a retry gets both packs
+    // back as they were granted.
+    let ask = Ask { slots: 2, pack: 2 };
+    let second = store
+        .write(|tx| lease_for_request(tx, &w2, "r2", ask, 2_000))
+        .unwrap();
+    assert_eq!(
+        second.iter().map(Vec::len).collect::<Vec<_>>(),
+        [2, 1],
+        "two slots: a pack of two, then the one left"
+    );
+    assert!(
+        second
+            .iter()
+            .flatten()
+            .all(|g| g.job.trial.batch_size != batch)
+    );
+    assert_eq!(
+        second[0][0].job.trial.batch_size,
+        second[0][1].job.trial.batch_size
+    );
+    let again = store
+        .write(|tx| lease_for_request(tx, &w2, "r2", ask, 2_100))
+        .unwrap();
+    let ids = |packs: &[Pack]| -> Vec<Vec<String>> {
+        packs
+            .iter()
+            .map(|p| p.iter().map(|g| g.lease_id.clone()).collect())
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&second));
 
     // Each job of a pack completes on its own lease.
     for g in &first {
@@ -1054,11 +1086,12 @@ fn a_pack_is_the_oldest_job_and_the_queued_jobs_that_train_with_it() {
         .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 1, pack: 8 }, None, 13_000))
         .unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempt, 2);
+    assert_eq!(again[0].len(), 1);
+    assert_eq!(again[0][0].attempt, 2);
     let one_each = store
         .write(|tx| lease::lease_jobs_for(tx, &w1, Ask { slots: 2, pack: 1 }, None, 13_000))
         .unwrap();
-    assert_eq!(one_each.len(), 2);
+    assert_eq!(one_each.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
 }
 
 #[test]
@@ -1079,6 +1112,10 @@ fn an_enormous_pack_request_is_bounded() {
             )
         })
         .unwrap();
-    assert_eq!(all.len(), 6, "every queued job, once");
-    assert!(all.len() <= jetsweep_proto::limits::MAX_PACK as usize);
+    assert_eq!(all.iter().flatten().count(), 6, "every queued job, once");
+    assert_eq!(
+        all.iter().map(Vec::len).collect::<Vec<_>>(),
+        [3, 3],
+        "a pack per batch size"
+    );
 }

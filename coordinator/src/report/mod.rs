@@ -162,7 +162,10 @@ fn accuracy_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result
             .filter(|p| p.key != param.key)
             .collect();
         let mut series: Vec<Series> = Vec::new();
-        for row in rows.iter().filter(|r| r.mean_best_test_acc.is_finite()) {
+        for row in rows.iter() {
+            let Some(mean_best_test_acc) = row.mean_best_test_acc else {
+                continue;
+            };
             let s = spec(row);
             let name = label(&others, &s);
             let x = categories
@@ -171,8 +174,8 @@ fn accuracy_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result
                 .expect("every value is a category") as f64;
             let point = (
                 x,
-                100.0 * row.mean_best_test_acc,
-                Some(100.0 * row.std_best_test_acc),
+                100.0 * mean_best_test_acc,
+                row.std_best_test_acc.map(|s| 100.0 * s),
             );
             match series.iter_mut().find(|l| l.label == name) {
                 Some(line) => line.points.push(point),
@@ -239,10 +242,7 @@ fn curve_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Ve
     let rows = &inputs.results.rows;
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| {
-        let key = |i: usize| {
-            let v = rows[i].mean_best_val_loss;
-            if v.is_finite() { v } else { f64::INFINITY }
-        };
+        let key = |i: usize| rows[i].mean_best_val_loss.unwrap_or(f64::INFINITY);
         key(a).total_cmp(&key(b)).then(a.cmp(&b))
     });
     order.truncate(MAX_LINES);
@@ -323,14 +323,10 @@ fn heat_map(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Option<
             .iter()
             .position(|v| *v == (py.show)(&s))
             .expect("a value");
-        if row.mean_best_test_acc.is_finite() {
+        if let Some(mean) = row.mean_best_test_acc {
             cells[y][x] = Some((
-                100.0 * row.mean_best_test_acc,
-                format!(
-                    "{:.2} ± {:.2}",
-                    100.0 * row.mean_best_test_acc,
-                    100.0 * row.std_best_test_acc
-                ),
+                100.0 * mean,
+                crate::results::words::pct(row.mean_best_test_acc, row.std_best_test_acc),
             ));
         }
         if i as i32 == inputs.results.best {

@@ -14,8 +14,8 @@ pub fn number(x: f64) -> Value {
 }
 
 /// A measured number, or nothing (`null`) for NaN.
-fn measured(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
+fn measured(x: Option<f64>) -> Option<f64> {
+    x.filter(|x| x.is_finite())
 }
 
 /// One grid point in the document.

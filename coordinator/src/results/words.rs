@@ -6,20 +6,18 @@ use jetsweep_proto::v1 as pb;
 
 /// `mean ± std` of a fraction in percent with two decimals, or `-` when no seed measured it: how
 /// accuracy reads in every table (terminal, report, dashboard).
-pub fn pct(mean: f64, std: f64) -> String {
-    if mean.is_finite() {
-        format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
-    } else {
-        "-".into()
+pub fn pct(mean: Option<f64>, std: Option<f64>) -> String {
+    match mean {
+        Some(mean) => format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std.unwrap_or(0.0)),
+        None => "-".into(),
     }
 }
 
 /// `mean ± std` with `digits` decimals, or `-`.
-pub fn plain(mean: f64, std: f64, digits: usize) -> String {
-    if mean.is_finite() {
-        format!("{mean:.digits$} ± {std:.digits$}")
-    } else {
-        "-".into()
+pub fn plain(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
+    match mean {
+        Some(mean) => format!("{mean:.digits$} ± {:.digits$}", std.unwrap_or(0.0)),
+        None => "-".into(),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use jetsweep_proto::limits::GONE_AFTER;
+use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
 
 use super::results_cache::Aggregated;
 use super::{Coordinator, required, views};
@@ -20,6 +20,8 @@ use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.
 const DEFAULT_PAGE: u32 = 1000;
+/// Sweeps per `ListSweeps` page when the request does not say: a screen's worth and more.
+const DEFAULT_SWEEPS_PAGE: u32 = 100;
 /// Result rows per `GetResults` page when the request does not say, and at most: a row is about
 /// 100 bytes, so a page stays far inside the message limit.
 const DEFAULT_RESULTS_PAGE: u32 = 2000;
@@ -122,11 +124,28 @@ impl SweepService for Sweeps {
 
     async fn list_sweeps(
         &self,
-        _: Request<pb::ListSweepsRequest>,
+        request: Request<pb::ListSweepsRequest>,
     ) -> Result<Response<pb::ListSweepsResponse>, Status> {
-        let sweeps = self.0.read(jobs::list_sweeps).await?;
+        let r = request.into_inner();
+        // The token is the index (newest first) the page starts at.
+        let from = u32::try_from(page_offset(&r.page_token)?).unwrap_or(u32::MAX);
+        let limit = match r.page_size {
+            0 => DEFAULT_SWEEPS_PAGE,
+            n => n.min(MAX_SWEEPS_PAGE),
+        };
+        let (sweeps, total) = self
+            .0
+            .read(move |tx| jobs::sweeps_page(tx, from, limit))
+            .await?;
+        let end = from.saturating_add(sweeps.len() as u32);
         Ok(Response::new(pb::ListSweepsResponse {
             sweeps: sweeps.iter().map(views::sweep).collect(),
+            next_page_token: if end < total {
+                end.to_string()
+            } else {
+                String::new()
+            },
+            total,
         }))
     }
 

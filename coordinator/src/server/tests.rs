@@ -26,6 +26,91 @@ fn epoch(n: u32) -> pb::EpochMetrics {
     }
 }
 
+/// A client of another protocol version — protocol 3's send none — is refused on both services
+/// with FAILED_PRECONDITION naming both versions; this release's clients pass.
+#[tokio::test]
+async fn a_client_of_another_protocol_is_refused_naming_both_versions() {
+    let (c, _dir) = start().await;
+    let raw = tonic::transport::Channel::from_shared(c.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let ours = format!("protocol {PROTOCOL_VERSION}");
+    let mut old = pb::sweep_service_client::SweepServiceClient::new(raw.clone());
+    let refused = old
+        .list_sweeps(pb::ListSweepsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("protocol 3 or older") && refused.message().contains(&ours),
+        "{}",
+        refused.message()
+    );
+    let mut old_worker = pb::worker_service_client::WorkerServiceClient::new(raw);
+    let refused = old_worker
+        .register(pb::RegisterRequest {
+            protocol_version: 3,
+            host: "h".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains(&ours), "{}", refused.message());
+    let mut said = tonic::Request::new(pb::ListSweepsRequest::default());
+    said.metadata_mut()
+        .insert(jetsweep_proto::auth::PROTOCOL_KEY, "5".parse().unwrap());
+    let refused = old.list_sweeps(said).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("protocol 5") && refused.message().contains(&ours),
+        "{}",
+        refused.message()
+    );
+    c.sweeps
+        .clone()
+        .list_sweeps(pb::ListSweepsRequest::default())
+        .await
+        .expect("this release's client is let through");
+}
+
+/// ListSweeps pages: newest first, a page at a time with the total, and a token it did not give is
+/// refused.
+#[tokio::test]
+async fn sweeps_are_listed_a_page_at_a_time_newest_first() {
+    let (mut c, _dir) = start().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(c.submit(SWEEP).await.sweep_id);
+    }
+    let page = |token: &str| pb::ListSweepsRequest {
+        page_size: 2,
+        page_token: token.into(),
+    };
+    let first = c.sweeps.list_sweeps(page("")).await.unwrap().into_inner();
+    assert_eq!(first.total, 3);
+    let second = c
+        .sweeps
+        .list_sweeps(page(&first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.next_page_token.is_empty(), "the last page");
+    let listed: Vec<String> = first
+        .sweeps
+        .iter()
+        .chain(&second.sweeps)
+        .map(|s| s.sweep_id.clone())
+        .collect();
+    ids.reverse();
+    assert_eq!(listed, ids, "every sweep once, newest first");
+    let bad = c.sweeps.list_sweeps(page("nonsense")).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
+
 #[tokio::test]
 async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     let (mut c, _dir) = start().await;
@@ -224,7 +309,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
         .lease_jobs(pb::LeaseJobsRequest {
             pack_size: 1,
             worker_id: "ghost".into(),
-            max_jobs: 1,
+            slots: 1,
             request_id: String::new(),
         })
         .await
@@ -267,7 +352,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     assert_eq!(sweep.total, 4);
     assert_eq!(
         c.sweeps
-            .list_sweeps(pb::ListSweepsRequest {})
+            .list_sweeps(pb::ListSweepsRequest::default())
             .await
             .unwrap()
             .into_inner()
@@ -277,7 +362,7 @@ async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     );
 }
 
-/// A worker that completes with `lease_next` gets its next job in the same call, and walks the whole
+/// A worker that completes with `slots` gets its next job in the same call, and walks the whole
 /// sweep with one call per job; a completion on a stale lease grants nothing; an empty report is
 /// refused.
 #[tokio::test]
@@ -323,14 +408,17 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
                 lease_id: lease.lease_id.clone(),
                 result: Some(result),
                 epochs: vec![epoch(1), epoch(2)],
-                lease_next: 1,
+                slots: 1,
                 worker_id: worker_id.clone(),
                 ..Default::default()
             })
             .await
             .unwrap()
             .into_inner()
-            .leases;
+            .packs
+            .into_iter()
+            .flat_map(|p| p.leases)
+            .collect::<Vec<_>>();
         calls += 1;
         match next.into_iter().next() {
             Some(l) => lease = l,
@@ -356,20 +444,20 @@ async fn completing_a_job_leases_the_next_in_the_same_commit() {
         .complete_job(pb::CompleteJobRequest {
             lease_id: first.lease_id.clone(),
             result: Some(result),
-            lease_next: 1,
+            slots: 1,
             worker_id: worker_id.clone(),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert!(again.leases.is_empty());
+    assert!(again.packs.is_empty());
     let stale = c
         .workers
         .complete_job(pb::CompleteJobRequest {
             lease_id: format!("{}.9", first.job_id),
             result: Some(result),
-            lease_next: 1,
+            slots: 1,
             worker_id,
             ..Default::default()
         })
@@ -394,13 +482,16 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
             w.lease_jobs(pb::LeaseJobsRequest {
                 pack_size: 1,
                 worker_id,
-                max_jobs,
+                slots: max_jobs,
                 request_id: String::new(),
             })
             .await
             .unwrap()
             .into_inner()
-            .leases
+            .packs
+            .into_iter()
+            .flat_map(|p| p.leases)
+            .collect::<Vec<_>>()
         }
     };
     let lease = lease_one(&mut c, 1).await.remove(0);
@@ -541,7 +632,7 @@ async fn dataset_errors_keep_their_kind() {
     }
     let sweeps = c
         .sweeps
-        .list_sweeps(pb::ListSweepsRequest {})
+        .list_sweeps(pb::ListSweepsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -658,14 +749,28 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
         .await
         .unwrap_err();
     assert_eq!(bad_result.code(), Code::InvalidArgument);
+    let no_kind = c
+        .workers
+        .fail_job(pb::FailJobRequest {
+            worker_id: id.clone(),
+            lease_id: leases[1].lease_id.clone(),
+            error: "something".into(),
+            kind: pb::FailureKind::Unspecified.into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_kind.code(),
+        Code::InvalidArgument,
+        "a failure says its kind"
+    );
     let requeued = c
         .workers
         .fail_job(pb::FailJobRequest {
             worker_id: id.clone(),
             lease_id: leases[1].lease_id.clone(),
             error: "diverged at epoch 2: train_loss = NaN".into(),
-            deterministic: true,
-            released: false,
+            kind: pb::FailureKind::Diverged.into(),
         })
         .await
         .unwrap()
@@ -711,10 +816,19 @@ async fn a_retried_request_gets_the_same_leases() {
         let request = pb::LeaseJobsRequest {
             pack_size: 1,
             worker_id: id.clone(),
-            max_jobs: 2,
+            slots: 2,
             request_id: request_id.into(),
         };
-        async move { w.lease_jobs(request).await.unwrap().into_inner().leases }
+        async move {
+            w.lease_jobs(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .packs
+                .into_iter()
+                .flat_map(|p| p.leases)
+                .collect::<Vec<_>>()
+        }
     };
     let ids = |leases: &[pb::Lease]| {
         leases
@@ -737,7 +851,7 @@ async fn a_retried_request_gets_the_same_leases() {
             best_epoch: 1,
             best_test_acc: 0.6,
         }),
-        lease_next: 1,
+        slots: 1,
         worker_id: id.clone(),
         request_id: "r2".into(),
         ..Default::default()
@@ -748,7 +862,10 @@ async fn a_retried_request_gets_the_same_leases() {
         .await
         .unwrap()
         .into_inner()
-        .leases;
+        .packs
+        .into_iter()
+        .flat_map(|p| p.leases)
+        .collect::<Vec<_>>();
     assert_eq!(next.len(), 1);
     let again = c
         .workers
@@ -756,7 +873,10 @@ async fn a_retried_request_gets_the_same_leases() {
         .await
         .unwrap()
         .into_inner()
-        .leases;
+        .packs
+        .into_iter()
+        .flat_map(|p| p.leases)
+        .collect::<Vec<_>>();
     assert_eq!(
         ids(&again),
         ids(&next),

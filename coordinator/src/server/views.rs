@@ -68,8 +68,8 @@ pub fn lease(g: &LeaseGrant, dataset: pb::DatasetRef, sweep_id: String) -> pb::L
 }
 
 pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultRow {
-    // A number no seed measured is NaN on the wire.
-    let split = |s: Option<Spread>| s.map_or((f64::NAN, f64::NAN), |s| (s.mean, s.std));
+    // A number no seed measured is unset on the wire.
+    let split = |s: Option<Spread>| (s.map(|s| s.mean), s.map(|s| s.std));
     let (mean_test_acc, std_test_acc) = split(r.test_acc);
     let (mean_best_test_acc, std_best_test_acc) = split(r.best_test_acc);
     let (mean_best_val_loss, std_best_val_loss) = split(r.best_val_loss);

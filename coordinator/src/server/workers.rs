@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::{
-    DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_LEASE_BATCH, MAX_PACK, MIN_LEASE,
+    DATASET_CHUNK_BYTES, HEARTBEAT_INTERVAL, MAX_PACK, MAX_SLOTS_PER_CALL, MIN_LEASE,
 };
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
@@ -114,14 +114,14 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         required(&r.worker_id, "worker_id")?;
         let ask = jobs::Ask {
-            slots: r.max_jobs.clamp(1, MAX_LEASE_BATCH),
+            slots: r.slots.clamp(1, MAX_SLOTS_PER_CALL),
             pack: r.pack_size.clamp(1, MAX_PACK),
         };
-        let leases = self
+        let packs = self
             .0
             .write(move |tx, now| lease_to_wire(tx, &r.worker_id, &r.request_id, ask, now))
             .await?;
-        Ok(Response::new(pb::LeaseJobsResponse { leases }))
+        Ok(Response::new(pb::LeaseJobsResponse { packs }))
     }
 
     async fn report_epoch(
@@ -179,7 +179,7 @@ impl WorkerService for Workers {
         required(&r.worker_id, "worker_id")?;
         let epochs = checked_epochs(&r.epochs)?;
         let next = jobs::Ask {
-            slots: r.lease_next.min(MAX_LEASE_BATCH),
+            slots: r.slots.min(MAX_SLOTS_PER_CALL),
             pack: r.pack_size.clamp(1, MAX_PACK),
         };
         let lease_id = r.lease_id.clone();
@@ -189,7 +189,7 @@ impl WorkerService for Workers {
         // result is kept and no lease granted; the worker registers again. (A savepoint around the
         // leasing would cover every failure, but its page copies were a fifth of the writer's time;
         // leasing's other failures are the store's own, which would fail the commit anyway.)
-        let leases = self
+        let packs = self
             .0
             .write(move |tx, now| {
                 jobs::complete(tx, &r.lease_id, &r.worker_id, &epochs, &result, now)?;
@@ -209,7 +209,7 @@ impl WorkerService for Workers {
                 |e| tracing::debug!(lease = %lease_id, error = %e, "completion refused"),
             )?;
         tracing::debug!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, test_acc, "job done");
-        Ok(Response::new(pb::CompleteJobResponse { leases }))
+        Ok(Response::new(pb::CompleteJobResponse { packs }))
     }
 
     async fn fail_job(
@@ -219,20 +219,32 @@ impl WorkerService for Workers {
         let r = request.into_inner();
         required(&r.lease_id, "lease_id")?;
         required(&r.worker_id, "worker_id")?;
+        let kind = match pb::FailureKind::try_from(r.kind) {
+            Ok(pb::FailureKind::Unspecified) | Err(_) => {
+                return Err(Error::InvalidRequest(format!(
+                    "kind = {}: say why the attempt ends (FAILURE_KIND_FAILED, _DIVERGED or _RELEASED)",
+                    r.kind
+                ))
+                .into());
+            }
+            Ok(kind) => kind,
+        };
         let error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
         let lease_id = r.lease_id.clone();
         let why = error.clone();
         let requeued = self
             .0
-            .write(move |tx, now| {
-                if r.released {
+            .write(move |tx, now| match kind {
+                pb::FailureKind::Released => {
                     jobs::release(tx, &r.lease_id, &r.worker_id, &why, now)
-                } else {
-                    jobs::fail(tx, &r.lease_id, &r.worker_id, &why, !r.deterministic, now)
                 }
+                pb::FailureKind::Diverged => {
+                    jobs::fail(tx, &r.lease_id, &r.worker_id, &why, false, now)
+                }
+                _ => jobs::fail(tx, &r.lease_id, &r.worker_id, &why, true, now),
             })
             .await?;
-        tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, deterministic = r.deterministic, error = %error, "job attempt failed");
+        tracing::info!(job = %jobs::job_of_lease(&lease_id), lease = %lease_id, requeued, kind = kind.as_str_name(), error = %error, "job attempt ended without a result");
         Ok(Response::new(pb::FailJobResponse { requeued }))
     }
 
@@ -316,28 +328,33 @@ impl WorkerService for Workers {
     }
 }
 
-/// Leases up to `max` jobs to `worker` for `request_id` (a retry gets the first try's leases) and
-/// converts them for the wire, each with its dataset and the sweep it belongs to.
+/// Fills the slots `ask` asks for with packs for `worker`, for `request_id` (a retry gets the
+/// first try's packs), and converts them for the wire, each lease with its dataset and the sweep
+/// it belongs to.
 fn lease_to_wire(
     tx: &rusqlite::Transaction<'_>,
     worker: &str,
     request_id: &str,
     ask: jobs::Ask,
     now: jobs::Millis,
-) -> Result<Vec<pb::Lease>, Error> {
-    let grants = jobs::lease_for_request(tx, worker, request_id, ask, now)?;
-    let mut leases = Vec::with_capacity(grants.len());
+) -> Result<Vec<pb::LeasePack>, Error> {
+    let packs = jobs::lease_for_request(tx, worker, request_id, ask, now)?;
     // Grants of one call nearly always share a dataset: look each up once.
     let mut previous: Option<pb::DatasetRef> = None;
-    for g in &grants {
-        let dataset = match previous.take() {
-            Some(d) if d.sha256 == g.job.dataset_sha256 => d,
-            _ => (&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?).into(),
-        };
-        let sweep = g.job.sweep_id.clone().unwrap_or_default();
-        tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker_name(worker), attempt = g.attempt, "job leased");
-        leases.push(views::lease(g, dataset.clone(), sweep));
-        previous = Some(dataset);
+    let mut wire = Vec::with_capacity(packs.len());
+    for pack in &packs {
+        let mut leases = Vec::with_capacity(pack.len());
+        for g in pack {
+            let dataset = match previous.take() {
+                Some(d) if d.sha256 == g.job.dataset_sha256 => d,
+                _ => (&jobs::dataset_by_sha(tx, &g.job.dataset_sha256)?).into(),
+            };
+            let sweep = g.job.sweep_id.clone().unwrap_or_default();
+            tracing::debug!(sweep = %sweep, job = %g.job.id, lease = %g.lease_id, worker = %worker_name(worker), attempt = g.attempt, pack = leases.len() + 1, "job leased");
+            leases.push(views::lease(g, dataset.clone(), sweep));
+            previous = Some(dataset);
+        }
+        wire.push(pb::LeasePack { leases });
     }
-    Ok(leases)
+    Ok(wire)
 }

@@ -219,4 +219,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     WHERE sweep_id IN (SELECT id FROM sweeps WHERE cancel_requested = 1)
       AND job_id IN (SELECT id FROM jobs WHERE state != 'done');
     "#,
+    // 13: packs as packs. Each job stores what it must share with others to train packed
+    // (`Hyperparameters::pack_key`, the one packing rule; filled in here in its format), and each
+    // attempt the first lease of the pack it was granted in, so a retried request gets its packs
+    // back as they were granted.
+    r#"
+    ALTER TABLE jobs ADD COLUMN pack_key TEXT NOT NULL DEFAULT '';
+    UPDATE jobs SET pack_key = model || '|' || optimizer || '|' || batch_size || '|' || max_epochs;
+    ALTER TABLE attempts ADD COLUMN pack_lease TEXT;
+    "#,
 ];

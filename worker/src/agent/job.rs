@@ -41,9 +41,9 @@ pub struct Leased {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Runs the jobs of `pack` (leases that train together: see [`super::pack_leases`]) to their ends;
-/// never panics on a bad job: errors are reported as that job's failure. Returns the leases
-/// granted with the last completion (the worker's next jobs). Everything each job logs carries
+/// Runs the jobs of `pack` (leases that train together, as the coordinator granted them) to their
+/// ends; never panics on a bad job: errors are reported as that job's failure. Returns the packs
+/// granted with the last completion (the worker's next work). Everything each job logs carries
 /// its sweep, job id, lease and attempt.
 pub async fn run_pack(
     pack: Vec<Leased>,
@@ -52,7 +52,7 @@ pub async fn run_pack(
     datasets: Arc<Datasets>,
     next: NextWork,
     pack_size: u32,
-) -> Vec<pb::Lease> {
+) -> Vec<pb::LeasePack> {
     let spans: Vec<tracing::Span> = pack
         .iter()
         .map(|j| {
@@ -94,18 +94,18 @@ pub async fn run_pack(
     next_leases
 }
 
-/// Tells the coordinator how a job ended: its result (asking for `lease_next` packs of that size
-/// in the same call), its failure, or, when the worker is handing it back, what it had not
-/// reported yet. Returns the leases a completion brought.
+/// Tells the coordinator how a job ended: its result (asking, with `next_pack` set, for the slot it
+/// frees to be filled with a pack of up to that size in the same call), its failure, or, when the
+/// worker is handing it back, what it had not reported yet. Returns the packs a completion brought.
 async fn finish(
     lease_id: String,
     outcome: Result<Trained, WorkerError>,
     seconds: f64,
     worker_id: String,
     client: WorkerServiceClient<Channel>,
-    lease_next: Option<u32>,
+    next_pack: Option<u32>,
     shutdown: Arc<super::Shutdown>,
-) -> Vec<pb::Lease> {
+) -> Vec<pb::LeasePack> {
     let result = match outcome {
         Ok(Trained::Done(result, epochs)) => {
             tracing::info!(
@@ -118,22 +118,23 @@ async fn finish(
                 lease_id: lease_id.clone(),
                 result: Some(result),
                 epochs,
-                lease_next: u32::from(lease_next.is_some()),
+                // The pack's one slot, freed by its last job.
+                slots: u32::from(next_pack.is_some()),
                 worker_id: worker_id.clone(),
                 request_id: super::next_request_id(),
-                pack_size: lease_next.unwrap_or(1),
+                pack_size: next_pack.unwrap_or(1),
             };
             let asked = std::time::Instant::now();
-            let leases = with_retry_unless_refused("complete", || {
+            let packs = with_retry_unless_refused("complete", || {
                 let mut c = client.clone();
                 let r = request.clone();
-                async move { c.complete_job(r).await.map(|r| r.into_inner().leases) }
+                async move { c.complete_job(r).await.map(|r| r.into_inner().packs) }
             })
             .await;
-            if let (Ok(leases), Some(_)) = (&leases, lease_next) {
-                super::lease_round_trip("complete_job", asked, leases.len());
+            if let (Ok(packs), Some(_)) = (&packs, next_pack) {
+                super::lease_round_trip("complete_job", asked, packs);
             }
-            leases
+            packs
         }
         // Handed back: the worker is stopping; the job goes back to the queue. The coordinator
         // may be away: tell it within the grace, or leave the lease to expire.
@@ -151,8 +152,7 @@ async fn finish(
                 lease_id: lease_id.clone(),
                 error: "the worker was stopped".into(),
                 worker_id: worker_id.clone(),
-                released: true,
-                ..Default::default()
+                kind: pb::FailureKind::Released.into(),
             };
             let handed = tokio::time::timeout(super::HAND_BACK_GRACE, async {
                 if let Some(report) = &report {
@@ -189,9 +189,12 @@ async fn finish(
             let request = pb::FailJobRequest {
                 lease_id: lease_id.clone(),
                 error: error.to_string(),
-                deterministic: matches!(error, WorkerError::Diverged { .. }),
                 worker_id: worker_id.clone(),
-                released: false,
+                kind: match error {
+                    WorkerError::Diverged { .. } => pb::FailureKind::Diverged,
+                    _ => pb::FailureKind::Failed,
+                }
+                .into(),
             };
             with_retry("fail", || {
                 let mut c = client.clone();

@@ -27,7 +27,6 @@ use tokio::task::JoinSet;
 use crate::WorkerError;
 use crate::device::DeviceChoice;
 use identity::Identity;
-use jetsweep_proto::trial::Hyperparameters;
 
 /// How long to wait before asking again when the queue was empty.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -240,9 +239,9 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         shutdown: shutdown.clone(),
         pack: config.pack,
     };
-    let mut jobs: JoinSet<Vec<pb::Lease>> = JoinSet::new();
-    // Leases in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
-    let mut ready: Vec<pb::Lease> = Vec::new();
+    let mut jobs: JoinSet<Vec<pb::LeasePack>> = JoinSet::new();
+    // Packs in hand, not started yet: those a completion brought back, or a LeaseJobs reply.
+    let mut ready: Vec<pb::LeasePack> = Vec::new();
     // Since when this worker has held no job and been granted none.
     let mut idle_since = Instant::now();
     loop {
@@ -252,7 +251,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
             tracing::info!(idle = ?limit, "no work in that time; exiting as --exit-when-idle asked");
             break;
         }
-        for pack in pack_leases(std::mem::take(&mut ready), config.pack) {
+        for pack in std::mem::take(&mut ready) {
             starter.start(&mut jobs, pack);
         }
         while let Some(done) = jobs.try_join_next() {
@@ -271,7 +270,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         }
         let request = pb::LeaseJobsRequest {
             worker_id: identity.id(),
-            max_jobs: free,
+            slots: free,
             request_id: next_request_id(),
             pack_size: config.pack,
         };
@@ -288,8 +287,8 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         };
         match leased {
             Ok(r) => {
-                ready = r.into_inner().leases;
-                lease_round_trip("lease_jobs", asked, ready.len());
+                ready = r.into_inner().packs;
+                lease_round_trip("lease_jobs", asked, &ready);
             }
             Err(s) if s.code() == tonic::Code::NotFound => {
                 identity.register_again(&request.worker_id).await?;
@@ -319,7 +318,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         tokio::select! {
             _ = async {
                 while let Some(done) = jobs.join_next().await {
-                    for pack in pack_leases(done.unwrap_or_default(), config.pack) {
+                    for pack in done.unwrap_or_default() {
                         starter.start(&mut jobs, pack);
                     }
                 }
@@ -358,12 +357,14 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
     Ok(())
 }
 
-/// Logs (at debug level) how long a call that asks for work took, and how many leases it brought:
-/// the lease latency a deployment's network adds (`JETSWEEP_LOG=jetsweep_worker::agent=debug`).
-pub(crate) fn lease_round_trip(rpc: &'static str, asked: Instant, leases: usize) {
+/// Logs (at debug level) how long a call that asks for work took, and how many packs and leases it
+/// brought: the lease latency a deployment's network adds
+/// (`JETSWEEP_LOG=jetsweep_worker::agent=debug`).
+pub(crate) fn lease_round_trip(rpc: &'static str, asked: Instant, packs: &[pb::LeasePack]) {
     tracing::debug!(
         rpc,
-        leases,
+        packs = packs.len(),
+        leases = packs.iter().map(|p| p.leases.len()).sum::<usize>(),
         took_us = asked.elapsed().as_micros() as u64,
         "lease round trip"
     );
@@ -372,8 +373,8 @@ pub(crate) fn lease_round_trip(rpc: &'static str, asked: Instant, leases: usize)
 /// Waits until a running job ends (keeping the leases its completion brought back), the idle poll
 /// interval passes, or a stop signal comes, whichever is first.
 async fn wait_for_a_job_or_poll(
-    jobs: &mut JoinSet<Vec<pb::Lease>>,
-    ready: &mut Vec<pb::Lease>,
+    jobs: &mut JoinSet<Vec<pb::LeasePack>>,
+    ready: &mut Vec<pb::LeasePack>,
     shutdown: &Shutdown,
 ) {
     tokio::select! {
@@ -381,36 +382,6 @@ async fn wait_for_a_job_or_poll(
         _ = tokio::time::sleep(IDLE_POLL) => {}
         _ = shutdown.stop_asked() => {}
     }
-}
-
-/// Groups leases into packs of at most `max` that train together: consecutive leases of one
-/// dataset whose trials pack together (the coordinator grants a pack's leases one after another),
-/// none resuming from saved state. A lease that resumes, or whose trial cannot be read, is a pack
-/// of its own (and fails alone if unusable).
-pub(crate) fn pack_leases(leases: Vec<pb::Lease>, max: u32) -> Vec<Vec<pb::Lease>> {
-    let trial = |l: &pb::Lease| -> Option<(Hyperparameters, String)> {
-        let spec = l.spec.as_ref()?;
-        let dataset = spec.dataset.as_ref()?.sha256.clone();
-        Some((Hyperparameters::try_from(spec).ok()?, dataset))
-    };
-    let mut packs: Vec<Vec<pb::Lease>> = Vec::new();
-    let mut head: Option<(Hyperparameters, String)> = None;
-    for lease in leases {
-        let this = trial(&lease).filter(|_| lease.resume_epoch == 0);
-        let joins = match (packs.last(), &head, &this) {
-            (Some(last), Some((h, hd)), Some((t, td))) => {
-                last.len() < max.max(1) as usize && hd == td && h.packs_with(t)
-            }
-            _ => false,
-        };
-        if joins {
-            packs.last_mut().expect("checked above").push(lease);
-        } else {
-            head = this;
-            packs.push(vec![lease]);
-        }
-    }
-    packs
 }
 
 /// Starts leased packs, each on its own task, each job with its own stop flag.
@@ -425,10 +396,11 @@ struct Starter {
 }
 
 impl Starter {
-    /// Runs `pack` on a task of `jobs`; the task's output is the leases its last completion
+    /// Runs `pack` on a task of `jobs`; the task's output is the packs its last completion
     /// brought back.
-    fn start(&self, jobs: &mut JoinSet<Vec<pb::Lease>>, pack: Vec<pb::Lease>) {
+    fn start(&self, jobs: &mut JoinSet<Vec<pb::LeasePack>>, pack: pb::LeasePack) {
         let leased: Vec<job::Leased> = pack
+            .leases
             .into_iter()
             .map(|lease| {
                 let stop = Arc::new(AtomicBool::new(false));
