@@ -12,7 +12,7 @@ use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 
-use super::with_retry;
+use super::client::with_retry;
 use crate::WorkerError;
 
 /// The worker's current id, and how to get a new one.

@@ -12,27 +12,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use jetsweep_proto::auth::Channel;
 use jetsweep_proto::trial::Hyperparameters;
 use jetsweep_proto::v1 as pb;
-use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::Shutdown;
+use super::client::{CoordinatorClient, Reported, Unsent};
 use super::datasets::Datasets;
-use super::{with_retry, with_retry_unless_refused};
 use crate::WorkerError;
 use crate::device::{self, DeviceChoice};
 use crate::train::{Progress, RunOptions};
 use jetsweep_proto::limits::MAX_CHECKPOINT_BYTES;
-
-/// Who is asking, and whether it wants another job when this one completes.
-pub struct NextWork {
-    pub identity: Arc<super::identity::Identity>,
-    /// Stopping: complete without leasing more; handing back: tell the coordinator the job is
-    /// released.
-    pub shutdown: Arc<super::Shutdown>,
-}
 
 /// A leased job on its way into a pack: its lease and its stop flag (set when the lease goes stale
 /// or the sweep is cancelled).
@@ -45,12 +36,14 @@ pub struct Leased {
 /// ends; never panics on a bad job: errors are reported as that job's failure. Returns the packs
 /// granted with the last completion (the worker's next work). Everything each job logs carries
 /// its sweep, job id, lease and attempt.
+/// `shutdown` says whether to ask for more work with the last completion (not while stopping) and
+/// whether a stopped job is handed back.
 pub async fn run_pack(
     pack: Vec<Leased>,
     device: DeviceChoice,
-    client: WorkerServiceClient<Channel>,
+    client: CoordinatorClient,
     datasets: Arc<Datasets>,
-    next: NextWork,
+    shutdown: Arc<Shutdown>,
     pack_size: u32,
 ) -> Vec<pb::LeasePack> {
     let spans: Vec<tracing::Span> = pack
@@ -65,9 +58,8 @@ pub async fn run_pack(
             )
         })
         .collect();
-    let worker_id = next.identity.id();
     let started = Instant::now();
-    let outcomes = train_pack(&pack, &spans, &worker_id, device, &client, datasets).await;
+    let outcomes = train_pack(&pack, &spans, device, &client, datasets).await;
     let seconds = started.elapsed().as_secs_f64();
     // Every job but the last finishes at once, together; the last asks for the next work.
     let last = pack.len() - 1;
@@ -78,10 +70,9 @@ pub async fn run_pack(
             job.lease.lease_id,
             outcome,
             seconds,
-            worker_id.clone(),
             client.clone(),
-            (i == last && !next.shutdown.stopping()).then_some(pack_size),
-            next.shutdown.clone(),
+            (i == last && !shutdown.stopping()).then_some(pack_size),
+            shutdown.clone(),
         )
         .instrument(span);
         if i == last {
@@ -101,12 +92,11 @@ async fn finish(
     lease_id: String,
     outcome: Result<Trained, WorkerError>,
     seconds: f64,
-    worker_id: String,
-    client: WorkerServiceClient<Channel>,
+    client: CoordinatorClient,
     next_pack: Option<u32>,
-    shutdown: Arc<super::Shutdown>,
+    shutdown: Arc<Shutdown>,
 ) -> Vec<pb::LeasePack> {
-    let result = match outcome {
+    match outcome {
         Ok(Trained::Done(result, epochs)) => {
             tracing::info!(
                 seconds,
@@ -114,67 +104,12 @@ async fn finish(
                 best_test_acc = result.best_test_acc,
                 "job done"
             );
-            let request = pb::CompleteJobRequest {
-                lease_id: lease_id.clone(),
-                result: Some(result),
-                epochs,
-                // The pack's one slot, freed by its last job.
-                slots: u32::from(next_pack.is_some()),
-                worker_id: worker_id.clone(),
-                request_id: super::next_request_id(),
-                pack_size: next_pack.unwrap_or(1),
-            };
-            let asked = std::time::Instant::now();
-            let packs = with_retry_unless_refused("complete", || {
-                let mut c = client.clone();
-                let r = request.clone();
-                async move { c.complete_job(r).await.map(|r| r.into_inner().packs) }
-            })
-            .await;
-            if let (Ok(packs), Some(_)) = (&packs, next_pack) {
-                super::lease_round_trip("complete_job", asked, packs);
-            }
-            packs
+            return client.complete(&lease_id, result, epochs, next_pack).await;
         }
-        // Handed back: the worker is stopping; the job goes back to the queue. The coordinator
-        // may be away: tell it within the grace, or leave the lease to expire.
+        // Handed back: the worker is stopping; the job goes back to the queue.
         Ok(Trained::Stopped(unsent)) if shutdown.handing_back() => {
             tracing::info!(seconds, "job handed back (the worker is stopping)");
-            // The epochs not reported yet go first, with the state after the last of them: the
-            // next attempt resumes there.
-            let report = (!unsent.epochs.is_empty()).then(|| pb::ReportEpochRequest {
-                lease_id: lease_id.clone(),
-                epochs: unsent.epochs,
-                worker_id: worker_id.clone(),
-                checkpoint: unsent.checkpoint,
-            });
-            let request = pb::FailJobRequest {
-                lease_id: lease_id.clone(),
-                error: "the worker was stopped".into(),
-                worker_id: worker_id.clone(),
-                kind: pb::FailureKind::Released.into(),
-            };
-            let handed = tokio::time::timeout(super::HAND_BACK_GRACE, async {
-                if let Some(report) = &report {
-                    let reported = with_retry("report", || {
-                        let mut c = client.clone();
-                        let r = report.clone();
-                        async move { c.report_epoch(r).await }
-                    })
-                    .await;
-                    if let Err(s) = reported {
-                        tracing::info!(status = %s.message(), "last epochs not taken");
-                    }
-                }
-                with_retry("hand back", || {
-                    let mut c = client.clone();
-                    let r = request.clone();
-                    async move { c.fail_job(r).await.map(|_| Vec::new()) }
-                })
-                .await
-            })
-            .await;
-            handed.unwrap_or_else(|_| Ok(Vec::new()))
+            client.hand_back(&lease_id, unsent).await;
         }
         // Stopped: the lease is stale or the sweep cancelled; the coordinator already knows.
         Ok(Trained::Stopped(_)) => {
@@ -182,33 +117,17 @@ async fn finish(
                 seconds,
                 "job stopped (lease no longer current, or sweep cancelled)"
             );
-            Ok(Vec::new())
         }
         Err(error) => {
             tracing::warn!(seconds, error = %error, "job failed");
-            let request = pb::FailJobRequest {
-                lease_id: lease_id.clone(),
-                error: error.to_string(),
-                worker_id: worker_id.clone(),
-                kind: match error {
-                    WorkerError::Diverged { .. } => pb::FailureKind::Diverged,
-                    _ => pb::FailureKind::Failed,
-                }
-                .into(),
+            let kind = match error {
+                WorkerError::Diverged { .. } => pb::FailureKind::Diverged,
+                _ => pb::FailureKind::Failed,
             };
-            with_retry("fail", || {
-                let mut c = client.clone();
-                let r = request.clone();
-                async move { c.fail_job(r).await.map(|_| Vec::new()) }
-            })
-            .await
+            client.fail(&lease_id, kind, &error).await;
         }
-    };
-    result.unwrap_or_else(|s| {
-        // A stale lease here means another worker finished or took the job: nothing to do.
-        tracing::info!(status = %s.message(), "the coordinator did not take the outcome");
-        Vec::new()
-    })
+    }
+    Vec::new()
 }
 
 /// How training a job ended (apart from an error).
@@ -219,13 +138,6 @@ enum Trained {
     /// Stopped before the end (the lease went stale, the sweep was cancelled, or the worker is
     /// handing the job back), with what was not reported yet.
     Stopped(Unsent),
-}
-
-/// Epochs not reported yet, and the trial's state after the last of them (if saved).
-#[derive(Default)]
-struct Unsent {
-    epochs: Vec<pb::EpochMetrics>,
-    checkpoint: Option<pb::TrialCheckpoint>,
 }
 
 /// One finished epoch on its way to the coordinator, with the state after it when it was saved.
@@ -246,9 +158,8 @@ struct Ready {
 async fn train_pack(
     pack: &[Leased],
     spans: &[tracing::Span],
-    worker_id: &str,
     device: DeviceChoice,
-    client: &WorkerServiceClient<Channel>,
+    client: &CoordinatorClient,
     datasets: Arc<Datasets>,
 ) -> Vec<Result<Trained, WorkerError>> {
     let mut outcomes: Vec<Option<Result<Trained, WorkerError>>> =
@@ -276,7 +187,6 @@ async fn train_pack(
                     report_epochs(
                         client.clone(),
                         job.lease.lease_id.clone(),
-                        worker_id.to_string(),
                         incoming,
                         job.stop.clone(),
                     )
@@ -297,17 +207,8 @@ async fn train_pack(
     }
     if let Some(dataset) = dataset {
         let ready_spans = ready.iter().map(|(i, _)| spans[*i].clone()).collect();
-        let trained = train_ready(
-            &ready,
-            pack,
-            ready_spans,
-            dataset,
-            worker_id,
-            device,
-            client,
-            datasets,
-        )
-        .await;
+        let trained =
+            train_ready(&ready, pack, ready_spans, dataset, device, client, datasets).await;
         let (summaries, last) = match trained {
             Ok((summaries, last)) => (summaries, last),
             Err(e) => {
@@ -375,26 +276,23 @@ type PackTrained = (
 
 /// Trains the checked jobs of a pack on a blocking thread, routing each job's epochs and saved
 /// states to its reporter, and stopping a job when its stop flag is set.
-#[allow(clippy::too_many_arguments)]
 async fn train_ready(
     ready: &[(usize, Ready)],
     pack: &[Leased],
     spans: Vec<tracing::Span>,
     dataset: pb::DatasetRef,
-    worker_id: &str,
     device: DeviceChoice,
-    client: &WorkerServiceClient<Channel>,
+    client: &CoordinatorClient,
     datasets: Arc<Datasets>,
 ) -> Result<PackTrained, WorkerError> {
-    let mut client = client.clone();
-    let data = datasets.get(&dataset.sha256, &mut client).await?;
+    let data = datasets.get(&dataset.sha256, &mut client.rpc()).await?;
     let configs: Vec<Hyperparameters> = ready.iter().map(|(_, r)| r.config.clone()).collect();
     let lone = ready.len() == 1;
     let options = RunOptions {
         trace_steps: 0,
         // Only a lone job resumes (a pack's jobs are first attempts).
         resume: if lone {
-            saved_state(&pack[ready[0].0].lease, worker_id, &mut client).await
+            client.saved_state(&pack[ready[0].0].lease).await
         } else {
             None
         },
@@ -454,42 +352,12 @@ fn checkpoint_fits(config: &Hyperparameters) -> bool {
     config.model.param_count().saturating_mul(4 * 4) < MAX_CHECKPOINT_BYTES
 }
 
-/// The state the lease resumes from, fetched from the coordinator; `None` (start from epoch 1) when
-/// it has none or the fetch fails.
-async fn saved_state(
-    lease: &pb::Lease,
-    worker_id: &str,
-    client: &mut WorkerServiceClient<Channel>,
-) -> Option<Vec<u8>> {
-    if lease.resume_epoch == 0 {
-        return None;
-    }
-    let request = pb::FetchCheckpointRequest {
-        lease_id: lease.lease_id.clone(),
-        worker_id: worker_id.to_string(),
-    };
-    let fetched = with_retry("fetch checkpoint", || {
-        let mut c = client.clone();
-        let r = request.clone();
-        async move { c.fetch_checkpoint(r).await }
-    })
-    .await;
-    match fetched {
-        Ok(c) => Some(c.into_inner().state),
-        Err(s) => {
-            tracing::warn!(status = %s.message(), "saved state not fetched; starting from epoch 1");
-            None
-        }
-    }
-}
-
 /// Sends epochs as they come, all that piled up in one report with the state after the last of
 /// them. Stops the job when the coordinator refuses a report or says the sweep was cancelled.
 /// Returns what was still unsent when training ended.
 async fn report_epochs(
-    client: WorkerServiceClient<Channel>,
+    client: CoordinatorClient,
     lease_id: String,
-    worker_id: String,
     mut incoming: mpsc::UnboundedReceiver<EpochReport>,
     stop: Arc<AtomicBool>,
 ) -> Unsent {
@@ -510,25 +378,8 @@ async fn report_epochs(
             }
         }
         let batch = std::mem::take(&mut unsent);
-        let request = pb::ReportEpochRequest {
-            lease_id: lease_id.clone(),
-            epochs: batch.epochs,
-            worker_id: worker_id.clone(),
-            checkpoint: batch.checkpoint,
-        };
-        let ack = with_retry("report", || {
-            let mut c = client.clone();
-            let r = request.clone();
-            async move { c.report_epoch(r).await }
-        })
-        .await;
-        match ack {
-            Ok(a) if a.get_ref().cancel => stop.store(true, Ordering::SeqCst),
-            Ok(_) => {}
-            Err(s) => {
-                tracing::info!(status = %s.message(), "epoch report refused; stopping the job");
-                stop.store(true, Ordering::SeqCst);
-            }
+        if client.report(&lease_id, batch).await == Reported::Stop {
+            stop.store(true, Ordering::SeqCst);
         }
     }
     unsent
