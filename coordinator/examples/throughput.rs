@@ -33,7 +33,7 @@ use jetsweep_proto::PROTOCOL_VERSION;
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
-use tonic::transport::Channel;
+use jetsweep_proto::auth::{Channel, ClientToken};
 
 /// Pause between the submit and the first lease.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -96,12 +96,12 @@ const RESULT: pb::TrialResult = pb::TrialResult {
 async fn join(url: &str, w: usize) -> (WorkerServiceClient<Channel>, String) {
     loop {
         let attempt = async {
-            let channel = Channel::from_shared(url.to_string())
+            let channel = tonic::transport::Channel::from_shared(url.to_string())
                 .unwrap()
                 .connect()
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut c = WorkerServiceClient::new(channel);
+            let mut c = WorkerServiceClient::new(ClientToken::default().wrap(channel));
             let reg = pb::RegisterRequest {
                 protocol_version: PROTOCOL_VERSION,
                 host: format!("sim{w}"),
@@ -255,12 +255,12 @@ async fn run_once(
         "name = \"bench\"\ndataset = \"synthetic:1000\"\n[defaults]\nmax_epochs = 1\n[grid]\nseed = [{}]\n",
         seeds.join(",")
     );
-    let channel = Channel::from_shared(url.clone())
+    let channel = tonic::transport::Channel::from_shared(url.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    SweepServiceClient::new(channel)
+    SweepServiceClient::new(ClientToken::default().wrap(channel))
         .submit_sweep(pb::SubmitSweepRequest {
             sweep_toml: toml.into(),
         })
