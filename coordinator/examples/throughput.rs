@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use jetsweep_coordinator::server::{Coordinator, serve};
 use jetsweep_coordinator::store::Store;
 use jetsweep_proto::PROTOCOL_VERSION;
+use jetsweep_proto::auth::{Channel, ClientToken};
 use jetsweep_proto::v1 as pb;
 use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
-use jetsweep_proto::auth::{Channel, ClientToken};
 
 /// Pause between the submit and the first lease.
 const SETTLE: Duration = Duration::from_secs(1);

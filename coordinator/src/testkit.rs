@@ -13,9 +13,10 @@ use jetsweep_proto::v1::worker_service_client::WorkerServiceClient;
 use tokio::net::TcpListener;
 
 use crate::access::DataAccess;
+use crate::client::SweepClient;
 use crate::clock::ManualClock;
-use crate::server::{Coordinator, serve};
-use crate::store::Store;
+use crate::server::{Coordinator, StartConfig, start};
+use crate::store::lock::StateLock;
 
 /// Fixture sweep files.
 pub mod sweeps {
@@ -58,9 +59,13 @@ pub struct TestCoordinator {
     pub clock: ManualClock,
     /// The coordinator itself, for what the wire does not offer (expiring leases now).
     pub coordinator: Coordinator,
+    /// The generated clients, for tests of the wire itself.
     pub sweeps: SweepServiceClient<Channel>,
     pub workers: WorkerServiceClient<Channel>,
+    /// The typed client the CLI uses.
+    pub client: SweepClient,
     _stop: tokio::sync::oneshot::Sender<()>,
+    _lock: StateLock,
 }
 
 impl TestCoordinator {
@@ -71,55 +76,54 @@ impl TestCoordinator {
 
     /// Starts a coordinator on `clock` (a restart carries on the clock of the first start).
     pub async fn start_with(dir: &Path, clock: ManualClock) -> TestCoordinator {
-        let store = Store::open(&dir.join("state.db")).expect("open the test state file");
-        let coordinator = Coordinator::new(store, dir.to_path_buf(), clock.shared())
-            .expect("start the test coordinator")
-            .with_data_access(DataAccess::Local);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(listener, coordinator.clone(), async {
-            let _ = stopped.await;
-        }));
-        let channel = client::connect(&url, None, None)
+        let started = start(
+            StartConfig {
+                state: dir.join("state.db"),
+                data_dir: dir.to_path_buf(),
+                clock: clock.shared(),
+                access: DataAccess::Local,
+                token: None,
+                tls: None,
+                holder: "a test".into(),
+            },
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .expect("start the test coordinator");
+        let channel = client::connect(&started.url, None, None)
             .await
             .expect("connect to the test coordinator");
+        let sweeps = client::sweep_client(channel.clone());
         TestCoordinator {
-            url,
+            url: started.url,
             clock,
-            coordinator,
-            sweeps: client::sweep_client(channel.clone()),
+            coordinator: started.coordinator,
+            client: SweepClient::new(sweeps.clone()),
+            sweeps,
             workers: client::worker_client(channel),
+            _lock: started.lock,
             _stop: stop,
         }
     }
 
     /// Submits a sweep file that must be accepted.
     pub async fn submit(&mut self, toml: &str) -> pb::SweepView {
-        self.sweeps
-            .submit_sweep(pb::SubmitSweepRequest {
-                sweep_toml: toml.into(),
-            })
+        self.client
+            .submit(toml)
             .await
             .expect("the sweep is accepted")
-            .into_inner()
-            .sweep
-            .expect("the reply carries the sweep")
     }
 
     /// The sweep `id` as the SweepService shows it (it must exist).
     pub async fn sweep(&mut self, id: &str) -> pb::SweepView {
-        self.sweeps
-            .get_sweep(pb::GetSweepRequest {
-                sweep_id: id.into(),
-            })
-            .await
-            .expect("the sweep exists")
-            .into_inner()
-            .sweep
-            .expect("the reply carries the sweep")
+        self.client.sweep(id).await.expect("the sweep exists")
     }
 
     /// Registers a worker of this protocol version; returns its id.

@@ -70,17 +70,10 @@ where
 
 /// The sweep's view, if the coordinator answers.
 pub async fn try_sweep(url: &str, id: &str) -> Option<pb::SweepView> {
-    let mut c = jetsweep_proto::client::connect(url, None, None)
+    let mut c = jetsweep_coordinator::client::SweepClient::connect(url, None, None)
         .await
-        .map(jetsweep_proto::client::sweep_client)
         .ok()?;
-    c.get_sweep(pb::GetSweepRequest {
-        sweep_id: id.into(),
-    })
-    .await
-    .ok()?
-    .into_inner()
-    .sweep
+    c.sweep(id).await.ok()
 }
 
 /// Waits until every job of the sweep has ended (done, failed or cancelled).

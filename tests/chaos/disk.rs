@@ -5,8 +5,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use jetsweep_proto::v1 as pb;
-
 use crate::common::*;
 
 /// Unmounts the tmpfs when the scenario ends, however it ends.
@@ -65,11 +63,7 @@ async fn full_disk(disk: &std::path::Path, data: &std::path::Path) -> Checked<St
     }
     let mut c = client(&url).await;
     let big = many_seeds("during", 5_000);
-    let refused = c
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: big.clone().into_bytes(),
-        })
-        .await;
+    let refused = c.submit(big.clone()).await;
     let refusal = match refused {
         Ok(_) => return Err("a 5,000-cell sweep was accepted on a full disk".into()),
         Err(s) => s,
@@ -81,18 +75,11 @@ async fn full_disk(disk: &std::path::Path, data: &std::path::Path) -> Checked<St
         "the submit to succeed once space is free",
         || {
             let mut c = c.clone();
-            let toml = big.clone().into_bytes();
-            async move {
-                c.submit_sweep(pb::SubmitSweepRequest { sweep_toml: toml })
-                    .await
-                    .ok()
-            }
+            let toml = big.clone();
+            async move { c.submit(toml).await.ok() }
         },
     )
-    .await?
-    .into_inner()
-    .sweep
-    .ok_or("no sweep in the reply")?;
+    .await?;
     let before = try_sweep(&url, &first)
         .await
         .ok_or("the earlier sweep is no longer readable")?;

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jetsweep_proto::auth::Channel;
-use jetsweep_proto::client;
+use jetsweep_coordinator::client::SweepClient;
 use jetsweep_proto::v1 as pb;
-use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
 use crate::bins::{coordinator_bin, worker_bin};
 
@@ -107,59 +105,27 @@ pub fn worker_with(dir: &Path, url: &str, tag: &str, extra: &[&str]) -> Proc {
     Proc { child, log }
 }
 
-pub async fn client(url: &str) -> SweepServiceClient<Channel> {
-    client::sweep_client(client::connect(url, None, None).await.unwrap())
+/// The typed client of the coordinator at `url` (no token, plain HTTP).
+pub async fn client(url: &str) -> SweepClient {
+    SweepClient::connect(url, None, None).await.unwrap()
 }
 
 pub async fn submit(url: &str, toml: &str) -> pb::SweepView {
-    client(url)
-        .await
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: toml.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
+    client(url).await.submit(toml).await.unwrap()
 }
 
 /// The workers the coordinator lists.
 pub async fn workers(url: &str) -> Vec<pb::WorkerView> {
-    client(url)
-        .await
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .workers
+    client(url).await.workers().await.unwrap()
 }
 
+/// Every job of the sweep, in grid order.
 pub async fn jobs(url: &str, sweep: &str) -> Vec<pb::JobView> {
-    client(url)
-        .await
-        .list_jobs(pb::ListJobsRequest {
-            sweep_id: sweep.into(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs
+    client(url).await.jobs(sweep).await.unwrap()
 }
 
 pub async fn sweep(url: &str, sweep: &str) -> pb::SweepView {
-    client(url)
-        .await
-        .get_sweep(pb::GetSweepRequest {
-            sweep_id: sweep.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
+    client(url).await.sweep(sweep).await.unwrap()
 }
 
 /// Polls until `done` holds for the sweep, or panics after `limit`.
@@ -172,22 +138,9 @@ pub async fn wait_for(
 ) {
     let start = Instant::now();
     loop {
-        if let Ok(mut c) = client::connect(url, None, None)
-            .await
-            .map(client::sweep_client)
-            && let (Ok(s), Ok(j)) = (
-                c.get_sweep(pb::GetSweepRequest {
-                    sweep_id: id.into(),
-                })
-                .await,
-                c.list_jobs(pb::ListJobsRequest {
-                    sweep_id: id.into(),
-                    page_size: 0,
-                    page_token: String::new(),
-                })
-                .await,
-            )
-            && done(&s.into_inner().sweep.unwrap(), &j.into_inner().jobs)
+        if let Ok(mut c) = SweepClient::connect(url, None, None).await
+            && let (Ok(s), Ok(j)) = (c.sweep(id).await, c.jobs(id).await)
+            && done(&s, &j)
         {
             return;
         }

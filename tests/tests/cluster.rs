@@ -44,15 +44,7 @@ async fn two_workers_finish_a_sweep_and_resubmitting_runs_nothing_new() {
         assert_eq!((result.test_acc, j.epochs_done), (latest.test_acc, 3));
     }
     // Results aggregate exactly those numbers.
-    let results = client(&url)
-        .await
-        .get_results(pb::GetResultsRequest {
-            sweep_id: sweep_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let results = client(&url).await.results(&sweep_id).await.unwrap();
     assert_eq!(results.rows.len(), 4);
     for row in &results.rows {
         let spec = row.spec.as_ref().unwrap();
@@ -348,17 +340,7 @@ async fn bad_sweep_files_are_refused_and_the_coordinator_keeps_serving() {
     }
     let out = submit_file("good.toml", QUICK);
     assert!(out.status.success(), "{:?}", text(&out));
-    assert_eq!(
-        client(&url)
-            .await
-            .list_sweeps(pb::ListSweepsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .sweeps
-            .len(),
-        1
-    );
+    assert_eq!(client(&url).await.sweeps().await.unwrap().len(), 1);
 }
 
 #[test]

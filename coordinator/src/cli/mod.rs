@@ -1,4 +1,7 @@
-//! The `jetsweep` command line: one file per verb. Data goes to stdout, progress and logs to stderr.
+//! The `jetsweep` command line, thin: each verb parses its arguments, calls the coordinator through
+//! [`crate::client::SweepClient`] (or, for `serve` and `run`, starts one with
+//! [`crate::server::start`]) and prints. A file per verb or per few related verbs. Data goes to
+//! stdout, progress and logs to stderr.
 
 mod report;
 mod results;
@@ -8,10 +11,9 @@ mod status;
 mod submit;
 
 use clap::{Parser, Subcommand};
-use jetsweep_proto::auth;
-use jetsweep_proto::client;
 use jetsweep_proto::logging::{self, LogFormat};
-use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
+
+use crate::client::SweepClient;
 
 /// jetsweep: hyperparameter sweeps of MASE's JSC models across a cluster.
 ///
@@ -74,27 +76,11 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub async fn connect(&self) -> anyhow::Result<SweepServiceClient<auth::Channel>> {
-        let channel =
-            client::connect(&self.coordinator, self.token.as_deref(), self.ca.as_deref()).await?;
-        Ok(client::sweep_client(channel))
-    }
-}
-
-/// Calls a paged method until its last page: `call(token)` sends one request with `token` and
-/// answers the page and its `next_page_token` (empty after the last); `take` keeps each page.
-pub async fn every_page<P>(
-    mut call: impl AsyncFnMut(String) -> Result<(P, String), tonic::Status>,
-    mut take: impl FnMut(P),
-) -> anyhow::Result<()> {
-    let mut token = String::new();
-    loop {
-        let (page, next) = call(token).await.map_err(rpc_error)?;
-        take(page);
-        if next.is_empty() {
-            return Ok(());
-        }
-        token = next;
+    pub async fn connect(&self) -> anyhow::Result<SweepClient> {
+        Ok(
+            SweepClient::connect(&self.coordinator, self.token.as_deref(), self.ca.as_deref())
+                .await?,
+        )
     }
 }
 

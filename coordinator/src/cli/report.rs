@@ -1,16 +1,12 @@
 //! `jetsweep report SWEEP --out DIR`: fetches a sweep's results, jobs and learning curves from the
-//! coordinator and writes the report (see [`crate::report`]).
+//! coordinator and writes the report (see [`crate::client::report`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::{Remote, rpc_error};
+use crate::client::SweepClient;
+use crate::client::report::{self, Inputs};
 use clap::Args;
-use jetsweep_proto::auth::Channel;
-use jetsweep_proto::v1 as pb;
-use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
-
-use super::{Remote, every_page};
-use crate::report::{self, Inputs};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -30,17 +26,13 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// Fetches what the report needs and writes it into `out`, saying where on stderr.
-pub async fn write(
-    client: &mut SweepServiceClient<Channel>,
-    sweep_id: &str,
-    out: &Path,
-) -> anyhow::Result<()> {
+pub async fn write(client: &mut SweepClient, sweep_id: &str, out: &Path) -> anyhow::Result<()> {
     eprintln!("jetsweep: fetching {sweep_id}: results, jobs, learning curves");
     let inputs = Inputs {
-        sweep: super::status::sweep_view(client, sweep_id).await?,
-        results: super::results::fetch(client, sweep_id).await?,
-        jobs: super::results::all_jobs(client, sweep_id).await?,
-        curves: all_curves(client, sweep_id).await?,
+        sweep: client.sweep(sweep_id).await.map_err(rpc_error)?,
+        results: client.results(sweep_id).await.map_err(rpc_error)?,
+        jobs: client.jobs(sweep_id).await.map_err(rpc_error)?,
+        curves: client.curves(sweep_id).await.map_err(rpc_error)?,
         made_unix_ms: crate::clock::Clock::now(&crate::clock::SystemClock),
     };
     let out = out.to_path_buf();
@@ -61,28 +53,4 @@ pub async fn write(
         out.join("figures").display()
     );
     Ok(())
-}
-
-/// Every job's epochs, page by page.
-async fn all_curves(
-    client: &mut SweepServiceClient<Channel>,
-    sweep_id: &str,
-) -> anyhow::Result<HashMap<String, Vec<pb::EpochMetrics>>> {
-    let mut curves = HashMap::new();
-    let call = async |page_token| {
-        let page = client
-            .get_curves(pb::GetCurvesRequest {
-                sweep_id: sweep_id.to_string(),
-                page_size: 0,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        Ok((page.jobs, page.next_page_token))
-    };
-    every_page(call, |page: Vec<pb::JobCurve>| {
-        curves.extend(page.into_iter().map(|c| (c.job_id, c.epochs)))
-    })
-    .await?;
-    Ok(curves)
 }

@@ -3,13 +3,11 @@
 //! everywhere in jetsweep.
 
 use clap::{Args, ValueEnum};
-use jetsweep_proto::auth::Channel;
 use jetsweep_proto::v1 as pb;
-use jetsweep_proto::v1::sweep_service_client::SweepServiceClient;
 
-use super::{Remote, every_page};
-use crate::results::json;
-use crate::results::words::{job_state, marker, pct, plain, seed_note};
+use super::{Remote, rpc_error};
+use crate::client::render::json;
+use crate::client::render::words::{job_state, marker, pct, plain, seed_note};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -35,61 +33,13 @@ pub struct ResultsArgs {
 pub async fn run(args: ResultsArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
     if args.per_seed {
-        let jobs = all_jobs(&mut client, &args.sweep).await?;
+        let jobs = client.jobs(&args.sweep).await.map_err(rpc_error)?;
         print!("{}", render_per_seed(&jobs, args.format));
     } else {
-        let results = fetch(&mut client, &args.sweep).await?;
+        let results = client.results(&args.sweep).await.map_err(rpc_error)?;
         print!("{}", render(&results, args.format));
     }
     Ok(())
-}
-
-/// Every page of a sweep's results, as one response.
-pub async fn fetch(
-    client: &mut SweepServiceClient<Channel>,
-    sweep_id: &str,
-) -> anyhow::Result<pb::GetResultsResponse> {
-    let mut all = pb::GetResultsResponse::default();
-    let call = async |page_token| {
-        let page = client
-            .get_results(pb::GetResultsRequest {
-                sweep_id: sweep_id.to_string(),
-                page_size: 0,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        let next = page.next_page_token.clone();
-        Ok((page, next))
-    };
-    every_page(call, |page: pb::GetResultsResponse| {
-        all.rows.extend(page.rows);
-        (all.best, all.total_rows, all.dataset, all.hints) =
-            (page.best, page.total_rows, page.dataset, page.hints);
-    })
-    .await?;
-    Ok(all)
-}
-
-/// Every job of a sweep, in grid order, page by page.
-pub async fn all_jobs(
-    client: &mut SweepServiceClient<Channel>,
-    sweep_id: &str,
-) -> anyhow::Result<Vec<pb::JobView>> {
-    let mut jobs = Vec::new();
-    let call = async |page_token| {
-        let page = client
-            .list_jobs(pb::ListJobsRequest {
-                sweep_id: sweep_id.to_string(),
-                page_size: 0,
-                page_token,
-            })
-            .await?
-            .into_inner();
-        Ok((page.jobs, page.next_page_token))
-    };
-    every_page(call, |page| jobs.extend(page)).await?;
-    Ok(jobs)
 }
 
 /// A CSV field for a number: empty when not measured.

@@ -10,11 +10,9 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::results::{Format, render};
-use super::{Logging, Remote};
+use super::{Logging, Remote, rpc_error};
 use crate::clock;
-use crate::server::{Coordinator, serve};
-use crate::store::Store;
-use crate::store::lock::StateLock;
+use crate::server::{StartConfig, Started, start};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -110,25 +108,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Refuse a bad file before starting anything.
     crate::sweep::SweepSpec::parse(&text)?;
     let worker_bin = worker_binary()?;
-    if let Some(dir) = args.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let data_dir = args.state.with_extension("data");
-    let mut lock = StateLock::acquire(&args.state)?;
-    lock.describe(&format!("jetsweep run {}", args.file.display()))?;
-    let store = Store::open(&args.state)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
+    let started = start(
+        StartConfig {
+            state: args.state.clone(),
+            data_dir: data_dir.clone(),
+            clock: clock::system(),
+            // The submitter is the local user: any file they can read.
+            access: crate::access::DataAccess::Local,
+            token: None,
+            tls: None,
+            holder: format!("jetsweep run {}, serving", args.file.display()),
+        },
         listener,
-        // The submitter is the local user: any file they can read.
-        Coordinator::new(store, data_dir.clone(), clock::system())?
-            .with_data_access(crate::access::DataAccess::Local),
         async {
             let _ = stopped.await;
         },
-    ));
+    )
+    .await?;
+    // The lock is held until the end: a second `run` or `serve` on this state file is refused.
+    let Started {
+        url,
+        served: server,
+        lock: _lock,
+        ..
+    } = started;
 
     // The embedded coordinator listens on loopback only, without a token.
     let remote = Remote {
@@ -186,8 +192,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = jetsweep_proto::shutdown::signal() => eprintln!("jetsweep: stopping at once"),
         }
         drop(workers);
-        let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
-        let now = super::status::sweep_view(&mut client, &sweep.sweep_id).await?;
+        let results = client.results(&sweep.sweep_id).await.map_err(rpc_error)?;
+        let now = client.sweep(&sweep.sweep_id).await.map_err(rpc_error)?;
         let _ = stop.send(());
         let _ = server.await;
         print!("{}", render(&results, args.format));
@@ -199,7 +205,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.state.display()
         );
     };
-    let results = super::results::fetch(&mut client, &sweep.sweep_id).await?;
+    let results = client.results(&sweep.sweep_id).await.map_err(rpc_error)?;
     drop(workers);
     if let Some(dir) = &args.report {
         super::report::write(&mut client, &sweep.sweep_id, dir).await?;

@@ -8,9 +8,7 @@ use tokio::net::TcpListener;
 use super::Logging;
 use crate::access::DataAccess;
 use crate::clock;
-use crate::server::{Coordinator, serve, serve_scaler};
-use crate::store::Store;
-use crate::store::lock::StateLock;
+use crate::server::{StartConfig, serve_scaler, start};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -64,16 +62,10 @@ fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(dir) = args.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    }
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| args.state.with_extension("data"));
-    let mut lock = StateLock::acquire(&args.state)?;
-    let store = Store::open(&args.state)?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -105,24 +97,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(root) => DataAccess::under(root)?,
         None => DataAccess::BuiltInOnly,
     };
-    let mut coordinator =
-        Coordinator::new(store, data_dir.clone(), clock::system())?.with_data_access(access);
-    if let Some(token) = token {
-        coordinator = coordinator.require_token(token)?;
-    }
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        coordinator =
-            coordinator.serve_tls(&read(cert, "TLS certificate")?, &read(key, "TLS key")?)?;
-    }
-    let url = format!("{}://{addr}", if tls { "https" } else { "http" });
-    lock.describe(&format!("serving {url}"))?;
-    println!("{url}");
-    tracing::info!(
-        url = %url,
-        state = %args.state.display(),
-        datasets = %data_dir.display(),
-        "coordinator serving"
-    );
+    let tls_files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((read(cert, "TLS certificate")?, read(key, "TLS key")?)),
+        _ => None,
+    };
     // One stop signal ends both servers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -135,16 +113,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let started = start(
+        StartConfig {
+            state: args.state.clone(),
+            data_dir: data_dir.clone(),
+            clock: clock::system(),
+            access,
+            token: token.map(str::to_string),
+            tls: tls_files,
+            holder: "serving".into(),
+        },
+        listener,
+        stopping(),
+    )
+    .await?;
+    println!("{}", started.url);
+    tracing::info!(
+        url = %started.url,
+        state = %args.state.display(),
+        datasets = %data_dir.display(),
+        "coordinator serving"
+    );
     let scaler = match scaler {
         Some(listener) => {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "KEDA external scaler serving (plaintext, no token)");
-            let served = serve_scaler(listener, coordinator.clone(), stopping());
+            let served = serve_scaler(listener, started.coordinator.clone(), stopping());
             Some(tokio::spawn(served))
         }
         None => None,
     };
-    serve(listener, coordinator, stopping()).await?;
+    started.served.await??;
     if let Some(scaler) = scaler {
         scaler.await??;
     }

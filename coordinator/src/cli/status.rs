@@ -4,6 +4,7 @@ use clap::Args;
 use jetsweep_proto::v1 as pb;
 
 use super::{Remote, rpc_error};
+use crate::client::SweepClient;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -31,39 +32,10 @@ fn sweep_line(s: &pb::SweepView) -> String {
     )
 }
 
-/// One sweep's counts.
-pub async fn sweep_view(
-    client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
-        jetsweep_proto::auth::Channel,
-    >,
-    sweep_id: &str,
-) -> anyhow::Result<pb::SweepView> {
-    client
-        .get_sweep(pb::GetSweepRequest {
-            sweep_id: sweep_id.to_string(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .sweep
-        .ok_or_else(|| anyhow::anyhow!("the coordinator answered without the sweep"))
-}
-
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
     let Some(sweep_id) = args.sweep else {
-        let mut sweeps = Vec::new();
-        let call = async |page_token| {
-            let page = client
-                .list_sweeps(pb::ListSweepsRequest {
-                    page_size: 0,
-                    page_token,
-                })
-                .await?
-                .into_inner();
-            Ok((page.sweeps, page.next_page_token))
-        };
-        super::every_page(call, |page| sweeps.extend(page)).await?;
+        let sweeps = client.sweeps().await.map_err(rpc_error)?;
         println!(
             "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}",
             "SWEEP", "JOBS", "DONE", "RUN", "QUEUED", "FAILED", "CANCELLED"
@@ -73,7 +45,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     };
-    let sweep = sweep_view(&mut client, &sweep_id).await?;
+    let sweep = client.sweep(&sweep_id).await.map_err(rpc_error)?;
     println!("{}", sweep_header(&sweep));
     println!(
         "{:<17} {:<9} {:<13} {:>6} {:>7} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  ERROR",
@@ -93,7 +65,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         "PARAMS",
         "ATTEMPTS"
     );
-    for j in super::results::all_jobs(&mut client, &sweep_id).await? {
+    for j in client.jobs(&sweep_id).await.map_err(rpc_error)? {
         println!("{}", job_line(&j).trim_end());
     }
     Ok(())
@@ -146,7 +118,7 @@ fn job_line(j: &pb::JobView) -> String {
     format!(
         "{:<17} {:<9} {:<13} {:>6} {:>7.0e} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}",
         &j.job_id[..16.min(j.job_id.len())],
-        crate::results::words::job_state(j),
+        crate::client::render::words::job_state(j),
         spec.model,
         spec.batch_size,
         spec.learning_rate,
@@ -179,12 +151,7 @@ pub struct WorkersArgs {
 
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let workers = client
-        .list_workers(pb::ListWorkersRequest {})
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .workers;
+    let workers = client.workers().await.map_err(rpc_error)?;
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     println!(
         "{:<24} {:<20} {:<8} {:>5} {:>10}  {:>4}  STATE",
@@ -233,20 +200,9 @@ const PROGRESS_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(
 
 /// Shows progress on stderr until the sweep ends (a bar on a terminal; elsewhere a line every
 /// few seconds while something changed, and one at the end); returns its final counts.
-pub async fn follow(
-    client: &mut jetsweep_proto::v1::sweep_service_client::SweepServiceClient<
-        jetsweep_proto::auth::Channel,
-    >,
-    sweep_id: &str,
-) -> anyhow::Result<pb::SweepView> {
+pub async fn follow(client: &mut SweepClient, sweep_id: &str) -> anyhow::Result<pb::SweepView> {
     use std::io::IsTerminal;
-    let mut stream = client
-        .watch_sweep(pb::WatchSweepRequest {
-            sweep_id: sweep_id.to_string(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let mut stream = client.watch(sweep_id).await.map_err(rpc_error)?;
     let on_terminal = std::io::stderr().is_terminal();
     let bar = if on_terminal {
         indicatif::ProgressBar::new(0)

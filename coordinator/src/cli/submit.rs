@@ -29,15 +29,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
 
 pub async fn submit(remote: &Remote, sweep_toml: String) -> anyhow::Result<pb::SweepView> {
     let mut client = remote.connect().await?;
-    let sweep = client
-        .submit_sweep(pb::SubmitSweepRequest {
-            sweep_toml: sweep_toml.into_bytes(),
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner()
-        .sweep;
-    sweep.ok_or_else(|| anyhow::anyhow!("the coordinator answered without a sweep"))
+    client.submit(sweep_toml).await.map_err(rpc_error)
 }
 
 #[derive(Debug, Args)]
@@ -49,13 +41,7 @@ pub struct CancelArgs {
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let reply = client
-        .cancel_sweep(pb::CancelSweepRequest {
-            sweep_id: args.sweep,
-        })
-        .await
-        .map_err(rpc_error)?
-        .into_inner();
+    let reply = client.cancel(&args.sweep).await.map_err(rpc_error)?;
     let s = reply.sweep.unwrap_or_default();
     let mut line = format!(
         "{}: cancel requested; {} cancelled, {} running that stop at their next report",

@@ -5,9 +5,6 @@
 //! checkpoint (lowest validation loss), never on test; the points tied with it within the seeds'
 //! spread; and hints when the best sits at the edge of a swept range.
 
-pub mod json;
-pub mod words;
-
 use std::collections::HashMap;
 
 use jetsweep_proto::metrics::{EpochSummary, TrialResult};

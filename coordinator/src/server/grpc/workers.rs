@@ -17,7 +17,8 @@ use jetsweep_proto::limits::{
 };
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
-use super::{Coordinator, required, views};
+use super::super::Coordinator;
+use super::{required, views};
 use crate::{Error, jobs};
 
 pub struct Workers(pub Coordinator);

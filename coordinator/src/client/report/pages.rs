@@ -4,7 +4,7 @@
 //! rounded: accuracy in percent with two decimals, losses with four.
 
 use super::{Inputs, Param, figures::Figure, model_params, spec};
-use crate::results::words::{self, pct, plain};
+use crate::client::render::words::{self, pct, plain};
 use jetsweep_proto::v1 as pb;
 
 /// A table: its header and rows of cells, as text.

@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
 
-use super::results_cache::Aggregated;
-use super::{Coordinator, required, views};
+use super::super::Coordinator;
+use super::{required, views};
 use crate::jobs;
 use crate::sweep::SweepSpec;
 
@@ -257,7 +257,7 @@ impl SweepService for Sweeps {
             Some(kept) => kept,
             None => self.0.aggregate_results(&id).await?,
         };
-        Ok(Response::new(results_page(
+        Ok(Response::new(views::results_page(
             &aggregated,
             offset,
             limit,
@@ -336,36 +336,5 @@ impl SweepService for Sweeps {
                 })
                 .collect(),
         }))
-    }
-}
-
-/// Rows `offset..offset + limit` of a sweep's results, with the token of the next page (which
-/// names `ended`, the ended-job count the aggregate was made at).
-pub fn results_page(
-    aggregated: &Aggregated,
-    offset: usize,
-    limit: usize,
-    ended: u32,
-) -> pb::GetResultsResponse {
-    let (aggregate, dataset) = aggregated;
-    let rows = &aggregate.rows;
-    let total = rows.len();
-    let next = offset.saturating_add(limit);
-    pb::GetResultsResponse {
-        rows: rows
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|r| views::result_row(r, None))
-            .collect(),
-        best: aggregate.best.map_or(-1, |b| b as i32),
-        next_page_token: if next < total {
-            format!("{next}.{ended}")
-        } else {
-            String::new()
-        },
-        total_rows: total as u32,
-        dataset: dataset.as_ref().map(pb::DatasetRef::from),
-        hints: aggregate.hints.clone(),
     }
 }

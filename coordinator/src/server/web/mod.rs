@@ -192,7 +192,7 @@ async fn results(
     let page = crate::server::results_page(&aggregated, 0, usize::MAX, ended);
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        crate::results::json::document_text(&page, false),
+        crate::client::render::json::document_text(&page, false),
     )
         .into_response())
 }
@@ -221,7 +221,7 @@ async fn cancel(
 async fn metrics(State(c): State<Coordinator>) -> Result<Response, WebError> {
     let since = c.now() - jetsweep_proto::limits::GONE_AFTER.as_millis() as i64;
     let counts = c
-        .read(move |tx| crate::metrics::store_counts(tx, since))
+        .read(move |tx| crate::server::metrics::store_counts(tx, since))
         .await?;
     Ok((
         [(
@@ -260,7 +260,7 @@ const KNOWN_RPCS: &[&str] = &[
 /// `grpc-status` header of a failed call; a call whose status travels in trailers succeeded), the
 /// rest as `http` by HTTP status. Labels come from a fixed set, whatever path a client sends.
 pub async fn count_requests(
-    State(metrics): State<crate::metrics::Metrics>,
+    State(metrics): State<crate::server::metrics::Metrics>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -293,7 +293,7 @@ mod tests {
     /// would be counted as plain HTTP).
     #[test]
     fn every_rpc_of_the_protocol_is_a_known_label() {
-        let proto = include_str!("../../../proto/jetsweep.proto");
+        let proto = include_str!("../../../../proto/jetsweep.proto");
         let mut service = "";
         let mut declared = Vec::new();
         for line in proto.lines().map(str::trim) {

@@ -7,6 +7,7 @@ use jetsweep_proto::v1 as pb;
 
 use crate::jobs::{Job, JobState, LeaseGrant, SweepCounts};
 use crate::results::{ResultRow, Spread};
+use crate::server::results_cache::Aggregated;
 use jetsweep_proto::worker_id::worker_name;
 
 pub fn sweep(c: &SweepCounts) -> pb::SweepView {
@@ -95,5 +96,36 @@ pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultR
         mean_train_seconds,
         std_train_seconds,
         tie: r.tie,
+    }
+}
+
+/// Rows `offset..offset + limit` of a sweep's results, with the token of the next page (which
+/// names `ended`, the ended-job count the aggregate was made at).
+pub fn results_page(
+    aggregated: &Aggregated,
+    offset: usize,
+    limit: usize,
+    ended: u32,
+) -> pb::GetResultsResponse {
+    let (aggregate, dataset) = aggregated;
+    let rows = &aggregate.rows;
+    let total = rows.len();
+    let next = offset.saturating_add(limit);
+    pb::GetResultsResponse {
+        rows: rows
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| result_row(r, None))
+            .collect(),
+        best: aggregate.best.map_or(-1, |b| b as i32),
+        next_page_token: if next < total {
+            format!("{next}.{ended}")
+        } else {
+            String::new()
+        },
+        total_rows: total as u32,
+        dataset: dataset.as_ref().map(pb::DatasetRef::from),
+        hints: aggregate.hints.clone(),
     }
 }

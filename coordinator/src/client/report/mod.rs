@@ -326,7 +326,7 @@ fn heat_map(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Option<
         if let Some(mean) = row.mean_best_test_acc {
             cells[y][x] = Some((
                 100.0 * mean,
-                crate::results::words::pct(row.mean_best_test_acc, row.std_best_test_acc),
+                crate::client::render::words::pct(row.mean_best_test_acc, row.std_best_test_acc),
             ));
         }
         if i as i32 == inputs.results.best {
@@ -419,7 +419,7 @@ pub fn write(dir: &Path, inputs: &Inputs) -> anyhow::Result<Vec<PathBuf>> {
         dir.join("results.json"),
         format!(
             "{}\n",
-            crate::results::json::document_text(&inputs.results, true)
+            crate::client::render::json::document_text(&inputs.results, true)
         )
         .as_bytes(),
     )?;
