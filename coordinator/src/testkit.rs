@@ -48,6 +48,155 @@ seed = [0, 1]
 "#;
 }
 
+/// Sweep files every door must refuse — the parser, the SweepService, `jetsweep submit`, the
+/// chaos suite — each with what the refusal must name. The one table of them.
+pub mod bad_sweeps {
+    /// A sweep file to refuse.
+    pub struct BadSweep {
+        /// What is wrong, in words.
+        pub what: &'static str,
+        pub toml: String,
+        /// Words the refusal must contain (the key, the value, the limit).
+        pub names: &'static [&'static str],
+        /// Refused for its size (RESOURCE_EXHAUSTED on the wire), not for a value
+        /// (INVALID_ARGUMENT).
+        pub too_big: bool,
+    }
+
+    fn bad(what: &'static str, toml: &str, names: &'static [&'static str]) -> BadSweep {
+        BadSweep {
+            what,
+            toml: toml.to_string(),
+            names,
+            too_big: false,
+        }
+    }
+
+    /// Every bad sweep file of the table.
+    pub fn all() -> Vec<BadSweep> {
+        let list = |n: std::ops::RangeInclusive<u32>| {
+            n.map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+        };
+        vec![
+            bad(
+                "an unknown key",
+                "name = \"x\"\nbatchsize = 3\n",
+                &["batchsize"],
+            ),
+            bad(
+                "an unknown grid key",
+                "name = \"x\"\n[grid]\nbatch_sise = [1]\n",
+                &["batch_sise"],
+            ),
+            bad(
+                "an empty grid list",
+                "name = \"x\"\n[grid]\nseed = []\n",
+                &["grid.seed", "empty"],
+            ),
+            bad(
+                "batch size 0",
+                "name = \"x\"\n[grid]\nbatch_size = [64, 0]\n",
+                &["batch_size", "0"],
+            ),
+            bad(
+                "a negative batch size",
+                "name = \"x\"\n[grid]\nbatch_size = [-1]\n",
+                &["batch_size"],
+            ),
+            bad(
+                "a negative learning rate",
+                "name = \"x\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n",
+                &["learning_rate", "-0.001"],
+            ),
+            bad(
+                "learning rate 0",
+                "name = \"x\"\n[defaults]\nlearning_rate = 0.0\n",
+                &["learning_rate", "0"],
+            ),
+            bad(
+                "a learning rate of NaN",
+                "name = \"x\"\n[grid]\nlearning_rate = [nan]\n",
+                &["learning_rate", "NaN"],
+            ),
+            bad(
+                "an unknown model",
+                "name = \"x\"\n[grid]\nmodel = [\"jsc-tiny\", \"resnet50\"]\n",
+                &["model", "resnet50"],
+            ),
+            bad(
+                "an unknown dataset",
+                "name = \"x\"\ndataset = \"imagenet\"\n",
+                &["dataset", "imagenet"],
+            ),
+            bad(
+                "an unknown optimizer",
+                "name = \"x\"\n[grid]\noptimizer = [\"lbfgs\"]\n",
+                &["optimizer", "lbfgs"],
+            ),
+            bad("0 attempts", "name = \"x\"\nattempts = 0\n", &["attempts"]),
+            bad(
+                "4 billion attempts",
+                "name = \"x\"\nattempts = 4000000000\n",
+                &["attempts", "1 to 100"],
+            ),
+            BadSweep {
+                toml: format!("name = \"{}\"\n", "n".repeat(129)),
+                ..bad("a 129-character name", "", &["name", "at most 128"])
+            },
+            bad(
+                "a billion synthetic jets",
+                "name = \"x\"\ndataset = \"synthetic:1000000000\"\n",
+                &["dataset", "at most 1000000"],
+            ),
+            BadSweep {
+                toml: format!(
+                    "name = \"x\"\n[defaults]\nmodel = \"mlp:{}\"\n",
+                    vec!["8"; 17].join(",")
+                ),
+                ..bad(
+                    "17 hidden layers",
+                    "",
+                    &["model", "at most 16 hidden layers"],
+                )
+            },
+            BadSweep {
+                toml: format!("name = \"x\"\n# {}\n", "x".repeat(300_000)),
+                ..bad("a 300 KB file", "", &["bytes", "262144"])
+            },
+            bad(
+                "a lease shorter than three heartbeats",
+                "name = \"x\"\nlease_timeout_s = 1\n",
+                &["lease_timeout_s", "three heartbeats"],
+            ),
+            bad(
+                "4 billion epochs",
+                "name = \"x\"\n[defaults]\nmax_epochs = 4294967295\n",
+                &["max_epochs", "4294967295"],
+            ),
+            bad("broken TOML", "name = \"x\"\n[grid\n", &["sweep file"]),
+            bad("no name", "dataset = \"synthetic\"\n", &["name"]),
+            BadSweep {
+                toml: format!(
+                    "name = \"x\"\n[grid]\nseed = [{}]\nbatch_size = [{}]\nmax_epochs = [{}]\nlearning_rate = [{}]\nmodel = [{}]\n",
+                    list(0..=10),
+                    list(1..=10),
+                    list(1..=10),
+                    (1..=10)
+                        .map(|v| format!("{v}e-3"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    (1..=10)
+                        .map(|v| format!("\"mlp:{v}\""))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                too_big: true,
+                ..bad("a grid of 110,000 cells", "", &["110000 cells", "100000"])
+            },
+        ]
+    }
+}
+
 /// Where the test clock starts: an ordinary moment (2026-01-01), far from 0 and from overflow.
 pub const CLOCK_START: i64 = 1_767_225_600_000;
 

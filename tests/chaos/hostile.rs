@@ -104,12 +104,6 @@ async fn hostile() -> Checked<String> {
             "cells",
         ),
         (
-            "a billion synthetic rows",
-            submit(b"name = \"x\"\ndataset = \"synthetic:1000000000\"\n".to_vec()).await,
-            Code::InvalidArgument,
-            "synthetic",
-        ),
-        (
             "bytes that are not UTF-8",
             submit(not_text).await,
             Code::InvalidArgument,
@@ -122,24 +116,6 @@ async fn hostile() -> Checked<String> {
             "attempts",
         ),
         (
-            "max_epochs = 4294967295",
-            submit(sweep("[defaults]\nmax_epochs = 4294967295")).await,
-            Code::InvalidArgument,
-            "max_epochs",
-        ),
-        (
-            "learning_rate = nan",
-            submit(sweep("[defaults]\nlearning_rate = nan")).await,
-            Code::InvalidArgument,
-            "learning_rate",
-        ),
-        (
-            "batch_size = 0",
-            submit(sweep("[defaults]\nbatch_size = 0")).await,
-            Code::InvalidArgument,
-            "batch_size",
-        ),
-        (
             "arrays nested 100,000 deep",
             submit(sweep(&deep)).await,
             Code::InvalidArgument,
@@ -150,12 +126,6 @@ async fn hostile() -> Checked<String> {
             submit(b"name = \"x\"\ndataset = \"/etc/passwd\"\n".to_vec()).await,
             Code::PermissionDenied,
             "dataset",
-        ),
-        (
-            "a 300 KB sweep file",
-            submit(sweep(&format!("# {}", "x".repeat(300_000)))).await,
-            Code::InvalidArgument,
-            "sweep file",
         ),
         (
             "a 5 MB message",
@@ -176,6 +146,21 @@ async fn hostile() -> Checked<String> {
             "name",
         ),
     ];
+    // The bad sweep files every door refuses (the parser's, the SweepService's and `submit`'s
+    // table), through the coordinator process.
+    for bad in jetsweep_coordinator::testkit::bad_sweeps::all() {
+        let code = if bad.too_big {
+            Code::ResourceExhausted
+        } else if bad.names.contains(&"imagenet") {
+            // A name that is no built-in source is a file name, and this coordinator reads none
+            // (no --data-root).
+            Code::PermissionDenied
+        } else {
+            Code::InvalidArgument
+        };
+        let result = submit(bad.toml.into_bytes()).await;
+        cases.push((bad.what, result, code, bad.names[0]));
+    }
 
     let register = |host: String, slots: u32| pb::RegisterRequest {
         protocol_version: jetsweep_proto::PROTOCOL_VERSION,

@@ -315,28 +315,13 @@ async fn bad_sweep_files_are_refused_and_the_coordinator_keeps_serving() {
             .output()
             .unwrap()
     };
-    for (body, needle) in [
-        ("name = \"x\"\nbatchsize = 3\n", "batchsize"),
-        ("name = \"x\"\n[grid]\nseed = []\n", "empty"),
-        ("name = \"x\"\n[grid]\nbatch_size = [0]\n", "batch_size"),
-        (
-            "name = \"x\"\n[grid]\nlearning_rate = [-1.0]\n",
-            "learning_rate",
-        ),
-        ("name = \"x\"\n[grid]\nlearning_rate = [nan]\n", "NaN"),
-        ("name = \"x\"\n[defaults]\nmodel = \"resnet\"\n", "resnet"),
-        ("name = \"x\"\ndataset = \"imagenet\"\n", "imagenet"),
-        (
-            "name = \"x\"\n[grid]\nseed = [0,1,2,3,4,5,6,7,8,9,10]\nbatch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\nlearning_rate = [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]\nmodel = [\"mlp:1\",\"mlp:2\",\"mlp:3\",\"mlp:4\",\"mlp:5\",\"mlp:6\",\"mlp:7\",\"mlp:8\",\"mlp:9\",\"mlp:10\"]\n",
-            "110000 cells",
-        ),
-    ] {
-        let out = submit_file("bad.toml", body);
+    for bad in jetsweep_coordinator::testkit::bad_sweeps::all() {
+        let out = submit_file("bad.toml", &bad.toml);
         let (_, stderr) = text(&out);
-        assert!(
-            !out.status.success() && stderr.contains(needle),
-            "{body:?} → {stderr}"
-        );
+        assert!(!out.status.success(), "{} was accepted", bad.what);
+        for n in bad.names {
+            assert!(stderr.contains(n), "{}: {stderr} lacks {n:?}", bad.what);
+        }
     }
     let out = submit_file("good.toml", QUICK);
     assert!(out.status.success(), "{:?}", text(&out));

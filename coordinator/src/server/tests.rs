@@ -259,33 +259,21 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
 #[tokio::test]
 async fn bad_requests_get_clear_statuses_and_the_server_keeps_serving() {
     let (mut c, _dir) = start().await;
-    for (toml, code, needle) in [
-        (
-            "name = \"x\"\n[grid]\nbatch_size = [0]\n",
-            Code::InvalidArgument,
-            "batch_size",
-        ),
-        ("name = \"x\"\nfoo = 1\n", Code::InvalidArgument, "foo"),
-        (
-            "name = \"x\"\ndataset = \"imagenet\"\n",
-            Code::InvalidArgument,
-            "imagenet",
-        ),
-        (
-            "name = \"x\"\n[grid]\nseed = [1,2,3,4,5,6,7,8,9,10,11]\nbatch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\nlearning_rate = [0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]\nmodel = [\"mlp:1\",\"mlp:2\",\"mlp:3\",\"mlp:4\",\"mlp:5\",\"mlp:6\",\"mlp:7\",\"mlp:8\",\"mlp:9\",\"mlp:10\"]\n",
-            Code::ResourceExhausted,
-            "110000 cells; the limit is 100000",
-        ),
-    ] {
-        let err = c
-            .sweeps
-            .submit_sweep(pb::SubmitSweepRequest {
-                sweep_toml: toml.into(),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), code, "{toml}: {err:?}");
-        assert!(err.message().contains(needle), "{err:?}");
+    for bad in crate::testkit::bad_sweeps::all() {
+        let err = c.client.submit(bad.toml.clone()).await.unwrap_err();
+        let code = if bad.too_big {
+            Code::ResourceExhausted
+        } else {
+            Code::InvalidArgument
+        };
+        assert_eq!(err.code(), code, "{}: {err:?}", bad.what);
+        for n in bad.names {
+            assert!(
+                err.message().contains(n),
+                "{}: {err:?} lacks {n:?}",
+                bad.what
+            );
+        }
     }
     let missing = c
         .sweeps

@@ -103,93 +103,17 @@ fn the_example_sweep_files_are_valid() {
     assert!(n >= 5);
 }
 
-fn refused(text: &str, needles: &[&str]) {
-    let err = SweepSpec::parse(text).unwrap_err().to_string();
-    for n in needles {
-        assert!(err.contains(n), "{err:?} lacks {n:?}");
-    }
-}
-
 #[test]
 fn bad_sweep_files_are_refused_with_what_is_wrong() {
-    refused("name = \"x\"\nbatchsize = 3\n", &["batchsize"]);
-    refused("name = \"x\"\n[grid]\nbatch_sise = [1]\n", &["batch_sise"]);
-    refused("name = \"x\"\n[grid]\nseed = []\n", &["grid.seed", "empty"]);
-    refused(
-        "name = \"x\"\n[grid]\nbatch_size = [64, 0]\n",
-        &["batch_size", "0"],
-    );
-    refused(
-        "name = \"x\"\n[grid]\nlearning_rate = [1e-3, -1e-3]\n",
-        &["learning_rate", "-0.001"],
-    );
-    refused(
-        "name = \"x\"\n[defaults]\nlearning_rate = 0.0\n",
-        &["learning_rate", "0"],
-    );
-    refused(
-        "name = \"x\"\n[grid]\nlearning_rate = [nan]\n",
-        &["learning_rate", "NaN"],
-    );
-    refused(
-        "name = \"x\"\n[grid]\nmodel = [\"jsc-tiny\", \"resnet50\"]\n",
-        &["model", "resnet50"],
-    );
-    refused(
-        "name = \"x\"\ndataset = \"imagenet\"\n",
-        &["dataset", "imagenet"],
-    );
-    refused(
-        "name = \"x\"\n[grid]\noptimizer = [\"lbfgs\"]\n",
-        &["optimizer", "lbfgs"],
-    );
-    refused("name = \"x\"\nattempts = 0\n", &["attempts"]);
-    refused(
-        "name = \"x\"\nattempts = 4000000000\n",
-        &["attempts", "1 to 100"],
-    );
-    refused(
-        &format!("name = \"{}\"\n", "n".repeat(129)),
-        &["name", "at most 128"],
-    );
-    refused(
-        "name = \"x\"\ndataset = \"synthetic:1000000000\"\n",
-        &["dataset", "at most 1000000"],
-    );
-    refused(
-        &format!(
-            "name = \"x\"\n[defaults]\nmodel = \"mlp:{}\"\n",
-            vec!["8"; 17].join(",")
-        ),
-        &["model", "at most 16 hidden layers"],
-    );
-    refused(
-        &format!("name = \"x\"\n# {}\n", "x".repeat(300_000)),
-        &["bytes", "262144"],
-    );
-    refused(
-        "name = \"x\"\nlease_timeout_s = 1\n",
-        &["lease_timeout_s", "three heartbeats"],
-    );
-    refused(
-        "name = \"x\"\n[defaults]\nmax_epochs = 4294967295\n",
-        &["max_epochs", "4294967295"],
-    );
-    refused("name = \"x\"\n[grid]\nbatch_size = [-1]\n", &["batch_size"]);
-    refused("name = \"x\"\n[grid\n", &["sweep file"]);
-    refused("dataset = \"synthetic\"\n", &["name"]);
-    let big = format!(
-        "name = \"x\"\n[grid]\nseed = [{}]\nbatch_size = [{}]\n",
-        (0..1000)
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        (1..=101)
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    refused(&big, &["101000 cells", "100000"]);
+    for bad in crate::testkit::bad_sweeps::all() {
+        let err = SweepSpec::parse(&bad.toml)
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", bad.what))
+            .to_string();
+        for n in bad.names {
+            assert!(err.contains(n), "{}: {err:?} lacks {n:?}", bad.what);
+        }
+    }
 }
 
 #[test]
