@@ -130,13 +130,7 @@ pub fn ledger(state: &Path) -> Checked<Ledger> {
     read().map_err(|e| format!("reading {}: {e}", state.display()))
 }
 
-/// Sends `sig` to a child process.
-pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a process this program started.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
+pub use jetsweep_tests::cluster::signal;
 
 /// A small xorshift generator, so a run's kill schedule can be told by its seed.
 pub struct Dice(u64);

@@ -155,3 +155,11 @@ pub async fn wait_for(
 pub fn state(j: &pb::JobView) -> pb::JobState {
     pb::JobState::try_from(j.state).unwrap()
 }
+
+/// Sends `sig` to a child process.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a process this program started; no memory is passed.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}

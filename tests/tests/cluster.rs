@@ -12,12 +12,9 @@ use jetsweep_tests::cluster::*;
 /// 8 quick jobs (the fixture the coordinator's own tests use too).
 use jetsweep_coordinator::testkit::sweeps::QUICK;
 
-/// Jobs of a few seconds each (jsc-s on 100,000 jets, batch 32, 8 epochs: about 2.5 s), so processes
-/// can be killed while one runs.
+/// Jobs of a few seconds each, with 3 s leases (see the fixture).
 fn slow(name: &str, seeds: &str) -> String {
-    format!(
-        "name = \"{name}\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 3\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 8\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{seeds}]\n"
-    )
+    jetsweep_coordinator::testkit::sweeps::slow(name, seeds, 3)
 }
 
 /// Generous: on a 2-core machine running the whole suite at once, a few seconds of work can take a minute.

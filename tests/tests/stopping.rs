@@ -11,21 +11,12 @@ use jetsweep_proto::v1 as pb;
 use crate::support::{coordinator_bin, text};
 use jetsweep_tests::cluster::*;
 
-/// Jobs of a few seconds each (jsc-s on 100,000 jets, batch 32, 8 epochs: about 2.5 s).
+/// Jobs of a few seconds each, with 30 s leases (see the fixture).
 fn slow(name: &str, seeds: &str) -> String {
-    format!(
-        "name = \"{name}\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 30\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 8\nbatch_size = 32\nlearning_rate = 1e-3\n[grid]\nseed = [{seeds}]\n"
-    )
+    jetsweep_coordinator::testkit::sweeps::slow(name, seeds, 30)
 }
 
 const LONG: Duration = Duration::from_secs(240);
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child process of this test.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
 
 /// Two SIGTERMs: the worker stops training, tells the coordinator, and exits within seconds; the
 /// job is queued again without spending an attempt, and another worker finishes it.

@@ -3,14 +3,14 @@
 
 use std::fs;
 
-use crate::support::{files_under, json_lines, text, worker};
+use crate::support::{files_under, json_lines, run_worker_cli, text};
 
 const SMALL: &str = "synthetic:3000";
 
 #[test]
 fn train_json_prints_one_object_per_epoch_and_a_final_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &[
             "train",
@@ -77,8 +77,8 @@ fn readable_output_and_same_seed_same_numbers() {
         "--model",
         "jsc-toy",
     ];
-    let a = worker(dir.path(), &args);
-    let b = worker(dir.path(), &args);
+    let a = run_worker_cli(dir.path(), &args);
+    let b = run_worker_cli(dir.path(), &args);
     let (sa, ea) = text(&a);
     assert!(a.status.success(), "{ea}");
     assert!(
@@ -97,7 +97,7 @@ fn readable_output_and_same_seed_same_numbers() {
 #[test]
 fn prepare_exports_npy_that_train_accepts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &[
             "prepare",
@@ -126,7 +126,7 @@ fn prepare_exports_npy_that_train_accepts() {
             "y_val.npy"
         ]
     );
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &["train", "--dataset", "npy", "--max-epochs", "1", "--json"],
     );
@@ -134,12 +134,12 @@ fn prepare_exports_npy_that_train_accepts() {
     let lines = json_lines(&out);
     assert_eq!(lines[0]["val"], "held-out");
     // A prepared .jsd file works the same way.
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &["prepare", "--dataset", SMALL, "--out", "small.jsd"],
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &[
             "train",
@@ -158,7 +158,7 @@ fn refused(args: &[&str], needles: &[&str], setup: impl FnOnce(&std::path::Path)
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let before = files_under(dir.path());
-    let out = worker(dir.path(), args);
+    let out = run_worker_cli(dir.path(), args);
     let (stdout, stderr) = text(&out);
     assert!(
         !out.status.success(),
@@ -226,7 +226,7 @@ fn bad_datasets_are_refused_by_name() {
         &["train", "--dataset", "corrupt.jsd"],
         &["corrupt.jsd", "checksum"],
         |dir| {
-            let good = crate::support::worker(
+            let good = crate::support::run_worker_cli(
                 dir,
                 &["prepare", "--dataset", SMALL, "--out", "corrupt.jsd"],
             );
@@ -276,7 +276,7 @@ fn a_csv_source_is_prepared_and_cached() {
         );
     }
     fs::write(dir.path().join("jets.csv"), csv).unwrap();
-    let out = worker(
+    let out = run_worker_cli(
         dir.path(),
         &[
             "train",

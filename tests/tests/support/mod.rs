@@ -6,7 +6,7 @@ pub use jetsweep_tests::bins::{coordinator_bin, worker_bin};
 use std::process::{Command, Output};
 
 /// Runs the worker binary with `args` in `dir` (a private cache folder under it), returning its output.
-pub fn worker(dir: &Path, args: &[&str]) -> Output {
+pub fn run_worker_cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(worker_bin())
         .args(args)
         .current_dir(dir)

@@ -27,6 +27,12 @@ pub(crate) struct LaneMeans {
     pub acc: Vec<f64>,
 }
 
+impl From<(Vec<f64>, Vec<f64>)> for LaneMeans {
+    fn from((loss, acc): (Vec<f64>, Vec<f64>)) -> Self {
+        LaneMeans { loss, acc }
+    }
+}
+
 /// What the loop needs of an engine: the arithmetic of a pack, on its own data.
 pub(crate) trait Engine {
     /// Optimizer steps taken so far (the same for every lane).

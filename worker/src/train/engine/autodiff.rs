@@ -206,10 +206,7 @@ impl<B: AutodiffBackend> Engine for AutodiffEngine<'_, B> {
         let model = self.model().valid();
         [self.data.validation().0, &self.data.test].map(|split| {
             let (loss, acc) = evaluate(&model, split, &self.device);
-            LaneMeans {
-                loss: vec![loss],
-                acc: vec![acc],
-            }
+            (vec![loss], vec![acc]).into()
         })
     }
 

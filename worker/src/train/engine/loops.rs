@@ -413,15 +413,12 @@ impl Engine for LoopEngine<'_> {
         on_step: &mut dyn FnMut(usize, u64, f64),
     ) -> LaneMeans {
         let data = self.data;
-        let (loss, acc) = self.train_split(&data.train, epoch, trace_steps, on_step);
-        LaneMeans { loss, acc }
+        self.train_split(&data.train, epoch, trace_steps, on_step)
+            .into()
     }
 
     fn evaluate(&self) -> [LaneMeans; 2] {
-        [self.data.validation().0, &self.data.test].map(|split| {
-            let (loss, acc) = self.evaluate_split(split);
-            LaneMeans { loss, acc }
-        })
+        [self.data.validation().0, &self.data.test].map(|split| self.evaluate_split(split).into())
     }
 
     fn checkpoints(&self, which: &[(usize, Position)]) -> Vec<Vec<u8>> {

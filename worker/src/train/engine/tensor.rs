@@ -461,16 +461,12 @@ impl<B: Backend> Engine for TensorEngine<'_, B> {
         trace_steps: usize,
         on_step: &mut dyn FnMut(usize, u64, f64),
     ) -> LaneMeans {
-        let (loss, acc) = self.train_split(epoch, trace_steps, on_step);
-        LaneMeans { loss, acc }
+        self.train_split(epoch, trace_steps, on_step).into()
     }
 
     fn evaluate(&self) -> [LaneMeans; 2] {
         let val = self.data.val.as_ref().unwrap_or(&self.data.train);
-        [val, &self.data.test].map(|split| {
-            let (loss, acc) = self.evaluate_split(split);
-            LaneMeans { loss, acc }
-        })
+        [val, &self.data.test].map(|split| self.evaluate_split(split).into())
     }
 
     /// Each asked trial's state after an epoch, in the checkpoint format of the unpacked trainer
