@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::results::{Format, render};
 use super::{Logging, Remote, rpc_error};
+use crate::client::render::results::{Format, render};
 use crate::clock;
 use crate::server::{StartConfig, Started, start};
 
