@@ -139,7 +139,7 @@ fn check_protocol(request: &Request<()>) -> Result<(), Status> {
     let ours = crate::PROTOCOL_VERSION;
     let theirs = request.metadata().get(PROTOCOL_KEY).map(|v| v.to_str());
     match theirs {
-        Some(Ok(v)) if v.trim() == ours.to_string() => Ok(()),
+        Some(Ok(v)) if v.trim().parse::<u32>() == Ok(ours) => Ok(()),
         None => Err(Status::failed_precondition(format!(
             "this client speaks jetsweep protocol 3 or older (its calls carry no {PROTOCOL_KEY} metadata); this coordinator speaks protocol {ours}: use the same jetsweep release on both (a hand-made call adds `{PROTOCOL_KEY}: {ours}`)"
         ))),
