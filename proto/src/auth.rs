@@ -44,20 +44,36 @@ fn valid(token: &str) -> Result<(), InvalidToken> {
 
 /// Client side: adds `authorization: Bearer TOKEN` to every call (nothing when there is no token),
 /// and this release's protocol version.
-#[derive(Clone, Default)]
-pub struct ClientToken(Option<MetadataValue<Ascii>>);
+#[derive(Clone)]
+pub struct ClientToken {
+    token: Option<MetadataValue<Ascii>>,
+    /// [`crate::PROTOCOL_VERSION`] as metadata, made once, not on every call.
+    protocol: MetadataValue<Ascii>,
+}
+
+impl Default for ClientToken {
+    fn default() -> Self {
+        ClientToken {
+            token: None,
+            protocol: MetadataValue::from(crate::PROTOCOL_VERSION),
+        }
+    }
+}
 
 impl ClientToken {
     /// No token (or an empty one, as from `JETSWEEP_TOKEN=`): calls go without one.
     pub fn new(token: Option<&str>) -> Result<ClientToken, InvalidToken> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Ok(ClientToken(None));
+            return Ok(ClientToken::default());
         };
         valid(token)?;
         let value = format!("Bearer {token}")
             .parse()
             .map_err(|_| InvalidToken)?;
-        Ok(ClientToken(Some(value)))
+        Ok(ClientToken {
+            token: Some(value),
+            ..ClientToken::default()
+        })
     }
 
     /// `channel` with this token on every call.
@@ -68,12 +84,12 @@ impl ClientToken {
 
 impl Interceptor for ClientToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
+        if let Some(value) = &self.token {
             request.metadata_mut().insert(METADATA_KEY, value.clone());
         }
         request
             .metadata_mut()
-            .insert(PROTOCOL_KEY, MetadataValue::from(crate::PROTOCOL_VERSION));
+            .insert(PROTOCOL_KEY, self.protocol.clone());
         Ok(request)
     }
 }

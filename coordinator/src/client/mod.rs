@@ -73,8 +73,7 @@ impl SweepClient {
 
     /// Every sweep, newest first (all pages).
     pub async fn sweeps(&mut self) -> Result<Vec<pb::SweepView>, Status> {
-        let mut sweeps = Vec::new();
-        let call = async |page_token| {
+        all_items(async |page_token| {
             let page = self
                 .rpc
                 .list_sweeps(pb::ListSweepsRequest {
@@ -84,15 +83,13 @@ impl SweepClient {
                 .await?
                 .into_inner();
             Ok((page.sweeps, page.next_page_token))
-        };
-        every_page(call, |page| sweeps.extend(page)).await?;
-        Ok(sweeps)
+        })
+        .await
     }
 
     /// Every job of a sweep, in grid order (all pages).
     pub async fn jobs(&mut self, sweep_id: &str) -> Result<Vec<pb::JobView>, Status> {
-        let mut jobs = Vec::new();
-        let call = async |page_token| {
+        all_items(async |page_token| {
             let page = self
                 .rpc
                 .list_jobs(pb::ListJobsRequest {
@@ -103,9 +100,8 @@ impl SweepClient {
                 .await?
                 .into_inner();
             Ok((page.jobs, page.next_page_token))
-        };
-        every_page(call, |page| jobs.extend(page)).await?;
-        Ok(jobs)
+        })
+        .await
     }
 
     /// A sweep's results, every page as one response.
@@ -138,8 +134,7 @@ impl SweepClient {
         &mut self,
         sweep_id: &str,
     ) -> Result<HashMap<String, Vec<pb::EpochMetrics>>, Status> {
-        let mut curves = HashMap::new();
-        let call = async |page_token| {
+        let curves = all_items(async |page_token| {
             let page = self
                 .rpc
                 .get_curves(pb::GetCurvesRequest {
@@ -150,12 +145,9 @@ impl SweepClient {
                 .await?
                 .into_inner();
             Ok((page.jobs, page.next_page_token))
-        };
-        every_page(call, |page: Vec<pb::JobCurve>| {
-            curves.extend(page.into_iter().map(|c| (c.job_id, c.epochs)))
         })
         .await?;
-        Ok(curves)
+        Ok(curves.into_iter().map(|c| (c.job_id, c.epochs)).collect())
     }
 
     /// Cancels a sweep: what stops and what goes on for another sweep.
@@ -197,6 +189,15 @@ impl SweepClient {
 /// A reply without a field the contract says it carries.
 fn no(field: &'static str) -> impl Fn() -> Status {
     move || Status::internal(format!("the coordinator answered without the {field}"))
+}
+
+/// Every item of a paged list: `call(token)` answers one page's items and the next token.
+async fn all_items<T>(
+    call: impl AsyncFnMut(String) -> Result<(Vec<T>, String), Status>,
+) -> Result<Vec<T>, Status> {
+    let mut all = Vec::new();
+    every_page(call, |page| all.extend(page)).await?;
+    Ok(all)
 }
 
 /// Calls a paged method until its last page: `call(token)` sends one request with `token` and

@@ -23,7 +23,7 @@ use super::identity::Identity;
 use crate::WorkerError;
 
 /// Back-off bounds while the coordinator cannot be reached: retry soon, but not in a tight loop.
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// How long the worker, told to stop at once, waits for the coordinator to take back the jobs it

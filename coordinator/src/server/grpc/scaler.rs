@@ -20,7 +20,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::super::Coordinator;
+use crate::server::Coordinator;
 
 /// The one metric's name.
 pub const METRIC: &str = "jetsweep-open-jobs";

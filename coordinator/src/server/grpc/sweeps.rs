@@ -13,9 +13,9 @@ use tonic::{Request, Response, Status};
 
 use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
 
-use super::super::Coordinator;
 use super::{required, views};
 use crate::jobs;
+use crate::server::Coordinator;
 use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.

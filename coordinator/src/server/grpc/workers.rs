@@ -17,8 +17,8 @@ use jetsweep_proto::limits::{
 };
 use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 
-use super::super::Coordinator;
 use super::{required, views};
+use crate::server::Coordinator;
 use crate::{Error, jobs};
 
 pub struct Workers(pub Coordinator);
