@@ -488,6 +488,21 @@ async fn impossible_metrics_are_refused_and_a_divergence_fails_the_job_once() {
         Code::InvalidArgument,
         "a failure says its kind"
     );
+    let unknown_kind = c
+        .workers
+        .fail_job(pb::FailJobRequest {
+            worker_id: id.clone(),
+            lease_id: leases[1].lease_id.clone(),
+            error: "something".into(),
+            kind: 99,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_kind.code(), Code::InvalidArgument);
+    assert!(
+        unknown_kind.message().contains("kind = 99"),
+        "{unknown_kind:?}"
+    );
     let requeued = c
         .workers
         .fail_job(pb::FailJobRequest {

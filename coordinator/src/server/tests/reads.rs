@@ -34,6 +34,18 @@ async fn sweeps_are_listed_a_page_at_a_time_newest_first() {
     assert_eq!(listed, ids, "every sweep once, newest first");
     let bad = c.sweeps.list_sweeps(page("nonsense")).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+    // A page past the end is empty; a page size past the bound is cut to it.
+    let past = c
+        .sweeps
+        .list_sweeps(pb::ListSweepsRequest {
+            page_size: u32::MAX,
+            page_token: u32::MAX.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(past.sweeps.is_empty() && past.next_page_token.is_empty());
+    assert_eq!(past.total, 3);
 }
 
 /// A worker that stops heartbeating is shown as gone once ten heartbeats have passed.
