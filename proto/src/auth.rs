@@ -1,7 +1,7 @@
 //! What every call carries besides its message: the shared token and the protocol version. A
 //! coordinator started with a token refuses every call (both services) that does not carry it, as
 //! `authorization: Bearer TOKEN` metadata, with UNAUTHENTICATED and a message saying what to do.
-//! Every call also says its protocol version (`jetsweep-protocol: 4`); one that does not, or says
+//! Every call also says its protocol version (`jetsweep-protocol: N`, N = [`crate::PROTOCOL_VERSION`]); one that does not, or says
 //! another, is refused with FAILED_PRECONDITION naming both versions — after the token check, so a
 //! caller without the token learns nothing. Clients attach both with [`ClientToken`]; the
 //! coordinator checks both with [`RequireToken`].

@@ -142,6 +142,7 @@ pub fn trial_to_wire(hp: &Hyperparameters, dataset: Option<pb::DatasetRef>) -> p
         learning_rate: hp.learning_rate,
         seed: hp.seed,
         optimizer: hp.optimizer.as_str().to_string(),
+        weight_decay: hp.weight_decay,
     }
 }
 
@@ -162,6 +163,7 @@ impl TryFrom<&pb::TrialSpec> for Hyperparameters {
             max_epochs: t.max_epochs,
             learning_rate: t.learning_rate,
             seed: t.seed,
+            weight_decay: t.weight_decay,
         };
         hp.validate()?;
         Ok(hp)

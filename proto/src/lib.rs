@@ -58,4 +58,6 @@ pub mod externalscaler {
 /// 4: leases come as packs; `slots` is the one name of a slot; a failure's kind is an enum; what was
 ///    not measured is an unset optional (never NaN); ListSweeps is paged; every call carries the
 ///    version.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: a trial carries its weight decay (an older worker would train without it); a submission's
+///    reply carries warnings.
+pub const PROTOCOL_VERSION: u32 = 5;

@@ -20,12 +20,18 @@ pub const DEFAULT_BATCH_SIZE: u32 = 128;
 pub const DEFAULT_MAX_EPOCHS: u32 = 20;
 pub const DEFAULT_LEARNING_RATE: f64 = 1e-5;
 pub const DEFAULT_SEED: u64 = 0;
+/// MASE trains without weight decay.
+pub const DEFAULT_WEIGHT_DECAY: f64 = 0.0;
+/// Largest weight decay a trial may ask for: an L2 penalty above 1 per step outweighs any
+/// gradient of these networks and only ever trains the weights to zero.
+pub const MAX_WEIGHT_DECAY: f64 = 1.0;
 
 /// The optimizers a trial may name. The trainer matches on this, so a new one cannot be accepted
 /// here and then ignored there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Optimizer {
-    /// Adam with PyTorch's constants (β 0.9/0.999, ε 1e-8), no weight decay: MASE's choice.
+    /// Adam with PyTorch's constants (β 0.9/0.999, ε 1e-8) and PyTorch's weight decay (an L2 term
+    /// added to the gradient before the moments): MASE's choice.
     #[default]
     Adam,
 }
@@ -77,6 +83,9 @@ pub struct Hyperparameters {
     pub learning_rate: f64,
     /// Seed of the initial weights and of the per-epoch shuffles.
     pub seed: u64,
+    /// PyTorch Adam's `weight_decay`: `weight_decay · parameter` is added to every parameter's
+    /// gradient (BatchNorm's γ and β and the biases too) before the moments are updated.
+    pub weight_decay: f64,
 }
 
 impl Default for Hyperparameters {
@@ -88,13 +97,14 @@ impl Default for Hyperparameters {
             max_epochs: DEFAULT_MAX_EPOCHS,
             learning_rate: DEFAULT_LEARNING_RATE,
             seed: DEFAULT_SEED,
+            weight_decay: DEFAULT_WEIGHT_DECAY,
         }
     }
 }
 
 impl Hyperparameters {
     /// What trials must share to train packed, as one stacked computation: the model, optimizer,
-    /// batch size and epoch count (the seed and the learning rate may differ). The one packing
+    /// batch size and epoch count (the seed, the learning rate and the weight decay may differ). The one packing
     /// rule: the coordinator stores it with each job (`jobs.pack_key`) and packs jobs whose keys
     /// (and datasets) are equal; the worker's [`Hyperparameters::packs_with`] compares it.
     pub fn pack_key(&self) -> String {
@@ -117,7 +127,8 @@ impl Hyperparameters {
     pub fn validate(&self) -> Result<(), Error> {
         check_batch_size(self.batch_size)?;
         check_max_epochs(self.max_epochs)?;
-        check_learning_rate(self.learning_rate)
+        check_learning_rate(self.learning_rate)?;
+        check_weight_decay(self.weight_decay)
     }
 }
 
@@ -154,6 +165,18 @@ pub fn check_learning_rate(learning_rate: f64) -> Result<(), Error> {
         field: "learning_rate",
         value: learning_rate.to_string(),
         hint: "use a positive finite number, e.g. 1e-3".into(),
+    })
+}
+
+/// Weight decay: 0 (none) to [`MAX_WEIGHT_DECAY`].
+pub fn check_weight_decay(weight_decay: f64) -> Result<(), Error> {
+    if (0.0..=MAX_WEIGHT_DECAY).contains(&weight_decay) {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        field: "weight_decay",
+        value: weight_decay.to_string(),
+        hint: format!("use 0 (none, MASE's default) to {MAX_WEIGHT_DECAY}, e.g. 1e-4"),
     })
 }
 
@@ -214,6 +237,20 @@ mod tests {
                     ..d.clone()
                 },
                 ["learning_rate", "NaN"],
+            ),
+            (
+                Hyperparameters {
+                    weight_decay: -1e-4,
+                    ..d.clone()
+                },
+                ["weight_decay", "-0.0001"],
+            ),
+            (
+                Hyperparameters {
+                    weight_decay: f64::NAN,
+                    ..d.clone()
+                },
+                ["weight_decay", "NaN"],
             ),
         ] {
             let err = bad.validate().unwrap_err().to_string();

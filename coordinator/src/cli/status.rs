@@ -48,7 +48,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let sweep = client.sweep(&sweep_id).await.map_err(rpc_error)?;
     println!("{}", sweep_header(&sweep));
     println!(
-        "{:<17} {:<9} {:<13} {:>6} {:>7} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  ERROR",
+        "{:<17} {:<9} {:<13} {:>6} {:>8} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  ERROR",
         "JOB",
         "STATE",
         "MODEL",
@@ -116,12 +116,12 @@ fn job_line(j: &pb::JobView) -> String {
         x.map_or("-".into(), |x| format!("{:.digits$}", scale * x))
     };
     format!(
-        "{:<17} {:<9} {:<13} {:>6} {:>7.0e} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}",
+        "{:<17} {:<9} {:<13} {:>6} {:>8} {:>5} {:>9} {:<12} {:>7} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8}  {}",
         &j.job_id[..16.min(j.job_id.len())],
         crate::client::render::words::job_state(j),
         spec.model,
         spec.batch_size,
-        spec.learning_rate,
+        crate::client::render::words::real(spec.learning_rate),
         spec.seed,
         format!("{}/{}", j.epochs_done, spec.max_epochs),
         if j.worker_id.is_empty() {

@@ -27,9 +27,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Submits `sweep_toml`, printing the coordinator's warnings about it to stderr.
 pub async fn submit(remote: &Remote, sweep_toml: String) -> anyhow::Result<pb::SweepView> {
     let mut client = remote.connect().await?;
-    client.submit(sweep_toml).await.map_err(rpc_error)
+    let (sweep, warnings) = client.submit_warned(sweep_toml).await.map_err(rpc_error)?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(sweep)
 }
 
 #[derive(Debug, Args)]

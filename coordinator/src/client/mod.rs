@@ -51,13 +51,23 @@ impl SweepClient {
 
     /// Submits a sweep file's text; the stored sweep.
     pub async fn submit(&mut self, toml: impl Into<Vec<u8>>) -> Result<pb::SweepView, Status> {
+        Ok(self.submit_warned(toml).await?.0)
+    }
+
+    /// Submits a sweep file; also returns what the submitter should be warned of (e.g. a search
+    /// that chooses on the training data).
+    pub async fn submit_warned(
+        &mut self,
+        toml: impl Into<Vec<u8>>,
+    ) -> Result<(pb::SweepView, Vec<String>), Status> {
         let reply = self
             .rpc
             .submit_sweep(pb::SubmitSweepRequest {
                 sweep_toml: toml.into(),
             })
-            .await?;
-        reply.into_inner().sweep.ok_or_else(no("sweep"))
+            .await?
+            .into_inner();
+        Ok((reply.sweep.ok_or_else(no("sweep"))?, reply.warnings))
     }
 
     /// One sweep's counts.

@@ -268,7 +268,7 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, ",
         state_in_sweep!(),
-        ", j.result_json, j.summary_json
+        ", j.result_json, j.summary_json, j.weight_decay
          FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
          WHERE s.sweep_id = ?1 ORDER BY s.position"
     ))?;
@@ -313,6 +313,7 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
                     max_epochs: r.get(4).map_err(|e| e.to_string())?,
                     learning_rate: r.get(5).map_err(|e| e.to_string())?,
                     seed: r.get::<_, i64>(6).map_err(|e| e.to_string())? as u64,
+                    weight_decay: r.get(10).map_err(|e| e.to_string())?,
                 },
                 status,
                 done,

@@ -15,7 +15,7 @@ use crate::sweep::Trial;
 macro_rules! job_columns {
     () => {
         "id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, \
-         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error, last_sweep, summary_json"
+         attempts, max_attempts, epochs_done, latest_json, lease_id, worker_id, lease_expires_ms, result_json, error, last_sweep, summary_json, weight_decay"
     };
 }
 pub(super) use job_columns;
@@ -65,8 +65,13 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
         r.get::<_, Option<String>>(14)?,
         r.get::<_, Option<i64>>(15)?,
     );
-    let (batch_size, max_epochs, learning_rate, seed) =
-        (r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, i64>(6)?);
+    let (batch_size, max_epochs, learning_rate, seed, weight_decay) = (
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get::<_, i64>(6)?,
+        r.get(20)?,
+    );
     let (dataset_sha256, attempts, max_attempts, epochs_done) =
         (r.get(7)?, r.get(9)?, r.get(10)?, r.get(11)?);
     Ok((|| {
@@ -109,6 +114,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                 max_epochs,
                 learning_rate,
                 seed: seed as u64,
+                weight_decay,
             },
             dataset_sha256,
             state,

@@ -80,8 +80,8 @@ pub struct Aggregate {
     pub hints: Vec<String>,
 }
 
-/// A grid point's identity: every hyperparameter but the seed (the learning rate by its bits).
-type PointKey = (String, Optimizer, u32, u32, u64);
+/// A grid point's identity: every hyperparameter but the seed (the real ones by their bits).
+type PointKey = (String, Optimizer, u32, u32, u64, u64);
 
 /// The numbers of one point's finished seeds, gathered before they are reduced.
 #[derive(Default)]
@@ -108,6 +108,7 @@ pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Ag
             t.batch_size,
             t.max_epochs,
             t.learning_rate.to_bits(),
+            t.weight_decay.to_bits(),
         );
         let i = *index.entry(key).or_insert_with(|| {
             let point = Trial {
@@ -269,6 +270,7 @@ mod tests {
                 max_epochs: 10,
                 learning_rate: 1e-3,
                 seed,
+                weight_decay: 0.0,
             },
             status,
             done: None,

@@ -228,4 +228,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     UPDATE jobs SET pack_key = model || '|' || optimizer || '|' || batch_size || '|' || max_epochs;
     ALTER TABLE attempts ADD COLUMN pack_lease TEXT;
     "#,
+    // 14: a trial's weight decay (PyTorch Adam's); every job stored before it trained without.
+    r#"
+    ALTER TABLE jobs ADD COLUMN weight_decay REAL NOT NULL DEFAULT 0;
+    "#,
 ];

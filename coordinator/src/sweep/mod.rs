@@ -1,5 +1,6 @@
-//! Sweep files: what a user submits. A sweep names a dataset, defaults for every hyperparameter, and a
-//! `[grid]` of lists; its jobs are the cartesian product of the lists over the defaults.
+//! Sweep files: what a user submits. A sweep names a dataset, defaults for every hyperparameter, a
+//! `[grid]` of lists, and optionally a `[search]` that draws points ([`search`]); its jobs are the
+//! drawn points crossed with the cartesian product of the lists, over the defaults.
 //!
 //! ```toml
 //! name = "lab1-batch-size"
@@ -20,6 +21,8 @@
 //! A job's identity ([`job_id`]) is a hash of everything that determines its result, so resubmitting a
 //! sweep finds the cells already done.
 
+pub mod search;
+
 use std::time::Duration;
 
 use jetsweep_data::DatasetSpec;
@@ -31,6 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::access::DataAccess;
 use crate::{DatasetProblem, Error};
+use search::{Key, Point, Rule, Search};
 
 /// The most jobs one sweep may expand to.
 pub const MAX_CELLS: usize = 100_000;
@@ -57,6 +61,8 @@ struct SweepFile {
     defaults: Defaults,
     #[serde(default)]
     grid: GridLists,
+    /// Read by [`Search::parse`], which names each bad key itself.
+    search: Option<toml::Table>,
 }
 
 /// `[defaults]`: one value per key.
@@ -74,7 +80,21 @@ struct Values<S, U, F, N> {
     batch_size: U,
     max_epochs: U,
     learning_rate: F,
+    weight_decay: F,
     seed: N,
+}
+
+impl<S, U, F, N> Values<Option<S>, Option<U>, Option<F>, Option<N>> {
+    /// Whether `key` is given here.
+    fn has(&self, key: Key) -> bool {
+        match key {
+            Key::LearningRate => self.learning_rate.is_some(),
+            Key::WeightDecay => self.weight_decay.is_some(),
+            Key::BatchSize => self.batch_size.is_some(),
+            Key::MaxEpochs => self.max_epochs.is_some(),
+            Key::Model | Key::Width | Key::Depth => self.model.is_some(),
+        }
+    }
 }
 
 /// One grid cell: a trial's hyperparameters (the dataset is the sweep's).
@@ -95,7 +115,12 @@ pub struct SweepSpec {
     pub batch_sizes: Vec<u32>,
     pub max_epochs: Vec<u32>,
     pub learning_rates: Vec<f64>,
+    pub weight_decays: Vec<f64>,
     pub seeds: Vec<u64>,
+    /// How points beyond the grid are drawn, judged and stopped (a grid's by default).
+    pub search: Search,
+    /// The drawn points, in draw order (one empty point for a grid).
+    pub points: Vec<Point>,
 }
 
 fn bad(key: &str, reason: impl Into<String>) -> Error {
@@ -161,10 +186,30 @@ impl SweepSpec {
             .map_err(|e| Error::SweepSyntax(e.to_string().trim().to_string()))?;
         let d = file.defaults;
         let g = file.grid;
+        let search = match &file.search {
+            Some(table) => Search::parse(table, MAX_CELLS)?,
+            None => Search::default(),
+        };
+        for (key, _) in &search.space {
+            let written = match key {
+                Key::Width | Key::Depth => "model",
+                k => k.name(),
+            };
+            if g.has(*key) || d.has(*key) {
+                return Err(bad(
+                    &format!("search.space.{key}"),
+                    format!(
+                        "{written} is also given in [{}]: a key is either drawn or listed, so remove one",
+                        if g.has(*key) { "grid" } else { "defaults" }
+                    ),
+                ));
+            }
+        }
+
         let defaults = Hyperparameters::default();
         let checked =
             |v: u32, check: fn(u32) -> Result<(), jetsweep_proto::Error>| check(v).map(|_| v);
-        let spec = SweepSpec {
+        let mut spec = SweepSpec {
             name: file.name.trim().to_string(),
             dataset: access
                 .resolve(file.dataset.as_deref().unwrap_or("synthetic"))?
@@ -231,10 +276,61 @@ impl SweepSpec {
                 )?,
                 |lr| trial::check_learning_rate(lr).map(|_| lr),
             )?,
+            weight_decays: each(
+                axis(
+                    "weight_decay",
+                    g.weight_decay,
+                    d.weight_decay,
+                    defaults.weight_decay,
+                )?,
+                |wd| trial::check_weight_decay(wd).map(|_| wd),
+            )?,
             seeds: axis("seed", g.seed, d.seed, defaults.seed)?,
+            search,
+            points: vec![Vec::new()],
         };
         spec.validate()?;
+        spec.points = spec.draw()?;
+        if spec.search.stop.rule != Rule::None {
+            return Err(bad(
+                "search.stop.rule",
+                "early stopping is not in this release yet: use rule = \"none\" (or leave out [search.stop]) and every point runs to max_epochs",
+            ));
+        }
         Ok(spec)
+    }
+
+    /// The search's points: drawn candidates, the distinct ones that fit `max_params` (a grid has
+    /// one empty point).
+    fn draw(&self) -> Result<Vec<Point>, Error> {
+        let Some(sampler) = self.search.sampler() else {
+            return Ok(vec![Vec::new()]);
+        };
+        let budget = self.search.max_params;
+        search::draw::draw_points(
+            &self.search.space,
+            sampler,
+            self.search.search_seed,
+            self.search.points,
+            |point| match (budget, drawn_model(point)) {
+                (Some(max), Some(model)) => model.param_count() <= max,
+                _ => true,
+            },
+        )
+        .map_err(|e| bad("search.points", e))
+    }
+
+    /// What the submitter should know before trusting the results.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let chooses = self.search.sampler().is_some() || self.search.decides();
+        if chooses && self.val_fraction == 0.0 {
+            out.push(format!(
+                "this search judges points by {} measured on the training data (MASE's train-as-val): it will choose by training fit, not by generalisation. Add val_fraction = 0.2 to hold out a validation split",
+                self.search.metric.as_str()
+            ));
+        }
+        out
     }
 
     /// The rules that concern the sweep as a whole (each value was checked as it was read).
@@ -266,6 +362,51 @@ impl SweepSpec {
                 format!("{}: use 1 to {MAX_ATTEMPTS} tries per job", self.attempts),
             ));
         }
+        if let Some(max) = self.search.max_params
+            && !self.search.draws(Key::Model)
+            && !self.search.draws(Key::Width)
+        {
+            for m in &self.models {
+                if m.param_count() > max {
+                    return Err(bad(
+                        "search.max_params",
+                        format!(
+                            "{max}, but the model {m} (not drawn) has {} parameters: raise max_params or choose a smaller model",
+                            m.param_count()
+                        ),
+                    ));
+                }
+            }
+        }
+        let stop = &self.search.stop;
+        let shortest = self.max_epochs.iter().min().copied().unwrap_or(1);
+        if self.search.decides() && stop.min_epochs > shortest && !self.search.draws(Key::MaxEpochs) {
+            return Err(bad(
+                "search.stop.min_epochs",
+                format!(
+                    "{} is more than max_epochs {shortest}: the first rung must come before the last epoch",
+                    stop.min_epochs
+                ),
+            ));
+        }
+        for key in &stop.stratify {
+            let swept = |k: Key| self.search.draws(k);
+            let listed = match key.as_str() {
+                "model" => self.models.len() > 1 || swept(Key::Model) || swept(Key::Width),
+                "batch_size" => self.batch_sizes.len() > 1 || swept(Key::BatchSize),
+                "max_epochs" => self.max_epochs.len() > 1 || swept(Key::MaxEpochs),
+                "learning_rate" => self.learning_rates.len() > 1 || swept(Key::LearningRate),
+                "weight_decay" => self.weight_decays.len() > 1 || swept(Key::WeightDecay),
+                "optimizer" => self.optimizers.len() > 1,
+                _ => false,
+            };
+            if !listed {
+                return Err(bad(
+                    "search.stop.stratify",
+                    format!("{key:?} is not swept (neither listed in [grid] nor drawn), so there is nothing to compare it within"),
+                ));
+            }
+        }
         let cells = self.cells();
         if cells > MAX_CELLS as u128 {
             return Err(Error::TooManyCells {
@@ -276,14 +417,20 @@ impl SweepSpec {
         Ok(())
     }
 
-    /// Number of jobs the grid expands to (computed without expanding it).
+    /// Number of jobs the sweep expands to (computed without expanding it).
     pub fn cells(&self) -> u128 {
+        u128::from(self.search.points) * self.grid_cells()
+    }
+
+    /// Number of cells of the `[grid]` alone, seeds included.
+    pub fn grid_cells(&self) -> u128 {
         [
             self.models.len(),
             self.optimizers.len(),
             self.batch_sizes.len(),
             self.max_epochs.len(),
             self.learning_rates.len(),
+            self.weight_decays.len(),
             self.seeds.len(),
         ]
         .iter()
@@ -291,23 +438,48 @@ impl SweepSpec {
         .product()
     }
 
-    /// Every cell of the grid, in a fixed order (model, optimizer, batch size, epochs, lr, then seed
-    /// fastest), so seeds of one grid point are adjacent.
+    /// Every job, in a fixed order: drawn points outermost (in draw order), then the grid's cells
+    /// (model, optimizer, batch size, epochs, lr, weight decay), then the seed fastest, so the
+    /// seeds of one point are adjacent.
     pub fn trials(&self) -> Vec<Trial> {
         let mut out = Vec::with_capacity(self.cells() as usize);
+        for point in &self.points {
+            for base in self.grid_points() {
+                let mut trial = base;
+                for (key, value) in point {
+                    search::space::set(&mut trial, *key, value);
+                }
+                if let Some(model) = drawn_model(point) {
+                    trial.model = model;
+                }
+                for &seed in &self.seeds {
+                    out.push(Trial {
+                        seed,
+                        ..trial.clone()
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The grid's cells without the seed (seed 0), in grid order.
+    fn grid_points(&self) -> Vec<Trial> {
+        let mut out = Vec::new();
         for model in &self.models {
             for &optimizer in &self.optimizers {
                 for &batch_size in &self.batch_sizes {
                     for &max_epochs in &self.max_epochs {
                         for &learning_rate in &self.learning_rates {
-                            for &seed in &self.seeds {
+                            for &weight_decay in &self.weight_decays {
                                 out.push(Trial {
                                     model: model.clone(),
                                     optimizer,
                                     batch_size,
                                     max_epochs,
                                     learning_rate,
-                                    seed,
+                                    weight_decay,
+                                    seed: 0,
                                 });
                             }
                         }
@@ -319,12 +491,30 @@ impl SweepSpec {
     }
 }
 
+/// The network a point draws: a named model, or `width` × `depth`; `None` when it draws neither.
+fn drawn_model(point: &Point) -> Option<Architecture> {
+    let get = |key: Key| point.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+    match (get(Key::Model), get(Key::Width), get(Key::Depth)) {
+        (Some(search::Value::Name(m)), _, _) => m.parse().ok(),
+        (_, Some(search::Value::Whole(w)), Some(search::Value::Whole(d))) => {
+            Some(search::space::capacity(*w, *d))
+        }
+        _ => None,
+    }
+}
+
 /// A job's identity: sha256 over everything that determines its result, the trial's hyperparameters
 /// and the prepared dataset's content hash (which already covers the source, split and validation).
-/// The learning rate enters by its exact bits, so 1e-3 and 0.001 are the same job.
+/// The learning rate enters by its exact bits, so 1e-3 and 0.001 are the same job. A weight decay
+/// of 0 is left out, so every job stored before weight decay existed keeps its id.
 pub fn job_id(trial: &Trial, dataset_sha256: &str) -> String {
+    let weight_decay = if trial.weight_decay == 0.0 {
+        String::new()
+    } else {
+        format!("|wd={:016x}", trial.weight_decay.to_bits())
+    };
     let key = format!(
-        "jetsweep-job-v1|model={}|optimizer={}|batch_size={}|max_epochs={}|lr={:016x}|seed={}|dataset={}",
+        "jetsweep-job-v1|model={}|optimizer={}|batch_size={}|max_epochs={}|lr={:016x}{weight_decay}|seed={}|dataset={}",
         trial.model.name,
         trial.optimizer.as_str(),
         trial.batch_size,

@@ -32,7 +32,8 @@ fn a_grid_expands_to_its_cartesian_product_over_the_defaults() {
             batch_size: 64,
             max_epochs: 10,
             learning_rate: 1e-3,
-            seed: 0
+            seed: 0,
+            weight_decay: 0.0,
         }
     );
     assert_eq!(trials[2].seed, 2);

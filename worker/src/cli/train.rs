@@ -37,6 +37,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "1e-5", value_parser = parse_lr, value_delimiter = ',', allow_hyphen_values = true)]
     pub lr: Vec<f64>,
 
+    /// Weight decay of every trial: PyTorch Adam's `weight_decay`, `wd · p` added to each
+    /// gradient. MASE's default is 0 (none).
+    #[arg(long, default_value_t = trial::DEFAULT_WEIGHT_DECAY, value_parser = parse_weight_decay)]
+    pub weight_decay: f64,
+
     /// Seed of the initial weights and of the per-epoch shuffles. A list (`0,1,2`) or a range
     /// (`0-15`, inclusive) trains one trial per seed (times every learning rate).
     #[arg(long, default_value = "0", value_parser = parse_seeds)]
@@ -121,6 +126,16 @@ fn parse_lr(s: &str) -> Result<f64, String> {
     Ok(lr)
 }
 
+/// A weight decay, checked by the shared rule; the message quotes the value as it was typed.
+fn parse_weight_decay(s: &str) -> Result<f64, String> {
+    let wd = s.parse::<f64>().unwrap_or(f64::NAN);
+    trial::check_weight_decay(wd).map_err(|e| match e {
+        jetsweep_proto::Error::Invalid { hint, .. } => format!("weight decay {s}: {hint}"),
+        other => other.to_string(),
+    })?;
+    Ok(wd)
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let configs: Vec<Hyperparameters> = args
         .seed
@@ -137,6 +152,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             max_epochs: args.max_epochs,
             learning_rate,
             seed,
+            weight_decay: args.weight_decay,
             ..Default::default()
         })
         .collect();

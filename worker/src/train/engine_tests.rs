@@ -249,6 +249,40 @@ fn each_trial_of_a_pack_is_the_trial_trained_alone() {
 }
 
 #[test]
+/// Weight decay, each lane its own (0, 1e-2 and 0.1 in one pack): every lane matches burn's Adam
+/// with its `WeightDecayConfig` (PyTorch's `p · wd + g`) trained alone, and decay changes the
+/// numbers (a decaying lane is not the undecayed one).
+fn each_lane_decays_its_weights_as_adam_with_weight_decay_does_alone() {
+    let data = synthetic::prepared(2_000, &Default::default()).unwrap();
+    for (model, agreement) in [
+        ("jsc-tiny", Agreement::Exact),
+        ("jsc-toy", Agreement::Drifting),
+    ] {
+        let cfgs: Vec<Hyperparameters> = [0.0, 1e-2, 0.1]
+            .iter()
+            .map(|&weight_decay| Hyperparameters {
+                weight_decay,
+                ..config(model, 100, 2, 1e-2, 4)
+            })
+            .collect();
+        let alone: Vec<Trial> = cfgs.iter().map(|c| alone(&data, c)).collect();
+        for (engine, trials) in packed(&data, &cfgs, &traced()) {
+            for ((cfg, trial), alone) in cfgs.iter().zip(&trials).zip(&alone) {
+                let what = format!("{engine}: {model} weight decay {}", cfg.weight_decay);
+                assert_same(&what, trial, alone, agreement);
+            }
+            let last = |t: &Trial| t.steps.last().copied().unwrap();
+            assert!(
+                (last(&trials[2]) - last(&trials[0])).abs() > 1e-4,
+                "{engine}: {model}: a weight decay of 0.1 changes the loss ({} vs {})",
+                last(&trials[2]),
+                last(&trials[0])
+            );
+        }
+    }
+}
+
+#[test]
 /// A held-out validation split, a last partial batch, and deeper models (jsc-tiny exact; mlp:32,16
 /// and jsc-s have hidden BatchNorms).
 fn packs_match_with_held_out_validation_and_a_partial_last_batch() {

@@ -26,6 +26,7 @@ struct PointDoc<'a> {
     batch_size: u32,
     max_epochs: u32,
     learning_rate: f64,
+    weight_decay: f64,
     seeds: u32,
     failed: u32,
     cancelled: u32,
@@ -102,6 +103,7 @@ fn doc(r: &pb::GetResultsResponse) -> ResultsDoc<'_> {
                     batch_size: s.map_or(0, |s| s.batch_size),
                     max_epochs: s.map_or(0, |s| s.max_epochs),
                     learning_rate: s.map_or(0.0, |s| s.learning_rate),
+                    weight_decay: s.map_or(0.0, |s| s.weight_decay),
                     seeds: row.seeds,
                     failed: row.failed,
                     cancelled: row.cancelled,
@@ -142,7 +144,7 @@ pub fn per_seed(jobs: &[pb::JobView]) -> Value {
             let opt = |x: Option<f64>| x.map_or(Value::Null, number);
             json!({
                 "job": j.job_id, "model": s.model, "optimizer": s.optimizer, "batch_size": s.batch_size,
-                "max_epochs": s.max_epochs, "learning_rate": s.learning_rate, "seed": s.seed,
+                "max_epochs": s.max_epochs, "learning_rate": s.learning_rate, "weight_decay": s.weight_decay, "seed": s.seed,
                 "state": state, "epochs_done": j.epochs_done, "attempts": j.attempts,
                 "params": result.map(|r| r.params),
                 "test_acc": opt(result.map(|r| r.test_acc)),

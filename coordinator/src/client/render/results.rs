@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use jetsweep_proto::v1 as pb;
 
 use super::json;
-use super::words::{job_state, marker, pct, plain, seed_note};
+use super::words::{any_weight_decay, job_state, marker, pct, plain, real, seed_note};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,7 +50,7 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
             out += "\n";
         }
         Format::Csv => {
-            out += "model,optimizer,batch_size,max_epochs,learning_rate,seeds,failed,cancelled,pending,\
+            out += "model,optimizer,batch_size,max_epochs,learning_rate,weight_decay,seeds,failed,cancelled,pending,\
                     mean_test_acc,std_test_acc,mean_best_test_acc,std_best_test_acc,mean_best_val_loss,std_best_val_loss,\
                     mean_best_val_acc,std_best_val_acc,mean_best_epoch,std_best_epoch,mean_train_seconds,std_train_seconds,best,tie\n";
             for (i, row) in r.rows.iter().enumerate() {
@@ -72,12 +72,13 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                 .map(csv_number)
                 .join(",");
                 out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{numbers},{},{}\n",
-                    s.model,
+                    "{},{},{},{},{},{},{},{},{},{},{numbers},{},{}\n",
+                    csv_text(&s.model),
                     s.optimizer,
                     s.batch_size,
                     s.max_epochs,
                     s.learning_rate,
+                    s.weight_decay,
                     row.seeds,
                     row.failed,
                     row.cancelled,
@@ -101,12 +102,21 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     return out;
                 }
             }
+            let decays = any_weight_decay(r.rows.iter().map(|row| row.spec.as_ref()));
+            let wd = |x: f64| {
+                if decays {
+                    format!(" {:>8}", real(x))
+                } else {
+                    String::new()
+                }
+            };
             out += &format!(
-                "{:<14} {:>6} {:>6} {:>7} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
+                "{:<14} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
                 "MODEL",
                 "BATCH",
                 "EPOCHS",
                 "LR",
+                if decays { format!(" {:>8}", "WD") } else { String::new() },
                 "SEEDS",
                 "TEST % (final)",
                 "TEST % (best ep)",
@@ -118,11 +128,12 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                 let s = row.spec.clone().unwrap_or_default();
                 let note = seed_note(row);
                 let line = format!(
-                    "{:<14} {:>6} {:>6} {:>7.0e} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}  {}{}{}",
+                    "{:<14} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}  {}{}{}",
                     s.model,
                     s.batch_size,
                     s.max_epochs,
-                    s.learning_rate,
+                    real(s.learning_rate),
+                    wd(s.weight_decay),
                     format!("{}/{}", row.seeds, seed_total(row)),
                     pct(row.mean_test_acc, row.std_test_acc),
                     pct(row.mean_best_test_acc, row.std_best_test_acc),
@@ -168,7 +179,7 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
             );
         }
         Format::Csv => {
-            out += "job,model,optimizer,batch_size,max_epochs,learning_rate,seed,state,epochs_done,attempts,params,\
+            out += "job,model,optimizer,batch_size,max_epochs,learning_rate,weight_decay,seed,state,epochs_done,attempts,params,\
                     test_acc,best_epoch,best_test_acc,best_val_loss,best_val_acc,train_seconds,samples_per_second,\
                     final_train_loss,final_test_loss,error\n";
             for j in jobs {
@@ -177,13 +188,14 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                 let m = j.summary.as_ref();
                 let n = |x: Option<f64>| csv_number(x);
                 out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     j.job_id,
-                    s.model,
+                    csv_text(&s.model),
                     s.optimizer,
                     s.batch_size,
                     s.max_epochs,
                     s.learning_rate,
+                    s.weight_decay,
                     s.seed,
                     job_state(j),
                     j.epochs_done,
@@ -203,12 +215,21 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
             }
         }
         Format::Table => {
+            let decays = any_weight_decay(jobs.iter().map(|j| j.spec.as_ref()));
+            let wd = |x: f64| {
+                if decays {
+                    format!(" {:>8}", real(x))
+                } else {
+                    String::new()
+                }
+            };
             out += &format!(
-                "{:<13} {:>6} {:>6} {:>7} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  ERROR\n",
+                "{:<13} {:>6} {:>6} {:>8}{} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  ERROR\n",
                 "MODEL",
                 "BATCH",
                 "EPOCHS",
                 "LR",
+                if decays { format!(" {:>8}", "WD") } else { String::new() },
                 "SEED",
                 "STATE",
                 "TEST %",
@@ -230,11 +251,12 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                     x.map_or("-".into(), |x| format!("{:.digits$}", scale * x))
                 };
                 let line = format!(
-                    "{:<13} {:>6} {:>6} {:>7.0e} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  {}",
+                    "{:<13} {:>6} {:>6} {:>8}{} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  {}",
                     s.model,
                     s.batch_size,
                     s.max_epochs,
-                    s.learning_rate,
+                    real(s.learning_rate),
+                    wd(s.weight_decay),
                     s.seed,
                     job_state(j),
                     f(r.map(|r| r.test_acc), 100.0, 2),

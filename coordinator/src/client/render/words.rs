@@ -13,6 +13,18 @@ pub fn pct(mean: Option<f64>, std: Option<f64>) -> String {
     }
 }
 
+/// A real hyperparameter (learning rate, weight decay) as tables show it: three significant digits
+/// in scientific form without trailing zeros (`1e-3`, `3.16e-3`, `2.5e-4`), `0` for zero.
+pub fn real(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let text = format!("{x:.2e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+    format!("{mantissa}e{exponent}")
+}
+
 /// `mean ± std` with `digits` decimals, or `-`.
 pub fn plain(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
     match mean {
@@ -46,10 +58,34 @@ pub fn marker(r: &pb::GetResultsResponse, i: usize) -> &'static str {
     }
 }
 
+/// Whether any of `specs` has a weight decay (tables show the column only then).
+pub fn any_weight_decay<'a>(specs: impl IntoIterator<Item = Option<&'a pb::TrialSpec>>) -> bool {
+    specs
+        .into_iter()
+        .any(|s| s.is_some_and(|s| s.weight_decay != 0.0))
+}
+
 /// One job's state as people read it.
 pub fn job_state(j: &pb::JobView) -> &'static str {
     pb::JobState::try_from(j.state)
         .ok()
         .and_then(|s| JobStatus::try_from(s).ok())
         .map_or("unknown", JobStatus::shown)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reals_read_short() {
+        for (x, shown) in [
+            (1e-3, "1e-3"),
+            (0.00316228, "3.16e-3"),
+            (2.5e-4, "2.5e-4"),
+            (0.1, "1e-1"),
+            (0.0, "0"),
+            (12.0, "1.2e1"),
+        ] {
+            assert_eq!(super::real(x), shown);
+        }
+    }
 }

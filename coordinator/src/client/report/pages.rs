@@ -131,6 +131,7 @@ fn points_table(inputs: &Inputs) -> Table {
         "batch",
         "epochs",
         "learning rate",
+        "weight decay",
         "seeds done",
         "test acc. % (last epoch)",
         "test acc. % (best epoch)",
@@ -153,7 +154,8 @@ fn points_table(inputs: &Inputs) -> Table {
                 s.model.clone(),
                 s.batch_size.to_string(),
                 s.max_epochs.to_string(),
-                format!("{:e}", s.learning_rate),
+                words::real(s.learning_rate),
+                words::real(s.weight_decay),
                 seeds(row),
                 pct(row.mean_test_acc, row.std_test_acc),
                 pct(row.mean_best_test_acc, row.std_best_test_acc),
@@ -180,8 +182,13 @@ fn unfinished_table(inputs: &Inputs) -> Table {
                 j.job_id.chars().take(16).collect(),
                 words::job_state(j).to_string(),
                 format!(
-                    "{} batch {} epochs {} lr {:e} seed {}",
-                    s.model, s.batch_size, s.max_epochs, s.learning_rate, s.seed
+                    "{} batch {} epochs {} lr {} wd {} seed {}",
+                    s.model,
+                    s.batch_size,
+                    s.max_epochs,
+                    words::real(s.learning_rate),
+                    words::real(s.weight_decay),
+                    s.seed
                 ),
                 j.attempts.to_string(),
                 j.error.clone(),

@@ -86,6 +86,7 @@ impl SweepService for Sweeps {
         let spec = SweepSpec::parse_with(&text, &self.0.access).inspect_err(|e| {
             tracing::info!(error = %e, "sweep file refused");
         })?;
+        let warnings = spec.warnings();
         let data_dir = self.0.data_dir.clone();
         let (dataset_spec, val_fraction) = (spec.dataset.clone(), spec.val_fraction);
         let dataset = tokio::task::spawn_blocking(move || {
@@ -105,8 +106,12 @@ impl SweepService for Sweeps {
             queued = counts.queued,
             "sweep submitted"
         );
+        for warning in &warnings {
+            tracing::warn!(sweep = %counts.id, "{warning}");
+        }
         Ok(Response::new(pb::SubmitSweepResponse {
             sweep: Some(views::sweep(&counts)),
+            warnings,
         }))
     }
 

@@ -37,13 +37,17 @@ async fn a_client_of_another_protocol_is_refused_naming_both_versions() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains(&ours), "{}", refused.message());
+    let newer = PROTOCOL_VERSION + 1;
     let mut said = tonic::Request::new(pb::ListSweepsRequest::default());
-    said.metadata_mut()
-        .insert(jetsweep_proto::auth::PROTOCOL_KEY, "5".parse().unwrap());
+    said.metadata_mut().insert(
+        jetsweep_proto::auth::PROTOCOL_KEY,
+        newer.to_string().parse().unwrap(),
+    );
     let refused = old.list_sweeps(said).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(
-        refused.message().contains("protocol 5") && refused.message().contains(&ours),
+        refused.message().contains(&format!("protocol {newer}"))
+            && refused.message().contains(&ours),
         "{}",
         refused.message()
     );

@@ -6,6 +6,7 @@
 
 use burn::module::{AutodiffModule, Param, ParamId, RunningState};
 use burn::optim::record::AdaptorRecord;
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::log_softmax};
@@ -81,6 +82,11 @@ fn new_optimizer<B: AutodiffBackend>(config: &Hyperparameters) -> Adam<B> {
     match config.optimizer {
         trial::Optimizer::Adam => AdamConfig::new()
             .with_epsilon(ADAM_EPSILON)
+            // burn's decay is PyTorch Adam's: `p · wd` added to the gradient before the moments.
+            .with_weight_decay(
+                (config.weight_decay != 0.0)
+                    .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+            )
             .init::<B, Mlp<B>>(),
     }
 }

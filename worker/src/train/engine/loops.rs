@@ -298,9 +298,12 @@ impl<'a> LoopEngine<'a> {
         (loss, correct)
     }
 
-    /// Adam (burn's arithmetic, ε 1e-8) on trial `trial`'s parameters with the gradients in scratch.
+    /// Adam (burn's arithmetic, ε 1e-8) on trial `trial`'s parameters with the gradients in
+    /// scratch; a weight decay adds `weight_decay · p` to each gradient first (PyTorch's and
+    /// burn's order: `p · wd + g`).
     #[inline(always)]
     fn adam(&mut self, trial: usize, lr: f32) {
+        let weight_decay = self.configs[trial].weight_decay as f32;
         let time = self.state.steps.min(i32::MAX as u64) as i32;
         let bias_correction2_sqrt = (1.0 - ADAM_BETA2.powi(time)).sqrt();
         let combined = bias_correction2_sqrt / (1.0 - ADAM_BETA1.powi(time));
@@ -312,11 +315,17 @@ impl<'a> LoopEngine<'a> {
             &mut self.state.moment1[at.clone()],
             &mut self.state.moment2[at],
         );
-        for (((p, m1), m2), g) in p.iter_mut().zip(m1).zip(m2).zip(&self.scratch.grads) {
-            *m1 = *m1 * ADAM_BETA1 + g * (1.0 - ADAM_BETA1);
-            *m2 = *m2 * ADAM_BETA2 + g * g * (1.0 - ADAM_BETA2);
-            let delta = (*m1 * combined) / (m2.sqrt() + eps);
-            *p -= delta * lr;
+        let grads = &self.scratch.grads;
+        if weight_decay == 0.0 {
+            // MASE's case, without the decay's multiply-add per parameter.
+            for (((p, m1), m2), &g) in p.iter_mut().zip(m1).zip(m2).zip(grads) {
+                adam_update(p, m1, m2, g, combined, eps, lr);
+            }
+        } else {
+            for (((p, m1), m2), &g) in p.iter_mut().zip(m1).zip(m2).zip(grads) {
+                let g = *p * weight_decay + g;
+                adam_update(p, m1, m2, g, combined, eps, lr);
+            }
         }
     }
 
@@ -763,6 +772,15 @@ fn cross_entropy(
         }
     }
     (loss, correct)
+}
+
+/// One parameter's Adam step with gradient `g`: moments, then the bias-corrected update.
+#[inline(always)]
+fn adam_update(p: &mut f32, m1: &mut f32, m2: &mut f32, g: f32, combined: f32, eps: f32, lr: f32) {
+    *m1 = *m1 * ADAM_BETA1 + g * (1.0 - ADAM_BETA1);
+    *m2 = *m2 * ADAM_BETA2 + g * g * (1.0 - ADAM_BETA2);
+    let delta = (*m1 * combined) / (m2.sqrt() + eps);
+    *p -= delta * lr;
 }
 
 #[cfg(test)]

@@ -144,6 +144,8 @@ pub(crate) struct TensorEngine<'a, B: Backend> {
     running: Vec<(Tensor<B, 3>, Tensor<B, 3>)>,
     /// Optimizer steps taken (the same for every trial of the pack).
     steps: u64,
+    /// Each trial's weight decay, `[K, 1]`; `None` when no trial of the pack decays.
+    weight_decay: Option<Tensor<B, 2>>,
 }
 
 impl<'a, B: Backend> TensorEngine<'a, B> {
@@ -158,7 +160,12 @@ impl<'a, B: Backend> TensorEngine<'a, B> {
         let first = &configs[0];
         let layout = Layout::of(&first.model);
         let states = state::initial(&configs, &layout);
+        let weight_decay = configs.iter().any(|c| c.weight_decay != 0.0).then(|| {
+            let decays: Vec<f32> = configs.iter().map(|c| c.weight_decay as f32).collect();
+            Tensor::from_data(TensorData::new(decays, [configs.len(), 1]), &device)
+        });
         let mut trainer = TensorEngine {
+            weight_decay,
             configs,
             data,
             layout,
@@ -330,8 +337,13 @@ impl<'a, B: Backend> TensorEngine<'a, B> {
         (loss_sum, correct)
     }
 
-    /// Adam (burn's arithmetic, ε 1e-8, no weight decay) over every parameter of every trial.
+    /// Adam (burn's arithmetic, ε 1e-8) over every parameter of every trial; each trial's weight
+    /// decay adds `wd · p` to its gradients first (burn's and PyTorch's order: `p · wd + g`).
     fn adam(&mut self, grad: Tensor<B, 2>, lr: &Tensor<B, 2>) {
+        let grad = match &self.weight_decay {
+            Some(wd) => self.params.clone() * wd.clone() + grad,
+            None => grad,
+        };
         self.steps += 1;
         let time = self.steps.min(i32::MAX as u64) as i32;
         self.moment1 =
