@@ -202,7 +202,109 @@ pub mod bad_sweeps {
                 too_big: true,
                 ..bad("a grid of 110,000 cells", "", &["110000 cells", "100000"])
             },
+            bad(
+                "an inverted range",
+                &search("learning_rate = { log_uniform = [1e-1, 1e-5] }", ""),
+                &["search.space.learning_rate.log_uniform", "inverted", "[0.1, 0.00001]"],
+            ),
+            bad(
+                "an empty range",
+                &search("weight_decay = { uniform = [1e-3, 1e-3] }", ""),
+                &["search.space.weight_decay.uniform", "empty range"],
+            ),
+            bad(
+                "a log range touching 0",
+                &search("weight_decay = { log_uniform = [0.0, 1e-3] }", ""),
+                &["search.space.weight_decay.log_uniform", "[0, 0.001]", "above 0"],
+            ),
+            bad(
+                "an unknown distribution, spelled as Ray does",
+                &search("learning_rate = { loguniform = [1e-5, 1e-1] }", ""),
+                &["search.space.learning_rate.loguniform", "tune.loguniform", "log_uniform"],
+            ),
+            bad(
+                "a key drawn and listed",
+                &format!("{}[grid]\nlearning_rate = [1e-3]\n", search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "")),
+                &["search.space.learning_rate", "[grid]"],
+            ),
+            bad(
+                "eta below 2",
+                &search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "rule = \"halving\"\neta = 1\n"),
+                &["search.stop.eta", "1", "2 or more"],
+            ),
+            bad(
+                "min_epochs over max_epochs",
+                &search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "rule = \"halving\"\nmin_epochs = 30\n"),
+                &["search.stop.min_epochs", "30", "max_epochs 20"],
+            ),
+            bad(
+                "a stratify key that is not swept",
+                &search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "rule = \"halving\"\nstratify = [\"model\"]\n"),
+                &["search.stop.stratify", "model", "not swept"],
+            ),
+            BadSweep {
+                toml: "name = \"x\"\n[search]\nmethod = \"random\"\npoints = 100001\n[search.space]\nlearning_rate = { log_uniform = [1e-5, 1e-1] }\n".into(),
+                ..bad("points over the job limit", "", &["search.points", "100001", "1 to 100000"])
+            },
+            BadSweep {
+                toml: format!("{}[grid]\nseed = [0, 1, 2]\n", search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "").replace("points = 8", "points = 40000")),
+                too_big: true,
+                ..bad("40,000 points of 3 seeds", "", &["120000 cells", "100000"])
+            },
+            bad(
+                "a trial seed in [search]",
+                "name = \"x\"\n[search]\nmethod = \"random\"\nseed = 3\n",
+                &["search.seed", "search_seed"],
+            ),
+            bad(
+                "Ray's num_samples",
+                "name = \"x\"\n[search]\nnum_samples = 3\n",
+                &["search.num_samples", "points", "Ray Tune"],
+            ),
+            bad(
+                "W&B's bayes",
+                "name = \"x\"\n[search]\nmethod = \"bayes\"\n",
+                &["search.method", "bayes", "tpe"],
+            ),
+            bad(
+                "a test metric",
+                "name = \"x\"\n[search]\nmetric = \"test_acc\"\n",
+                &["search.metric", "test_acc", "never choose"],
+            ),
+            bad(
+                "a space for a grid",
+                "name = \"x\"\n[search.space]\nlearning_rate = { log_uniform = [1e-5, 1e-1] }\n",
+                &["search.method", "grid", "random"],
+            ),
+            bad(
+                "a space of 3 points for 8",
+                &search("batch_size = { choice = [64, 128, 256] }", ""),
+                &["search.points", "only 3 distinct points"],
+            ),
+            bad(
+                "width without depth",
+                &search("width = { int_uniform = [4, 64] }", ""),
+                &["search.space.width", "depth"],
+            ),
+            bad(
+                "a budget no drawn network meets",
+                &search("width = { int_uniform = [4, 64] }\ndepth = { int_uniform = [1, 2] }", "")
+                    .replace("[search.space]", "max_params = 100\n[search.space]"),
+                &["search.points", "within the budget"],
+            ),
+            bad(
+                "a budget the listed model is over",
+                "name = \"x\"\n[defaults]\nmodel = \"jsc-s\"\n[search]\nmax_params = 1000\n",
+                &["search.max_params", "jsc-s", "5615"],
+            ),
         ]
+    }
+
+    /// A random search of 8 points over `space`, with `stop` as its `[search.stop]`.
+    fn search(space: &str, stop: &str) -> String {
+        format!(
+            "name = \"x\"\nval_fraction = 0.2\n[search]\nmethod = \"random\"\npoints = 8\n[search.space]\n{space}\n[search.stop]\n{stop}"
+        )
     }
 }
 

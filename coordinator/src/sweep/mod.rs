@@ -380,7 +380,8 @@ impl SweepSpec {
         }
         let stop = &self.search.stop;
         let shortest = self.max_epochs.iter().min().copied().unwrap_or(1);
-        if self.search.decides() && stop.min_epochs > shortest && !self.search.draws(Key::MaxEpochs) {
+        if self.search.decides() && stop.min_epochs > shortest && !self.search.draws(Key::MaxEpochs)
+        {
             return Err(bad(
                 "search.stop.min_epochs",
                 format!(
@@ -403,7 +404,9 @@ impl SweepSpec {
             if !listed {
                 return Err(bad(
                     "search.stop.stratify",
-                    format!("{key:?} is not swept (neither listed in [grid] nor drawn), so there is nothing to compare it within"),
+                    format!(
+                        "{key:?} is not swept (neither listed in [grid] nor drawn), so there is nothing to compare it within"
+                    ),
                 ));
             }
         }

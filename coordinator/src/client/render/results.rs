@@ -116,7 +116,11 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                 "BATCH",
                 "EPOCHS",
                 "LR",
-                if decays { format!(" {:>8}", "WD") } else { String::new() },
+                if decays {
+                    format!(" {:>8}", "WD")
+                } else {
+                    String::new()
+                },
                 "SEEDS",
                 "TEST % (final)",
                 "TEST % (best ep)",
@@ -229,7 +233,11 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                 "BATCH",
                 "EPOCHS",
                 "LR",
-                if decays { format!(" {:>8}", "WD") } else { String::new() },
+                if decays {
+                    format!(" {:>8}", "WD")
+                } else {
+                    String::new()
+                },
                 "SEED",
                 "STATE",
                 "TEST %",

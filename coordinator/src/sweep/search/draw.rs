@@ -119,10 +119,20 @@ mod tests {
     fn a_draw_is_a_pure_function_of_the_seed_the_draw_and_the_dimension() {
         for sampler in [Sampler::Random, Sampler::Sobol] {
             let a: Vec<f64> = (0..64).map(|d| unit(sampler, 7, d, 0)).collect();
-            let b: Vec<f64> = (0..64).rev().map(|d| unit(sampler, 7, d, 0)).rev().collect();
+            let b: Vec<f64> = (0..64)
+                .rev()
+                .map(|d| unit(sampler, 7, d, 0))
+                .rev()
+                .collect();
             assert_eq!(a, b, "{sampler:?}: order of asking does not matter");
-            assert_ne!(a, (0..64).map(|d| unit(sampler, 8, d, 0)).collect::<Vec<_>>());
-            assert_ne!(a, (0..64).map(|d| unit(sampler, 7, d, 1)).collect::<Vec<_>>());
+            assert_ne!(
+                a,
+                (0..64).map(|d| unit(sampler, 8, d, 0)).collect::<Vec<_>>()
+            );
+            assert_ne!(
+                a,
+                (0..64).map(|d| unit(sampler, 7, d, 1)).collect::<Vec<_>>()
+            );
             assert!(a.iter().all(|u| (0.0..1.0).contains(u)));
         }
     }
@@ -146,7 +156,10 @@ mod tests {
         for d in 0..100_000 {
             bins[(unit(Sampler::Random, 1, d, 2) * 10.0) as usize] += 1;
         }
-        assert!(bins.iter().all(|&n| (9_700..=10_300).contains(&n)), "{bins:?}");
+        assert!(
+            bins.iter().all(|&n| (9_700..=10_300).contains(&n)),
+            "{bins:?}"
+        );
     }
 
     #[test]

@@ -147,22 +147,46 @@ const PEER_KEYS: &[(&str, &str)] = &[
     ("max_trials", "points (Determined's max_trials)"),
     ("maxTrialCount", "points (Katib's maxTrialCount)"),
     ("samples", "points"),
-    ("seed", "search_seed (a trial's `seed` is a hyperparameter: list replicates in [grid])"),
-    ("random_state", "search_seed (Ray's and Katib's random_state)"),
-    ("experiment_seed", "search_seed (Determined's experiment_seed)"),
+    (
+        "seed",
+        "search_seed (a trial's `seed` is a hyperparameter: list replicates in [grid])",
+    ),
+    (
+        "random_state",
+        "search_seed (Ray's and Katib's random_state)",
+    ),
+    (
+        "experiment_seed",
+        "search_seed (Determined's experiment_seed)",
+    ),
     ("sampler", "method (Optuna's sampler)"),
     ("search_alg", "method (Ray Tune's search_alg)"),
     ("algorithm", "method (Katib's algorithm)"),
-    ("goal", "metric alone: val_loss is minimised and val_acc maximised"),
-    ("mode", "metric alone (val_loss is minimised, val_acc maximised); the stopping mode is [search.stop] mode"),
-    ("direction", "metric alone: val_loss is minimised and val_acc maximised"),
+    (
+        "goal",
+        "metric alone: val_loss is minimised and val_acc maximised",
+    ),
+    (
+        "mode",
+        "metric alone (val_loss is minimised, val_acc maximised); the stopping mode is [search.stop] mode",
+    ),
+    (
+        "direction",
+        "metric alone: val_loss is minimised and val_acc maximised",
+    ),
     ("parameters", "[search.space] (W&B's parameters)"),
     ("param_space", "[search.space] (Ray Tune's param_space)"),
     ("early_terminate", "[search.stop] (W&B's early_terminate)"),
     ("scheduler", "[search.stop] (Ray Tune's scheduler)"),
     ("pruner", "[search.stop] (Optuna's pruner)"),
-    ("grace_period", "[search.stop] min_epochs (Ray's grace_period)"),
-    ("reduction_factor", "[search.stop] eta (Ray's reduction_factor)"),
+    (
+        "grace_period",
+        "[search.stop] min_epochs (Ray's grace_period)",
+    ),
+    (
+        "reduction_factor",
+        "[search.stop] eta (Ray's reduction_factor)",
+    ),
 ];
 
 const PEER_STOP_KEYS: &[(&str, &str)] = &[
@@ -171,18 +195,36 @@ const PEER_STOP_KEYS: &[(&str, &str)] = &[
     ("min_resource", "min_epochs (Optuna's min_resource)"),
     ("min_iter", "min_epochs (W&B's min_iter)"),
     ("r_l", "min_epochs (Katib's r_l)"),
-    ("reduction_factor", "eta (Ray's and Optuna's reduction_factor)"),
+    (
+        "reduction_factor",
+        "eta (Ray's and Optuna's reduction_factor)",
+    ),
     ("divisor", "eta (Determined's divisor)"),
-    ("max_t", "max_epochs in [defaults] (the last rung is always max_epochs)"),
-    ("max_resource", "max_epochs in [defaults] (the last rung is always max_epochs)"),
-    ("max_iter", "max_epochs in [defaults] (the last rung is always max_epochs)"),
-    ("brackets", "nothing: one bracket (Ray's advice); rungs come from min_epochs and eta"),
+    (
+        "max_t",
+        "max_epochs in [defaults] (the last rung is always max_epochs)",
+    ),
+    (
+        "max_resource",
+        "max_epochs in [defaults] (the last rung is always max_epochs)",
+    ),
+    (
+        "max_iter",
+        "max_epochs in [defaults] (the last rung is always max_epochs)",
+    ),
+    (
+        "brackets",
+        "nothing: one bracket (Ray's advice); rungs come from min_epochs and eta",
+    ),
 ];
 
 const METHODS: &str = "grid, random, sobol, tpe";
 const PEER_METHODS: &[(&str, &str)] = &[
     ("grid_search", "grid"),
-    ("bayes", "tpe (W&B's bayes is a Gaussian process; TPE is the model-based method here)"),
+    (
+        "bayes",
+        "tpe (W&B's bayes is a Gaussian process; TPE is the model-based method here)",
+    ),
     ("bayesian", "tpe"),
     ("bayesianoptimization", "tpe"),
     ("hyperopt", "tpe"),
@@ -195,7 +237,10 @@ const PEER_METHODS: &[(&str, &str)] = &[
     ("quasirandom", "sobol"),
     ("halton", "sobol"),
     ("hyperband", "random with [search.stop] rule = \"halving\""),
-    ("asha", "random with [search.stop] rule = \"halving\", mode = \"async\""),
+    (
+        "asha",
+        "random with [search.stop] rule = \"halving\", mode = \"async\"",
+    ),
 ];
 
 const RULES: &str = "none, median, halving";
@@ -228,7 +273,10 @@ fn string<'a>(at: &str, v: &'a toml::Value) -> Result<&'a str, Bad> {
 fn count(at: &str, v: &toml::Value, low: i64, high: i64) -> Result<i64, Bad> {
     match v.as_integer() {
         Some(n) if (low..=high).contains(&n) => Ok(n),
-        _ => Err(bad(at, format!("{v}: give a whole number from {low} to {high}"))),
+        _ => Err(bad(
+            at,
+            format!("{v}: give a whole number from {low} to {high}"),
+        )),
     }
 }
 
@@ -252,7 +300,9 @@ impl Search {
                                 "\"tpe\" is not in this release yet: use \"random\" or \"sobol\"",
                             ));
                         }
-                        other => return Err(bad(&at, unknown("method", other, METHODS, PEER_METHODS))),
+                        other => {
+                            return Err(bad(&at, unknown("method", other, METHODS, PEER_METHODS)));
+                        }
                     };
                     method_given = Some(m.to_string());
                 }
@@ -265,13 +315,17 @@ impl Search {
                         t if t.starts_with("test") || t.starts_with("best_test") => {
                             return Err(bad(
                                 &at,
-                                format!("{t:?}: test metrics never choose (that would fit the test set); use val_loss or val_acc"),
+                                format!(
+                                    "{t:?}: test metrics never choose (that would fit the test set); use val_loss or val_acc"
+                                ),
                             ));
                         }
                         t => {
                             return Err(bad(
                                 &at,
-                                format!("unknown metric {t:?}: use val_loss (the default, minimised) or val_acc (maximised)"),
+                                format!(
+                                    "unknown metric {t:?}: use val_loss (the default, minimised) or val_acc (maximised)"
+                                ),
                             ));
                         }
                     }
@@ -313,7 +367,9 @@ impl Search {
                         "search.method",
                         format!(
                             "{}: a grid draws nothing, so [search.space] and points need method = \"random\" or \"sobol\"",
-                            method_given.as_deref().map_or("grid (the default)".into(), |m| format!("{m:?}"))
+                            method_given
+                                .as_deref()
+                                .map_or("grid (the default)".into(), |m| format!("{m:?}"))
                         ),
                     ));
                 }
@@ -334,7 +390,11 @@ impl Search {
                 if sampler == Sampler::Sobol && s.points > draw::SOBOL_POINTS {
                     return Err(bad(
                         "search.points",
-                        format!("{}: the Sobol sequence has {} points; use random beyond that", s.points, draw::SOBOL_POINTS),
+                        format!(
+                            "{}: the Sobol sequence has {} points; use random beyond that",
+                            s.points,
+                            draw::SOBOL_POINTS
+                        ),
                     ));
                 }
             }
@@ -343,7 +403,11 @@ impl Search {
         let depth = s.space.iter().any(|(k, _)| *k == Key::Depth);
         if width != depth {
             return Err(bad(
-                if width { "search.space.width" } else { "search.space.depth" },
+                if width {
+                    "search.space.width"
+                } else {
+                    "search.space.depth"
+                },
                 "width and depth draw a network together: give both (a fixed one as { choice = [N] })",
             ));
         }
@@ -397,26 +461,36 @@ impl Stop {
                         other => {
                             return Err(bad(
                                 &at,
-                                format!("unknown mode {other:?}: use sync (the same decisions on every run) or async (promotions, ASHA)"),
+                                format!(
+                                    "unknown mode {other:?}: use sync (the same decisions on every run) or async (promotions, ASHA)"
+                                ),
                             ));
                         }
                     }
                 }
-                "min_epochs" => s.min_epochs = count(&at, v, 1, i64::from(jetsweep_proto::trial::MAX_EPOCHS))? as u32,
+                "min_epochs" => {
+                    s.min_epochs =
+                        count(&at, v, 1, i64::from(jetsweep_proto::trial::MAX_EPOCHS))? as u32
+                }
                 "eta" => {
                     s.eta = match v.as_integer() {
                         Some(n) if (2..=100).contains(&n) => n as u32,
                         _ => {
                             return Err(bad(
                                 &at,
-                                format!("{v}: eta is 2 or more (each rung keeps the top 1/eta), at most 100; 3 is usual"),
+                                format!(
+                                    "{v}: eta is 2 or more (each rung keeps the top 1/eta), at most 100; 3 is usual"
+                                ),
                             ));
                         }
                     }
                 }
                 "stratify" => {
                     let toml::Value::Array(keys) = v else {
-                        return Err(bad(&at, format!("{v}: give a list of keys, e.g. [\"model\"]")));
+                        return Err(bad(
+                            &at,
+                            format!("{v}: give a list of keys, e.g. [\"model\"]"),
+                        ));
                     };
                     for k in keys {
                         s.stratify.push(string(&at, k)?.to_string());
@@ -425,7 +499,12 @@ impl Stop {
                 other => {
                     return Err(bad(
                         &at,
-                        unknown("key", other, "rule, mode, min_epochs, eta, stratify", PEER_STOP_KEYS),
+                        unknown(
+                            "key",
+                            other,
+                            "rule, mode, min_epochs, eta, stratify",
+                            PEER_STOP_KEYS,
+                        ),
                     ));
                 }
             }

@@ -124,7 +124,9 @@ impl Key {
                 return if (1..=MAX_HIDDEN_LAYERS as u64).contains(n) {
                     Ok(())
                 } else {
-                    Err(format!("{n}: a depth is 1 to {MAX_HIDDEN_LAYERS} hidden layers"))
+                    Err(format!(
+                        "{n}: a depth is 1 to {MAX_HIDDEN_LAYERS} hidden layers"
+                    ))
                 };
             }
             _ => unreachable!("values are read by the key's kind"),
@@ -170,17 +172,29 @@ const DISTRIBUTIONS: [&str; 5] = [
 /// Names other tools use for our distributions (Ray Tune, Optuna, W&B, Katib), and ours.
 const PEER_DISTRIBUTIONS: &[(&str, &str)] = &[
     ("loguniform", "log_uniform (Ray's tune.loguniform)"),
-    ("log_uniform_values", "log_uniform (W&B's log_uniform_values)"),
+    (
+        "log_uniform_values",
+        "log_uniform (W&B's log_uniform_values)",
+    ),
     ("reciprocal", "log_uniform"),
-    ("randint", "int_uniform (Ray's tune.randint; ours includes the upper bound)"),
+    (
+        "randint",
+        "int_uniform (Ray's tune.randint; ours includes the upper bound)",
+    ),
     ("lograndint", "int_log_uniform (Ray's tune.lograndint)"),
     ("int_log", "int_log_uniform"),
     ("categorical", "choice (Optuna's suggest_categorical)"),
     ("values", "choice (W&B's values)"),
     ("grid_search", "a list in [grid] (Ray's tune.grid_search)"),
     ("value", "a single value in [defaults] (W&B's value)"),
-    ("float", "uniform, or log_uniform for Optuna's suggest_float(log=True)"),
-    ("int", "int_uniform, or int_log_uniform for Optuna's suggest_int(log=True)"),
+    (
+        "float",
+        "uniform, or log_uniform for Optuna's suggest_float(log=True)",
+    ),
+    (
+        "int",
+        "int_uniform, or int_log_uniform for Optuna's suggest_int(log=True)",
+    ),
     ("quniform", "choice of the quantized values"),
     ("qloguniform", "choice of the quantized values"),
     ("normal", "uniform (no normal distribution: give a range)"),
@@ -230,7 +244,9 @@ impl Distribution {
                 if name == "log_uniform" && low <= 0.0 {
                     return Err(bad(
                         &at,
-                        format!("[{low}, {high}]: a log range must be above 0 (its logarithm is taken); e.g. [1e-6, {high}]"),
+                        format!(
+                            "[{low}, {high}]: a log range must be above 0 (its logarithm is taken); e.g. [1e-6, {high}]"
+                        ),
                     ));
                 }
                 if name == "uniform" {
@@ -247,7 +263,9 @@ impl Distribution {
                 if name == "int_log_uniform" && low == 0 {
                     return Err(bad(
                         &at,
-                        format!("[0, {high}]: a log range must start at 1 or more (its logarithm is taken)"),
+                        format!(
+                            "[0, {high}]: a log range must start at 1 or more (its logarithm is taken)"
+                        ),
                     ));
                 }
                 if name == "int_uniform" {
@@ -258,7 +276,10 @@ impl Distribution {
             }
             "choice" => {
                 let toml::Value::Array(items) = args else {
-                    return Err(bad(&at, format!("{args}: give a list, e.g. choice = [64, 128, 256]")));
+                    return Err(bad(
+                        &at,
+                        format!("{args}: give a list, e.g. choice = [64, 128, 256]"),
+                    ));
                 };
                 if items.is_empty() {
                     return Err(bad(&at, "an empty list: give at least one value"));
@@ -276,7 +297,10 @@ impl Distribution {
                         Kind::Whole => whole(&at, v).map(Value::Whole),
                         Kind::Name => match v {
                             toml::Value::String(s) => Ok(Value::Name(s.clone())),
-                            other => Err(bad(&at, format!("{other}: {key} is a name, e.g. \"jsc-tiny\""))),
+                            other => Err(bad(
+                                &at,
+                                format!("{other}: {key} is a name, e.g. \"jsc-tiny\""),
+                            )),
                         },
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -368,7 +392,9 @@ fn wrong_kind(key: Key) -> String {
         Kind::Whole => {
             format!("{key} is a whole number: use int_uniform, int_log_uniform or choice")
         }
-        Kind::Name => format!("{key} is a name: use choice, e.g. {{ choice = [\"jsc-tiny\", \"jsc-toy\"] }}"),
+        Kind::Name => {
+            format!("{key} is a name: use choice, e.g. {{ choice = [\"jsc-tiny\", \"jsc-toy\"] }}")
+        }
     }
 }
 
@@ -417,7 +443,9 @@ fn whole(at: &str, v: &toml::Value) -> Result<u64, Bad> {
 
 /// `x` to six significant digits, by its decimal form (exact and the same on every machine).
 fn six_digits(x: f64) -> f64 {
-    format!("{x:.5e}").parse().expect("a formatted float parses")
+    format!("{x:.5e}")
+        .parse()
+        .expect("a formatted float parses")
 }
 
 /// Sets `key` of `trial` to `value` (already checked). `width`/`depth` are applied together by
@@ -446,7 +474,8 @@ mod tests {
     use super::*;
 
     fn dist(key: &str, text: &str) -> Result<(Key, Distribution), Bad> {
-        let v: toml::Value = toml::from_str::<toml::Table>(&format!("x = {text}")).unwrap()["x"].clone();
+        let v: toml::Value =
+            toml::from_str::<toml::Table>(&format!("x = {text}")).unwrap()["x"].clone();
         Distribution::parse(key, &v)
     }
 
@@ -455,7 +484,9 @@ mod tests {
         let (_, d) = dist("learning_rate", "{ log_uniform = [1e-5, 1e-1] }").unwrap();
         assert_eq!(d.at(0.0), Value::Real(1e-5));
         assert_eq!(d.at(0.5), Value::Real(1e-3));
-        let Value::Real(top) = d.at(1.0) else { panic!() };
+        let Value::Real(top) = d.at(1.0) else {
+            panic!()
+        };
         assert!(top <= 1e-1 && top > 0.0999, "{top}");
         let (_, d) = dist("weight_decay", "{ uniform = [0.0, 1e-3] }").unwrap();
         assert_eq!(d.at(0.25), Value::Real(2.5e-4));
@@ -475,31 +506,97 @@ mod tests {
     #[test]
     fn drawn_reals_keep_six_significant_digits() {
         let (_, d) = dist("learning_rate", "{ log_uniform = [1e-5, 1e-1] }").unwrap();
-        let Value::Real(x) = d.at(0.625) else { panic!() };
+        let Value::Real(x) = d.at(0.625) else {
+            panic!()
+        };
         assert_eq!(format!("{x}"), "0.00316228");
     }
 
     #[test]
     fn bad_distributions_are_refused_naming_the_key_and_value() {
         for (key, text, needles) in [
-            ("learning_rate", "{ uniform = [1e-1, 1e-5] }", vec!["search.space.learning_rate.uniform", "inverted"]),
-            ("learning_rate", "{ uniform = [1e-3, 1e-3] }", vec!["empty range"]),
-            ("learning_rate", "{ log_uniform = [0.0, 1e-1] }", vec!["log range", "above 0"]),
-            ("width", "{ int_log_uniform = [0, 64] }", vec!["int_log_uniform", "start at 1"]),
-            ("learning_rate", "{ loguniform = [1e-5, 1e-1] }", vec!["unknown distribution", "Ray's tune.loguniform", "log_uniform"]),
-            ("learning_rate", "{ categorical = [1e-3] }", vec!["Optuna's suggest_categorical"]),
-            ("batch_size", "{ uniform = [32, 512] }", vec!["whole number", "int_uniform"]),
-            ("batch_size", "{ int_uniform = [0, 512] }", vec!["batch_size", "0"]),
-            ("learning_rate", "{ uniform = [-1.0, 1.0] }", vec!["learning_rate", "-1"]),
-            ("weight_decay", "{ uniform = [0.0, 2.0] }", vec!["weight_decay", "2"]),
+            (
+                "learning_rate",
+                "{ uniform = [1e-1, 1e-5] }",
+                vec!["search.space.learning_rate.uniform", "inverted"],
+            ),
+            (
+                "learning_rate",
+                "{ uniform = [1e-3, 1e-3] }",
+                vec!["empty range"],
+            ),
+            (
+                "learning_rate",
+                "{ log_uniform = [0.0, 1e-1] }",
+                vec!["log range", "above 0"],
+            ),
+            (
+                "width",
+                "{ int_log_uniform = [0, 64] }",
+                vec!["int_log_uniform", "start at 1"],
+            ),
+            (
+                "learning_rate",
+                "{ loguniform = [1e-5, 1e-1] }",
+                vec![
+                    "unknown distribution",
+                    "Ray's tune.loguniform",
+                    "log_uniform",
+                ],
+            ),
+            (
+                "learning_rate",
+                "{ categorical = [1e-3] }",
+                vec!["Optuna's suggest_categorical"],
+            ),
+            (
+                "batch_size",
+                "{ uniform = [32, 512] }",
+                vec!["whole number", "int_uniform"],
+            ),
+            (
+                "batch_size",
+                "{ int_uniform = [0, 512] }",
+                vec!["batch_size", "0"],
+            ),
+            (
+                "learning_rate",
+                "{ uniform = [-1.0, 1.0] }",
+                vec!["learning_rate", "-1"],
+            ),
+            (
+                "weight_decay",
+                "{ uniform = [0.0, 2.0] }",
+                vec!["weight_decay", "2"],
+            ),
             ("model", r#"{ choice = ["jsc-huge"] }"#, vec!["jsc-huge"]),
             ("model", "{ choice = [] }", vec!["empty list"]),
-            ("depth", "{ int_uniform = [1, 17] }", vec!["17", "hidden layers"]),
-            ("learning_rate", "[1e-3, 1e-4]", vec!["a list", "choice", "[grid]"]),
+            (
+                "depth",
+                "{ int_uniform = [1, 17] }",
+                vec!["17", "hidden layers"],
+            ),
+            (
+                "learning_rate",
+                "[1e-3, 1e-4]",
+                vec!["a list", "choice", "[grid]"],
+            ),
             ("learning_rate", "1e-3", vec!["[defaults]"]),
-            ("learning_rate", "{ uniform = [0.1, 0.2], log_uniform = [0.1, 0.2] }", vec!["exactly one distribution"]),
-            ("seed", "{ int_uniform = [0, 9] }", vec!["replicates", "[grid]"]),
-            ("lr", "{ log_uniform = [1e-5, 1e-1] }", vec!["search.space.lr", "learning_rate?"]),
+            (
+                "learning_rate",
+                "{ uniform = [0.1, 0.2], log_uniform = [0.1, 0.2] }",
+                vec!["exactly one distribution"],
+            ),
+            (
+                "seed",
+                "{ int_uniform = [0, 9] }",
+                vec!["replicates", "[grid]"],
+            ),
+            (
+                "lr",
+                "{ log_uniform = [1e-5, 1e-1] }",
+                vec!["search.space.lr", "learning_rate?"],
+            ),
         ] {
             let err = dist(key, text).unwrap_err().to_string();
             for n in needles {

@@ -5,8 +5,8 @@
 //! `jetsweep-worker train --autodiff`. Its checkpoints are the format every engine shares.
 
 use burn::module::{AutodiffModule, Param, ParamId, RunningState};
-use burn::optim::record::AdaptorRecord;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::record::AdaptorRecord;
 use burn::optim::{AdamConfig, AdamState, AdaptiveMomentumState, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::log_softmax};
