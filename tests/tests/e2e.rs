@@ -5,6 +5,7 @@ mod cluster;
 mod dashboard;
 mod report;
 mod resume;
+mod search;
 mod stopping;
 mod support;
 mod tls;

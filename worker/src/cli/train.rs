@@ -343,6 +343,7 @@ fn print_final(
                 "batch_size": config.batch_size,
                 "max_epochs": config.max_epochs,
                 "lr": config.learning_rate,
+                "weight_decay": config.weight_decay,
                 "seed": config.seed,
                 "device": args.device.to_string(),
                 "dataset": data.provenance.source,
