@@ -2,6 +2,7 @@
 //! results.json are written, results.json is what `jetsweep results --format json` prints, and
 //! every number in the report's table is one of its numbers, rounded as the table says.
 
+use jetsweep_coordinator::client::render::words::real;
 use std::path::Path;
 use std::process::Command;
 
@@ -40,7 +41,7 @@ fn table_rows(markdown: &str) -> Vec<Vec<String>> {
                 .map(|c| c.trim().to_string())
                 .collect()
         })
-        .take_while(|cells: &Vec<String>| cells.len() == 13)
+        .take_while(|cells: &Vec<String>| cells.len() == 14)
         .collect()
 }
 
@@ -130,7 +131,8 @@ fn a_report_states_the_numbers_of_results_json_with_its_figures() {
             row["model"].as_str().unwrap().to_string(),
             row["batch_size"].to_string(),
             row["max_epochs"].to_string(),
-            format!("{:e}", row["learning_rate"].as_f64().unwrap()),
+            real(row["learning_rate"].as_f64().unwrap()),
+            real(row["weight_decay"].as_f64().unwrap()),
             format!("{}/{}", row["seeds"], row["seeds"]),
             pct(row, "mean_test_acc", "std_test_acc"),
             pct(row, "mean_best_test_acc", "std_best_test_acc"),
@@ -139,9 +141,9 @@ fn a_report_states_the_numbers_of_results_json_with_its_figures() {
             plain(row, "mean_best_epoch", "std_best_epoch", 1),
             plain(row, "mean_train_seconds", "std_train_seconds", 2),
         ];
-        assert_eq!(cells[..12], expected, "row {}", i + 1);
+        assert_eq!(cells[..13], expected, "row {}", i + 1);
         let best = doc["best"].as_u64() == Some(i as u64);
-        assert_eq!(cells[12].starts_with("best"), best, "row {}", i + 1);
+        assert_eq!(cells[13].starts_with("best"), best, "row {}", i + 1);
     }
     assert!(markdown.contains("SYNTHETIC") && markdown.contains(&sweep_id));
     assert!(markdown.contains(
