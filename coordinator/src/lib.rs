@@ -2,7 +2,10 @@
 //!
 //! The domain (plain synchronous code; lifecycle rules take one store transaction and `now`):
 //! - [`sweep`]: sweep files (TOML), their validation (through the shared vocabulary of
-//!   `jetsweep-proto`), and their expansion into jobs with stable ids.
+//!   `jetsweep-proto`), the drawn points of a `[search]`, and their expansion into jobs with
+//!   stable ids.
+//! - [`stopping`]: early-stopping decisions (rungs; sync halving, ASHA promotion and the median
+//!   rule on seed means) as pure functions.
 //! - [`jobs`]: the job lifecycle (submit, lease, report, complete, fail, expire, cancel) and the
 //!   queries of the read side; one file per concern.
 //! - [`results`]: per grid point mean ± std over seeds, and the best point.
@@ -34,6 +37,7 @@ mod error;
 pub mod jobs;
 pub mod results;
 pub mod server;
+pub mod stopping;
 pub mod store;
 pub mod sweep;
 pub mod testkit;
