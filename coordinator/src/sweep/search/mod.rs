@@ -27,6 +27,7 @@
 
 pub mod draw;
 pub mod space;
+pub mod tpe;
 
 use std::fmt;
 
