@@ -7,17 +7,19 @@ use super::{Millis, SweepCounts, sweep_counts};
 use crate::Error;
 use crate::store::{exec, one};
 
-/// True when every sweep containing the job has been cancelled.
+/// True when no sweep containing the job wants it any more: each was cancelled or stopped the
+/// job's point early.
 pub(super) fn cancelled_everywhere(tx: &Transaction<'_>, job_id: &str) -> Result<bool, Error> {
     Ok(one(tx,
-        "SELECT MIN(w.cancel_requested) FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id WHERE s.job_id = ?1",
+        "SELECT MIN(w.cancel_requested OR s.stopped_epoch IS NOT NULL) FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id WHERE s.job_id = ?1",
         [job_id],
         |r| r.get::<_, Option<bool>>(0),
     )?
     .unwrap_or(false))
 }
 
-/// Cancels a job; ends its attempt first if `lease` holds it.
+/// Cancels a job (its reason: stopped early, if a sweep stopped it, else cancelled); ends its
+/// attempt first if `lease` holds it.
 pub(super) fn cancel_job(
     tx: &Transaction<'_>,
     job_id: &str,
@@ -33,7 +35,9 @@ pub(super) fn cancel_job(
     }
     exec(
         tx,
-        "UPDATE jobs SET state = 'cancelled', error = 'sweep cancelled', lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+        "UPDATE jobs SET state = 'cancelled', lease_id = NULL,
+             error = COALESCE((SELECT 'stopped early at epoch ' || MIN(stopped_epoch) || ' by successive halving'
+                               FROM sweep_jobs WHERE job_id = ?1 AND stopped_epoch IS NOT NULL), 'sweep cancelled'), worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
         params![job_id, now],
     )?;
     Ok(())

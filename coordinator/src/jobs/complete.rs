@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
 use super::checkpoints::{self, Checkpoint};
+use super::halving;
 use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
@@ -43,6 +44,16 @@ pub fn report_epoch(
     let (epoch, json) = store_epochs(tx, &held, epochs)?.unzip();
     if let Some(checkpoint) = checkpoint {
         checkpoints::save(tx, &held, epoch, checkpoint)?;
+    }
+    let reported: Vec<u32> = epochs.iter().map(|m| m.epoch).collect();
+    halving::after_report(tx, &held.job_id, held.max_epochs, &reported, now)?;
+    if cancelled_everywhere(tx, &held.job_id)? {
+        // This report completed a rung that stopped the job's own point.
+        cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        return Ok(ReportAck {
+            cancel: true,
+            expires_at: now,
+        });
     }
     let expires_at: Millis = one(
         tx,

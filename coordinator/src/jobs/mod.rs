@@ -27,6 +27,7 @@ mod cancel;
 mod checkpoints;
 mod complete;
 mod grants;
+pub mod halving;
 mod lease;
 mod queries;
 mod rows;

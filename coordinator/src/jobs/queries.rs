@@ -268,7 +268,7 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT j.id, j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.seed, ",
         state_in_sweep!(),
-        ", j.result_json, j.summary_json, j.weight_decay
+        ", j.result_json, j.summary_json, j.weight_decay, s.stopped_epoch
          FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
          WHERE s.sweep_id = ?1 ORDER BY s.position"
     ))?;
@@ -317,6 +317,7 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
                 },
                 status,
                 done,
+                stopped_at: r.get(11).map_err(|e| e.to_string())?,
             })
         };
         match read() {

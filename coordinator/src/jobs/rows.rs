@@ -24,10 +24,12 @@ pub(super) use job_columns;
 /// own state, unless that sweep cancelled it — then `cancelled`, except while the lease that was
 /// running at the cancel still runs (`leased`: it stops at its next report) or if that lease
 /// finished the job (`done`: a result that arrives is kept). So a cancelled sweep stays cancelled
-/// whatever a later sweep does with the same jobs.
+/// whatever a later sweep does with the same jobs. A job of a point the sweep stopped early
+/// (`stopped_epoch`) that is still queued (for another sweep) is `cancelled` here.
 macro_rules! state_in_sweep {
     () => {
-        "(CASE WHEN s.cancelled_ms IS NULL THEN j.state \
+        "(CASE WHEN s.stopped_epoch IS NOT NULL AND j.state = 'queued' THEN 'cancelled' \
+          WHEN s.cancelled_ms IS NULL THEN j.state \
           WHEN j.state = 'leased' AND j.lease_id = s.cancelled_lease THEN 'leased' \
           WHEN j.state = 'done' AND EXISTS (SELECT 1 FROM attempts c \
                WHERE c.lease_id = s.cancelled_lease AND c.outcome = 'done') THEN 'done' \

@@ -2,6 +2,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::halving::StopSettings;
 use super::lease::{MAX_LOST, next_seq};
 use super::rows::corrupt;
 use super::{DatasetRef, Millis, SweepCounts, sweep_counts};
@@ -39,10 +40,12 @@ pub fn submit(
     let n: i64 = one(tx, "SELECT COUNT(*) FROM sweeps", [], |r| r.get(0))?;
     let sweep_id = sweep_id(&spec.name, n + 1);
     let lease_ttl = spec.lease_timeout.as_millis() as i64;
+    let stop_json = StopSettings::of(&spec.search)
+        .map(|s| serde_json::to_string(&s).expect("settings serialise"));
     exec(tx,
-        "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now],
+        "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms, stop_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now, stop_json],
     )?;
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
@@ -55,7 +58,9 @@ pub fn submit(
          lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, epochs_done = 0, latest_json = NULL, updated_ms = ?5 WHERE id = ?1",
     )?;
     let mut adopt = tx.prepare_cached("UPDATE jobs SET last_sweep = ?2 WHERE id = ?1")?;
-    let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused, point) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    // Seeds are the innermost axis: a point's seeds are adjacent (`SweepSpec::trials`).
+    let seeds = spec.seeds.len().max(1);
     for (position, trial) in spec.trials().iter().enumerate() {
         let id = job_id(trial, &dataset.sha256);
         let state: Option<String> = find.query_row([&id], |r| r.get(0)).optional()?;
@@ -108,7 +113,13 @@ pub fn submit(
                 false
             }
         };
-        link.execute(params![sweep_id, id, position as i64, reused])?;
+        link.execute(params![
+            sweep_id,
+            id,
+            position as i64,
+            reused,
+            (position / seeds) as i64
+        ])?;
     }
     sweep_counts(tx, &sweep_id)
 }

@@ -20,6 +20,8 @@ pub struct TrialOutcome {
     pub status: JobStatus,
     /// Set when done: the result, and the summary of its epochs when every one was reported.
     pub done: Option<(TrialResult, Option<EpochSummary>)>,
+    /// The rung (epoch) at which early stopping stopped the job's point, in this sweep.
+    pub stopped_at: Option<u32>,
 }
 
 /// Mean and sample standard deviation (0 for one value) of one number over a point's seeds.
@@ -69,6 +71,8 @@ pub struct ResultRow {
     /// Within the seeds' spread of the best point's validation loss (the best point itself too,
     /// when any other is): the data cannot tell them apart.
     pub tie: bool,
+    /// Early stopping stopped the point at this epoch: it is never ranked against finished points.
+    pub stopped_at: Option<u32>,
 }
 
 /// A sweep's results: rows in grid order (a row for every point, finished or not), the best
@@ -93,6 +97,7 @@ struct Gathered {
     best_val_loss: Vec<f64>,
     best_val_acc: Vec<f64>,
     train_seconds: Vec<f64>,
+    stopped_at: Option<u32>,
 }
 
 /// Aggregates `outcomes` (a sweep's jobs in grid order). One pass over the jobs (a 100,000-job
@@ -119,6 +124,7 @@ pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Ag
             points.len() - 1
         });
         let g = &mut points[i].1;
+        g.stopped_at = g.stopped_at.max(o.stopped_at);
         g.counts[match o.status {
             JobStatus::Done => 0,
             JobStatus::Failed => 1,
@@ -151,11 +157,13 @@ pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Ag
             best_val_acc: Spread::of(&g.best_val_acc),
             train_seconds: Spread::of(&g.train_seconds),
             tie: false,
+            stopped_at: g.stopped_at,
         })
         .collect();
     let best = rows
         .iter()
         .enumerate()
+        .filter(|(_, r)| r.stopped_at.is_none())
         .filter_map(|(i, r)| Some((i, r.best_val_loss?.mean)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(i, _)| i);
@@ -175,7 +183,7 @@ fn mark_ties(rows: &mut [ResultRow], best: usize) {
         .expect("the best has a validation loss");
     let mut tied = false;
     for (i, row) in rows.iter_mut().enumerate() {
-        if i == best {
+        if i == best || row.stopped_at.is_some() {
             continue;
         }
         if let Some(r) = row.best_val_loss
@@ -274,6 +282,7 @@ mod tests {
             },
             status,
             done: None,
+            stopped_at: None,
         }
     }
 

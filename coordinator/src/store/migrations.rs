@@ -232,4 +232,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN weight_decay REAL NOT NULL DEFAULT 0;
     "#,
+    // 15: early stopping. A sweep that halves keeps its settings; each of its jobs knows its point
+    // (the configuration its seed replicates) and the rung its point was stopped at; every
+    // decision is a row, keyed so that it is made once.
+    r#"
+    ALTER TABLE sweeps ADD COLUMN stop_json TEXT;
+    ALTER TABLE sweep_jobs ADD COLUMN point INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweep_jobs ADD COLUMN stopped_epoch INTEGER;
+    CREATE TABLE decisions (
+        sweep_id     TEXT NOT NULL REFERENCES sweeps (id),
+        rung         INTEGER NOT NULL,
+        cohort       TEXT NOT NULL,
+        decided_ms   INTEGER NOT NULL,
+        metric       TEXT NOT NULL,
+        eta          INTEGER NOT NULL,
+        scores_json  TEXT NOT NULL,
+        cutoff       REAL,
+        kept_json    TEXT NOT NULL,
+        stopped_json TEXT NOT NULL,
+        PRIMARY KEY (sweep_id, rung, cohort)
+    );
+    "#,
 ];

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::access::DataAccess;
 use crate::{DatasetProblem, Error};
-use search::{Key, Point, Rule, Search};
+use search::{Key, Mode, Point, Rule, Search};
 
 /// The most jobs one sweep may expand to.
 pub const MAX_CELLS: usize = 100_000;
@@ -291,10 +291,17 @@ impl SweepSpec {
         };
         spec.validate()?;
         spec.points = spec.draw()?;
-        if spec.search.stop.rule != Rule::None {
+        let stop = &spec.search.stop;
+        if stop.rule == Rule::Median {
             return Err(bad(
                 "search.stop.rule",
-                "early stopping is not in this release yet: use rule = \"none\" (or leave out [search.stop]) and every point runs to max_epochs",
+                "\"median\" is not in this release yet: use \"halving\" (mode = \"sync\") or \"none\"",
+            ));
+        }
+        if stop.rule == Rule::Halving && stop.mode == Mode::Async {
+            return Err(bad(
+                "search.stop.mode",
+                "\"async\" (promotions) is not in this release yet: use mode = \"sync\"",
             ));
         }
         Ok(spec)

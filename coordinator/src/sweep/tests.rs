@@ -299,15 +299,33 @@ fn a_search_that_chooses_on_the_training_data_says_so() {
 }
 
 #[test]
-fn early_stopping_is_refused_plainly_until_it_is_built() {
-    let text = SEARCH.replace("[grid]", "[search.stop]\nrule = \"halving\"\n[grid]");
-    let err = SweepSpec::parse(&text).unwrap_err().to_string();
-    assert!(
-        err.contains("search.stop.rule") && err.contains("not in this release"),
-        "{err}"
+fn sync_halving_is_accepted_and_the_rules_not_built_yet_are_refused_plainly() {
+    let with = |stop: &str| SEARCH.replace("[grid]", &format!("[search.stop]\n{stop}\n[grid]"));
+    let spec = SweepSpec::parse(&with("rule = \"halving\"\nmin_epochs = 2\neta = 4")).unwrap();
+    assert_eq!(
+        (
+            spec.search.stop.rule,
+            spec.search.stop.min_epochs,
+            spec.search.stop.eta
+        ),
+        (Rule::Halving, 2, 4)
     );
-    let none = SEARCH.replace("[grid]", "[search.stop]\nrule = \"none\"\n[grid]");
-    SweepSpec::parse(&none).expect("rule = none is every point to max_epochs");
+    for (stop, needles) in [
+        (
+            "rule = \"median\"",
+            ["search.stop.rule", "not in this release"],
+        ),
+        (
+            "rule = \"halving\"\nmode = \"async\"",
+            ["search.stop.mode", "not in this release"],
+        ),
+    ] {
+        let err = SweepSpec::parse(&with(stop)).unwrap_err().to_string();
+        for n in needles {
+            assert!(err.contains(n), "{stop}: {err}");
+        }
+    }
+    SweepSpec::parse(&with("rule = \"none\"")).expect("rule = none is every point to max_epochs");
 }
 
 #[test]

@@ -36,10 +36,13 @@ pub fn plain(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
 /// What a grid point's seeds are doing, when not all of them finished: "1 failed, 2 to go".
 pub fn seed_note(row: &pb::ResultRow) -> String {
     let mut parts = Vec::new();
+    if let Some(epoch) = row.stopped_at_epoch {
+        parts.push(format!("stopped at epoch {epoch}"));
+    }
     if row.failed > 0 {
         parts.push(format!("{} failed", row.failed));
     }
-    if row.cancelled > 0 {
+    if row.cancelled > 0 && row.stopped_at_epoch.is_none() {
         parts.push(format!("{} cancelled", row.cancelled));
     }
     if row.pending > 0 {

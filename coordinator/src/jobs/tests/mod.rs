@@ -94,6 +94,7 @@ fn run_all(store: &mut Store, worker: &str, now: Millis) -> usize {
 
 mod cancel;
 mod complete;
+mod halving;
 mod lease;
 mod submit;
 mod workers;

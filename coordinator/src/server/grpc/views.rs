@@ -96,6 +96,7 @@ pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultR
         mean_train_seconds,
         std_train_seconds,
         tie: r.tie,
+        stopped_at_epoch: r.stopped_at,
     }
 }
 

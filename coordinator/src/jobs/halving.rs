@@ -1,0 +1,240 @@
+//! Successive halving in the store: after a report stores epochs, each sweep of the job that stops
+//! early (`[search.stop] rule = "halving"`, `mode = "sync"`) checks whether the job's cohort has
+//! reached a rung; the first report that completes it makes the decision ([`crate::stopping::halve`]
+//! on the seed means), in the same transaction. The decision is a row keyed by (sweep, rung,
+//! cohort), so a retried report or a restarted coordinator can never decide twice, and a decision
+//! committed is never lost. Stopped points' jobs end like a cancelled sweep's: queued ones at once,
+//! running ones at their worker's next report or heartbeat (the lane leaves its pack, its
+//! pack-mates go on).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+use super::cancel::{cancel_job, cancelled_everywhere};
+use crate::Error;
+use crate::stopping::{self, Score};
+use crate::store::exec;
+use crate::sweep::search::{Metric, Mode, Rule, Search};
+
+/// A sweep's stopping settings, as stored on its row (`sweeps.stop_json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopSettings {
+    pub min_epochs: u32,
+    pub eta: u32,
+    /// `val_loss` or `val_acc`.
+    pub metric: String,
+    /// Keys whose values are compared only among themselves (besides `max_epochs`, always).
+    pub stratify: Vec<String>,
+}
+
+impl StopSettings {
+    /// The settings to store for a search, when it stops synchronously by halving.
+    pub fn of(search: &Search) -> Option<StopSettings> {
+        let stop = &search.stop;
+        (stop.rule == Rule::Halving && stop.mode == Mode::Sync).then(|| StopSettings {
+            min_epochs: stop.min_epochs,
+            eta: stop.eta,
+            metric: search.metric.as_str().to_string(),
+            stratify: stop.stratify.clone(),
+        })
+    }
+
+    fn metric(&self) -> Metric {
+        if self.metric == "val_acc" {
+            Metric::ValAcc
+        } else {
+            Metric::ValLoss
+        }
+    }
+}
+
+/// One job of a sweep as halving sees it.
+struct Member {
+    job_id: String,
+    point: u32,
+    cohort: String,
+    /// The sweep stopped its point already.
+    stopped: bool,
+    /// Failed for good: its seed drops out of its point's mean.
+    failed: bool,
+}
+
+/// Decides every rung that `epochs` (just stored for `job_id`) completes, in each halving sweep
+/// of the job.
+pub(super) fn after_report(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    max_epochs: u32,
+    epochs: &[u32],
+    now: Millis,
+) -> Result<(), Error> {
+    let sweeps: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT w.id, w.stop_json FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
+             WHERE s.job_id = ?1 AND w.stop_json IS NOT NULL AND w.cancel_requested = 0 AND s.stopped_epoch IS NULL",
+        )?
+        .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (sweep_id, json) in sweeps {
+        let settings: StopSettings = serde_json::from_str(&json)
+            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
+        let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
+        for &epoch in epochs {
+            // The last rung is the end of training: nothing is left to stop.
+            if rungs[..rungs.len() - 1].contains(&epoch) {
+                decide(tx, &sweep_id, &settings, job_id, epoch, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cohort of a job: its `max_epochs` (rungs differ by it) and the stratified keys' values.
+fn cohort_sql(stratify: &[String]) -> String {
+    let mut parts = vec!["CAST(j.max_epochs AS TEXT)".to_string()];
+    for key in stratify {
+        let column = match key.as_str() {
+            "model" => "j.model",
+            "optimizer" => "j.optimizer",
+            "batch_size" => "j.batch_size",
+            "learning_rate" => "j.learning_rate",
+            "weight_decay" => "j.weight_decay",
+            _ => continue,
+        };
+        parts.push(column.to_string());
+    }
+    parts.join(" || '|' || ")
+}
+
+/// Decides rung `epoch` for the cohort of `job_id` in `sweep_id`, if every live point of the
+/// cohort has all its seeds there and it was not decided before.
+fn decide(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    settings: &StopSettings,
+    job_id: &str,
+    epoch: u32,
+    now: Millis,
+) -> Result<(), Error> {
+    let cohort = cohort_sql(&settings.stratify);
+    let members: Vec<Member> = tx
+        .prepare(&format!(
+            "SELECT j.id, s.point, {cohort}, s.stopped_epoch IS NOT NULL, j.state = 'failed'
+             FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 ORDER BY s.position"
+        ))?
+        .query_map([sweep_id], |r| {
+            Ok(Member {
+                job_id: r.get(0)?,
+                point: r.get(1)?,
+                cohort: r.get(2)?,
+                stopped: r.get(3)?,
+                failed: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let Some(own) = members.iter().find(|m| m.job_id == job_id) else {
+        return Ok(());
+    };
+    let own_cohort = own.cohort.clone();
+    let decided: bool = tx
+        .prepare_cached(
+            "SELECT 1 FROM decisions WHERE sweep_id = ?1 AND rung = ?2 AND cohort = ?3",
+        )?
+        .exists(params![sweep_id, epoch, own_cohort])?;
+    if decided {
+        return Ok(());
+    }
+    let mut at_rung = tx.prepare_cached(
+        "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
+         WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
+    )?;
+    let metric = settings.metric();
+    // Each live point's seeds' values at the rung; any seed still short of it means: not yet.
+    let mut points: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for m in members
+        .iter()
+        .filter(|m| m.cohort == own_cohort && !m.stopped)
+    {
+        let values = points.entry(m.point).or_default();
+        if m.failed {
+            continue;
+        }
+        let json: Option<String> = at_rung
+            .query_row(params![m.job_id, epoch], |r| r.get(0))
+            .optional()?;
+        let Some(json) = json else {
+            return Ok(());
+        };
+        let metrics: jetsweep_proto::metrics::EpochMetrics = serde_json::from_str(&json)
+            .map_err(|e| Error::Corrupt(format!("job {} epoch {epoch}: {e}", m.job_id)))?;
+        values.push(match metric {
+            Metric::ValLoss => metrics.val_loss,
+            Metric::ValAcc => metrics.val_acc,
+        });
+    }
+    let scores: Vec<Score> = points
+        .iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(&point, values)| Score::of(point, values))
+        .collect();
+    let decision = stopping::halve(metric, settings.eta, &scores);
+    let scores_json = serde_json::to_string(
+        &decision
+            .ranked
+            .iter()
+            .map(|s| serde_json::json!({"point": s.point, "mean": finite(s.mean), "std": finite(s.std), "seeds": s.seeds}))
+            .collect::<Vec<_>>(),
+    )
+    .expect("scores serialise");
+    exec(
+        tx,
+        "INSERT INTO decisions (sweep_id, rung, cohort, decided_ms, metric, eta, scores_json, cutoff, kept_json, stopped_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            sweep_id,
+            epoch,
+            own_cohort,
+            now,
+            settings.metric,
+            settings.eta,
+            scores_json,
+            decision.cutoff.filter(|c| c.is_finite()),
+            serde_json::to_string(&decision.kept).expect("points serialise"),
+            serde_json::to_string(&decision.stopped).expect("points serialise"),
+        ],
+    )?;
+    tracing::info!(
+        sweep = %sweep_id,
+        rung = epoch,
+        cohort = %own_cohort,
+        kept = decision.kept.len(),
+        stopped = decision.stopped.len(),
+        "halving decided a rung"
+    );
+    // Points with no seed left (all failed) are neither kept nor stopped: nothing runs for them.
+    for m in members
+        .iter()
+        .filter(|m| m.cohort == own_cohort && !m.stopped && decision.stopped.contains(&m.point))
+    {
+        exec(
+            tx,
+            "UPDATE sweep_jobs SET stopped_epoch = ?3 WHERE sweep_id = ?1 AND job_id = ?2",
+            params![sweep_id, m.job_id, epoch],
+        )?;
+        let queued: bool = tx
+            .prepare_cached("SELECT state = 'queued' FROM jobs WHERE id = ?1")?
+            .query_row([&m.job_id], |r| r.get(0))?;
+        if queued && cancelled_everywhere(tx, &m.job_id)? {
+            cancel_job(tx, &m.job_id, None, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// A number for JSON (NaN and infinities are not JSON numbers).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
