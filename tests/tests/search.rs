@@ -132,3 +132,107 @@ fn a_search_without_a_held_out_split_is_submitted_with_a_warning() {
         "{stderr}"
     );
 }
+
+/// Six drawn points × two seeds, halved at epochs 1 and 3 of 4 (eta 3).
+const HALVING: &str = r#"
+name = "halving"
+dataset = "synthetic:20000"
+val_fraction = 0.2
+lease_timeout_s = 10
+[defaults]
+max_epochs = 4
+batch_size = 64
+[search]
+method = "random"
+points = 6
+search_seed = 5
+[search.space]
+learning_rate = { log_uniform = [1e-4, 1e-1] }
+[search.stop]
+rule = "halving"
+min_epochs = 1
+eta = 3
+[grid]
+seed = [0, 1]
+"#;
+
+/// The sweep run on a fresh coordinator by `workers` workers with `extra` arguments: its results
+/// and its jobs.
+async fn halving_run(
+    tag: &str,
+    workers: usize,
+    extra: &[&str],
+) -> (pb::GetResultsResponse, Vec<pb::JobView>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", tag);
+    let sweep_id = submit(&url, HALVING).await.sweep_id;
+    let _workers: Vec<_> = (0..workers)
+        .map(|i| worker_with(dir.path(), &url, &format!("{tag}{i}"), extra))
+        .collect();
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the halving sweep to finish",
+        |s, _| s.total > 0 && s.queued == 0 && s.leased == 0,
+    )
+    .await;
+    let results = client(&url).await.results(&sweep_id).await.unwrap();
+    (results, jobs(&url, &sweep_id).await)
+}
+
+/// Sync halving decides on seed means at each rung, the same way whatever the workers: one
+/// worker training all twelve lanes in one pack, or two workers in packs of two. The kept point's
+/// trials end exactly as they do when their pack-mates were stopped or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_halving_makes_the_same_decisions_whatever_the_workers() {
+    let (a, jobs_a) = halving_run("a", 1, &["--pack", "16"]).await;
+    let (b, jobs_b) = halving_run("b", 2, &["--pack", "2"]).await;
+    let stopped = |r: &pb::GetResultsResponse| -> Vec<Option<u32>> {
+        r.rows.iter().map(|row| row.stopped_at_epoch).collect()
+    };
+    assert_eq!(stopped(&a), stopped(&b), "the same decisions");
+    let mut at = stopped(&a);
+    at.sort();
+    assert_eq!(
+        at,
+        [None, Some(1), Some(1), Some(1), Some(1), Some(3)],
+        "⌈6/3⌉ = 2 past rung 1, 1 past rung 3"
+    );
+    // The best is the one point never stopped, in both runs, with the same numbers.
+    let kept = a
+        .rows
+        .iter()
+        .position(|r| r.stopped_at_epoch.is_none())
+        .unwrap();
+    assert_eq!((a.best, b.best), (kept as i32, kept as i32));
+    assert_eq!(
+        a.rows[kept].mean_best_val_loss,
+        b.rows[kept].mean_best_val_loss
+    );
+    let spec = a.rows[kept].spec.clone().unwrap();
+    for (ja, jb) in jobs_a.iter().zip(&jobs_b) {
+        let (sa, sb) = (ja.spec.clone().unwrap(), jb.spec.clone().unwrap());
+        assert_eq!((sa.learning_rate, sa.seed), (sb.learning_rate, sb.seed));
+        if sa.learning_rate == spec.learning_rate {
+            assert_eq!(
+                (state(ja), state(jb)),
+                (pb::JobState::Done, pb::JobState::Done)
+            );
+            assert_eq!(ja.result, jb.result, "seed {}", sa.seed);
+        }
+    }
+    // In the one pack of run a, stopped points' lanes left it while their mates trained on (the
+    // kept point's results above are those of run b, where no pack held a stopped lane).
+    let left = jobs_a
+        .iter()
+        .filter(|j| state(j) == pb::JobState::Cancelled)
+        .count();
+    assert!(left >= 1, "no stopped lane left its pack early");
+    // A stopped point's jobs say why, unless they finished before the decision reached them.
+    for j in &jobs_a {
+        if state(j) == pb::JobState::Cancelled {
+            assert!(j.error.starts_with("stopped early at epoch"), "{}", j.error);
+        }
+    }
+}

@@ -181,6 +181,9 @@ pub fn complete(
             summary
         ],
     )?;
+    // A completion may carry the epoch that completes a rung.
+    let reported: Vec<u32> = epochs.iter().map(|m| m.epoch).collect();
+    halving::after_report(tx, &held.job_id, held.max_epochs, &reported, now)?;
     Ok(())
 }
 
@@ -201,6 +204,10 @@ pub fn fail(
         held.failures, held.max_attempts
     );
     end_attempt(tx, &held.job_id, lease_id, "failed", Some(&why), retry, now)?;
+    if !retry {
+        // A seed that failed for good leaves its point's mean: a rung may be complete without it.
+        halving::after_failure(tx, &held.job_id, held.max_epochs, now)?;
+    }
     Ok(retry)
 }
 

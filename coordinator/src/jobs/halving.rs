@@ -82,14 +82,32 @@ pub(super) fn after_report(
         let settings: StopSettings = serde_json::from_str(&json)
             .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
         let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
-        for &epoch in epochs {
-            // The last rung is the end of training: nothing is left to stop.
-            if rungs[..rungs.len() - 1].contains(&epoch) {
-                decide(tx, &sweep_id, &settings, job_id, epoch, now)?;
+        // The last rung is the end of training: nothing is left to stop. A decision may complete
+        // the next rung at once (its kept points already reported it, or finished): try it too.
+        let mut decided = false;
+        for &rung in &rungs[..rungs.len() - 1] {
+            if epochs.contains(&rung) || decided {
+                decided = decide(tx, &sweep_id, &settings, job_id, rung, now)?;
             }
         }
     }
     Ok(())
+}
+
+/// Decides every rung that a job failing for good may complete (its seed no longer counts).
+pub(super) fn after_failure(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    max_epochs: u32,
+    now: Millis,
+) -> Result<(), Error> {
+    after_report(
+        tx,
+        job_id,
+        max_epochs,
+        &(1..max_epochs).collect::<Vec<_>>(),
+        now,
+    )
 }
 
 /// The cohort of a job: its `max_epochs` (rungs differ by it) and the stratified keys' values.
@@ -110,7 +128,7 @@ fn cohort_sql(stratify: &[String]) -> String {
 }
 
 /// Decides rung `epoch` for the cohort of `job_id` in `sweep_id`, if every live point of the
-/// cohort has all its seeds there and it was not decided before.
+/// cohort has all its seeds there and it was not decided before; says whether it decided now.
 fn decide(
     tx: &Transaction<'_>,
     sweep_id: &str,
@@ -118,8 +136,19 @@ fn decide(
     job_id: &str,
     epoch: u32,
     now: Millis,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let cohort = cohort_sql(&settings.stratify);
+    let own_cohort: String = tx
+        .prepare_cached(&format!("SELECT {cohort} FROM jobs j WHERE j.id = ?1"))?
+        .query_row([job_id], |r| r.get(0))?;
+    let decided: bool = tx
+        .prepare_cached(
+            "SELECT 1 FROM decisions WHERE sweep_id = ?1 AND rung = ?2 AND cohort = ?3",
+        )?
+        .exists(params![sweep_id, epoch, own_cohort])?;
+    if decided {
+        return Ok(false);
+    }
     let members: Vec<Member> = tx
         .prepare(&format!(
             "SELECT j.id, s.point, {cohort}, s.stopped_epoch IS NOT NULL, j.state = 'failed'
@@ -135,18 +164,6 @@ fn decide(
             })
         })?
         .collect::<Result<_, _>>()?;
-    let Some(own) = members.iter().find(|m| m.job_id == job_id) else {
-        return Ok(());
-    };
-    let own_cohort = own.cohort.clone();
-    let decided: bool = tx
-        .prepare_cached(
-            "SELECT 1 FROM decisions WHERE sweep_id = ?1 AND rung = ?2 AND cohort = ?3",
-        )?
-        .exists(params![sweep_id, epoch, own_cohort])?;
-    if decided {
-        return Ok(());
-    }
     let mut at_rung = tx.prepare_cached(
         "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
          WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
@@ -166,7 +183,7 @@ fn decide(
             .query_row(params![m.job_id, epoch], |r| r.get(0))
             .optional()?;
         let Some(json) = json else {
-            return Ok(());
+            return Ok(false);
         };
         let metrics: jetsweep_proto::metrics::EpochMetrics = serde_json::from_str(&json)
             .map_err(|e| Error::Corrupt(format!("job {} epoch {epoch}: {e}", m.job_id)))?;
@@ -231,7 +248,7 @@ fn decide(
             cancel_job(tx, &m.job_id, None, now)?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A number for JSON (NaN and infinities are not JSON numbers).
