@@ -156,16 +156,37 @@ eta = 3
 seed = [0, 1]
 "#;
 
-/// The sweep run on a fresh coordinator by `workers` workers with `extra` arguments: its results
-/// and its jobs.
+/// The decision log in a coordinator's state file: rung, cohort, kept and stopped points, cutoff.
+type DecisionLog = Vec<(u32, String, String, String, Option<f64>)>;
+
+fn decision_log(dir: &std::path::Path) -> DecisionLog {
+    let db = rusqlite::Connection::open_with_flags(
+        dir.join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = db
+        .prepare("SELECT rung, cohort, kept_json, stopped_json, cutoff FROM decisions ORDER BY rung, cohort")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The sweep run on a fresh coordinator by `workers` workers with `extra` arguments: its results,
+/// its jobs and its decision log.
 async fn halving_run(
+    file: &str,
     tag: &str,
     workers: usize,
     extra: &[&str],
-) -> (pb::GetResultsResponse, Vec<pb::JobView>) {
+) -> (pb::GetResultsResponse, Vec<pb::JobView>, DecisionLog) {
     let dir = tempfile::tempdir().unwrap();
     let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", tag);
-    let sweep_id = submit(&url, HALVING).await.sweep_id;
+    let sweep_id = submit(&url, file).await.sweep_id;
     let _workers: Vec<_> = (0..workers)
         .map(|i| worker_with(dir.path(), &url, &format!("{tag}{i}"), extra))
         .collect();
@@ -178,7 +199,11 @@ async fn halving_run(
     )
     .await;
     let results = client(&url).await.results(&sweep_id).await.unwrap();
-    (results, jobs(&url, &sweep_id).await)
+    (
+        results,
+        jobs(&url, &sweep_id).await,
+        decision_log(dir.path()),
+    )
 }
 
 /// Sync halving decides on seed means at each rung, the same way whatever the workers: one
@@ -186,8 +211,9 @@ async fn halving_run(
 /// trials end exactly as they do when their pack-mates were stopped or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_halving_makes_the_same_decisions_whatever_the_workers() {
-    let (a, jobs_a) = halving_run("a", 1, &["--pack", "16"]).await;
-    let (b, jobs_b) = halving_run("b", 2, &["--pack", "2"]).await;
+    let (a, jobs_a, log_a) = halving_run(HALVING, "a", 1, &["--pack", "16"]).await;
+    let (b, jobs_b, log_b) = halving_run(HALVING, "b", 2, &["--pack", "2"]).await;
+    assert_eq!(log_a, log_b, "the same decision log");
     let stopped = |r: &pb::GetResultsResponse| -> Vec<Option<u32>> {
         r.rows.iter().map(|row| row.stopped_at_epoch).collect()
     };
@@ -235,4 +261,57 @@ async fn sync_halving_makes_the_same_decisions_whatever_the_workers() {
             assert!(j.error.starts_with("stopped early at epoch"), "{}", j.error);
         }
     }
+}
+
+/// A coordinator SIGKILLed while a rung is half reported, and started again on its state file,
+/// makes each decision once and the same as an uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_mid_rung_makes_each_decision_once() {
+    // Epochs of about a second (jsc-s on 80,000 training rows in batches of 32), so the kill
+    // falls inside rung 1.
+    let slow = HALVING
+        .replace("synthetic:20000", "synthetic:100000")
+        .replace("batch_size = 64", "batch_size = 32\nmodel = \"jsc-s\"");
+    let (reference, _, log) = halving_run(&slow, "ref", 1, &["--pack", "2"]).await;
+    assert_eq!(log.len(), 2, "rungs 1 and 3: {log:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut coord, url) = coordinator(dir.path(), "127.0.0.1:0", "first");
+    let sweep_id = submit(&url, &slow).await.sweep_id;
+    let _w = worker_with(dir.path(), &url, "1", &["--pack", "2"]);
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "a point to pass rung 1",
+        |_, jobs| jobs.iter().any(|j| j.epochs_done >= 1),
+    )
+    .await;
+    coord.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_kill = decision_log(dir.path());
+    assert!(
+        at_kill.len() < log.len(),
+        "killed before the last rung: {at_kill:?}"
+    );
+    let listen = url.trim_start_matches("http://").to_string();
+    let (_coord, url2) = coordinator(dir.path(), &listen, "second");
+    assert_eq!(url, url2);
+    wait_for(
+        &url,
+        &sweep_id,
+        LONG,
+        "the sweep to finish after the restart",
+        |s, _| s.total > 0 && s.queued == 0 && s.leased == 0,
+    )
+    .await;
+    let results = client(&url).await.results(&sweep_id).await.unwrap();
+    let stopped = |r: &pb::GetResultsResponse| -> Vec<Option<u32>> {
+        r.rows.iter().map(|row| row.stopped_at_epoch).collect()
+    };
+    assert_eq!(stopped(&results), stopped(&reference));
+    assert_eq!(
+        decision_log(dir.path()),
+        log,
+        "the same decisions, each once"
+    );
 }
