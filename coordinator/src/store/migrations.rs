@@ -237,6 +237,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // decision is a row, keyed so that it is made once.
     r#"
     ALTER TABLE sweeps ADD COLUMN stop_json TEXT;
+    CREATE INDEX sweeps_stopping ON sweeps (cancel_requested) WHERE stop_json IS NOT NULL;
     ALTER TABLE sweep_jobs ADD COLUMN point INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sweep_jobs ADD COLUMN stopped_epoch INTEGER;
     CREATE TABLE decisions (
