@@ -45,9 +45,9 @@ pub fn report_epoch(
     if let Some(checkpoint) = checkpoint {
         checkpoints::save(tx, &held, epoch, checkpoint)?;
     }
-    let reported: Vec<u32> = epochs.iter().map(|m| m.epoch).collect();
-    halving::after_report(tx, &held.job_id, held.max_epochs, &reported, now)?;
-    if cancelled_everywhere(tx, &held.job_id)? {
+    if halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?
+        && cancelled_everywhere(tx, &held.job_id)?
+    {
         // This report completed a rung that stopped the job's own point.
         cancel_job(tx, &held.job_id, Some(lease_id), now)?;
         return Ok(ReportAck {
@@ -182,8 +182,7 @@ pub fn complete(
         ],
     )?;
     // A completion may carry the epoch that completes a rung.
-    let reported: Vec<u32> = epochs.iter().map(|m| m.epoch).collect();
-    halving::after_report(tx, &held.job_id, held.max_epochs, &reported, now)?;
+    halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?;
     Ok(())
 }
 

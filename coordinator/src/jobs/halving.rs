@@ -18,6 +18,7 @@ use crate::Error;
 use crate::stopping::{self, Score};
 use crate::store::exec;
 use crate::sweep::search::{Metric, Mode, Rule, Search};
+use jetsweep_proto::metrics::EpochMetrics;
 
 /// A sweep's stopping settings, as stored on its row (`sweeps.stop_json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,45 +64,21 @@ struct Member {
 }
 
 /// Decides every rung that `epochs` (just stored for `job_id`) completes, in each halving sweep
-/// of the job.
+/// of the job; says whether any decision was made.
 pub(super) fn after_report(
     tx: &Transaction<'_>,
     job_id: &str,
     max_epochs: u32,
-    epochs: &[u32],
+    epochs: &[EpochMetrics],
     now: Millis,
-) -> Result<(), Error> {
-    // Most stores have no sweep that stops early: one look at a partial index spares every report
-    // of every other sweep the join below.
-    let any: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM sweeps WHERE stop_json IS NOT NULL AND cancel_requested = 0)",
-        )?
-        .query_row([], |r| r.get(0))?;
-    if !any {
-        return Ok(());
-    }
-    let sweeps: Vec<(String, String)> = tx
-        .prepare_cached(
-            "SELECT w.id, w.stop_json FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
-             WHERE s.job_id = ?1 AND w.stop_json IS NOT NULL AND w.cancel_requested = 0 AND s.stopped_epoch IS NULL",
-        )?
-        .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (sweep_id, json) in sweeps {
-        let settings: StopSettings = serde_json::from_str(&json)
-            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
-        let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
-        // The last rung is the end of training: nothing is left to stop. A decision may complete
-        // the next rung at once (its kept points already reported it, or finished): try it too.
-        let mut decided = false;
-        for &rung in &rungs[..rungs.len() - 1] {
-            if epochs.contains(&rung) || decided {
-                decided = decide(tx, &sweep_id, &settings, job_id, rung, now)?;
-            }
-        }
-    }
-    Ok(())
+) -> Result<bool, Error> {
+    decide_rungs(
+        tx,
+        job_id,
+        max_epochs,
+        |rung| epochs.iter().any(|m| m.epoch == rung),
+        now,
+    )
 }
 
 /// Decides every rung that a job failing for good may complete (its seed no longer counts).
@@ -110,14 +87,51 @@ pub(super) fn after_failure(
     job_id: &str,
     max_epochs: u32,
     now: Millis,
-) -> Result<(), Error> {
-    after_report(
-        tx,
-        job_id,
-        max_epochs,
-        &(1..max_epochs).collect::<Vec<_>>(),
-        now,
-    )
+) -> Result<bool, Error> {
+    decide_rungs(tx, job_id, max_epochs, |_| true, now)
+}
+
+/// Tries each rung of the job's halving sweeps that `touched` names; says whether any was decided.
+fn decide_rungs(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    max_epochs: u32,
+    touched: impl Fn(u32) -> bool,
+    now: Millis,
+) -> Result<bool, Error> {
+    // Most stores have no sweep that stops early: one look at a partial index spares every report
+    // of every other sweep the join below.
+    let any: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM sweeps WHERE stop_json IS NOT NULL AND cancel_requested = 0)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    if !any {
+        return Ok(false);
+    }
+    let sweeps: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT w.id, w.stop_json FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
+             WHERE s.job_id = ?1 AND w.stop_json IS NOT NULL AND w.cancel_requested = 0 AND s.stopped_epoch IS NULL",
+        )?
+        .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut any_decided = false;
+    for (sweep_id, json) in sweeps {
+        let settings: StopSettings = serde_json::from_str(&json)
+            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
+        let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
+        // The last rung is the end of training: nothing is left to stop. A decision may complete
+        // the next rung at once (its kept points already reported it, or finished): try it too.
+        let mut decided = false;
+        for &rung in &rungs[..rungs.len() - 1] {
+            if touched(rung) || decided {
+                decided = decide(tx, &sweep_id, &settings, job_id, rung, now)?;
+                any_decided |= decided;
+            }
+        }
+    }
+    Ok(any_decided)
 }
 
 /// The cohort of a job: its `max_epochs` (rungs differ by it) and the stratified keys' values.
@@ -195,7 +209,7 @@ fn decide(
         let Some(json) = json else {
             return Ok(false);
         };
-        let metrics: jetsweep_proto::metrics::EpochMetrics = serde_json::from_str(&json)
+        let metrics: EpochMetrics = serde_json::from_str(&json)
             .map_err(|e| Error::Corrupt(format!("job {} epoch {epoch}: {e}", m.job_id)))?;
         values.push(match metric {
             Metric::ValLoss => metrics.val_loss,

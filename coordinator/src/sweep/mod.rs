@@ -290,7 +290,6 @@ impl SweepSpec {
             points: vec![Vec::new()],
         };
         spec.validate()?;
-        spec.points = spec.draw()?;
         let stop = &spec.search.stop;
         if stop.rule == Rule::Median {
             return Err(bad(
@@ -304,6 +303,8 @@ impl SweepSpec {
                 "\"async\" (promotions) is not in this release yet: use mode = \"sync\"",
             ));
         }
+        // Drawn last: the checks above are cheap, a draw of 100,000 points is not.
+        spec.points = spec.draw()?;
         Ok(spec)
     }
 

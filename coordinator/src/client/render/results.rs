@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use jetsweep_proto::v1 as pb;
 
 use super::json;
-use super::words::{any_weight_decay, job_state, marker, pct, plain, real, seed_note};
+use super::words::{DecayColumn, job_state, marker, pct, plain, real, seed_note};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,25 +102,14 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     return out;
                 }
             }
-            let decays = any_weight_decay(r.rows.iter().map(|row| row.spec.as_ref()));
-            let wd = |x: f64| {
-                if decays {
-                    format!(" {:>8}", real(x))
-                } else {
-                    String::new()
-                }
-            };
+            let wd = DecayColumn::of(r.rows.iter().map(|row| row.spec.as_ref()));
             out += &format!(
                 "{:<14} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
                 "MODEL",
                 "BATCH",
                 "EPOCHS",
                 "LR",
-                if decays {
-                    format!(" {:>8}", "WD")
-                } else {
-                    String::new()
-                },
+                wd.header(),
                 "SEEDS",
                 "TEST % (final)",
                 "TEST % (best ep)",
@@ -137,7 +126,7 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     s.batch_size,
                     s.max_epochs,
                     real(s.learning_rate),
-                    wd(s.weight_decay),
+                    wd.cell(s.weight_decay),
                     format!("{}/{}", row.seeds, seed_total(row)),
                     pct(row.mean_test_acc, row.std_test_acc),
                     pct(row.mean_best_test_acc, row.std_best_test_acc),
@@ -219,25 +208,14 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
             }
         }
         Format::Table => {
-            let decays = any_weight_decay(jobs.iter().map(|j| j.spec.as_ref()));
-            let wd = |x: f64| {
-                if decays {
-                    format!(" {:>8}", real(x))
-                } else {
-                    String::new()
-                }
-            };
+            let wd = DecayColumn::of(jobs.iter().map(|j| j.spec.as_ref()));
             out += &format!(
                 "{:<13} {:>6} {:>6} {:>8}{} {:>5} {:<9} {:>7} {:>8} {:>7} {:>8} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8}  ERROR\n",
                 "MODEL",
                 "BATCH",
                 "EPOCHS",
                 "LR",
-                if decays {
-                    format!(" {:>8}", "WD")
-                } else {
-                    String::new()
-                },
+                wd.header(),
                 "SEED",
                 "STATE",
                 "TEST %",
@@ -264,7 +242,7 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                     s.batch_size,
                     s.max_epochs,
                     real(s.learning_rate),
-                    wd(s.weight_decay),
+                    wd.cell(s.weight_decay),
                     s.seed,
                     job_state(j),
                     f(r.map(|r| r.test_acc), 100.0, 2),

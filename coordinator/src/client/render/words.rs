@@ -61,11 +61,35 @@ pub fn marker(r: &pb::GetResultsResponse, i: usize) -> &'static str {
     }
 }
 
-/// Whether any of `specs` has a weight decay (tables show the column only then).
-pub fn any_weight_decay<'a>(specs: impl IntoIterator<Item = Option<&'a pb::TrialSpec>>) -> bool {
-    specs
-        .into_iter()
-        .any(|s| s.is_some_and(|s| s.weight_decay != 0.0))
+/// A table's weight-decay column: shown only when some trial decays (most sweeps do not).
+pub struct DecayColumn(bool);
+
+impl DecayColumn {
+    pub fn of<'a>(specs: impl IntoIterator<Item = Option<&'a pb::TrialSpec>>) -> DecayColumn {
+        DecayColumn(
+            specs
+                .into_iter()
+                .any(|s| s.is_some_and(|s| s.weight_decay != 0.0)),
+        )
+    }
+
+    /// The header cell, with its leading space, or nothing.
+    pub fn header(&self) -> String {
+        self.cell_text("WD")
+    }
+
+    /// A row's cell, with its leading space, or nothing.
+    pub fn cell(&self, weight_decay: f64) -> String {
+        self.cell_text(&real(weight_decay))
+    }
+
+    fn cell_text(&self, text: &str) -> String {
+        if self.0 {
+            format!(" {text:>8}")
+        } else {
+            String::new()
+        }
+    }
 }
 
 /// One job's state as people read it.
