@@ -94,9 +94,22 @@ pub fn halve(metric: Metric, eta: u32, cohort: &[Score]) -> Decision {
 /// (paused or already promoted), `promoted` those already sent on. The top ⌊n/eta⌋ of the
 /// recorded points are promotable; none before `eta` points have arrived (no first-come free
 /// pass). Returns the paused points to promote now, in rank order; nothing is stopped for good.
-pub fn promote(metric: Metric, eta: u32, recorded: &[Score], promoted: &[u32]) -> Vec<u32> {
+/// `at_end`: nothing else will arrive (the sweep has nothing left to run), so the top ⌈n/eta⌉
+/// are promotable, as sync halving would keep — every cohort sends at least one point on.
+pub fn promote(
+    metric: Metric,
+    eta: u32,
+    recorded: &[Score],
+    promoted: &[u32],
+    at_end: bool,
+) -> Vec<u32> {
     let ranked = rank(metric, recorded);
-    let top = ranked.len() / eta.max(2) as usize;
+    let eta = eta.max(2) as usize;
+    let top = if at_end {
+        ranked.len().div_ceil(eta)
+    } else {
+        ranked.len() / eta
+    };
     ranked
         .iter()
         .take(top)
@@ -116,13 +129,7 @@ pub fn median_stops(metric: Metric, point: &Score, others: &[Score]) -> Option<b
     if others.len() < MEDIAN_MIN_POINTS {
         return None;
     }
-    let ranked = rank(metric, others);
-    let n = ranked.len();
-    let median = if n % 2 == 1 {
-        ranked[n / 2].mean
-    } else {
-        (ranked[n / 2 - 1].mean + ranked[n / 2].mean) / 2.0
-    };
+    let median = median(metric, others)?;
     if point.mean.is_nan() {
         return Some(true);
     }
@@ -132,6 +139,20 @@ pub fn median_stops(metric: Metric, point: &Score, others: &[Score]) -> Option<b
     Some(match metric {
         Metric::ValLoss => point.mean > median,
         Metric::ValAcc => point.mean < median,
+    })
+}
+
+/// The median of the scores (a NaN counted as the worst); None for no scores.
+pub fn median(metric: Metric, scores: &[Score]) -> Option<f64> {
+    let ranked = rank(metric, scores);
+    let n = ranked.len();
+    if n == 0 {
+        return None;
+    }
+    Some(if n % 2 == 1 {
+        ranked[n / 2].mean
+    } else {
+        (ranked[n / 2 - 1].mean + ranked[n / 2].mean) / 2.0
     })
 }
 
@@ -238,18 +259,21 @@ mod tests {
     fn asha_promotes_the_top_third_only_once_eta_points_have_arrived() {
         let all = nine();
         assert!(
-            promote(Metric::ValLoss, 3, &all[..2], &[]).is_empty(),
+            promote(Metric::ValLoss, 3, &all[..2], &[], false).is_empty(),
             "no free pass"
         );
         // Points 0, 1, 2 (means 0.9, 0.5, 0.7): one may go on, the best.
-        assert_eq!(promote(Metric::ValLoss, 3, &all[..3], &[]), [1]);
+        assert_eq!(promote(Metric::ValLoss, 3, &all[..3], &[], false), [1]);
         // Six arrived (means 0.9 .. 0.4): the top two are 3 and 5; 1 was promoted before and
         // is not promoted again, though it is no longer in the top two.
-        assert_eq!(promote(Metric::ValLoss, 3, &all[..6], &[1]), [3, 5]);
+        assert_eq!(promote(Metric::ValLoss, 3, &all[..6], &[1], false), [3, 5]);
         assert_eq!(
-            promote(Metric::ValLoss, 3, &all[..6], &[1, 3, 5]),
+            promote(Metric::ValLoss, 3, &all[..6], &[1, 3, 5], false),
             Vec::<u32>::new()
         );
+        // At the end nothing more will arrive: ⌈n/eta⌉, so two points alone send one on.
+        assert_eq!(promote(Metric::ValLoss, 3, &all[..2], &[], true), [1]);
+        assert_eq!(promote(Metric::ValLoss, 3, &all[..7], &[1, 3], true), [5]);
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl From<JobStatus> for pb::JobState {
             JobStatus::Done => pb::JobState::Done,
             JobStatus::Failed => pb::JobState::Failed,
             JobStatus::Cancelled => pb::JobState::Cancelled,
+            JobStatus::Paused => pb::JobState::Paused,
         }
     }
 }
@@ -127,6 +128,7 @@ impl TryFrom<pb::JobState> for JobStatus {
             pb::JobState::Done => JobStatus::Done,
             pb::JobState::Failed => JobStatus::Failed,
             pb::JobState::Cancelled => JobStatus::Cancelled,
+            pb::JobState::Paused => JobStatus::Paused,
             pb::JobState::Unspecified => return Err(Error::Missing("state")),
         })
     }

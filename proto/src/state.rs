@@ -6,6 +6,7 @@
 //!    ▲                │ │
 //!    └── fail/expiry ─┘ └── fail/expiry on the last attempt ──▶ failed
 //! queued/leased ──cancel──▶ cancelled
+//! leased ──pause (asynchronous halving, at a rung)──▶ paused ──promote──▶ queued (resumes)
 //! ```
 
 use std::fmt;
@@ -22,15 +23,19 @@ pub enum JobStatus {
     /// Failed on its last allowed attempt.
     Failed,
     Cancelled,
+    /// Stopped at a rung of asynchronous halving, its state saved: queued again (to resume) when
+    /// its point is promoted, cancelled if the sweep ends first.
+    Paused,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 6] = [
         JobStatus::Queued,
         JobStatus::Leased,
         JobStatus::Done,
         JobStatus::Failed,
         JobStatus::Cancelled,
+        JobStatus::Paused,
     ];
 
     /// The name people read (the dashboard, the CLI, /metrics): a leased job is "running".
@@ -49,6 +54,7 @@ impl JobStatus {
             JobStatus::Done => "done",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Paused => "paused",
         }
     }
 }
@@ -61,7 +67,7 @@ impl fmt::Display for JobStatus {
 
 /// A name that is not a state. There is no default: a reader that meets one has corrupt data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a job state (queued, leased, done, failed, cancelled)")]
+#[error("{0:?} is not a job state (queued, leased, done, failed, cancelled, paused)")]
 pub struct UnknownState(pub String);
 
 impl FromStr for JobStatus {

@@ -72,15 +72,25 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// A sweep's state in one line: its name and id, then its jobs by state.
+/// "N paused, " when asynchronous halving holds jobs at a rung, else nothing.
+fn paused_part(s: &pb::SweepView) -> String {
+    if s.paused > 0 {
+        format!("{} paused, ", s.paused)
+    } else {
+        String::new()
+    }
+}
+
 pub fn sweep_header(s: &pb::SweepView) -> String {
     format!(
-        "sweep {} ({}): {} jobs: {} done, {} running, {} queued, {} failed, {} cancelled{}",
+        "sweep {} ({}): {} jobs: {} done, {} running, {} queued, {}{} failed, {} cancelled{}",
         s.sweep_id,
         s.name,
         s.total,
         s.done,
         s.leased,
         s.queued,
+        paused_part(s),
         s.failed,
         s.cancelled,
         if s.cancel_requested {
@@ -224,8 +234,12 @@ pub async fn follow(client: &mut SweepClient, sweep_id: &str) -> anyhow::Result<
             bar.set_length(u64::from(s.total));
             bar.set_position(u64::from(s.done + s.failed + s.cancelled));
             bar.set_message(format!(
-                "{}: {} running, {} queued, {} failed",
-                s.sweep_id, s.leased, s.queued, s.failed
+                "{}: {} running, {} queued, {}{} failed",
+                s.sweep_id,
+                s.leased,
+                s.queued,
+                paused_part(&s),
+                s.failed
             ));
             let due = printed
                 .as_ref()
@@ -247,7 +261,7 @@ pub async fn follow(client: &mut SweepClient, sweep_id: &str) -> anyhow::Result<
 /// A progress line for logs: jobs ended of all, by state, and the time since watching began.
 pub fn progress_line(s: &pb::SweepView, elapsed: std::time::Duration) -> String {
     format!(
-        "{}: {}/{} jobs ended ({} done, {} failed, {} cancelled), {} running, {} queued, {:.0} s",
+        "{}: {}/{} jobs ended ({} done, {} failed, {} cancelled), {} running, {} queued, {}{:.0} s",
         s.sweep_id,
         s.done + s.failed + s.cancelled,
         s.total,
@@ -256,6 +270,7 @@ pub fn progress_line(s: &pb::SweepView, elapsed: std::time::Duration) -> String 
         s.cancelled,
         s.leased,
         s.queued,
+        paused_part(s),
         elapsed.as_secs_f64()
     )
 }

@@ -1,4 +1,4 @@
-//! Cancelling: a sweep's queued jobs at once, its leased ones at their worker's next report. A job
+//! Cancelling: a sweep's queued (and paused) jobs at once, its leased ones at their worker's next report. A job
 //! shared with a sweep that is not cancelled keeps running for that one.
 
 use rusqlite::{Transaction, params};
@@ -36,8 +36,10 @@ pub(super) fn cancel_job(
     exec(
         tx,
         "UPDATE jobs SET state = 'cancelled', lease_id = NULL,
-             error = COALESCE((SELECT 'stopped early at epoch ' || MIN(stopped_epoch) || ' by successive halving'
-                               FROM sweep_jobs WHERE job_id = ?1 AND stopped_epoch IS NOT NULL), 'sweep cancelled'), worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+             error = COALESCE((SELECT 'stopped early at epoch ' || MIN(s.stopped_epoch)
+                                      || IIF(json_extract(w.stop_json, '$.rule') = 'median', ' by the median rule', ' by successive halving')
+                               FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
+                               WHERE s.job_id = ?1 AND s.stopped_epoch IS NOT NULL), 'sweep cancelled'), worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
         params![job_id, now],
     )?;
     Ok(())
@@ -53,7 +55,7 @@ pub fn cancel_sweep(
     now: Millis,
 ) -> Result<SweepCounts, Error> {
     let before = sweep_counts(tx, sweep_id)?;
-    if before.queued == 0 && before.leased == 0 {
+    if before.queued == 0 && before.leased == 0 && before.paused == 0 {
         return Err(Error::SweepFinished {
             sweep_id: sweep_id.to_string(),
             done: before.done,
@@ -72,11 +74,11 @@ pub fn cancel_sweep(
         "UPDATE sweep_jobs SET cancelled_ms = ?2,
                 cancelled_lease = (SELECT j.lease_id FROM jobs j WHERE j.id = sweep_jobs.job_id AND j.state = 'leased')
          WHERE sweep_id = ?1 AND cancelled_ms IS NULL
-           AND job_id IN (SELECT id FROM jobs WHERE state IN ('queued', 'leased'))",
+           AND job_id IN (SELECT id FROM jobs WHERE state IN ('queued', 'leased', 'paused'))",
         params![sweep_id, now],
     )?;
     let queued: Vec<String> = tx
-        .prepare("SELECT j.id FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.state = 'queued'")?
+        .prepare("SELECT j.id FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 AND j.state IN ('queued', 'paused')")?
         .query_map([sweep_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for id in queued {

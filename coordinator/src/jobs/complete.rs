@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
 use super::checkpoints::{self, Checkpoint};
-use super::halving;
+use super::{arrivals, halving};
 use super::lease::{Held, current, end_attempt, lose_worker};
 use crate::Error;
 use crate::store::{exec, one};
@@ -45,11 +45,20 @@ pub fn report_epoch(
     if let Some(checkpoint) = checkpoint {
         checkpoints::save(tx, &held, epoch, checkpoint)?;
     }
-    if halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?
-        && cancelled_everywhere(tx, &held.job_id)?
-    {
-        // This report completed a rung that stopped the job's own point.
+    let judged = halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?;
+    if (judged.decided || judged.stopped) && cancelled_everywhere(tx, &held.job_id)? {
+        // This report completed a rung (or an arrival) that stopped the job's own point.
         cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        return Ok(ReportAck {
+            cancel: true,
+            expires_at: now,
+        });
+    }
+    if let Some((sweep_id, rung)) = judged.pause
+        && arrivals::pause(tx, &held, &sweep_id, rung, now)?
+    {
+        // Its lane leaves the pack; the sweep may have nothing else left to run.
+        halving::after_end(tx, &held.job_id, now)?;
         return Ok(ReportAck {
             cancel: true,
             expires_at: now,
@@ -181,8 +190,10 @@ pub fn complete(
             summary
         ],
     )?;
-    // A completion may carry the epoch that completes a rung.
+    // A completion may carry the epoch that completes a rung; an ASHA sweep may now have
+    // nothing left to run but paused points.
     halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?;
+    halving::after_end(tx, &held.job_id, now)?;
     Ok(())
 }
 

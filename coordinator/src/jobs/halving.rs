@@ -1,5 +1,6 @@
-//! Successive halving in the store: after a report stores epochs, each sweep of the job that stops
-//! early (`[search.stop] rule = "halving"`, `mode = "sync"`) checks whether the job's cohort has
+//! Early stopping in the store. After a report stores epochs, each sweep of the job that stops
+//! early judges them: asynchronous rules (ASHA, the median rule) in [`super::arrivals`]; sync
+//! successive halving (`rule = "halving"`, `mode = "sync"`) here: it checks whether the job's cohort has
 //! reached a rung; the first report that completes it makes the decision ([`crate::stopping::halve`]
 //! on the seed means), in the same transaction. The decision is a row keyed by (sweep, rung,
 //! cohort), so a retried report or a restarted coordinator can never decide twice, and a decision
@@ -13,6 +14,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
+use super::arrivals;
 use super::cancel::{cancel_job, cancelled_everywhere};
 use crate::Error;
 use crate::stopping::{self, Score};
@@ -29,21 +31,56 @@ pub struct StopSettings {
     pub metric: String,
     /// Keys whose values are compared only among themselves (besides `max_epochs`, always).
     pub stratify: Vec<String>,
+    /// `halving` or `median` (sweeps stored before the median rule are all `halving`).
+    #[serde(default = "halving")]
+    pub rule: String,
+    /// `sync` or `async` (halving's mode; the median rule is judged on arrival).
+    #[serde(default = "sync")]
+    pub mode: String,
+}
+
+fn halving() -> String {
+    "halving".to_string()
+}
+
+fn sync() -> String {
+    "sync".to_string()
 }
 
 impl StopSettings {
-    /// The settings to store for a search, when it stops synchronously by halving.
+    /// The settings to store for a search that stops early (None: `rule = "none"`).
     pub fn of(search: &Search) -> Option<StopSettings> {
         let stop = &search.stop;
-        (stop.rule == Rule::Halving && stop.mode == Mode::Sync).then(|| StopSettings {
+        let rule = match stop.rule {
+            Rule::None => return None,
+            Rule::Halving => "halving",
+            Rule::Median => "median",
+        };
+        Some(StopSettings {
             min_epochs: stop.min_epochs,
             eta: stop.eta,
             metric: search.metric.as_str().to_string(),
             stratify: stop.stratify.clone(),
+            rule: rule.to_string(),
+            mode: match stop.mode {
+                Mode::Sync => "sync",
+                Mode::Async => "async",
+            }
+            .to_string(),
         })
     }
 
-    fn metric(&self) -> Metric {
+    /// Synchronous successive halving: rungs decided whole, the same on every rerun.
+    fn is_sync_halving(&self) -> bool {
+        self.rule == "halving" && self.mode == "sync"
+    }
+
+    /// Promotion-based ASHA: points pause at rungs until promoted.
+    pub(super) fn is_async_halving(&self) -> bool {
+        self.rule == "halving" && self.mode == "async"
+    }
+
+    pub(super) fn metric(&self) -> Metric {
         if self.metric == "val_acc" {
             Metric::ValAcc
         } else {
@@ -63,42 +100,78 @@ struct Member {
     failed: bool,
 }
 
-/// Decides every rung that `epochs` (just stored for `job_id`) completes, in each halving sweep
-/// of the job; says whether any decision was made.
+/// What the early-stopping rules made of a job's report.
+#[derive(Debug, Default)]
+pub(super) struct Judged {
+    /// Some synchronous rung was decided (the job's own point may have been stopped).
+    pub decided: bool,
+    /// The median rule stopped the job's point.
+    pub stopped: bool,
+    /// An ASHA sweep pauses the job at a rung: (sweep, rung).
+    pub pause: Option<(String, u32)>,
+}
+
+/// Judges what `epochs` (just stored for `job_id`) complete, in each sweep of the job that stops
+/// early: synchronous rungs decided, arrivals at asynchronous rungs recorded.
 pub(super) fn after_report(
     tx: &Transaction<'_>,
     job_id: &str,
     max_epochs: u32,
     epochs: &[EpochMetrics],
     now: Millis,
-) -> Result<bool, Error> {
-    decide_rungs(
-        tx,
-        job_id,
-        max_epochs,
-        |rung| epochs.iter().any(|m| m.epoch == rung),
-        now,
-    )
+) -> Result<Judged, Error> {
+    let mut judged = Judged::default();
+    let Some(last) = epochs.iter().map(|m| m.epoch).max() else {
+        return Ok(judged);
+    };
+    for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
+        if settings.is_sync_halving() {
+            let touched = |rung| epochs.iter().any(|m| m.epoch == rung);
+            judged.decided |=
+                decide_rungs(tx, &sweep_id, &settings, job_id, max_epochs, touched, now)?;
+        } else {
+            match arrivals::after_epochs(tx, &sweep_id, &settings, job_id, max_epochs, last, now)? {
+                arrivals::Verdict::Go => {}
+                arrivals::Verdict::Stopped => judged.stopped = true,
+                arrivals::Verdict::Pause(rung) => {
+                    judged.pause.get_or_insert((sweep_id, rung));
+                }
+            }
+        }
+    }
+    Ok(judged)
 }
 
-/// Decides every rung that a job failing for good may complete (its seed no longer counts).
+/// Judges what a job failing for good may complete (its seed no longer counts).
 pub(super) fn after_failure(
     tx: &Transaction<'_>,
     job_id: &str,
     max_epochs: u32,
     now: Millis,
-) -> Result<bool, Error> {
-    decide_rungs(tx, job_id, max_epochs, |_| true, now)
+) -> Result<(), Error> {
+    for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
+        if settings.is_sync_halving() {
+            decide_rungs(tx, &sweep_id, &settings, job_id, max_epochs, |_| true, now)?;
+        } else {
+            arrivals::after_failure(tx, &sweep_id, &settings, job_id, max_epochs, now)?;
+        }
+    }
+    Ok(())
 }
 
-/// Tries each rung of the job's halving sweeps that `touched` names; says whether any was decided.
-fn decide_rungs(
+/// A job of an ASHA sweep ended or paused: the sweep may have nothing left but paused points.
+pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Result<(), Error> {
+    for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
+        arrivals::when_idle(tx, &sweep_id, &settings, now)?;
+    }
+    Ok(())
+}
+
+/// The live sweeps of the job that stop early and have not stopped its point, with their settings.
+fn stopping_sweeps(
     tx: &Transaction<'_>,
     job_id: &str,
-    max_epochs: u32,
-    touched: impl Fn(u32) -> bool,
-    now: Millis,
-) -> Result<bool, Error> {
+) -> Result<Vec<(String, StopSettings)>, Error> {
     // Most stores have no sweep that stops early: one look at a partial index spares every report
     // of every other sweep the join below.
     let any: bool = tx
@@ -107,7 +180,7 @@ fn decide_rungs(
         )?
         .query_row([], |r| r.get(0))?;
     if !any {
-        return Ok(false);
+        return Ok(Vec::new());
     }
     let sweeps: Vec<(String, String)> = tx
         .prepare_cached(
@@ -116,26 +189,42 @@ fn decide_rungs(
         )?
         .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    sweeps
+        .into_iter()
+        .map(|(sweep_id, json)| {
+            let settings: StopSettings = serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
+            Ok((sweep_id, settings))
+        })
+        .collect()
+}
+
+/// Tries each rung of a sync halving sweep that `touched` names; says whether any was decided.
+fn decide_rungs(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    settings: &StopSettings,
+    job_id: &str,
+    max_epochs: u32,
+    touched: impl Fn(u32) -> bool,
+    now: Millis,
+) -> Result<bool, Error> {
+    let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
+    // The last rung is the end of training: nothing is left to stop. A decision may complete
+    // the next rung at once (its kept points already reported it, or finished): try it too.
+    let mut decided = false;
     let mut any_decided = false;
-    for (sweep_id, json) in sweeps {
-        let settings: StopSettings = serde_json::from_str(&json)
-            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
-        let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
-        // The last rung is the end of training: nothing is left to stop. A decision may complete
-        // the next rung at once (its kept points already reported it, or finished): try it too.
-        let mut decided = false;
-        for &rung in &rungs[..rungs.len() - 1] {
-            if touched(rung) || decided {
-                decided = decide(tx, &sweep_id, &settings, job_id, rung, now)?;
-                any_decided |= decided;
-            }
+    for &rung in &rungs[..rungs.len() - 1] {
+        if touched(rung) || decided {
+            decided = decide(tx, sweep_id, settings, job_id, rung, now)?;
+            any_decided |= decided;
         }
     }
     Ok(any_decided)
 }
 
 /// The cohort of a job: its `max_epochs` (rungs differ by it) and the stratified keys' values.
-fn cohort_sql(stratify: &[String]) -> String {
+pub(super) fn cohort_sql(stratify: &[String]) -> String {
     let mut parts = vec!["CAST(j.max_epochs AS TEXT)".to_string()];
     for key in stratify {
         let column = match key.as_str() {

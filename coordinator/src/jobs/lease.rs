@@ -67,6 +67,16 @@ pub(super) fn lose_worker(
         params![job, lost],
     )?;
     end_attempt(tx, job, lease, outcome, Some(&why), retry, now)?;
+    if !retry {
+        // Failed for good: its seed leaves its point's mean, which may complete a rung.
+        let max_epochs: u32 = one(
+            tx,
+            "SELECT max_epochs FROM jobs WHERE id = ?1",
+            [job],
+            |r| r.get(0),
+        )?;
+        super::halving::after_failure(tx, job, max_epochs, now)?;
+    }
     Ok(retry)
 }
 

@@ -23,6 +23,7 @@
 //! - `workers`: the worker registry.
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 
+mod arrivals;
 mod cancel;
 mod checkpoints;
 mod complete;
@@ -77,6 +78,10 @@ pub enum JobState {
     Cancelled {
         reason: String,
     },
+    /// At a rung of asynchronous halving, waiting for its point to be promoted.
+    Paused {
+        reason: String,
+    },
 }
 
 impl JobState {
@@ -88,6 +93,7 @@ impl JobState {
             JobState::Done { .. } => JobStatus::Done,
             JobState::Failed { .. } => JobStatus::Failed,
             JobState::Cancelled { .. } => JobStatus::Cancelled,
+            JobState::Paused { .. } => JobStatus::Paused,
         }
     }
 }
@@ -131,6 +137,8 @@ pub struct SweepCounts {
     pub done: u32,
     pub failed: u32,
     pub cancelled: u32,
+    /// Paused at a rung (asynchronous halving): not finished, not running.
+    pub paused: u32,
     pub reused: u32,
     pub cancel_requested: bool,
 }
@@ -138,7 +146,7 @@ pub struct SweepCounts {
 impl SweepCounts {
     /// Every job has ended (done, failed or cancelled).
     pub fn finished(&self) -> bool {
-        self.queued == 0 && self.leased == 0
+        self.queued == 0 && self.leased == 0 && self.paused == 0
     }
 
     /// The count of jobs in `status`.
@@ -149,6 +157,7 @@ impl SweepCounts {
             JobStatus::Done => &mut self.done,
             JobStatus::Failed => &mut self.failed,
             JobStatus::Cancelled => &mut self.cancelled,
+            JobStatus::Paused => &mut self.paused,
         }
     }
 }

@@ -347,7 +347,7 @@ pub fn open_work(tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
 pub fn datasets_in_use(tx: &Transaction<'_>) -> Result<std::collections::HashSet<String>, Error> {
     Ok(tx
         .prepare_cached(
-            "SELECT DISTINCT dataset_sha256 FROM jobs WHERE state = 'queued' OR state = 'leased'",
+            "SELECT DISTINCT dataset_sha256 FROM jobs WHERE state IN ('queued', 'leased', 'paused')",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?)

@@ -25,10 +25,10 @@ pub(super) use job_columns;
 /// running at the cancel still runs (`leased`: it stops at its next report) or if that lease
 /// finished the job (`done`: a result that arrives is kept). So a cancelled sweep stays cancelled
 /// whatever a later sweep does with the same jobs. A job of a point the sweep stopped early
-/// (`stopped_epoch`) that is still queued (for another sweep) is `cancelled` here.
+/// (`stopped_epoch`) that is still queued (for another sweep) or paused is `cancelled` here.
 macro_rules! state_in_sweep {
     () => {
-        "(CASE WHEN s.stopped_epoch IS NOT NULL AND j.state = 'queued' THEN 'cancelled' \
+        "(CASE WHEN s.stopped_epoch IS NOT NULL AND j.state IN ('queued', 'paused') THEN 'cancelled' \
           WHEN s.cancelled_ms IS NULL THEN j.state \
           WHEN j.state = 'leased' AND j.lease_id = s.cancelled_lease THEN 'leased' \
           WHEN j.state = 'done' AND EXISTS (SELECT 1 FROM attempts c \
@@ -105,6 +105,9 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                 error: error.unwrap_or_default(),
             },
             JobStatus::Cancelled => JobState::Cancelled {
+                reason: error.unwrap_or_default(),
+            },
+            JobStatus::Paused => JobState::Paused {
                 reason: error.unwrap_or_default(),
             },
         };

@@ -94,7 +94,8 @@ pub fn submit(
                 false
             }
             Some(JobStatus::Done) => true,
-            Some(JobStatus::Failed | JobStatus::Cancelled) => {
+            // A paused job resumes from its saved state for the new sweep.
+            Some(JobStatus::Failed | JobStatus::Cancelled | JobStatus::Paused) => {
                 requeue.execute(params![
                     id,
                     seq,

@@ -129,7 +129,7 @@ pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Ag
             JobStatus::Done => 0,
             JobStatus::Failed => 1,
             JobStatus::Cancelled => 2,
-            JobStatus::Queued | JobStatus::Leased => 3,
+            JobStatus::Queued | JobStatus::Leased | JobStatus::Paused => 3,
         }] += 1;
         if let Some((result, summary)) = &o.done {
             g.test_acc.push(result.test_acc);

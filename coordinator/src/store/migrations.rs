@@ -254,4 +254,62 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sweep_id, rung, cohort)
     );
     "#,
+    // 16: asynchronous stopping (ASHA's promotions, the median rule). A job may be paused at a
+    // rung, its state saved, until its point is promoted (SQLite cannot alter a CHECK, so the
+    // table is rebuilt, its columns in their order); each point's arrival at a rung is a row with
+    // its score and what was decided for it. Points are looked up by (sweep, point).
+    r#"
+    CREATE TABLE jobs_v16 (
+        id               TEXT PRIMARY KEY,
+        model            TEXT NOT NULL,
+        optimizer        TEXT NOT NULL,
+        batch_size       INTEGER NOT NULL,
+        max_epochs       INTEGER NOT NULL,
+        learning_rate    REAL NOT NULL,
+        seed             INTEGER NOT NULL,
+        dataset_sha256   TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'done', 'failed', 'cancelled', 'paused')),
+        queued_seq       INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_attempts     INTEGER NOT NULL,
+        lease_ttl_ms     INTEGER NOT NULL,
+        lease_id         TEXT,
+        worker_id        TEXT,
+        lease_expires_ms INTEGER,
+        epochs_done      INTEGER NOT NULL DEFAULT 0,
+        latest_json      TEXT,
+        result_json      TEXT,
+        error            TEXT,
+        updated_ms       INTEGER NOT NULL,
+        lost             INTEGER NOT NULL DEFAULT 0,
+        max_lost         INTEGER NOT NULL DEFAULT 20,
+        last_sweep       TEXT,
+        summary_json     TEXT,
+        pack_key         TEXT NOT NULL DEFAULT '',
+        weight_decay     REAL NOT NULL DEFAULT 0
+    );
+    INSERT INTO jobs_v16 SELECT * FROM jobs ORDER BY rowid;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v16 RENAME TO jobs;
+    CREATE INDEX jobs_by_seq ON jobs (queued_seq);
+    CREATE INDEX jobs_queued ON jobs (queued_seq) WHERE state = 'queued';
+    CREATE INDEX jobs_leased ON jobs (lease_expires_ms) WHERE state = 'leased';
+    CREATE INDEX sweep_jobs_by_point ON sweep_jobs (sweep_id, point);
+    CREATE TABLE arrivals (
+        sweep_id   TEXT NOT NULL REFERENCES sweeps (id),
+        rung       INTEGER NOT NULL,
+        point      INTEGER NOT NULL,
+        cohort     TEXT NOT NULL,
+        arrived_ms INTEGER NOT NULL,
+        mean       REAL,
+        std        REAL,
+        seeds      INTEGER NOT NULL,
+        action     TEXT NOT NULL CHECK (action IN ('paused', 'promoted', 'stopped', 'continued')),
+        decided_ms INTEGER NOT NULL,
+        cutoff     REAL,
+        among      INTEGER NOT NULL,
+        PRIMARY KEY (sweep_id, rung, point)
+    ) WITHOUT ROWID;
+    CREATE INDEX arrivals_by_cohort ON arrivals (sweep_id, cohort, rung);
+    "#,
 ];

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::access::DataAccess;
 use crate::{DatasetProblem, Error};
-use search::{Key, Mode, Point, Rule, Search};
+use search::{Key, Point, Search};
 
 /// The most jobs one sweep may expand to.
 pub const MAX_CELLS: usize = 100_000;
@@ -290,19 +290,6 @@ impl SweepSpec {
             points: vec![Vec::new()],
         };
         spec.validate()?;
-        let stop = &spec.search.stop;
-        if stop.rule == Rule::Median {
-            return Err(bad(
-                "search.stop.rule",
-                "\"median\" is not in this release yet: use \"halving\" (mode = \"sync\") or \"none\"",
-            ));
-        }
-        if stop.rule == Rule::Halving && stop.mode == Mode::Async {
-            return Err(bad(
-                "search.stop.mode",
-                "\"async\" (promotions) is not in this release yet: use mode = \"sync\"",
-            ));
-        }
         // Drawn last: the checks above are cheap, a draw of 100,000 points is not.
         spec.points = spec.draw()?;
         Ok(spec)

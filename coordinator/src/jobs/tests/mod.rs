@@ -92,6 +92,7 @@ fn run_all(store: &mut Store, worker: &str, now: Millis) -> usize {
     grants.len()
 }
 
+mod asha;
 mod cancel;
 mod complete;
 mod halving;

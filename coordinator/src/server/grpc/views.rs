@@ -21,6 +21,7 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
         done: c.done,
         failed: c.failed,
         cancelled: c.cancelled,
+        paused: c.paused,
         reused: c.reused,
         cancel_requested: c.cancel_requested,
     }
@@ -39,7 +40,9 @@ pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobV
             String::new(),
         ),
         JobState::Failed { error } => (String::new(), None, None, error.clone()),
-        JobState::Cancelled { reason } => (String::new(), None, None, reason.clone()),
+        JobState::Cancelled { reason } | JobState::Paused { reason } => {
+            (String::new(), None, None, reason.clone())
+        }
     };
     pb::JobView {
         job_id: j.id.clone(),

@@ -38,6 +38,8 @@ pub struct SweepJson {
     done: u32,
     failed: u32,
     cancelled: u32,
+    /// Paused at a rung (asynchronous halving).
+    paused: u32,
     reused: u32,
     cancel_requested: bool,
     dataset: Option<Dataset>,
@@ -53,7 +55,7 @@ fn sweep_state(c: &SweepCounts) -> &'static str {
         }
     } else if c.leased > 0 {
         "running"
-    } else if c.queued > 0 {
+    } else if c.queued > 0 || c.paused > 0 {
         "queued"
     } else if c.failed > 0 {
         "failed"
@@ -75,6 +77,7 @@ impl From<&SweepCounts> for SweepJson {
             done: c.done,
             failed: c.failed,
             cancelled: c.cancelled,
+            paused: c.paused,
             reused: c.reused,
             cancel_requested: c.cancel_requested,
             dataset: c.dataset.as_ref().map(|d| Dataset {
@@ -193,7 +196,9 @@ impl From<&Job> for JobJson {
             JobState::Leased { worker, .. } => (Some(worker_name(worker).to_string()), None, None),
             JobState::Done { result, .. } => (None, Some(result), None),
             JobState::Failed { error } => (None, None, Some(error.clone())),
-            JobState::Cancelled { reason } => (None, None, Some(reason.clone())),
+            JobState::Cancelled { reason } | JobState::Paused { reason } => {
+                (None, None, Some(reason.clone()))
+            }
             JobState::Queued => (None, None, None),
         };
         JobJson {

@@ -359,7 +359,7 @@ const jetsweep = (() => {
       summary.dataset.running = s.running;
       summary.dataset.failed = s.failed;
       summary.innerHTML = `<span class="s-${s.state}">${s.state}</span> ${progress(s)} ` +
-        `${s.done} done · ${s.running} running · ${s.queued} queued · ${s.failed} failed · ${s.cancelled} cancelled of ${s.total} ` +
+        `${s.done} done · ${s.running} running · ${s.queued} queued · ${s.paused ? `${s.paused} paused · ` : ""}${s.failed} failed · ${s.cancelled} cancelled of ${s.total} ` +
         `· data ${dataLabel(s.dataset)}`;
       $("#cancel").disabled = s.state === "done" || s.state === "cancelled" || s.cancel_requested;
     };
