@@ -315,3 +315,105 @@ async fn a_coordinator_killed_mid_rung_makes_each_decision_once() {
         "the same decisions, each once"
     );
 }
+
+/// Promotion-based ASHA with real workers: seeds pause at rung 1 (their lanes leave their packs),
+/// promoted points resume from the state saved with their report, and a resumed trial ends
+/// exactly as the same trial trained without a pause by `jetsweep-worker train` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never_paused() {
+    let file = HALVING.replace("eta = 3", "eta = 3\nmode = \"async\"");
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let sweep_id = submit(&url, &file).await.sweep_id;
+    let _workers: Vec<_> = (0..2)
+        .map(|i| worker_with(dir.path(), &url, &format!("w{i}"), &["--pack", "2"]))
+        .collect();
+    wait_for(&url, &sweep_id, LONG, "the ASHA sweep to finish", |s, _| {
+        s.total > 0 && s.queued == 0 && s.leased == 0 && s.paused == 0
+    })
+    .await;
+    let results = client(&url).await.results(&sweep_id).await.unwrap();
+    let finished = results
+        .rows
+        .iter()
+        .filter(|r| r.stopped_at_epoch.is_none())
+        .count();
+    assert!(finished >= 1, "some point reaches the last epoch");
+    assert!(
+        results.rows.iter().any(|r| r.stopped_at_epoch == Some(1)),
+        "some point stops at rung 1"
+    );
+    let jobs = jobs(&url, &sweep_id).await;
+    for j in &jobs {
+        assert!(
+            matches!(state(j), pb::JobState::Done | pb::JobState::Cancelled),
+            "{j:?}"
+        );
+    }
+    // A seed that paused and was promoted trained in two attempts, resuming after rung 1.
+    let resumed: Vec<&pb::JobView> = jobs
+        .iter()
+        .filter(|j| state(j) == pb::JobState::Done && j.attempts >= 2)
+        .collect();
+    assert!(!resumed.is_empty(), "no promoted seed resumed: {jobs:?}");
+    let job = resumed[0];
+    // Its first attempt paused; its last began after the epoch it paused at, not from epoch 1.
+    let db = rusqlite::Connection::open_with_flags(
+        dir.path().join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (first_outcome, resumed_from): (String, u32) = db
+        .query_row(
+            "SELECT (SELECT outcome FROM attempts WHERE job_id = ?1 AND attempt = 1),
+                    (SELECT MIN(e.epoch) FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
+                     WHERE a.job_id = ?1 AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE job_id = ?1))",
+            [&job.job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(first_outcome, "paused");
+    assert!(resumed_from > 1, "the last attempt reported from epoch {resumed_from}");
+    let spec = job.spec.clone().unwrap();
+    let (lr, seed) = (spec.learning_rate.to_string(), spec.seed.to_string());
+    let alone = run_worker_cli(
+        dir.path(),
+        &[
+            "train",
+            "--dataset",
+            "synthetic:20000",
+            "--val-fraction",
+            "0.2",
+            "--batch-size",
+            "64",
+            "--max-epochs",
+            "4",
+            "--lr",
+            &lr,
+            "--seed",
+            &seed,
+            "--json",
+        ],
+    );
+    assert!(alone.status.success(), "{:?}", text(&alone));
+    let lines = json_lines(&alone);
+    let last = lines.last().unwrap();
+    let epoch = lines
+        .iter()
+        .rfind(|l| l["epoch"].as_u64() == Some(4))
+        .unwrap_or_else(|| panic!("no epoch 4 in {lines:?}"));
+    let latest = job.latest.clone().unwrap();
+    assert_eq!(
+        (epoch["train_loss"].as_f64(), epoch["val_loss"].as_f64()),
+        (Some(latest.train_loss), Some(latest.val_loss)),
+        "job {} ({spec:?})",
+        job.job_id
+    );
+    let result = job.result.clone().unwrap();
+    assert_eq!(
+        (last["test_acc"].as_f64(), last["best_test_acc"].as_f64()),
+        (Some(result.test_acc), Some(result.best_test_acc)),
+        "job {} ({spec:?})",
+        job.job_id
+    );
+}
