@@ -183,7 +183,12 @@ async fn halving_run(
     tag: &str,
     workers: usize,
     extra: &[&str],
-) -> (pb::GetResultsResponse, Vec<pb::JobView>, DecisionLog) {
+) -> (
+    pb::GetResultsResponse,
+    Vec<pb::JobView>,
+    DecisionLog,
+    pb::ListDecisionsResponse,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", tag);
     let sweep_id = submit(&url, file).await.sweep_id;
@@ -203,6 +208,7 @@ async fn halving_run(
         results,
         jobs(&url, &sweep_id).await,
         decision_log(dir.path()),
+        client(&url).await.decisions(&sweep_id).await.unwrap(),
     )
 }
 
@@ -211,9 +217,35 @@ async fn halving_run(
 /// trials end exactly as they do when their pack-mates were stopped or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_halving_makes_the_same_decisions_whatever_the_workers() {
-    let (a, jobs_a, log_a) = halving_run(HALVING, "a", 1, &["--pack", "16"]).await;
-    let (b, jobs_b, log_b) = halving_run(HALVING, "b", 2, &["--pack", "2"]).await;
+    let (a, jobs_a, log_a, a_decisions) = halving_run(HALVING, "a", 1, &["--pack", "16"]).await;
+    let (b, jobs_b, log_b, _) = halving_run(HALVING, "b", 2, &["--pack", "2"]).await;
     assert_eq!(log_a, log_b, "the same decision log");
+    // Read back over the wire: one row per point judged, 6 at rung 1, 2 at rung 3.
+    let rungs: Vec<(u32, String)> = a_decisions
+        .decisions
+        .iter()
+        .map(|d| (d.rung, d.action.clone()))
+        .collect();
+    let count = |rung, action: &str| {
+        rungs
+            .iter()
+            .filter(|(r, a)| *r == rung && a == action)
+            .count()
+    };
+    assert_eq!(
+        (
+            count(1, "kept"),
+            count(1, "stopped"),
+            count(3, "kept"),
+            count(3, "stopped")
+        ),
+        (2, 4, 1, 1),
+        "{rungs:?}"
+    );
+    assert_eq!(
+        (a_decisions.rule.as_str(), a_decisions.mode.as_str()),
+        ("halving", "sync")
+    );
     let stopped = |r: &pb::GetResultsResponse| -> Vec<Option<u32>> {
         r.rows.iter().map(|row| row.stopped_at_epoch).collect()
     };
@@ -272,7 +304,7 @@ async fn a_coordinator_killed_mid_rung_makes_each_decision_once() {
     let slow = HALVING
         .replace("synthetic:20000", "synthetic:100000")
         .replace("batch_size = 64", "batch_size = 32\nmodel = \"jsc-s\"");
-    let (reference, _, log) = halving_run(&slow, "ref", 1, &["--pack", "2"]).await;
+    let (reference, _, log, _) = halving_run(&slow, "ref", 1, &["--pack", "2"]).await;
     assert_eq!(log.len(), 2, "rungs 1 and 3: {log:?}");
     let dir = tempfile::tempdir().unwrap();
     let (mut coord, url) = coordinator(dir.path(), "127.0.0.1:0", "first");
@@ -343,6 +375,22 @@ async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never
         results.rows.iter().any(|r| r.stopped_at_epoch == Some(1)),
         "some point stops at rung 1"
     );
+    // `jetsweep status` tells each point's last rung and why.
+    let out = std::process::Command::new(coordinator_bin())
+        .args(["status", &sweep_id, "--coordinator", &url])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for needle in [
+        "early stopping: async successive halving on the seed mean of val_loss, eta 3",
+        "rung 1: 6 points judged",
+        "promoted at epoch",
+        "stopped at epoch 1: not in the top 1/3",
+        "trial-epochs trained:",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
+    }
     let jobs = jobs(&url, &sweep_id).await;
     for j in &jobs {
         assert!(
@@ -373,7 +421,10 @@ async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never
         )
         .unwrap();
     assert_eq!(first_outcome, "paused");
-    assert!(resumed_from > 1, "the last attempt reported from epoch {resumed_from}");
+    assert!(
+        resumed_from > 1,
+        "the last attempt reported from epoch {resumed_from}"
+    );
     let spec = job.spec.clone().unwrap();
     let (lr, seed) = (spec.learning_rate.to_string(), spec.seed.to_string());
     let alone = run_worker_cli(

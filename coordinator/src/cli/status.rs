@@ -5,6 +5,7 @@ use jetsweep_proto::v1 as pb;
 
 use super::{Remote, rpc_error};
 use crate::client::SweepClient;
+use crate::client::render::decisions::decision_lines;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -65,10 +66,33 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         "PARAMS",
         "ATTEMPTS"
     );
-    for j in client.jobs(&sweep_id).await.map_err(rpc_error)? {
-        println!("{}", job_line(&j).trim_end());
+    let jobs = client.jobs(&sweep_id).await.map_err(rpc_error)?;
+    for j in &jobs {
+        println!("{}", job_line(j).trim_end());
+    }
+    let decisions = client.decisions(&sweep_id).await.map_err(rpc_error)?;
+    let lines = decision_lines(&decisions);
+    if !lines.is_empty() {
+        println!();
+        for line in lines {
+            println!("{line}");
+        }
+        println!("  {}", epochs_spent(&jobs));
     }
     Ok(())
+}
+
+/// Trial-epochs trained against what every trial to its last epoch would have cost.
+fn epochs_spent(jobs: &[pb::JobView]) -> String {
+    let spent: u64 = jobs.iter().map(|j| u64::from(j.epochs_done)).sum();
+    let full: u64 = jobs
+        .iter()
+        .map(|j| u64::from(j.spec.as_ref().map_or(0, |s| s.max_epochs)))
+        .sum();
+    format!(
+        "trial-epochs trained: {spent} of the {full} that every trial to its last epoch takes ({:.0} %)",
+        100.0 * spent as f64 / full.max(1) as f64
+    )
 }
 
 /// A sweep's state in one line: its name and id, then its jobs by state.

@@ -139,6 +139,31 @@ impl SweepClient {
         Ok(all)
     }
 
+    /// A sweep's early-stopping decisions, every page as one response.
+    pub async fn decisions(&mut self, sweep_id: &str) -> Result<pb::ListDecisionsResponse, Status> {
+        let mut all = pb::ListDecisionsResponse::default();
+        let call = async |page_token| {
+            let page = self
+                .rpc
+                .list_decisions(pb::ListDecisionsRequest {
+                    sweep_id: sweep_id.to_string(),
+                    page_size: 0,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            let next = page.next_page_token.clone();
+            Ok((page, next))
+        };
+        every_page(call, |page: pb::ListDecisionsResponse| {
+            all.decisions.extend(page.decisions);
+            (all.rule, all.mode, all.metric, all.eta, all.total) =
+                (page.rule, page.mode, page.metric, page.eta, page.total);
+        })
+        .await?;
+        Ok(all)
+    }
+
     /// Every job's reported epochs, by job id (all pages).
     pub async fn curves(
         &mut self,

@@ -6,8 +6,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
 use super::checkpoints::{self, Checkpoint};
-use super::{arrivals, halving};
 use super::lease::{Held, current, end_attempt, lose_worker};
+use super::{arrivals, halving};
 use crate::Error;
 use crate::store::{exec, one};
 use jetsweep_proto::metrics::{EpochMetrics, EpochSummary, TrialResult};
@@ -35,6 +35,7 @@ pub fn report_epoch(
     let held = current(tx, lease_id, worker, now)?;
     if cancelled_everywhere(tx, &held.job_id)? {
         cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        halving::after_end(tx, &held.job_id, now)?;
         return Ok(ReportAck {
             cancel: true,
             expires_at: now,
@@ -49,6 +50,7 @@ pub fn report_epoch(
     if (judged.decided || judged.stopped) && cancelled_everywhere(tx, &held.job_id)? {
         // This report completed a rung (or an arrival) that stopped the job's own point.
         cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        halving::after_end(tx, &held.job_id, now)?;
         return Ok(ReportAck {
             cancel: true,
             expires_at: now,

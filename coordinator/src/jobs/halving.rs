@@ -22,7 +22,8 @@ use crate::store::exec;
 use crate::sweep::search::{Metric, Mode, Rule, Search};
 use jetsweep_proto::metrics::EpochMetrics;
 
-/// A sweep's stopping settings, as stored on its row (`sweeps.stop_json`).
+/// A sweep's stopping settings, as stored on its row (`sweeps.stop_json`). The default is a
+/// sweep that does not stop early (rule `none`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StopSettings {
     pub min_epochs: u32,
@@ -37,6 +38,19 @@ pub struct StopSettings {
     /// `sync` or `async` (halving's mode; the median rule is judged on arrival).
     #[serde(default = "sync")]
     pub mode: String,
+}
+
+impl Default for StopSettings {
+    fn default() -> Self {
+        StopSettings {
+            min_epochs: 0,
+            eta: 0,
+            metric: String::new(),
+            stratify: Vec::new(),
+            rule: "none".to_string(),
+            mode: String::new(),
+        }
+    }
 }
 
 fn halving() -> String {
@@ -159,9 +173,10 @@ pub(super) fn after_failure(
     Ok(())
 }
 
-/// A job of an ASHA sweep ended or paused: the sweep may have nothing left but paused points.
+/// A job of an ASHA sweep ended, paused or was cancelled: the sweep may have nothing left but
+/// paused points.
 pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Result<(), Error> {
-    for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
+    for (sweep_id, settings) in sweeps_of(tx, job_id, true)? {
         arrivals::when_idle(tx, &sweep_id, &settings, now)?;
     }
     Ok(())
@@ -171,6 +186,15 @@ pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Resu
 fn stopping_sweeps(
     tx: &Transaction<'_>,
     job_id: &str,
+) -> Result<Vec<(String, StopSettings)>, Error> {
+    sweeps_of(tx, job_id, false)
+}
+
+/// The live sweeps of the job that stop early (with `stopped`, also those that stopped its point).
+fn sweeps_of(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    stopped: bool,
 ) -> Result<Vec<(String, StopSettings)>, Error> {
     // Most stores have no sweep that stops early: one look at a partial index spares every report
     // of every other sweep the join below.
@@ -185,9 +209,9 @@ fn stopping_sweeps(
     let sweeps: Vec<(String, String)> = tx
         .prepare_cached(
             "SELECT w.id, w.stop_json FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
-             WHERE s.job_id = ?1 AND w.stop_json IS NOT NULL AND w.cancel_requested = 0 AND s.stopped_epoch IS NULL",
+             WHERE s.job_id = ?1 AND w.stop_json IS NOT NULL AND w.cancel_requested = 0 AND (?2 OR s.stopped_epoch IS NULL)",
         )?
-        .query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![job_id, stopped], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     sweeps
         .into_iter()

@@ -399,6 +399,7 @@ pub fn heartbeat(
         match current(tx, lease, worker, now) {
             Ok(held) if cancelled_everywhere(tx, &held.job_id)? => {
                 cancel_job(tx, &held.job_id, Some(&held.lease_id), now)?;
+                super::halving::after_end(tx, &held.job_id, now)?;
                 stale.push(lease.clone());
             }
             Ok(held) => {

@@ -21,12 +21,15 @@
 //! - `cancel`: cancelling a sweep and its jobs.
 //! - `queries`: reads for status, results and the wire.
 //! - `workers`: the worker registry.
+//! - `halving`, `arrivals`: early stopping (sync rungs; ASHA and the median rule), and
+//!   `decision_log`: its decisions read back.
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 
 mod arrivals;
 mod cancel;
 mod checkpoints;
 mod complete;
+mod decision_log;
 mod grants;
 pub mod halving;
 mod lease;
@@ -38,6 +41,7 @@ mod workers;
 pub use cancel::{cancel_effect, cancel_sweep};
 pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
+pub use decision_log::{DecisionRow, decisions_page};
 pub use grants::lease_for_request;
 pub use lease::{
     Ask, MAX_LOST, Pack, expire_leases, extend_leases_after_start, heartbeat, job_of_lease,

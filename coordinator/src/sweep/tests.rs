@@ -1,7 +1,7 @@
 //! Sweep files: parsing, validation, expansion and job identity, checked on good and bad files.
 
-use super::*;
 use super::search::{Mode, Rule};
+use super::*;
 
 const LAB: &str = r#"
 name = "lab1-batch-size"
@@ -303,13 +303,29 @@ fn a_search_that_chooses_on_the_training_data_says_so() {
 fn each_stopping_rule_and_mode_is_read_from_the_file() {
     let with = |stop: &str| SEARCH.replace("[grid]", &format!("[search.stop]\n{stop}\n[grid]"));
     for (stop, rule, mode) in [
-        ("rule = \"halving\"\nmin_epochs = 2\neta = 4", Rule::Halving, Mode::Sync),
-        ("rule = \"halving\"\nmode = \"async\"\nmin_epochs = 2\neta = 4", Rule::Halving, Mode::Async),
-        ("rule = \"median\"\nmin_epochs = 2\neta = 4", Rule::Median, Mode::Sync),
+        (
+            "rule = \"halving\"\nmin_epochs = 2\neta = 4",
+            Rule::Halving,
+            Mode::Sync,
+        ),
+        (
+            "rule = \"halving\"\nmode = \"async\"\nmin_epochs = 2\neta = 4",
+            Rule::Halving,
+            Mode::Async,
+        ),
+        (
+            "rule = \"median\"\nmin_epochs = 2\neta = 4",
+            Rule::Median,
+            Mode::Sync,
+        ),
     ] {
         let spec = SweepSpec::parse(&with(stop)).unwrap();
         let s = &spec.search.stop;
-        assert_eq!((s.rule, s.mode, s.min_epochs, s.eta), (rule, mode, 2, 4), "{stop}");
+        assert_eq!(
+            (s.rule, s.mode, s.min_epochs, s.eta),
+            (rule, mode, 2, 4),
+            "{stop}"
+        );
     }
     SweepSpec::parse(&with("rule = \"none\"")).expect("rule = none is every point to max_epochs");
 }

@@ -118,12 +118,20 @@ fn asha_pauses_at_a_rung_promotes_the_top_third_resumes_from_the_checkpoint_and_
     assert_eq!(promoted, [2, 3, 5], "{log:?}");
     assert_eq!(log.len(), 6);
     for p in [0, 1, 4] {
-        assert!(matches!(state_of(&mut store, &sweep.id, p, 0), JobState::Paused { .. }));
+        assert!(matches!(
+            state_of(&mut store, &sweep.id, p, 0),
+            JobState::Paused { .. }
+        ));
     }
     // The seed that completes a promoted point's arrival goes on; its paused sibling is queued.
     let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
     assert_eq!(
-        (counts.queued, counts.leased, counts.paused, counts.finished()),
+        (
+            counts.queued,
+            counts.leased,
+            counts.paused,
+            counts.finished()
+        ),
         (3, 3, 6, false)
     );
     // The promoted seeds are leased again, alone, and resume after epoch 1; pausing was not a
@@ -136,8 +144,14 @@ fn asha_pauses_at_a_rung_promotes_the_top_third_resumes_from_the_checkpoint_and_
         assert_eq!(g.job.max_attempts, 4);
     }
     let (jobs, _) = store.read(|tx| jobs_page(tx, &sweep.id, 0, 100)).unwrap();
-    for j in jobs.iter().filter(|j| matches!(j.state, JobState::Leased { .. })) {
-        assert_eq!(j.epochs_done, 1, "a resumed job shows the epoch it resumes after");
+    for j in jobs
+        .iter()
+        .filter(|j| matches!(j.state, JobState::Leased { .. }))
+    {
+        assert_eq!(
+            j.epochs_done, 1,
+            "a resumed job shows the epoch it resumes after"
+        );
     }
     // Everyone promoted finishes. When the last does, nothing is queued or running: ⌈6/3⌉ = 2
     // are promotable, both went on already, so the paused points stop at epoch 1.
@@ -155,7 +169,12 @@ fn asha_pauses_at_a_rung_promotes_the_top_third_resumes_from_the_checkpoint_and_
     }
     let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
     assert_eq!(
-        (counts.done, counts.cancelled, counts.paused, counts.finished()),
+        (
+            counts.done,
+            counts.cancelled,
+            counts.paused,
+            counts.finished()
+        ),
         (6, 6, 0, true)
     );
     match state_of(&mut store, &sweep.id, 4, 1) {
@@ -201,17 +220,32 @@ fn asha_at_the_end_sends_the_best_of_a_small_cohort_on() {
     // It had no saved state: it starts again from epoch 1.
     assert_eq!(again[0].resume_epoch, None);
     store
-        .write(|tx| complete(tx, &again[0].lease_id, &w, &[at(3, 0.2)], &result(0.8), 5_000))
+        .write(|tx| {
+            complete(
+                tx,
+                &again[0].lease_id,
+                &w,
+                &[at(3, 0.2)],
+                &result(0.8),
+                5_000,
+            )
+        })
         .unwrap();
     let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
-    assert_eq!((counts.done, counts.cancelled, counts.finished()), (1, 1, true));
+    assert_eq!(
+        (counts.done, counts.cancelled, counts.finished()),
+        (1, 1, true)
+    );
 }
 
 #[test]
 fn the_median_rule_stops_an_arriving_point_worse_than_the_median_of_the_others() {
     let mut store = Store::in_memory().unwrap();
     let file = sweep_file("rule = \"median\"")
-        .replace("[1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3]", "[1e-3, 2e-3, 3e-3, 4e-3, 5e-3]")
+        .replace(
+            "[1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3]",
+            "[1e-3, 2e-3, 3e-3, 4e-3, 5e-3]",
+        )
         .replace("seed = [0, 1]", "seed = [0]");
     let spec = SweepSpec::parse(&file).unwrap();
     let sweep = store

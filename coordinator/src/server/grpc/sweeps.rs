@@ -300,6 +300,50 @@ impl SweepService for Sweeps {
         }))
     }
 
+    async fn list_decisions(
+        &self,
+        request: Request<pb::ListDecisionsRequest>,
+    ) -> Result<Response<pb::ListDecisionsResponse>, Status> {
+        let r = request.into_inner();
+        required(&r.sweep_id, "sweep_id")?;
+        let from = u32::try_from(page_offset(&r.page_token)?).map_err(|_| {
+            crate::Error::InvalidRequest("page_token is not one this server gave".into())
+        })?;
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(DEFAULT_PAGE),
+        };
+        let id = r.sweep_id.clone();
+        let (head, (settings, rows, total)) = self
+            .0
+            .read(move |tx| {
+                Ok((
+                    jobs::sweep_head(tx, &id)?,
+                    jobs::decisions_page(tx, &id, from, limit)?,
+                ))
+            })
+            .await?;
+        let dataset = head.dataset.as_ref().map(pb::DatasetRef::from);
+        let end = from.saturating_add(rows.len() as u32);
+        let settings = settings.unwrap_or_default();
+        Ok(Response::new(pb::ListDecisionsResponse {
+            rule: settings.rule,
+            mode: settings.mode,
+            metric: settings.metric,
+            eta: settings.eta,
+            decisions: rows
+                .iter()
+                .map(|d| views::decision(d, dataset.clone()))
+                .collect(),
+            next_page_token: if end < total {
+                end.to_string()
+            } else {
+                String::new()
+            },
+            total,
+        }))
+    }
+
     async fn cancel_sweep(
         &self,
         request: Request<pb::CancelSweepRequest>,

@@ -5,7 +5,7 @@
 use jetsweep_proto::convert::trial_to_wire;
 use jetsweep_proto::v1 as pb;
 
-use crate::jobs::{Job, JobState, LeaseGrant, SweepCounts};
+use crate::jobs::{DecisionRow, Job, JobState, LeaseGrant, SweepCounts};
 use crate::results::{ResultRow, Spread};
 use crate::server::results_cache::Aggregated;
 use jetsweep_proto::worker_id::worker_name;
@@ -24,6 +24,24 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
         paused: c.paused,
         reused: c.reused,
         cancel_requested: c.cancel_requested,
+    }
+}
+
+/// One early-stopping decision, its point's hyperparameters with it.
+pub fn decision(d: &DecisionRow, dataset: Option<pb::DatasetRef>) -> pb::Decision {
+    let number = |x: f64| x.is_finite().then_some(x);
+    pb::Decision {
+        rung: d.rung,
+        cohort: d.cohort.clone(),
+        point: d.point,
+        spec: Some(trial_to_wire(&d.job.trial, dataset)),
+        mean: number(d.mean),
+        std: number(d.std),
+        seeds: d.seeds,
+        action: d.action.clone(),
+        cutoff: d.cutoff.and_then(number),
+        among: d.among,
+        decided_unix_ms: d.decided_ms,
     }
 }
 

@@ -242,6 +242,7 @@ const KNOWN_RPCS: &[&str] = &[
     "jetsweep.v1.SweepService/WatchSweep",
     "jetsweep.v1.SweepService/GetResults",
     "jetsweep.v1.SweepService/GetCurves",
+    "jetsweep.v1.SweepService/ListDecisions",
     "jetsweep.v1.SweepService/CancelSweep",
     "jetsweep.v1.SweepService/ListWorkers",
     "jetsweep.v1.WorkerService/Register",
