@@ -453,14 +453,14 @@ async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never
         .iter()
         .rfind(|l| l["epoch"].as_u64() == Some(4))
         .unwrap_or_else(|| panic!("no epoch 4 in {lines:?}"));
-    let latest = job.latest.clone().unwrap();
+    let latest = job.latest.unwrap();
     assert_eq!(
         (epoch["train_loss"].as_f64(), epoch["val_loss"].as_f64()),
         (Some(latest.train_loss), Some(latest.val_loss)),
         "job {} ({spec:?})",
         job.job_id
     );
-    let result = job.result.clone().unwrap();
+    let result = job.result.unwrap();
     assert_eq!(
         (last["test_acc"].as_f64(), last["best_test_acc"].as_f64()),
         (Some(result.test_acc), Some(result.best_test_acc)),

@@ -47,14 +47,20 @@ pub fn report_epoch(
         checkpoints::save(tx, &held, epoch, checkpoint)?;
     }
     let judged = halving::after_report(tx, &held.job_id, held.max_epochs, epochs, now)?;
-    if (judged.decided || judged.stopped) && cancelled_everywhere(tx, &held.job_id)? {
-        // This report completed a rung (or an arrival) that stopped the job's own point.
-        cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+    if judged.decided || judged.stopped {
+        // This report completed a rung (or an arrival) that may have stopped the job's own point.
+        let stopped = cancelled_everywhere(tx, &held.job_id)?;
+        if stopped {
+            cancel_job(tx, &held.job_id, Some(lease_id), now)?;
+        }
+        // Stopped points settle: a TPE sweep suggests the next ones.
         halving::after_end(tx, &held.job_id, now)?;
-        return Ok(ReportAck {
-            cancel: true,
-            expires_at: now,
-        });
+        if stopped {
+            return Ok(ReportAck {
+                cancel: true,
+                expires_at: now,
+            });
+        }
     }
     if let Some((sweep_id, rung)) = judged.pause
         && arrivals::pause(tx, &held, &sweep_id, rung, now)?

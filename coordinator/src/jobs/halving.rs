@@ -14,8 +14,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
-use super::arrivals;
 use super::cancel::{cancel_job, cancelled_everywhere};
+use super::{arrivals, suggest};
 use crate::Error;
 use crate::stopping::{self, Score};
 use crate::store::exec;
@@ -38,6 +38,9 @@ pub struct StopSettings {
     /// `sync` or `async` (halving's mode; the median rule is judged on arrival).
     #[serde(default = "sync")]
     pub mode: String,
+    /// The search suggests points by TPE as earlier ones settle ([`super::suggest`]).
+    #[serde(default)]
+    pub tpe: bool,
 }
 
 impl Default for StopSettings {
@@ -49,6 +52,7 @@ impl Default for StopSettings {
             stratify: Vec::new(),
             rule: "none".to_string(),
             mode: String::new(),
+            tpe: false,
         }
     }
 }
@@ -62,11 +66,13 @@ fn sync() -> String {
 }
 
 impl StopSettings {
-    /// The settings to store for a search that stops early (None: `rule = "none"`).
+    /// The settings to store for a search that stops early or suggests points (None: a search
+    /// that does neither).
     pub fn of(search: &Search) -> Option<StopSettings> {
         let stop = &search.stop;
         let rule = match stop.rule {
-            Rule::None => return None,
+            Rule::None if !search.is_tpe() => return None,
+            Rule::None => "none",
             Rule::Halving => "halving",
             Rule::Median => "median",
         };
@@ -81,7 +87,13 @@ impl StopSettings {
                 Mode::Async => "async",
             }
             .to_string(),
+            tpe: search.is_tpe(),
         })
+    }
+
+    /// Some rule judges points at rungs.
+    pub(super) fn judges(&self) -> bool {
+        self.rule != "none"
     }
 
     /// Synchronous successive halving: rungs decided whole, the same on every rerun.
@@ -139,6 +151,9 @@ pub(super) fn after_report(
         return Ok(judged);
     };
     for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
+        if !settings.judges() {
+            continue;
+        }
         if settings.is_sync_halving() {
             let touched = |rung| epochs.iter().any(|m| m.epoch == rung);
             judged.decided |=
@@ -166,8 +181,11 @@ pub(super) fn after_failure(
     for (sweep_id, settings) in stopping_sweeps(tx, job_id)? {
         if settings.is_sync_halving() {
             decide_rungs(tx, &sweep_id, &settings, job_id, max_epochs, |_| true, now)?;
-        } else {
+        } else if settings.judges() {
             arrivals::after_failure(tx, &sweep_id, &settings, job_id, max_epochs, now)?;
+        }
+        if settings.tpe {
+            suggest::refill(tx, &sweep_id, &settings, now)?;
         }
     }
     Ok(())
@@ -178,6 +196,9 @@ pub(super) fn after_failure(
 pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Result<(), Error> {
     for (sweep_id, settings) in sweeps_of(tx, job_id, true)? {
         arrivals::when_idle(tx, &sweep_id, &settings, now)?;
+        if settings.tpe {
+            suggest::refill(tx, &sweep_id, &settings, now)?;
+        }
     }
     Ok(())
 }

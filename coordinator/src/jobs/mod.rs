@@ -36,6 +36,7 @@ mod lease;
 mod queries;
 mod rows;
 mod submit;
+mod suggest;
 mod workers;
 
 pub use cancel::{cancel_effect, cancel_sweep};

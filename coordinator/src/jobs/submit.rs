@@ -8,7 +8,7 @@ use super::rows::corrupt;
 use super::{DatasetRef, Millis, SweepCounts, sweep_counts};
 use crate::Error;
 use crate::store::{exec, one};
-use crate::sweep::{SweepSpec, job_id};
+use crate::sweep::{SweepSpec, Trial, job_id};
 use jetsweep_proto::state::JobStatus;
 
 /// The sweep's id: its name as a slug, and its number among all sweeps.
@@ -47,6 +47,23 @@ pub fn submit(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now, stop_json],
     )?;
+    link_trials(tx, &sweep_id, spec, &dataset.sha256, &spec.trials(), 0, now)?;
+    sweep_counts(tx, &sweep_id)
+}
+
+/// Adds trials to a sweep from grid position `first_position` on (seeds innermost: a point is
+/// `position / seeds`): a new job each, or the existing one reused (done), queued again (failed,
+/// cancelled or paused) or shared (queued or running).
+pub(super) fn link_trials(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    spec: &SweepSpec,
+    sha256: &str,
+    trials: &[Trial],
+    first_position: usize,
+    now: Millis,
+) -> Result<(), Error> {
+    let lease_ttl = spec.lease_timeout.as_millis() as i64;
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
@@ -61,8 +78,9 @@ pub fn submit(
     let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused, point) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     // Seeds are the innermost axis: a point's seeds are adjacent (`SweepSpec::trials`).
     let seeds = spec.seeds.len().max(1);
-    for (position, trial) in spec.trials().iter().enumerate() {
-        let id = job_id(trial, &dataset.sha256);
+    for (i, trial) in trials.iter().enumerate() {
+        let position = first_position + i;
+        let id = job_id(trial, sha256);
         let state: Option<String> = find.query_row([&id], |r| r.get(0)).optional()?;
         let state = state
             .map(|s| {
@@ -80,7 +98,7 @@ pub fn submit(
                     trial.max_epochs,
                     trial.learning_rate,
                     trial.seed as i64,
-                    dataset.sha256,
+                    sha256,
                     seq,
                     spec.attempts,
                     lease_ttl,
@@ -122,5 +140,5 @@ pub fn submit(
             (position / seeds) as i64
         ])?;
     }
-    sweep_counts(tx, &sweep_id)
+    Ok(())
 }

@@ -312,4 +312,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX arrivals_by_cohort ON arrivals (sweep_id, cohort, rung);
     "#,
+    // 17: the points TPE suggested while a sweep ran (a random or Sobol point is a function of
+    // the search seed and its index, and is drawn again from the sweep file; these are not).
+    r#"
+    CREATE TABLE suggested_points (
+        sweep_id     TEXT NOT NULL REFERENCES sweeps (id),
+        point        INTEGER NOT NULL,
+        values_json  TEXT NOT NULL,
+        suggested_ms INTEGER NOT NULL,
+        told         INTEGER NOT NULL,
+        rung         INTEGER,
+        PRIMARY KEY (sweep_id, point)
+    ) WITHOUT ROWID;
+    "#,
 ];

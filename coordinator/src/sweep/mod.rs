@@ -290,6 +290,12 @@ impl SweepSpec {
             points: vec![Vec::new()],
         };
         spec.validate()?;
+        if spec.search.is_tpe() && spec.grid_cells() > spec.seeds.len().max(1) as u128 {
+            return Err(bad(
+                "grid",
+                "method = \"tpe\" suggests whole configurations: its [grid] may list only seeds (replicates); draw the other keys in [search.space]",
+            ));
+        }
         // Drawn last: the checks above are cheap, a draw of 100,000 points is not.
         spec.points = spec.draw()?;
         Ok(spec)
@@ -301,18 +307,38 @@ impl SweepSpec {
         let Some(sampler) = self.search.sampler() else {
             return Ok(vec![Vec::new()]);
         };
-        let budget = self.search.max_params;
+        // TPE draws its startup points now; the rest are suggested as points settle.
+        let points = if self.search.is_tpe() {
+            self.search.points.min(search::tpe::STARTUP as u64)
+        } else {
+            self.search.points
+        };
         search::draw::draw_points(
             &self.search.space,
             sampler,
             self.search.search_seed,
-            self.search.points,
-            |point| match (budget, drawn_model(point)) {
-                (Some(max), Some(model)) => model.param_count() <= max,
-                _ => true,
-            },
+            points,
+            |point| self.fits(point),
         )
         .map_err(|e| bad("search.points", e))
+    }
+
+    /// Whether a drawn point's network is within `max_params` (always, without a budget).
+    pub fn fits(&self, point: &Point) -> bool {
+        match (self.search.max_params, drawn_model(point)) {
+            (Some(max), Some(model)) => model.param_count() <= max,
+            _ => true,
+        }
+    }
+
+    /// The trials of one more point (TPE's), seeds innermost, as [`SweepSpec::trials`] gives a
+    /// point's.
+    pub fn trials_of(&self, point: &Point) -> Vec<Trial> {
+        let one = SweepSpec {
+            points: vec![point.clone()],
+            ..self.clone()
+        };
+        one.trials()
     }
 
     /// What the submitter should know before trusting the results.

@@ -98,4 +98,5 @@ mod complete;
 mod halving;
 mod lease;
 mod submit;
+mod tpe;
 mod workers;

@@ -49,6 +49,9 @@ pub enum Method {
     Grid,
     /// `points` drawn by a sampler, crossed with the grid.
     Sampled(Sampler),
+    /// Multivariate TPE: the first points drawn at random, each later one suggested by
+    /// [`tpe::suggest`] from the scores so far when a point settles (crossed with seeds only).
+    Tpe,
 }
 
 /// What judges a point: a validation number, never a test one.
@@ -295,12 +298,7 @@ impl Search {
                         "grid" => Method::Grid,
                         "random" => Method::Sampled(Sampler::Random),
                         "sobol" => Method::Sampled(Sampler::Sobol),
-                        "tpe" => {
-                            return Err(bad(
-                                &at,
-                                "\"tpe\" is not in this release yet: use \"random\" or \"sobol\"",
-                            ));
-                        }
+                        "tpe" => Method::Tpe,
                         other => {
                             return Err(bad(&at, unknown("method", other, METHODS, PEER_METHODS)));
                         }
@@ -375,7 +373,8 @@ impl Search {
                     ));
                 }
             }
-            Method::Sampled(sampler) => {
+            Method::Sampled(_) | Method::Tpe => {
+                let sampler = s.sampler().unwrap_or(Sampler::Random);
                 if s.space.is_empty() {
                     return Err(bad(
                         "search.space",
@@ -426,13 +425,20 @@ impl Search {
         match self.method {
             Method::Grid => None,
             Method::Sampled(s) => Some(s),
+            // TPE's first points are drawn at random.
+            Method::Tpe => Some(Sampler::Random),
         }
+    }
+
+    /// Whether later points are suggested from the scores of earlier ones.
+    pub fn is_tpe(&self) -> bool {
+        self.method == Method::Tpe
     }
 
     /// Whether this search decides anything on a validation metric (draws are not decisions, but
     /// TPE's and the stopping rules' are).
     pub fn decides(&self) -> bool {
-        self.stop.rule != Rule::None
+        self.stop.rule != Rule::None || self.is_tpe()
     }
 
     /// Whether `key` is drawn.
@@ -520,6 +526,7 @@ impl fmt::Display for Method {
             Method::Grid => "grid",
             Method::Sampled(Sampler::Random) => "random",
             Method::Sampled(Sampler::Sobol) => "sobol",
+            Method::Tpe => "tpe",
         })
     }
 }

@@ -149,6 +149,56 @@ pub enum Value {
     Name(String),
 }
 
+impl Value {
+    /// The value as JSON: a number for reals, an integer for whole numbers, a string for names.
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Real(x) => serde_json::json!({ "real": x }),
+            Value::Whole(n) => serde_json::json!({ "whole": n }),
+            Value::Name(s) => serde_json::json!({ "name": s }),
+        }
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<Value> {
+        if let Some(x) = v.get("real").and_then(|x| x.as_f64()) {
+            return Some(Value::Real(x));
+        }
+        if let Some(n) = v.get("whole").and_then(|n| n.as_u64()) {
+            return Some(Value::Whole(n));
+        }
+        v.get("name")
+            .and_then(|s| s.as_str())
+            .map(|s| Value::Name(s.to_string()))
+    }
+}
+
+/// A drawn point as JSON, `{"learning_rate": {"real": 0.001}, ...}`: how the store keeps the
+/// points TPE suggested (they are not a function of the seed alone).
+pub fn point_to_json(point: &[(Key, Value)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = point
+        .iter()
+        .map(|(k, v)| (k.name().to_string(), v.to_json()))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The point [`point_to_json`] wrote, keys in the space's order (`space` names them).
+pub fn point_from_json(
+    space: &[(Key, Distribution)],
+    text: &str,
+) -> Result<Vec<(Key, Value)>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    space
+        .iter()
+        .map(|(key, _)| {
+            v.get(key.name())
+                .and_then(Value::from_json)
+                .map(|value| (*key, value))
+                .ok_or_else(|| format!("no value for {} in {text}", key.name()))
+        })
+        .collect()
+}
+
 /// A hyperparameter's distribution, as a sweep file spells it (`{ log_uniform = [1e-5, 1e-1] }`).
 /// Bounds are values, inclusive (the log distributions take values too, not their logarithms).
 #[derive(Debug, Clone, PartialEq)]
