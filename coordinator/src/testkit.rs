@@ -267,6 +267,16 @@ pub mod bad_sweeps {
                 &["search.method", "bayes", "tpe"],
             ),
             bad(
+                "TPE with sync halving",
+                "name = \"x\"\n[search]\nmethod = \"tpe\"\npoints = 20\n[search.space]\nlearning_rate = { log_uniform = [1e-4, 1e-2] }\n[search.stop]\nrule = \"halving\"\nmode = \"sync\"\n",
+                &["search.stop.mode", "tpe", "async"],
+            ),
+            bad(
+                "TPE crossed with a grid key",
+                "name = \"x\"\n[search]\nmethod = \"tpe\"\npoints = 20\n[search.space]\nlearning_rate = { log_uniform = [1e-4, 1e-2] }\n[grid]\nbatch_size = [64, 128]\n",
+                &["grid", "tpe", "only seeds"],
+            ),
+            bad(
                 "a test metric",
                 "name = \"x\"\n[search]\nmetric = \"test_acc\"\n",
                 &["search.metric", "test_acc", "never choose"],

@@ -468,3 +468,45 @@ async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never
         job.job_id
     );
 }
+
+/// TPE with ASHA, with real workers: the sweep starts with its ten random points and ends with
+/// all fourteen, each suggested point's seeds trained and judged like the first ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpe_search_with_async_halving_suggests_points_until_it_has_them_all() {
+    let file = HALVING
+        .replace("method = \"random\"", "method = \"tpe\"")
+        .replace("points = 6", "points = 14")
+        .replace("eta = 3", "eta = 3\nmode = \"async\"");
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "a");
+    let submitted = submit(&url, &file).await;
+    assert_eq!(submitted.total, 20, "ten startup points x two seeds");
+    let sweep_id = submitted.sweep_id;
+    let _workers: Vec<_> = (0..2)
+        .map(|i| worker_with(dir.path(), &url, &format!("w{i}"), &["--pack", "4"]))
+        .collect();
+    wait_for(&url, &sweep_id, LONG, "the TPE sweep to finish", |s, _| {
+        s.total == 28 && s.queued == 0 && s.leased == 0 && s.paused == 0
+    })
+    .await;
+    let results = client(&url).await.results(&sweep_id).await.unwrap();
+    assert_eq!(results.rows.len(), 14);
+    assert!(results.rows.iter().any(|r| r.stopped_at_epoch.is_none()));
+    let lrs: Vec<f64> = results
+        .rows
+        .iter()
+        .map(|r| r.spec.as_ref().unwrap().learning_rate)
+        .collect();
+    for lr in &lrs {
+        assert!((1e-4..=1e-1).contains(lr), "{lr}");
+    }
+    let db = rusqlite::Connection::open_with_flags(
+        dir.path().join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let suggested: u32 = db
+        .query_row("SELECT COUNT(*) FROM suggested_points", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(suggested, 4);
+}

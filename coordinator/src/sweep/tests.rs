@@ -158,6 +158,32 @@ seed = [0, 1, 2]
 "#;
 
 #[test]
+fn tpe_draws_its_startup_points_and_halves_asynchronously() {
+    let file = "name = \"t\"\nval_fraction = 0.2\n[search]\nmethod = \"tpe\"\npoints = 40\nsearch_seed = 2\n[search.space]\nlearning_rate = { log_uniform = [1e-4, 1e-2] }\n[search.stop]\nrule = \"halving\"\n[grid]\nseed = [0, 1]\n";
+    let spec = SweepSpec::parse(file).unwrap();
+    assert_eq!(
+        spec.points.len(),
+        10,
+        "the startup points; the rest are suggested"
+    );
+    assert_eq!(spec.cells(), 80, "the job limit counts every point");
+    assert_eq!(spec.trials().len(), 20);
+    assert_eq!(
+        spec.search.stop.mode,
+        Mode::Async,
+        "TPE halves asynchronously"
+    );
+    // The startup points are the random search's first ten.
+    let random = SweepSpec::parse(
+        &file
+            .replace("\"tpe\"", "\"random\"")
+            .replace("[search.stop]\nrule = \"halving\"\n", ""),
+    )
+    .unwrap();
+    assert_eq!(spec.points[..], random.points[..10]);
+}
+
+#[test]
 fn drawn_points_cross_the_grid_with_the_seeds_of_a_point_adjacent() {
     let spec = SweepSpec::parse(SEARCH).unwrap();
     assert_eq!(spec.cells(), 6 * 2 * 3);

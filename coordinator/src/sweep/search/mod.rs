@@ -289,6 +289,7 @@ impl Search {
     pub fn parse(table: &toml::Table, max_cells: usize) -> Result<Search, Bad> {
         let mut s = Search::default();
         let mut method_given = None;
+        let mut stop_mode_given = false;
         for (key, v) in table {
             let at = format!("search.{key}");
             match key.as_str() {
@@ -344,6 +345,7 @@ impl Search {
                         return Err(bad(&at, "give a table: [search.stop]"));
                     };
                     s.stop = Stop::parse(stop)?;
+                    stop_mode_given = stop.contains_key("mode");
                 }
                 other => {
                     return Err(bad(
@@ -398,6 +400,17 @@ impl Search {
                     ));
                 }
             }
+        }
+        // TPE adds points as others settle: a rung of sync halving, decided once for the points
+        // there, would never judge the later ones. TPE halves asynchronously.
+        if s.is_tpe() && s.stop.rule == Rule::Halving && s.stop.mode == Mode::Sync {
+            if stop_mode_given {
+                return Err(bad(
+                    "search.stop.mode",
+                    "\"sync\" with method = \"tpe\": TPE adds points as others settle, so a rung is never complete; use mode = \"async\" (ASHA's promotions) or rule = \"median\"",
+                ));
+            }
+            s.stop.mode = Mode::Async;
         }
         let width = s.space.iter().any(|(k, _)| *k == Key::Width);
         let depth = s.space.iter().any(|(k, _)| *k == Key::Depth);
