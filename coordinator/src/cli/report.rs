@@ -33,6 +33,7 @@ pub async fn write(client: &mut SweepClient, sweep_id: &str, out: &Path) -> anyh
         results: client.results(sweep_id).await.map_err(rpc_error)?,
         jobs: client.jobs(sweep_id).await.map_err(rpc_error)?,
         curves: client.curves(sweep_id).await.map_err(rpc_error)?,
+        decisions: client.decisions(sweep_id).await.map_err(rpc_error)?,
         made_unix_ms: crate::clock::Clock::now(&crate::clock::SystemClock),
     };
     let out = out.to_path_buf();

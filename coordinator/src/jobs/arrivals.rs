@@ -326,7 +326,8 @@ fn stop_point(
     Ok(())
 }
 
-/// Pauses the held job at `rung` of `sweep_id`, unless another live sweep wants it trained on;
+/// Pauses the held job at `rung` of `sweep_id` (ASHA, or a sync rung not decided yet), unless
+/// another live sweep wants it trained on;
 /// says whether it paused. The attempt ends (not counted as a failure); the saved state stays.
 pub(super) fn pause(
     tx: &Transaction<'_>,
@@ -354,7 +355,7 @@ pub(super) fn pause(
         tx,
         "UPDATE jobs SET state = 'paused', max_attempts = max_attempts + 1, lease_id = NULL, worker_id = NULL,
              lease_expires_ms = NULL, updated_ms = ?2,
-             error = 'paused at epoch ' || ?3 || ': waiting for asynchronous halving to promote its point'
+             error = 'paused at epoch ' || ?3 || ': waiting for successive halving to judge its point'
          WHERE id = ?1",
         params![held.job_id, now, rung],
     )?;

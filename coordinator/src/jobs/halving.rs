@@ -158,6 +158,12 @@ pub(super) fn after_report(
             let touched = |rung| epochs.iter().any(|m| m.epoch == rung);
             judged.decided |=
                 decide_rungs(tx, &sweep_id, &settings, job_id, max_epochs, touched, now)?;
+            // A seed past a rung its cohort has not decided waits there (its lane goes back),
+            // so points do not train on past a rung that may stop them.
+            if let Some(rung) = undecided_rung(tx, &sweep_id, &settings, job_id, max_epochs, last)?
+            {
+                judged.pause.get_or_insert((sweep_id, rung));
+            }
         } else {
             match arrivals::after_epochs(tx, &sweep_id, &settings, job_id, max_epochs, last, now)? {
                 arrivals::Verdict::Go => {}
@@ -399,14 +405,60 @@ fn decide(
             "UPDATE sweep_jobs SET stopped_epoch = ?3 WHERE sweep_id = ?1 AND job_id = ?2",
             params![sweep_id, m.job_id, epoch],
         )?;
-        let queued: bool = tx
-            .prepare_cached("SELECT state = 'queued' FROM jobs WHERE id = ?1")?
+        let waiting: bool = tx
+            .prepare_cached("SELECT state IN ('queued', 'paused') FROM jobs WHERE id = ?1")?
             .query_row([&m.job_id], |r| r.get(0))?;
-        if queued && cancelled_everywhere(tx, &m.job_id)? {
+        if waiting && cancelled_everywhere(tx, &m.job_id)? {
             cancel_job(tx, &m.job_id, None, now)?;
         }
     }
+    // Kept points' seeds that paused at this rung resume from their saved state, at their old
+    // place in the queue.
+    for m in members
+        .iter()
+        .filter(|m| m.cohort == own_cohort && !m.stopped && decision.kept.contains(&m.point))
+    {
+        exec(
+            tx,
+            "UPDATE jobs SET state = 'queued', error = NULL, updated_ms = ?2 WHERE id = ?1 AND state = 'paused'",
+            params![m.job_id, now],
+        )?;
+    }
     Ok(true)
+}
+
+/// The rung a sync halving sweep's job waits at: the lowest below its last epoch that its cohort
+/// has not decided yet (None: every rung it passed is decided, and its point was kept).
+fn undecided_rung(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+    settings: &StopSettings,
+    job_id: &str,
+    max_epochs: u32,
+    last_epoch: u32,
+) -> Result<Option<u32>, Error> {
+    let rungs = stopping::rungs(settings.min_epochs, settings.eta, max_epochs);
+    let passed: Vec<u32> = rungs[..rungs.len() - 1]
+        .iter()
+        .copied()
+        .filter(|&r| r <= last_epoch)
+        .collect();
+    if passed.is_empty() {
+        return Ok(None);
+    }
+    let cohort = cohort_sql(&settings.stratify);
+    let own_cohort: String = tx
+        .prepare_cached(&format!("SELECT {cohort} FROM jobs j WHERE j.id = ?1"))?
+        .query_row([job_id], |r| r.get(0))?;
+    let mut decided = tx.prepare_cached(
+        "SELECT 1 FROM decisions WHERE sweep_id = ?1 AND rung = ?2 AND cohort = ?3",
+    )?;
+    for rung in passed {
+        if !decided.exists(params![sweep_id, rung, own_cohort])? {
+            return Ok(Some(rung));
+        }
+    }
+    Ok(None)
 }
 
 /// A number for JSON (NaN and infinities are not JSON numbers).

@@ -34,6 +34,8 @@ pub struct Inputs {
     pub jobs: Vec<pb::JobView>,
     /// Each job's epochs, by job id.
     pub curves: HashMap<String, Vec<pb::EpochMetrics>>,
+    /// Its early-stopping decisions (empty for a sweep that does not stop early).
+    pub decisions: pb::ListDecisionsResponse,
     /// When the report was made, Unix milliseconds.
     pub made_unix_ms: i64,
 }

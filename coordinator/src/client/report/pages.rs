@@ -230,6 +230,74 @@ fn md_table(t: &Table) -> String {
     out
 }
 
+/// Early stopping rung by rung: points judged, how many went on and stopped, the cutoffs; and
+/// the trial-epochs trained against every trial to its last epoch. None without early stopping.
+fn stopping_section(inputs: &Inputs) -> Option<(String, Table)> {
+    let d = &inputs.decisions;
+    if d.rule.is_empty() || d.rule == "none" {
+        return None;
+    }
+    let mut rungs: std::collections::BTreeMap<u32, Vec<&pb::Decision>> = Default::default();
+    for row in &d.decisions {
+        rungs.entry(row.rung).or_default().push(row);
+    }
+    let rows = rungs
+        .iter()
+        .map(|(rung, rows)| {
+            let count = |actions: &[&str]| {
+                rows.iter()
+                    .filter(|r| actions.contains(&r.action.as_str()))
+                    .count()
+                    .to_string()
+            };
+            let cutoffs: Vec<f64> = rows.iter().filter_map(|r| r.cutoff).collect();
+            let cutoff = match (
+                cutoffs.iter().copied().reduce(f64::min),
+                cutoffs.iter().copied().reduce(f64::max),
+            ) {
+                (Some(lo), Some(hi)) if (hi - lo).abs() < 5e-5 => format!("{lo:.4}"),
+                (Some(lo), Some(hi)) => format!("{lo:.4} – {hi:.4}"),
+                _ => "-".to_string(),
+            };
+            vec![
+                rung.to_string(),
+                rows.len().to_string(),
+                count(&["kept", "promoted", "continued"]),
+                count(&["stopped"]),
+                count(&["paused"]),
+                cutoff,
+            ]
+        })
+        .collect();
+    let spent: u64 = inputs.jobs.iter().map(|j| u64::from(j.epochs_done)).sum();
+    let full: u64 = inputs
+        .jobs
+        .iter()
+        .map(|j| u64::from(j.spec.as_ref().map_or(0, |s| s.max_epochs)))
+        .sum();
+    let intro = format!(
+        "{}. A point is judged by the mean over its seeds at the rung's epoch. Trial-epochs trained: {spent} of the {full} that every trial to its last epoch takes ({:.0} %).",
+        crate::client::render::decisions::rule_phrase(d),
+        100.0 * spent as f64 / full.max(1) as f64
+    );
+    Some((
+        intro,
+        Table {
+            header: [
+                "rung (epoch)",
+                "points judged",
+                "went on",
+                "stopped",
+                "paused",
+                "cutoff",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        },
+    ))
+}
+
 /// The Markdown page: figures as the PNG files beside it.
 pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
     let mut out = format!("# Sweep report: {}\n\n", inputs.sweep.name);
@@ -258,6 +326,10 @@ pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String
             "\n## {}\n\n![{}](figures/{}.png)\n\n{}\n",
             f.title, f.title, f.name, f.caption
         );
+    }
+    if let Some((intro, table)) = stopping_section(inputs) {
+        out += &format!("\n## Early stopping\n\n{}\n\n", md_cell(&intro));
+        out += &md_table(&table);
     }
     let unfinished = unfinished_table(inputs);
     if !unfinished.rows.is_empty() {
@@ -343,6 +415,10 @@ pub fn html(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
             f.svg,
             esc(&f.caption)
         );
+    }
+    if let Some((intro, table)) = stopping_section(inputs) {
+        out += &format!("<h2>Early stopping</h2>\n<p>{}</p>\n", esc(&intro));
+        out += &html_table(&table, "stopping");
     }
     let unfinished = unfinished_table(inputs);
     if !unfinished.rows.is_empty() {

@@ -85,10 +85,9 @@ fn halving_on_seed_means_stops_the_points_a_hand_computation_says_once() {
     for (i, g) in grants.iter().enumerate() {
         let (p, s) = point_of(g);
         let ack = report(&mut store, g, at(1, LOSSES[p][s]), 3_000 + i as i64);
-        assert!(
-            !ack.cancel,
-            "point {p} seed {s}: nobody stops before the rung is complete"
-        );
+        // Each seed waits at the rung until it is decided (its lane goes back), except the one
+        // whose report decides it, for a point that is kept.
+        assert_eq!(ack.cancel, i < 11, "point {p} seed {s}");
         assert_eq!(
             decisions(&mut store).len(),
             usize::from(i == 11),
@@ -102,12 +101,7 @@ fn halving_on_seed_means_stops_the_points_a_hand_computation_says_once() {
     // A retried report of the rung decides nothing again.
     report(&mut store, &grants[11], at(1, 0.3), 3_100);
     assert_eq!(decisions(&mut store).len(), 1);
-    // Stopped points' jobs are told at their next report and end; kept ones go on.
-    for g in &grants {
-        let (p, s) = point_of(g);
-        let ack = report(&mut store, g, at(2, LOSSES[p][s]), 4_000);
-        assert_eq!(ack.cancel, ![3, 5].contains(&p), "point {p} seed {s}");
-    }
+    // The stopped points' waiting seeds ended at the decision; the kept ones' are queued again.
     let (jobs, _) = store.read(|tx| jobs_page(tx, &sweep.id, 0, 100)).unwrap();
     for j in &jobs {
         let p = (j.trial.learning_rate * 1e3).round() as usize - 1;
@@ -116,16 +110,19 @@ fn halving_on_seed_means_stops_the_points_a_hand_computation_says_once() {
                 assert!(![3, 5].contains(&p));
                 assert_eq!(reason, "stopped early at epoch 1 by successive halving");
             }
-            JobState::Leased { .. } => assert!([3, 5].contains(&p)),
+            JobState::Queued => assert!([3, 5].contains(&p) && (p, j.trial.seed) != (3, 1)),
+            JobState::Leased { .. } => assert_eq!((p, j.trial.seed), (3, 1)),
             other => panic!("point {p}: {other:?}"),
         }
     }
     // The kept points finish; results rank only them and mark the others.
-    for g in grants.iter().filter(|g| [3, 5].contains(&point_of(g).0)) {
+    let resumed = store.write(|tx| lease_jobs(tx, &w, 12, 4_000)).unwrap();
+    assert_eq!(resumed.len(), 3);
+    for g in resumed.iter().chain(std::iter::once(&grants[11])) {
         let (p, s) = point_of(g);
         store
             .write(|tx| {
-                let epochs = [at(3, LOSSES[p][s])];
+                let epochs = [at(2, LOSSES[p][s]), at(3, LOSSES[p][s])];
                 complete(tx, &g.lease_id, &w, &epochs, &result(0.7), 5_000)
             })
             .unwrap();
