@@ -391,6 +391,33 @@ async fn async_halving_resumes_promoted_points_from_their_checkpoint_as_if_never
     ] {
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
     }
+    // The dashboard's rung table reads the same tallies.
+    let (status, body) = jetsweep_coordinator::testkit::http_get(
+        &url,
+        &format!("/api/sweeps/{sweep_id}/stopping"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (st["rule"].as_str(), st["mode"].as_str()),
+        (Some("halving"), Some("async"))
+    );
+    let rung1 = &st["rungs"][0];
+    assert_eq!(
+        (rung1["rung"].as_u64(), rung1["judged"].as_u64()),
+        (Some(1), Some(6))
+    );
+    assert_eq!(
+        rung1["went_on"].as_u64().unwrap() + rung1["stopped"].as_u64().unwrap(),
+        6,
+        "{st}"
+    );
+    let (spent, full) = (
+        st["trial_epochs"].as_u64().unwrap(),
+        st["full_epochs"].as_u64().unwrap(),
+    );
+    assert!(spent < full && full == 48, "{st}");
     let jobs = jobs(&url, &sweep_id).await;
     for j in &jobs {
         assert!(

@@ -37,22 +37,29 @@ pub fn decisions_page(
     from: u32,
     limit: u32,
 ) -> Result<(Option<StopSettings>, Vec<DecisionRow>, u32), Error> {
-    let json: Option<String> = tx
-        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
-        .query_row([sweep_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
-    let Some(json) = json else {
+    let Some(settings) = stop_settings(tx, sweep_id)? else {
         return Ok((None, Vec::new(), 0));
     };
-    let settings: StopSettings = serde_json::from_str(&json)
-        .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
     let (rows, total) = if settings.rule == "halving" && settings.mode == "sync" {
         sync_rows(tx, sweep_id, from, limit)?
     } else {
         arrival_rows(tx, sweep_id, from, limit)?
     };
     Ok((Some(settings), rows, total))
+}
+
+/// A sweep's stopping settings (None: it neither stops early nor suggests). Errors: NotFound.
+fn stop_settings(tx: &Transaction<'_>, sweep_id: &str) -> Result<Option<StopSettings>, Error> {
+    let json: Option<String> = tx
+        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
+        .query_row([sweep_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
+    json.map(|json| {
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))
+    })
+    .transpose()
 }
 
 /// A point's first seed's job.
@@ -203,4 +210,64 @@ fn arrival_rows(
         )
         .collect::<Result<_, Error>>()?;
     Ok((rows, total))
+}
+
+/// One rung's decisions counted: what the dashboard's rung table shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RungTally {
+    pub rung: u32,
+    pub judged: u32,
+    /// Kept (sync), promoted (async) or judged no worse than the median.
+    pub went_on: u32,
+    pub stopped: u32,
+    pub paused: u32,
+    /// The lowest and highest cutoff the rung's decisions compared with.
+    pub cutoff_low: Option<f64>,
+    pub cutoff_high: Option<f64>,
+}
+
+/// A sweep's early stopping in numbers: its settings (None: it does not stop early), each rung's
+/// tally (aggregated in the store: its cost does not grow with the page a table shows), and the
+/// trial-epochs trained against what every trial to its last epoch takes. Errors: NotFound.
+pub fn rung_tallies(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+) -> Result<(Option<StopSettings>, Vec<RungTally>, (u64, u64)), Error> {
+    let Some(settings) = stop_settings(tx, sweep_id)? else {
+        return Ok((None, Vec::new(), (0, 0)));
+    };
+    let sql = if settings.rule == "halving" && settings.mode == "sync" {
+        "SELECT rung, SUM(json_array_length(scores_json)), SUM(json_array_length(kept_json)),
+                SUM(json_array_length(stopped_json)), 0, MIN(cutoff), MAX(cutoff)
+         FROM decisions WHERE sweep_id = ?1 GROUP BY rung ORDER BY rung"
+    } else {
+        "SELECT rung, COUNT(*), SUM(action IN ('promoted', 'continued')), SUM(action = 'stopped'),
+                SUM(action = 'paused'), MIN(cutoff), MAX(cutoff)
+         FROM arrivals WHERE sweep_id = ?1 GROUP BY rung ORDER BY rung"
+    };
+    let tallies = tx
+        .prepare_cached(sql)?
+        .query_map([sweep_id], |r| {
+            Ok(RungTally {
+                rung: r.get(0)?,
+                judged: r.get(1)?,
+                went_on: r.get(2)?,
+                stopped: r.get(3)?,
+                paused: r.get(4)?,
+                cutoff_low: r.get(5)?,
+                cutoff_high: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let epochs: (i64, i64) = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(j.epochs_done), 0), COALESCE(SUM(j.max_epochs), 0)
+             FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1",
+        )?
+        .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((
+        Some(settings),
+        tallies,
+        (epochs.0.max(0) as u64, epochs.1.max(0) as u64),
+    ))
 }

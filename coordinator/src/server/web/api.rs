@@ -277,6 +277,37 @@ pub async fn curves(
     Ok(Json(CurvesJson { jobs }))
 }
 
+/// A sweep's early stopping: its rule, each rung's tally, and the trial-epochs trained.
+#[derive(Serialize)]
+pub struct StoppingJson {
+    /// none | halving | median.
+    rule: String,
+    mode: String,
+    metric: String,
+    eta: u32,
+    rungs: Vec<jobs::RungTally>,
+    trial_epochs: u64,
+    full_epochs: u64,
+}
+
+pub async fn stopping(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Json<StoppingJson>, WebError> {
+    let (settings, rungs, (trial_epochs, full_epochs)) =
+        c.read(move |tx| jobs::rung_tallies(tx, &id)).await?;
+    let settings = settings.unwrap_or_default();
+    Ok(Json(StoppingJson {
+        rule: settings.rule,
+        mode: settings.mode,
+        metric: settings.metric,
+        eta: settings.eta,
+        rungs,
+        trial_epochs,
+        full_epochs,
+    }))
+}
+
 #[derive(Serialize)]
 pub struct WorkerJson {
     name: String,

@@ -68,6 +68,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}/jobs", get(api::jobs))
         .route("/api/sweeps/{id}/results", get(results))
         .route("/api/sweeps/{id}/curves", get(api::curves))
+        .route("/api/sweeps/{id}/stopping", get(api::stopping))
         .route("/api/sweeps/{id}/events", get(api::events))
         .route("/api/sweeps/{id}/cancel", post(cancel))
         .route("/api/workers", get(api::workers))

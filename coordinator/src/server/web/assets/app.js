@@ -216,6 +216,21 @@ const jetsweep = (() => {
     $("#hints").innerHTML = results.hints.map((h) => `<p class="hint">hint: ${esc(h)}</p>`).join("");
   }
 
+  // Early stopping rung by rung, and the trial-epochs trained against a full run.
+  function stoppingTable(st) {
+    if (!st.rule || st.rule === "none") return;
+    $("#stopping-section").hidden = false;
+    const rule = st.rule === "median" ? `the median rule on the seed mean of ${st.metric}`
+      : `${st.mode} successive halving on the seed mean of ${st.metric}, eta ${st.eta}`;
+    const share = st.full_epochs ? Math.round((100 * st.trial_epochs) / st.full_epochs) : 0;
+    $("#stopping-rule").textContent = `${rule} · trial-epochs trained: ${st.trial_epochs} of the ${st.full_epochs} a full run takes (${share} %)`;
+    const cut = (r) => r.cutoff_low == null ? "-" : r.cutoff_high - r.cutoff_low < 5e-5
+      ? r.cutoff_low.toFixed(4) : `${r.cutoff_low.toFixed(4)} – ${r.cutoff_high.toFixed(4)}`;
+    $("#stopping tbody").innerHTML = st.rungs.map((r) =>
+      `<tr><td class="num">${r.rung}</td><td class="num">${r.judged}</td><td class="num">${r.went_on}</td>` +
+      `<td class="num">${r.stopped}</td><td class="num">${r.paused}</td><td class="num">${cut(r)}</td></tr>`).join("");
+  }
+
   // Best-epoch test accuracy against each swept parameter: one line per combination of the others,
   // ± one standard deviation over seeds as error bars; a point no seed finished is not drawn.
   function paramCharts(results) {
@@ -366,9 +381,12 @@ const jetsweep = (() => {
     const byId = () => Object.fromEntries(jobs.map((j) => [j.id, j]));
     const resultsUrl = `/api/sweeps/${encodeURIComponent(id)}/results`;
     const showResults = async (s, fetched) => {
-      if (s.done === lastDone) return;
-      lastDone = s.done;
+      // Results change as jobs finish; early stopping also as they pause or stop.
+      const ended = `${s.done}/${s.cancelled}/${s.paused}`;
+      if (ended === lastDone) return;
+      lastDone = ended;
       paramCharts(await (fetched || getJson(resultsUrl)));
+      stoppingTable(await getJson(`/api/sweeps/${encodeURIComponent(id)}/stopping`));
     };
     // Everything once; then the changes as the coordinator pushes them (server-sent events).
     const load = async () => {
