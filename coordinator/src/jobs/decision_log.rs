@@ -226,15 +226,21 @@ pub struct RungTally {
     pub cutoff_high: Option<f64>,
 }
 
+/// What [`rung_tallies`] reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stopping {
+    pub settings: Option<StopSettings>,
+    pub rungs: Vec<RungTally>,
+    pub trial_epochs: u64,
+    pub full_epochs: u64,
+}
+
 /// A sweep's early stopping in numbers: its settings (None: it does not stop early), each rung's
 /// tally (aggregated in the store: its cost does not grow with the page a table shows), and the
 /// trial-epochs trained against what every trial to its last epoch takes. Errors: NotFound.
-pub fn rung_tallies(
-    tx: &Transaction<'_>,
-    sweep_id: &str,
-) -> Result<(Option<StopSettings>, Vec<RungTally>, (u64, u64)), Error> {
+pub fn rung_tallies(tx: &Transaction<'_>, sweep_id: &str) -> Result<Stopping, Error> {
     let Some(settings) = stop_settings(tx, sweep_id)? else {
-        return Ok((None, Vec::new(), (0, 0)));
+        return Ok(Stopping::default());
     };
     let sql = if settings.rule == "halving" && settings.mode == "sync" {
         "SELECT rung, SUM(json_array_length(scores_json)), SUM(json_array_length(kept_json)),
@@ -265,9 +271,10 @@ pub fn rung_tallies(
              FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1",
         )?
         .query_row([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((
-        Some(settings),
-        tallies,
-        (epochs.0.max(0) as u64, epochs.1.max(0) as u64),
-    ))
+    Ok(Stopping {
+        settings: Some(settings),
+        rungs: tallies,
+        trial_epochs: epochs.0.max(0) as u64,
+        full_epochs: epochs.1.max(0) as u64,
+    })
 }

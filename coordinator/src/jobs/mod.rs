@@ -42,7 +42,7 @@ mod workers;
 pub use cancel::{cancel_effect, cancel_sweep};
 pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
-pub use decision_log::{DecisionRow, RungTally, decisions_page, rung_tallies};
+pub use decision_log::{DecisionRow, RungTally, Stopping, decisions_page, rung_tallies};
 pub use grants::lease_for_request;
 pub use lease::{
     Ask, MAX_LOST, Pack, expire_leases, extend_leases_after_start, heartbeat, job_of_lease,

@@ -294,17 +294,16 @@ pub async fn stopping(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
 ) -> Result<Json<StoppingJson>, WebError> {
-    let (settings, rungs, (trial_epochs, full_epochs)) =
-        c.read(move |tx| jobs::rung_tallies(tx, &id)).await?;
-    let settings = settings.unwrap_or_default();
+    let st = c.read(move |tx| jobs::rung_tallies(tx, &id)).await?;
+    let settings = st.settings.unwrap_or_default();
     Ok(Json(StoppingJson {
         rule: settings.rule,
         mode: settings.mode,
         metric: settings.metric,
         eta: settings.eta,
-        rungs,
-        trial_epochs,
-        full_epochs,
+        rungs: st.rungs,
+        trial_epochs: st.trial_epochs,
+        full_epochs: st.full_epochs,
     }))
 }
 
