@@ -209,6 +209,49 @@ pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Resu
     Ok(())
 }
 
+/// A sweep just submitted may reuse jobs that already reported its rungs' epochs (done, or stopped
+/// by an earlier sweep of the same cells): no report will carry those epochs again, so each
+/// cohort's rungs are judged now, in the submit's transaction. A rung every point has reached is
+/// decided (sync) or its points arrive (async); stopped points' queued jobs end at once.
+pub(super) fn after_submit(tx: &Transaction<'_>, sweep_id: &str, now: Millis) -> Result<(), Error> {
+    let json: Option<String> = tx
+        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
+        .query_row([sweep_id], |r| r.get(0))?;
+    let Some(json) = json else {
+        return Ok(());
+    };
+    let settings: StopSettings = serde_json::from_str(&json)
+        .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
+    if !settings.judges() {
+        return Ok(());
+    }
+    // The jobs that reported something before this sweep, one per point, with their last epoch.
+    let reported: Vec<(String, u32, u32)> = tx
+        .prepare(
+            "SELECT s.job_id, j.max_epochs, MAX(e.epoch) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
+               JOIN attempts a ON a.job_id = j.id JOIN epochs e ON e.lease_id = a.lease_id
+             WHERE s.sweep_id = ?1 GROUP BY s.point ORDER BY s.point",
+        )?
+        .query_map([sweep_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (job_id, max_epochs, last) in reported {
+        if settings.is_sync_halving() {
+            decide_rungs(
+                tx,
+                sweep_id,
+                &settings,
+                &job_id,
+                max_epochs,
+                |r| r <= last,
+                now,
+            )?;
+        } else {
+            arrivals::after_epochs(tx, sweep_id, &settings, &job_id, max_epochs, last, now)?;
+        }
+    }
+    Ok(())
+}
+
 /// The live sweeps of the job that stop early and have not stopped its point, with their settings.
 fn stopping_sweeps(
     tx: &Transaction<'_>,

@@ -48,6 +48,7 @@ pub fn submit(
         params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now, stop_json],
     )?;
     link_trials(tx, &sweep_id, spec, &dataset.sha256, &spec.trials(), 0, now)?;
+    super::halving::after_submit(tx, &sweep_id, now)?;
     sweep_counts(tx, &sweep_id)
 }
 

@@ -134,6 +134,25 @@ fn halving_on_seed_means_stops_the_points_a_hand_computation_says_once() {
     let stopped: Vec<Option<u32>> = agg.rows.iter().map(|r| r.stopped_at).collect();
     assert_eq!(stopped, [Some(1), Some(1), Some(1), None, Some(1), None]);
     assert!(matches!(agg.best, Some(3 | 5)), "{:?}", agg.best);
+    // The same file again: its kept points' jobs are reused, its stopped ones are judged at
+    // submission on the epochs they reported (no report will carry them again) and stay stopped.
+    let again = store
+        .write(|tx| submit(tx, &spec, HALVING, &dataset(), 6_000))
+        .unwrap();
+    assert_eq!(
+        (again.done, again.cancelled, again.queued, again.finished()),
+        (4, 8, 0, true),
+        "{again:?}"
+    );
+    let second: Vec<(u32, String, String)> = store
+        .read(|tx| {
+            Ok(tx
+                .prepare("SELECT rung, kept_json, stopped_json FROM decisions WHERE sweep_id = ?1")?
+                .query_map([&again.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(second, [(1, "[3,5]".to_string(), "[2,1,4,0]".to_string())]);
 }
 
 #[test]
