@@ -84,11 +84,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 /// Trial-epochs trained against what every trial to its last epoch would have cost.
 fn epochs_spent(jobs: &[pb::JobView]) -> String {
-    let spent: u64 = jobs.iter().map(|j| u64::from(j.epochs_done)).sum();
-    let full: u64 = jobs
-        .iter()
-        .map(|j| u64::from(j.spec.as_ref().map_or(0, |s| s.max_epochs)))
-        .sum();
+    let (spent, full) = crate::client::render::decisions::trial_epochs(jobs);
     format!(
         "trial-epochs trained: {spent} of the {full} that every trial to its last epoch takes ({:.0} %)",
         100.0 * spent as f64 / full.max(1) as f64

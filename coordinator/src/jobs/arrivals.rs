@@ -16,13 +16,12 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Millis;
 use super::cancel::{cancel_job, cancelled_everywhere};
-use super::halving::{StopSettings, cohort_sql};
+use super::halving::{StopSettings, cohort_sql, finite, seed_metric_at};
 use super::lease::Held;
 use crate::Error;
 use crate::stopping::{self, Score};
 use crate::store::{exec, one};
 use crate::sweep::search::Metric;
-use jetsweep_proto::metrics::EpochMetrics;
 
 /// What an asynchronous rule asks of the job that just reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,24 +142,12 @@ fn point_score(
         )?
         .query_map(params![sweep_id, point], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut at_rung = tx.prepare_cached(
-        "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
-         WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
-    )?;
     let mut values = Vec::with_capacity(seeds.len());
     for job in &seeds {
-        let json: Option<String> = at_rung
-            .query_row(params![job, rung], |r| r.get(0))
-            .optional()?;
-        let Some(json) = json else {
+        let Some(value) = seed_metric_at(tx, job, rung, metric)? else {
             return Ok(None);
         };
-        let m: EpochMetrics = serde_json::from_str(&json)
-            .map_err(|e| Error::Corrupt(format!("job {job} epoch {rung}: {e}")))?;
-        values.push(match metric {
-            Metric::ValLoss => m.val_loss,
-            Metric::ValAcc => m.val_acc,
-        });
+        values.push(value);
     }
     Ok((!values.is_empty()).then(|| Score::of(point, &values)))
 }
@@ -441,9 +428,4 @@ pub(super) fn when_idle(
         }
     }
     Ok(())
-}
-
-/// A number for the store (NaN is stored as NULL, read back as NaN).
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::halving::StopSettings;
+use super::halving::{StopSettings, stop_settings};
 use super::queries::get_job;
 use super::{Job, Millis};
 use crate::Error;
@@ -46,20 +46,6 @@ pub fn decisions_page(
         arrival_rows(tx, sweep_id, from, limit)?
     };
     Ok((Some(settings), rows, total))
-}
-
-/// A sweep's stopping settings (None: it neither stops early nor suggests). Errors: NotFound.
-fn stop_settings(tx: &Transaction<'_>, sweep_id: &str) -> Result<Option<StopSettings>, Error> {
-    let json: Option<String> = tx
-        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
-        .query_row([sweep_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
-    json.map(|json| {
-        serde_json::from_str(&json)
-            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))
-    })
-    .transpose()
 }
 
 /// A point's first seed's job.

@@ -96,6 +96,12 @@ impl StopSettings {
         self.rule != "none"
     }
 
+    /// The settings stored on `sweep_id`'s row.
+    fn parse(sweep_id: &str, json: &str) -> Result<StopSettings, Error> {
+        serde_json::from_str(json)
+            .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))
+    }
+
     /// Synchronous successive halving: rungs decided whole, the same on every rerun.
     fn is_sync_halving(&self) -> bool {
         self.rule == "halving" && self.mode == "sync"
@@ -214,17 +220,9 @@ pub(super) fn after_end(tx: &Transaction<'_>, job_id: &str, now: Millis) -> Resu
 /// cohort's rungs are judged now, in the submit's transaction. A rung every point has reached is
 /// decided (sync) or its points arrive (async); stopped points' queued jobs end at once.
 pub(super) fn after_submit(tx: &Transaction<'_>, sweep_id: &str, now: Millis) -> Result<(), Error> {
-    let json: Option<String> = tx
-        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
-        .query_row([sweep_id], |r| r.get(0))?;
-    let Some(json) = json else {
+    let Some(settings) = stop_settings(tx, sweep_id)?.filter(StopSettings::judges) else {
         return Ok(());
     };
-    let settings: StopSettings = serde_json::from_str(&json)
-        .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
-    if !settings.judges() {
-        return Ok(());
-    }
     // The jobs that reported something before this sweep, one per point, with their last epoch.
     let reported: Vec<(String, u32, u32)> = tx
         .prepare(
@@ -286,11 +284,24 @@ fn sweeps_of(
     sweeps
         .into_iter()
         .map(|(sweep_id, json)| {
-            let settings: StopSettings = serde_json::from_str(&json)
-                .map_err(|e| Error::Corrupt(format!("sweep {sweep_id} stop settings: {e}")))?;
+            let settings = StopSettings::parse(&sweep_id, &json)?;
             Ok((sweep_id, settings))
         })
         .collect()
+}
+
+/// A sweep's stopping settings (None: it neither stops early nor suggests). Errors: NotFound.
+pub(super) fn stop_settings(
+    tx: &Transaction<'_>,
+    sweep_id: &str,
+) -> Result<Option<StopSettings>, Error> {
+    let json: Option<String> = tx
+        .prepare_cached("SELECT stop_json FROM sweeps WHERE id = ?1")?
+        .query_row([sweep_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
+    json.map(|json| StopSettings::parse(sweep_id, &json))
+        .transpose()
 }
 
 /// Tries each rung of a sync halving sweep that `touched` names; says whether any was decided.
@@ -371,10 +382,6 @@ fn decide(
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut at_rung = tx.prepare_cached(
-        "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
-         WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
-    )?;
     let metric = settings.metric();
     // Each live point's seeds' values at the rung; any seed still short of it means: not yet.
     let mut points: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
@@ -386,18 +393,10 @@ fn decide(
         if m.failed {
             continue;
         }
-        let json: Option<String> = at_rung
-            .query_row(params![m.job_id, epoch], |r| r.get(0))
-            .optional()?;
-        let Some(json) = json else {
+        let Some(value) = seed_metric_at(tx, &m.job_id, epoch, metric)? else {
             return Ok(false);
         };
-        let metrics: EpochMetrics = serde_json::from_str(&json)
-            .map_err(|e| Error::Corrupt(format!("job {} epoch {epoch}: {e}", m.job_id)))?;
-        values.push(match metric {
-            Metric::ValLoss => metrics.val_loss,
-            Metric::ValAcc => metrics.val_acc,
-        });
+        values.push(value);
     }
     let scores: Vec<Score> = points
         .iter()
@@ -504,7 +503,31 @@ fn undecided_rung(
     Ok(None)
 }
 
-/// A number for JSON (NaN and infinities are not JSON numbers).
-fn finite(x: f64) -> Option<f64> {
+/// A seed's metric at `epoch`, as its latest attempt that reached the epoch reported it (None:
+/// not reported yet).
+pub(super) fn seed_metric_at(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    epoch: u32,
+    metric: Metric,
+) -> Result<Option<f64>, Error> {
+    let json: Option<String> = tx
+        .prepare_cached(
+            "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
+             WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
+        )?
+        .query_row(params![job_id, epoch], |r| r.get(0))
+        .optional()?;
+    json.map(|json| {
+        serde_json::from_str::<EpochMetrics>(&json)
+            .map(|m| metric.read(&m))
+            .map_err(|e| Error::Corrupt(format!("job {job_id} epoch {epoch}: {e}")))
+    })
+    .transpose()
+}
+
+/// A number for JSON and the store (NaN and infinities are not JSON numbers; NaN is stored as
+/// NULL and read back as NaN).
+pub(super) fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }

@@ -82,7 +82,7 @@ pub(super) fn refill(
             tracing::warn!(sweep = %sweep_id, point = count, "TPE found no new point that fits; the sweep ends with fewer points");
             return Ok(());
         };
-        exec_suggested(tx, sweep_id, count, &point, told.len(), rung, now)?;
+        record_suggestion(tx, sweep_id, count, &point, told.len(), rung, now)?;
         let trials = spec.trials_of(&point);
         let first = count as usize * trials.len();
         link_trials(tx, sweep_id, &spec, &sha, &trials, first, now)?;
@@ -93,7 +93,8 @@ pub(super) fn refill(
     Ok(())
 }
 
-fn exec_suggested(
+/// Keeps a suggested point (a restarted coordinator reads it back in [`points_of`]).
+fn record_suggestion(
     tx: &Transaction<'_>,
     sweep_id: &str,
     point: u32,
@@ -211,9 +212,11 @@ fn told(
         let json: String = r.get(3)?;
         let m: EpochMetrics = serde_json::from_str(&json)
             .map_err(|e| Error::Corrupt(format!("job {job} epoch {epoch}: {e}")))?;
-        let score = match settings_metric(spec) {
-            Metric::ValLoss => m.val_loss,
-            Metric::ValAcc => -m.val_acc,
+        // Lower is better for TPE: accuracies are negated.
+        let metric = spec.search.metric;
+        let score = match metric {
+            Metric::ValLoss => metric.read(&m),
+            Metric::ValAcc => -metric.read(&m),
         };
         values.entry((epoch, point)).or_default().push(score);
         last = Some((job, epoch));
@@ -235,8 +238,4 @@ fn told(
         Some((rung, told)) => (told.clone(), Some(*rung)),
         None => (Vec::new(), None),
     })
-}
-
-fn settings_metric(spec: &SweepSpec) -> Metric {
-    spec.search.metric
 }

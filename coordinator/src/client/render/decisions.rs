@@ -27,6 +27,16 @@ fn score(mean: Option<f64>, std: Option<f64>) -> String {
     }
 }
 
+/// Trial-epochs trained, and what every trial to its last epoch takes.
+pub fn trial_epochs(jobs: &[pb::JobView]) -> (u64, u64) {
+    let spent = jobs.iter().map(|j| u64::from(j.epochs_done)).sum();
+    let full = jobs
+        .iter()
+        .map(|j| u64::from(j.spec.as_ref().map_or(0, |s| s.max_epochs)))
+        .sum();
+    (spent, full)
+}
+
 /// Why a point went on or stopped at its rung.
 fn why(d: &pb::ListDecisionsResponse, row: &pb::Decision) -> String {
     let cutoff = row.cutoff.map_or("-".to_string(), |c| format!("{c:.4}"));

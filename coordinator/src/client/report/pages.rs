@@ -269,12 +269,7 @@ fn stopping_section(inputs: &Inputs) -> Option<(String, Table)> {
             ]
         })
         .collect();
-    let spent: u64 = inputs.jobs.iter().map(|j| u64::from(j.epochs_done)).sum();
-    let full: u64 = inputs
-        .jobs
-        .iter()
-        .map(|j| u64::from(j.spec.as_ref().map_or(0, |s| s.max_epochs)))
-        .sum();
+    let (spent, full) = crate::client::render::decisions::trial_epochs(&inputs.jobs);
     let intro = format!(
         "{}. A point is judged by the mean over its seeds at the rung's epoch. Trial-epochs trained: {spent} of the {full} that every trial to its last epoch takes ({:.0} %).",
         crate::client::render::decisions::rule_phrase(d),

@@ -64,6 +64,14 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric's value in an epoch's numbers.
+    pub fn read(self, m: &jetsweep_proto::metrics::EpochMetrics) -> f64 {
+        match self {
+            Metric::ValLoss => m.val_loss,
+            Metric::ValAcc => m.val_acc,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::ValLoss => "val_loss",
