@@ -53,7 +53,8 @@ fn why(d: &pb::ListDecisionsResponse, row: &pb::Decision) -> String {
             None => format!("went on past epoch {epoch}: too few others to judge by"),
         },
         (_, "kept") => format!(
-            "kept at epoch {epoch}: in the top of {} (cutoff {cutoff})",
+            "kept at epoch {epoch}: in the top {} of {} (cutoff {cutoff})",
+            row.among.div_ceil(d.eta.max(2)),
             row.among
         ),
         (_, "promoted") => {
@@ -68,7 +69,7 @@ fn why(d: &pb::ListDecisionsResponse, row: &pb::Decision) -> String {
         ),
         (_, "stopped") if d.mode == "sync" => {
             format!(
-                "stopped at epoch {epoch}: below the cutoff {cutoff} of the {} judged",
+                "stopped at epoch {epoch}: worse than the cutoff {cutoff} of the {} judged",
                 row.among
             )
         }
@@ -198,12 +199,14 @@ mod tests {
         assert_eq!(lines[2], "  rung 3: 1 points judged: 1 kept");
         assert!(
             lines[4].contains("0.5000 ± 0.0100")
-                && lines[4].contains("stopped at epoch 1: below the cutoff 0.4000 of the 3 judged"),
+                && lines[4]
+                    .contains("stopped at epoch 1: worse than the cutoff 0.4000 of the 3 judged"),
             "{}",
             lines[4]
         );
         assert!(
-            lines[5].contains("    3 ") && lines[5].contains("kept at epoch 3"),
+            lines[5].contains("    3 ")
+                && lines[5].contains("kept at epoch 3: in the top 1 of 1 (cutoff 0.2000)"),
             "{}",
             lines[5]
         );
