@@ -30,13 +30,16 @@ fn forbidden(message: String) -> Error {
     }
 }
 
-/// The synthetic generator and the OpenML download: no file of the coordinator's is named.
+/// The synthetic generator and the OpenML download, by their exact names: no file of the
+/// coordinator's is named. (`openml:../x.csv` is not one: anything else is a path, checked.)
 fn built_in(raw: &str) -> bool {
     let raw = raw.trim();
     raw == "synthetic"
-        || raw.starts_with("synthetic:")
+        || raw
+            .strip_prefix("synthetic:")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         || raw == "openml"
-        || raw.starts_with("openml:")
+        || raw == format!("openml:{}", jetsweep_data::openml::DATASET_ID)
 }
 
 impl DataAccess {
@@ -78,10 +81,22 @@ impl DataAccess {
                 }
                 // A link inside the root may point outside it: what it resolves to must lie under
                 // the root too. (A path that does not exist is left to the dataset's own error.)
-                if let Ok(real) = path.canonicalize()
-                    && !real.starts_with(root)
-                {
-                    return Err(outside());
+                if let Ok(real) = path.canonicalize() {
+                    if !real.starts_with(root) {
+                        return Err(outside());
+                    }
+                    // A folder of .npy files is read file by file: each must lie under the root
+                    // too (a link inside it could point anywhere).
+                    if real.is_dir() {
+                        let entries = std::fs::read_dir(&real).map_err(|_| outside())?;
+                        for entry in entries.flatten() {
+                            if let Ok(file) = entry.path().canonicalize()
+                                && !file.starts_with(root)
+                            {
+                                return Err(outside());
+                            }
+                        }
+                    }
                 }
                 Ok(path.display().to_string())
             }
@@ -101,6 +116,10 @@ mod tests {
         std::fs::write(root.join("jets.csv"), "x").unwrap();
         std::fs::write(dir.path().join("secret.csv"), "x").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.csv"), root.join("link.csv")).unwrap();
+        // A folder of .npy files under the root, one of them a link to a file outside it.
+        std::fs::create_dir(root.join("npy")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.csv"), root.join("npy/x_train.npy"))
+            .unwrap();
         let access = DataAccess::under(&root).unwrap();
         let real_root = root.canonicalize().unwrap();
         assert_eq!(
@@ -108,9 +127,19 @@ mod tests {
             real_root.join("jets.csv").display().to_string()
         );
         assert_eq!(access.resolve("synthetic:5000").unwrap(), "synthetic:5000");
+        assert_eq!(access.resolve("openml:42468").unwrap(), "openml:42468");
+        // Only the exact built-in names skip the root: anything else is a path under it.
+        for name in ["openml:../secret.csv", "synthetic:../secret.csv"] {
+            let resolved = access.resolve(name).unwrap();
+            assert!(
+                resolved.starts_with(&real_root.display().to_string()),
+                "{name}: {resolved}"
+            );
+        }
         for outside in [
             "../secret.csv".to_string(),
             "link.csv".to_string(),
+            "npy".to_string(),
             dir.path().join("secret.csv").display().to_string(),
             "/etc/passwd".to_string(),
         ] {

@@ -92,6 +92,10 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(String),
 
+    /// The caller's credential may not do this (its message names the credential and the rule).
+    #[error("{0}")]
+    PermissionDenied(String),
+
     /// A cancel of a sweep with nothing left to run: nothing was changed.
     #[error(
         "sweep {sweep_id} has already finished ({done} done, {failed} failed, {cancelled} cancelled): there is nothing to cancel, and nothing was changed"
@@ -193,7 +197,9 @@ impl From<Error> for Status {
                 DatasetProblem::Unavailable => Status::unavailable(message),
             },
             Error::NotFound(_) => Status::not_found(message),
-            Error::NotYourLease { .. } => Status::permission_denied(message),
+            Error::NotYourLease { .. } | Error::PermissionDenied(_) => {
+                Status::permission_denied(message)
+            }
             Error::Unavailable(_) => Status::unavailable(message),
             Error::Open { .. }
             | Error::StateInUse { .. }

@@ -13,6 +13,7 @@
 //!   coordinator, and the one writer thread that group-commits every state change.
 //! - [`datasets`]: the prepared dataset files the coordinator keeps and serves to workers.
 //! - [`access`]: which dataset files a submitted sweep may make the coordinator read.
+//! - [`credentials`]: who may do what (credentials, roles, the verbs each role may use).
 //! - [`clock`]: where `now` comes from (the system clock, or a test's hand-moved one).
 //! - [`Error`]: one error for the crate, turned into a gRPC status in one place.
 //!
@@ -32,6 +33,7 @@ pub mod access;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod credentials;
 pub mod datasets;
 mod error;
 pub mod jobs;

@@ -14,6 +14,12 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Everything this process writes (state file, datasets, reports and logs) is its user's alone: on a shared
+    // login node other users must not read it (the state file holds worker secrets).
+    // SAFETY: sets this process's file-creation mask; no other thread exists yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = jetsweep_coordinator::cli::Cli::parse();
     match jetsweep_coordinator::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

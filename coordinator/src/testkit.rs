@@ -178,6 +178,31 @@ pub mod bad_sweeps {
                 &["lease_timeout_s", "three heartbeats"],
             ),
             bad(
+                "a name with a terminal escape",
+                "name = \"x\\u001b]0;pwned\\u0007\"\n",
+                &["name", "control character"],
+            ),
+            bad(
+                "a priority of 0",
+                "name = \"x\"\npriority = 0\n",
+                &["priority", "above 0"],
+            ),
+            bad(
+                "an infinite priority",
+                "name = \"x\"\npriority = inf\n",
+                &["priority", "inf"],
+            ),
+            bad(
+                "a negative max_running",
+                "name = \"x\"\nmax_running = -1\n",
+                &["max_running", "-1"],
+            ),
+            bad(
+                "a device class that is not one",
+                "name = \"x\"\ndevice = \"gpu\"\n",
+                &["device", "gpu", "cuda"],
+            ),
+            bad(
                 "4 billion epochs",
                 "name = \"x\"\n[defaults]\nmax_epochs = 4294967295\n",
                 &["max_epochs", "4294967295"],
@@ -357,6 +382,7 @@ impl TestCoordinator {
                 clock: clock.shared(),
                 access: DataAccess::Local,
                 token: None,
+                credentials: None,
                 tls: None,
                 holder: "a test".into(),
             },

@@ -134,6 +134,8 @@ def main():
              f"scalerAddress {meta['scalerAddress']} does not reach --scaler-listen's port {scaler}")
     for key in ("slotsPerWorker", "jobsPerSlot"):
         need(meta.get(key, "1").isdigit() and int(meta.get(key, "1")) >= 1, f"{key} {meta.get(key)!r}")
+    need(meta.get("device") == ("cuda" if overlay == "gpu" else "cpu"),
+         f"scaler metadata device {meta.get('device')!r}: the {overlay} pool must scale on its own device's queue")
     need(meta.get("slotsPerWorker") == arg(work, "slots"),
          f"slotsPerWorker {meta.get('slotsPerWorker')} is not the workers' --slots {arg(work, 'slots')}")
 

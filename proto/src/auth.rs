@@ -1,12 +1,11 @@
-//! What every call carries besides its message: the shared token and the protocol version. A
-//! coordinator started with a token refuses every call (both services) that does not carry it, as
-//! `authorization: Bearer TOKEN` metadata, with UNAUTHENTICATED and a message saying what to do.
-//! Every call also says its protocol version (`jetsweep-protocol: N`, N = [`crate::PROTOCOL_VERSION`]); one that does not, or says
-//! another, is refused with FAILED_PRECONDITION naming both versions — after the token check, so a
-//! caller without the token learns nothing. Clients attach both with [`ClientToken`]; the
-//! coordinator checks both with [`RequireToken`].
-
-use std::sync::Arc;
+//! What every call carries besides its message: a token and the protocol version. A coordinator
+//! with credentials refuses every call (both services) that does not carry one of its tokens, as
+//! `authorization: Bearer TOKEN` metadata, with UNAUTHENTICATED and a message saying what to do
+//! (its gate does that, before any service sees the call). Every call also says its protocol
+//! version (`jetsweep-protocol: N`, N = [`crate::PROTOCOL_VERSION`]); one that does not, or says
+//! another, is refused with FAILED_PRECONDITION naming both versions ([`RequireProtocol`]) —
+//! after the token check, so a caller without a token learns nothing. Clients attach both with
+//! [`ClientToken`].
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -94,57 +93,13 @@ impl Interceptor for ClientToken {
     }
 }
 
-/// Server side: lets a call through only if it carries the token (every call, when there is none).
-#[derive(Clone, Default)]
-pub struct RequireToken(Option<Arc<[u8]>>);
+/// Server side: refuses a call of another protocol version. (Who may call is the coordinator's
+/// gate, over the whole server: `coordinator/src/server/gate.rs`.)
+#[derive(Clone, Copy, Default)]
+pub struct RequireProtocol;
 
-impl RequireToken {
-    /// No token (or an empty one): every call is let through.
-    pub fn new(token: Option<&str>) -> Result<RequireToken, InvalidToken> {
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Ok(RequireToken(None));
-        };
-        valid(token)?;
-        Ok(RequireToken(Some(
-            format!("Bearer {token}").into_bytes().into(),
-        )))
-    }
-}
-
-impl RequireToken {
-    /// Whether a token is required at all.
-    pub fn required(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Whether `token` (as a person or script types it, without `Bearer `) is the one required.
-    /// Always true when none is.
-    pub fn accepts(&self, token: Option<&str>) -> bool {
-        match (&self.0, token) {
-            (None, _) => true,
-            (Some(expected), Some(given)) => same(format!("Bearer {given}").as_bytes(), expected),
-            (Some(_), None) => false,
-        }
-    }
-}
-
-impl Interceptor for RequireToken {
+impl Interceptor for RequireProtocol {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(expected) = &self.0 {
-            match request.metadata().get(METADATA_KEY) {
-                None => {
-                    return Err(Status::unauthenticated(
-                        "this coordinator requires a token: pass --token or set JETSWEEP_TOKEN",
-                    ));
-                }
-                Some(given) if same(given.as_bytes(), expected) => {}
-                Some(_) => {
-                    return Err(Status::unauthenticated(
-                        "wrong token: use the one the coordinator was started with (--token or JETSWEEP_TOKEN)",
-                    ));
-                }
-            }
-        }
         check_protocol(&request)?;
         Ok(request)
     }
@@ -165,9 +120,4 @@ fn check_protocol(request: &Request<()>) -> Result<(), Status> {
                 .unwrap_or_else(|_| "(not text)".into())
         ))),
     }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

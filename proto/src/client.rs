@@ -85,6 +85,43 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     line
 }
 
+/// Set to `1` to send a token over plaintext `http://` to another machine anyway (a network
+/// everyone on it is trusted with the token).
+pub const INSECURE_ENV: &str = "JETSWEEP_INSECURE";
+
+/// Whether `url`'s host is this machine (127.0.0.0/8, ::1, localhost).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses to send a token in clear over the network: a token goes to another machine only over
+/// `https://`, unless [`INSECURE_ENV`] says the network is trusted.
+fn check_token_transport(url: &str, token: Option<&str>) -> Result<(), Error> {
+    let has_token = token.is_some_and(|t| !t.is_empty());
+    if !has_token || !url.starts_with("http://") || is_loopback(url) {
+        return Ok(());
+    }
+    if std::env::var(INSECURE_ENV).is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    Err(Error::Address {
+        url: url.to_string(),
+        reason: format!(
+            "this would send the token in clear over the network: use https:// (a coordinator started with --tls-cert), or set {INSECURE_ENV}=1 on a network where everyone may read the token"
+        ),
+    })
+}
+
 /// A channel to the coordinator at `address`, connected now (an unreachable coordinator is an
 /// error that names it and the cause), carrying `token` on every call when there is one, over TLS
 /// trusting `ca` (or the public roots) when the address is `https://`.
@@ -93,8 +130,9 @@ pub async fn connect(
     token: Option<&str>,
     ca: Option<&Path>,
 ) -> Result<Channel, Error> {
-    let token = ClientToken::new(token)?;
     let (endpoint, url) = endpoint(address, ca)?;
+    check_token_transport(&url, token)?;
+    let token = ClientToken::new(token)?;
     let channel = endpoint.connect().await.map_err(|e| Error::Unreachable {
         url,
         reason: with_causes(&e),
@@ -109,8 +147,10 @@ pub fn connect_lazy(
     token: Option<&str>,
     ca: Option<&Path>,
 ) -> Result<Channel, Error> {
+    let (endpoint, url) = endpoint(address, ca)?;
+    check_token_transport(&url, token)?;
     let token = ClientToken::new(token)?;
-    Ok(token.wrap(endpoint(address, ca)?.0.connect_lazy()))
+    Ok(token.wrap(endpoint.connect_lazy()))
 }
 
 /// The people-and-tools service over `channel`, with the contract's message limits.
@@ -142,6 +182,33 @@ mod tests {
         for (bad, needle) in [("ftp://h", "ftp"), ("", "empty")] {
             let err = coordinator_url(bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_token_goes_in_clear_only_to_this_machine() {
+        for url in [
+            "http://127.0.0.1:7070",
+            "http://localhost:1",
+            "http://[::1]:7070",
+            "https://10.0.0.5:7070",
+        ] {
+            assert!(check_token_transport(url, Some("t")).is_ok(), "{url}");
+        }
+        assert!(check_token_transport("http://10.0.0.5:7070", None).is_ok());
+        // (JETSWEEP_INSECURE is not set in the tests.)
+        for url in [
+            "http://10.0.0.5:7070",
+            "http://coordinator:7070",
+            "http://127.0.0.1.evil.example:1",
+        ] {
+            let e = check_token_transport(url, Some("t"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("in clear") && e.contains(INSECURE_ENV),
+                "{url}: {e}"
+            );
         }
     }
 

@@ -351,7 +351,12 @@ fn jetsweep_run_runs_a_sweep_locally_and_prints_the_results() {
 fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let (_coord, url) = coordinator_with(dir.path(), "127.0.0.1:0", "a", &["--token", "s3cret"]);
+    let (_coord, url) = coordinator_with(
+        dir.path(),
+        "127.0.0.1:0",
+        "a",
+        &["--token", "s3cret-s3cret-s3cret"],
+    );
     let sweep_file = dir.path().join("quick.toml");
     std::fs::write(&sweep_file, QUICK).unwrap();
     let submit = |token: Option<&str>| {
@@ -365,7 +370,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
         }
         cmd.output().unwrap()
     };
-    for (token, needle) in [(None, "requires a token"), (Some("wrong"), "wrong token")] {
+    for (token, needle) in [(None, "requires a token"), (Some("wrong"), "unknown token")] {
         let out = submit(token);
         let (_, stderr) = text(&out);
         assert!(
@@ -373,7 +378,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
             "{token:?}: {stderr}"
         );
     }
-    let out = submit(Some("s3cret"));
+    let out = submit(Some("s3cret-s3cret-s3cret"));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let sweep_id = stdout.trim().to_string();
@@ -387,7 +392,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert!(
-        !out.status.success() && stderr.contains("wrong token"),
+        !out.status.success() && stderr.contains("unknown token"),
         "{stderr}"
     );
 
@@ -397,7 +402,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
         let child = Command::new(crate::support::worker_bin())
             .args(["--coordinator", &url, "--slots", "2", "--cache-dir"])
             .arg(dir.path().join("cache-good"))
-            .env("JETSWEEP_TOKEN", "s3cret")
+            .env("JETSWEEP_TOKEN", "s3cret-s3cret-s3cret")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -411,7 +416,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
             "--coordinator",
             &url,
             "--token",
-            "s3cret",
+            "s3cret-s3cret-s3cret",
         ])
         .env_remove("JETSWEEP_TOKEN")
         .output()
@@ -435,7 +440,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
             "--coordinator",
             &url,
         ])
-        .env("JETSWEEP_TOKEN", "s3cret")
+        .env("JETSWEEP_TOKEN", "s3cret-s3cret-s3cret")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);

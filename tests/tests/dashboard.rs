@@ -198,14 +198,14 @@ async fn with_a_token_the_dashboard_asks_for_it() {
         "127.0.0.1:0",
         "token",
         &[],
-        &[("JETSWEEP_TOKEN", "s3cret")],
+        &[("JETSWEEP_TOKEN", "s3cret-s3cret-s3cret")],
     );
     assert_eq!(http_get(&url, "/healthz", None).0, 200);
     let (status, body) = http_get(&url, "/api/sweeps", None);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("requires a token"), "{body}");
     assert_eq!(http_get(&url, "/api/sweeps", Some("wrong")).0, 401);
-    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret"));
+    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret-s3cret-s3cret"));
     assert_eq!(status, 200, "{body}");
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -245,10 +245,10 @@ fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
         "127.0.0.1:0",
         "hostile-web",
         &[],
-        &[("JETSWEEP_TOKEN", "s3cret")],
+        &[("JETSWEEP_TOKEN", "s3cret-s3cret-s3cret")],
     );
     let host = url.trim_start_matches("http://");
-    let auth = "Authorization: Bearer s3cret\r\n";
+    let auth = "Authorization: Bearer s3cret-s3cret-s3cret\r\n";
     for (request, refused) in [
         (
             format!(
@@ -271,7 +271,7 @@ fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
         // A 100 KB cookie: refused before anything reads it.
         (
             format!(
-                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_token={}\r\nConnection: close\r\n\r\n",
+                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_session={}\r\nConnection: close\r\n\r\n",
                 "a".repeat(100_000)
             ),
             400..=499,
@@ -279,7 +279,7 @@ fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
         // A forged cookie is no token.
         (
             format!(
-                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_token=guess; jetsweep_token=s3cre\r\nConnection: close\r\n\r\n"
+                "GET /api/sweeps HTTP/1.1\r\nHost: {host}\r\nCookie: jetsweep_session=guess; jetsweep_session=s3cre\r\nConnection: close\r\n\r\n"
             ),
             401..=401,
         ),
@@ -291,6 +291,6 @@ fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
             &request[..request.len().min(120)]
         );
     }
-    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret"));
+    let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret-s3cret-s3cret"));
     assert_eq!(status, 200, "still serving: {body}");
 }

@@ -5,6 +5,7 @@ mod cluster;
 mod dashboard;
 mod report;
 mod resume;
+mod roles;
 mod search;
 mod stopping;
 mod support;

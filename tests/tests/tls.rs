@@ -38,12 +38,12 @@ async fn a_sweep_runs_over_tls_and_untrusting_clients_are_refused() {
             "--tls-key",
             key.to_str().unwrap(),
             "--token",
-            "s3cret",
+            "s3cret-s3cret-s3cret",
         ],
     );
     assert!(url.starts_with("https://"), "{url}");
     let mut sweeps = client::sweep_client(
-        client::connect(&url, Some("s3cret"), Some(&ca))
+        client::connect(&url, Some("s3cret-s3cret-s3cret"), Some(&ca))
             .await
             .expect("a client trusting the authority connects"),
     );
@@ -61,7 +61,12 @@ async fn a_sweep_runs_over_tls_and_untrusting_clients_are_refused() {
         dir.path(),
         &url,
         "1",
-        &["--token", "s3cret", "--ca", ca.to_str().unwrap()],
+        &[
+            "--token",
+            "s3cret-s3cret-s3cret",
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
     );
     let start = std::time::Instant::now();
     loop {
@@ -88,7 +93,7 @@ async fn a_sweep_runs_over_tls_and_untrusting_clients_are_refused() {
             "--coordinator",
             &url,
             "--token",
-            "s3cret",
+            "s3cret-s3cret-s3cret",
             "--ca",
         ])
         .arg(&ca)
@@ -96,13 +101,19 @@ async fn a_sweep_runs_over_tls_and_untrusting_clients_are_refused() {
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     // Without the authority, the public roots do not vouch for this certificate.
-    let untrusting = client::connect(&url, Some("s3cret"), None).await;
+    let untrusting = client::connect(&url, Some("s3cret-s3cret-s3cret"), None).await;
     let err = untrusting.expect_err("refused").to_string();
     assert!(err.contains(&url), "{err}");
     // Plaintext to a TLS port fails too (the CLI says which address).
     let plain = url.replace("https://", "http://");
     let out = Command::new(coordinator_bin())
-        .args(["status", "--coordinator", &plain, "--token", "s3cret"])
+        .args([
+            "status",
+            "--coordinator",
+            &plain,
+            "--token",
+            "s3cret-s3cret-s3cret",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success(), "{:?}", text(&out));
@@ -116,7 +127,7 @@ fn serving_off_loopback_needs_tls_and_a_token_or_says_insecure() {
     let out = Command::new(coordinator_bin())
         .args(["serve", "--listen", "0.0.0.0:0", "--state"])
         .arg(dir.path().join("state.db"))
-        .args(["--token", "s3cret"])
+        .args(["--token", "s3cret-s3cret-s3cret"])
         .output()
         .unwrap();
     let (_, stderr) = text(&out);

@@ -13,6 +13,12 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Everything this process writes (dataset cache, checkpoints and logs) is its user's alone: on a shared
+    // login node other users must not read it (the state file holds worker secrets).
+    // SAFETY: sets this process's file-creation mask; no other thread exists yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = jetsweep_worker::cli::Cli::parse();
     match jetsweep_worker::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! [`crate::server::start`]) and prints. A file per verb or per few related verbs. Data goes to
 //! stdout, progress and logs to stderr.
 
+mod credentials;
 mod report;
 mod results;
 mod run;
@@ -48,6 +49,10 @@ pub enum Command {
     Watch(status::WatchArgs),
     /// Run a sweep on this machine: a coordinator and N local workers, progress, then the results.
     Run(run::RunArgs),
+    /// Credentials for `serve --tokens FILE`: `jetsweep token new NAME ROLE`.
+    Token(credentials::TokenArgs),
+    /// Who submitted and cancelled what, newest first.
+    Audit(credentials::AuditArgs),
 }
 
 /// Where the coordinator is, for the client verbs.
@@ -99,6 +104,9 @@ pub fn rpc_error(s: tonic::Status) -> anyhow::Error {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Token(a) = cli.command {
+        return credentials::token(a);
+    }
     logging::init(match &cli.command {
         Command::Serve(a) => a.logging.log_format,
         Command::Run(a) => a.logging.log_format,
@@ -119,6 +127,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Cancel(a) => submit::cancel(a).await,
             Command::Watch(a) => status::watch(a).await,
             Command::Run(a) => run::run(a).await,
+            Command::Audit(a) => credentials::audit(a).await,
+            Command::Token(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

@@ -110,6 +110,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let worker_bin = worker_binary()?;
     let data_dir = args.state.with_extension("data");
     let listener = TcpListener::bind("127.0.0.1:0").await?;
+    // A token of this run's own: its port is visible to every local user (`ss -ltn`), and the
+    // coordinator reads any file the runner can. Only this process and its workers hold it (the
+    // workers through their environment, which other users cannot read).
+    let token = crate::credentials::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = start(
         StartConfig {
@@ -118,7 +122,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             clock: clock::system(),
             // The submitter is the local user: any file they can read.
             access: crate::access::DataAccess::Local,
-            token: None,
+            token: Some(token.clone()),
+            credentials: None,
             tls: None,
             holder: format!("jetsweep run {}, serving", args.file.display()),
         },
@@ -136,10 +141,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..
     } = started;
 
-    // The embedded coordinator listens on loopback only, without a token.
+    // The embedded coordinator listens on loopback only, with the run's own token.
     let remote = Remote {
         coordinator: url.clone(),
-        token: None,
+        token: Some(token.clone()),
         ca: None,
     };
     tracing::info!(file = %args.file.display(), "preparing the dataset and submitting");
@@ -166,6 +171,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             command.args(["--pack", &k.to_string()]);
         }
         command
+            .env("JETSWEEP_TOKEN", &token)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?);

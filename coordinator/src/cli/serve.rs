@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use super::Logging;
 use crate::access::DataAccess;
 use crate::clock;
+use crate::credentials::Credentials;
 use crate::server::{StartConfig, serve_scaler, start};
 
 #[derive(Debug, Args)]
@@ -26,8 +27,9 @@ pub struct ServeArgs {
     /// client, and the files are this machine's.
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
-    /// A shared secret every client and worker must present (their --token or JETSWEEP_TOKEN).
-    /// Without one, anyone who can reach the address can submit, cancel and report.
+    /// A shared secret (16 characters or more) every client and worker may present (their --token
+    /// or JETSWEEP_TOKEN): it is an admin's, allowed everything. Without it or --tokens, anyone who
+    /// can reach the address can submit, cancel and report.
     #[arg(
         long,
         env = "JETSWEEP_TOKEN",
@@ -35,6 +37,12 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// Credentials with roles, one a line: `NAME ROLE sha256:HASH` (`jetsweep token new NAME ROLE`
+    /// prints a token and its line). Roles: admin (everything), user (submit; cancel its own
+    /// sweeps; read all), viewer (read only), worker (take and report jobs, nothing else). The file
+    /// holds hashes, never tokens; it must not be writable by others.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
     /// PEM certificate (chain) to serve TLS with, with --tls-key. Clients then use https:// (and
     /// --ca FILE when the certificate is not from a public authority).
     #[arg(long, requires = "tls_key", value_name = "FILE")]
@@ -79,17 +87,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let token = args.token.as_deref().filter(|t| !t.is_empty());
+    let credentials = match &args.tokens {
+        Some(path) => Some(Credentials::read(path).map_err(|e| anyhow::anyhow!("--tokens {e}"))?),
+        None => None,
+    };
+    let guarded = token.is_some() || credentials.is_some();
     let tls = args.tls_cert.is_some();
-    let secured = tls && token.is_some();
+    let secured = tls && guarded;
     if !addr.ip().is_loopback() && !secured {
-        let missing = match (tls, token.is_some()) {
+        let missing = match (tls, guarded) {
             (false, false) => "TLS and a token",
             (false, true) => "TLS (the token would cross the network in clear)",
             _ => "a token (anyone who can reach it could submit, cancel and report)",
         };
         anyhow::ensure!(
             args.insecure,
-            "refusing to serve on {addr} without {missing}: give --tls-cert/--tls-key and --token (or JETSWEEP_TOKEN), or --insecure on a network you trust"
+            "refusing to serve on {addr} without {missing}: give --tls-cert/--tls-key and --token (or JETSWEEP_TOKEN) or --tokens, or --insecure on a network you trust"
         );
         tracing::warn!(%addr, missing, "serving off loopback insecurely, as --insecure asked");
     }
@@ -120,6 +133,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             clock: clock::system(),
             access,
             token: token.map(str::to_string),
+            credentials,
             tls: tls_files,
             holder: "serving".into(),
         },

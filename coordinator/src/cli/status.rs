@@ -17,7 +17,7 @@ pub struct StatusArgs {
 
 fn sweep_line(s: &pb::SweepView) -> String {
     format!(
-        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}{}",
+        "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  {:<16}{}",
         s.sweep_id,
         s.total,
         s.done,
@@ -25,6 +25,7 @@ fn sweep_line(s: &pb::SweepView) -> String {
         s.queued,
         s.failed,
         s.cancelled,
+        crate::client::render::words::printable(&s.submitted_by),
         if s.cancel_requested {
             "  (cancel requested)"
         } else {
@@ -38,7 +39,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let Some(sweep_id) = args.sweep else {
         let sweeps = client.sweeps().await.map_err(rpc_error)?;
         println!(
-            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}",
+            "{:<28} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}  BY",
             "SWEEP", "JOBS", "DONE", "RUN", "QUEUED", "FAILED", "CANCELLED"
         );
         for s in &sweeps {

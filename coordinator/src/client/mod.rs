@@ -206,6 +206,33 @@ impl SweepClient {
             .workers)
     }
 
+    /// The audit log, newest first: up to `limit` entries of one sweep (`""`: all).
+    pub async fn audit(
+        &mut self,
+        sweep_id: &str,
+        limit: u32,
+    ) -> Result<Vec<pb::AuditEntry>, Status> {
+        let mut entries = Vec::new();
+        let mut page_token = String::new();
+        while (entries.len() as u32) < limit {
+            let page = self
+                .rpc
+                .list_audit(pb::ListAuditRequest {
+                    sweep_id: sweep_id.to_string(),
+                    page_size: limit - entries.len() as u32,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            entries.extend(page.entries);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok(entries)
+    }
+
     /// The sweep's counts now and after every change, until it ends.
     pub async fn watch(
         &mut self,

@@ -6,10 +6,12 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::cancel::{cancel_job, cancelled_everywhere};
 use super::checkpoints;
 use super::rows::{corrupt, job_columns, job_from_row};
+use super::share::Shares;
 use super::workers::touch_worker;
 use super::{Job, JobState, LeaseGrant, Millis};
 use crate::Error;
 use crate::store::{exec, one};
+use crate::sweep::Device;
 use jetsweep_proto::limits::MAX_PACK;
 use jetsweep_proto::worker_id::worker_name;
 
@@ -174,9 +176,10 @@ macro_rules! lease_job {
 const PACK_SCAN: u32 = 4096;
 
 /// Leases `ask.slots` packs to `worker` after expiring overdue leases: each pack is the oldest
-/// queued job and, when it is a first attempt and `ask.pack` > 1, up to `ask.pack - 1` more queued
-/// first attempts that train with it (the same `pack_key` — `Hyperparameters::pack_key` — and
-/// dataset), oldest first among the next [`PACK_SCAN`] queued. A job that may resume from saved
+/// queued job of the sweep whose turn it is (the fair share, [`Shares`]) and, when it is a first
+/// attempt and `ask.pack` > 1, up to `ask.pack - 1` more of that sweep's queued first attempts
+/// that train with it (the same `pack_key` — `Hyperparameters::pack_key` — and dataset), oldest
+/// first among its next [`PACK_SCAN`] queued, within the sweep's `max_running`. A job that may resume from saved
 /// state is leased alone. Each job gets its own lease, as always; at most [`MAX_PACK`] leases in
 /// all. `request_id`, and the pack's first lease, are recorded with each lease.
 pub(super) fn lease_jobs_for(
@@ -188,11 +191,16 @@ pub(super) fn lease_jobs_for(
 ) -> Result<Vec<Pack>, Error> {
     touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    // One statement takes the oldest queued job and returns it, already leased; the other takes a
-    // named queued job.
+    let device: Option<String> = tx
+        .prepare_cached("SELECT device FROM workers WHERE id = ?1")?
+        .query_row([worker], |r| r.get(0))
+        .optional()?;
+    let mut shares = Shares::load(tx, Device::of_worker(device.as_deref().unwrap_or("cpu")))?;
+    // One statement takes a sweep's oldest queued job and returns it, already leased; the other
+    // takes a named queued job.
     let mut take_oldest = tx.prepare_cached(concat!(
         lease_job!(),
-        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT 1) RETURNING ",
+        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND last_sweep = ?3 ORDER BY queued_seq LIMIT 1) RETURNING ",
         job_columns!()
     ))?;
     let mut take_named = tx.prepare_cached(concat!(
@@ -202,7 +210,7 @@ pub(super) fn lease_jobs_for(
     ))?;
     let mut mates_of = tx.prepare_cached(
         "SELECT q.id FROM (SELECT id, pack_key, dataset_sha256, attempts
-                           FROM jobs WHERE state = 'queued' ORDER BY queued_seq LIMIT ?3) q
+                           FROM jobs WHERE state = 'queued' AND last_sweep = ?4 ORDER BY queued_seq LIMIT ?3) q
                  JOIN jobs h ON h.id = ?1
           WHERE q.attempts = 0 AND q.pack_key = h.pack_key AND q.dataset_sha256 = h.dataset_sha256
           LIMIT ?2",
@@ -211,14 +219,20 @@ pub(super) fn lease_jobs_for(
     let mut packs: Vec<Pack> = Vec::new();
     let mut leases = 0;
     while (packs.len() as u32) < ask.slots && leases < MAX_PACK as usize {
+        let Some((sweep, cap_room)) = shares.next() else {
+            break;
+        };
         let Some((id, job)) = take_oldest
-            .query_row(params![worker, now], |r| {
+            .query_row(params![worker, now, sweep], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
             })
             .optional()?
         else {
-            break;
+            shares.drop_sweep(&sweep);
+            continue;
         };
+        shares.charge(&sweep, 1);
+        shares.served(tx, &sweep)?;
         let Some(head) = grant(tx, worker, id, job, request_id, None, now)? else {
             continue;
         };
@@ -227,13 +241,15 @@ pub(super) fn lease_jobs_for(
         let head_lease = head.lease_id.clone();
         leases += 1;
         let mut grants = vec![head];
-        let room = (pack - 1).min(MAX_PACK - leases as u32);
+        let room = (pack - 1)
+            .min(MAX_PACK - leases as u32)
+            .min(cap_room.saturating_sub(1));
         if !first_attempt || room == 0 {
             packs.push(grants);
             continue;
         }
         let mates: Vec<String> = mates_of
-            .query_map(params![head_id, room, PACK_SCAN], |r| r.get(0))?
+            .query_map(params![head_id, room, PACK_SCAN, sweep], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for mate in mates {
             let taken = take_named
@@ -246,6 +262,7 @@ pub(super) fn lease_jobs_for(
             {
                 grants.push(g);
                 leases += 1;
+                shares.charge(&sweep, 1);
             }
         }
         packs.push(grants);

@@ -24,8 +24,10 @@
 //! - `halving`, `arrivals`: early stopping (sync rungs; ASHA and the median rule), and
 //!   `decision_log`: its decisions read back.
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
+//! - `audit`: who submitted and cancelled what; `share`: which sweep the next lease serves.
 
 mod arrivals;
+pub mod audit;
 mod cancel;
 mod checkpoints;
 mod complete;
@@ -35,6 +37,7 @@ pub mod halving;
 mod lease;
 mod queries;
 mod rows;
+mod share;
 mod submit;
 mod suggest;
 mod workers;
@@ -146,6 +149,8 @@ pub struct SweepCounts {
     pub paused: u32,
     pub reused: u32,
     pub cancel_requested: bool,
+    /// The credential that submitted it ("anonymous" on an open coordinator).
+    pub submitted_by: String,
 }
 
 impl SweepCounts {

@@ -25,10 +25,11 @@ pub fn sweep_head(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, E
         i64,
         bool,
         (String, String, i64, bool, String),
+        String,
     );
     let row: SweepRow = tx
         .prepare_cached(
-            "SELECT id, name, created_ms, cancel_requested, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation FROM sweeps WHERE id = ?1",
+            "SELECT id, name, created_ms, cancel_requested, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, submitted_by FROM sweeps WHERE id = ?1",
         )?
         .query_row([sweep_id], |r| {
             Ok((
@@ -37,12 +38,19 @@ pub fn sweep_head(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, E
                 r.get(2)?,
                 r.get(3)?,
                 (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                r.get(9)?,
             ))
         })
         .optional()?
         .ok_or_else(|| Error::NotFound(format!("sweep {sweep_id:?}")))?;
-    let (id, name, created_ms, cancel_requested, (spec, sha256, bytes, synthetic, validation)) =
-        row;
+    let (
+        id,
+        name,
+        created_ms,
+        cancel_requested,
+        (spec, sha256, bytes, synthetic, validation),
+        submitted_by,
+    ) = row;
     let c = SweepCounts {
         dataset: Some(DatasetRef {
             spec,
@@ -56,6 +64,7 @@ pub fn sweep_head(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts, E
         name,
         created_ms,
         cancel_requested,
+        submitted_by,
         ..SweepCounts::default()
     };
     Ok(c)
@@ -332,13 +341,24 @@ pub fn sweep_outcomes(tx: &Transaction<'_>, sweep_id: &str) -> Result<Vec<TrialO
 
 /// How many jobs wait in the queue and how many run now (leased), over every sweep: the work a
 /// cluster's workers have before them. Two counts over partial indexes: cheap at any queue length.
-pub fn open_work(tx: &Transaction<'_>) -> Result<(u64, u64), Error> {
+pub fn open_work(
+    tx: &Transaction<'_>,
+    device: Option<crate::sweep::Device>,
+) -> Result<(u64, u64), Error> {
     let count = |state: &str| -> Result<u64, Error> {
-        Ok(tx
-            .prepare_cached(&format!(
-                "SELECT COUNT(*) FROM jobs WHERE state = '{state}'"
-            ))?
-            .query_row([], |r| r.get::<_, i64>(0))? as u64)
+        Ok(match device {
+            None => tx
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM jobs WHERE state = '{state}'"
+                ))?
+                .query_row([], |r| r.get::<_, i64>(0))?,
+            Some(d) => tx
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM jobs j JOIN sweeps w ON w.id = j.last_sweep
+                     WHERE j.state = '{state}' AND w.device IN ('any', ?1)"
+                ))?
+                .query_row([d.name()], |r| r.get::<_, i64>(0))?,
+        } as u64)
     };
     Ok((count("queued")?, count("leased")?))
 }

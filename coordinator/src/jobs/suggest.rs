@@ -68,16 +68,17 @@ pub(super) fn refill(
                 score,
             })
             .collect();
+        let admissible = |p: &Point| spec.fits(p) && !points.contains(p);
         let Some(point) = (0..RETRIES).find_map(|k| {
             let index = u64::from(count) + k * spec.search.points;
-            let p = tpe::suggest(
+            tpe::suggest(
                 &spec.search.space,
                 spec.search.search_seed,
                 index,
                 &told,
                 &flying,
-            );
-            (spec.fits(&p) && !points.contains(&p)).then_some(p)
+                &admissible,
+            )
         }) else {
             tracing::warn!(sweep = %sweep_id, point = count, "TPE found no new point that fits; the sweep ends with fewer points");
             return Ok(());

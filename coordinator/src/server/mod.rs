@@ -3,6 +3,8 @@
 //!
 //! - `state`: [`Coordinator`], the shared state (writer, reader, clock, caches, configuration).
 //! - `grpc/`: the SweepService, the WorkerService, their views of the domain, KEDA's scaler.
+//! - `gate`: who may call what (credentials, roles, the transport and origin checks), before any
+//!   handler of either front end; `sessions`: the dashboard's logins.
 //! - `web/`: the dashboard, its JSON API and live event streams, `/healthz`.
 //! - `metrics`: what `/metrics` reports, for Prometheus.
 //! - `activity_cache`, `results_cache`: what the read side keeps between requests.
@@ -10,15 +12,17 @@
 //!   run` and the tests all start one this way).
 
 pub(crate) mod activity_cache;
+pub mod gate;
 pub mod grpc;
 pub mod metrics;
 pub(crate) mod results_cache;
+pub(crate) mod sessions;
 mod state;
 pub mod web;
 
 pub use grpc::scaler;
 pub use grpc::views::results_page;
-pub use state::Coordinator;
+pub use state::{Coordinator, MAX_WATCH_STREAMS};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,8 +51,10 @@ pub struct StartConfig {
     pub clock: SharedClock,
     /// Which dataset files a submitted sweep may name.
     pub access: DataAccess,
-    /// The token every call of both services must carry (`None`: none).
+    /// The single shared token, an admin's (`None`: none).
     pub token: Option<String>,
+    /// The credentials of a tokens file (`serve --tokens`), beside the token (`None`: none).
+    pub credentials: Option<crate::credentials::Credentials>,
     /// PEM certificate chain and key to serve TLS with (`None`: plaintext).
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// Who holds the state file, as a second coordinator on it is told (after "pid N, ").
@@ -87,11 +93,15 @@ pub async fn start(
     let store = Store::open(&config.state)?;
     let mut coordinator =
         Coordinator::new(store, config.data_dir, config.clock)?.with_data_access(config.access);
+    let mut credentials = config
+        .credentials
+        .unwrap_or_else(crate::credentials::Credentials::open);
     if let Some(token) = config.token.as_deref().filter(|t| !t.is_empty()) {
-        coordinator = coordinator
-            .require_token(token)
+        credentials = credentials
+            .with_admin_token(token)
             .map_err(|e| Error::InvalidRequest(format!("token: {e}")))?;
     }
+    coordinator = coordinator.with_credentials(credentials);
     if let Some((cert, key)) = &config.tls {
         coordinator = coordinator.serve_tls(cert, key)?;
     }
@@ -142,8 +152,12 @@ pub async fn serve(
             expiry.housekeeping().await;
         }
     });
-    let auth = coordinator.auth.clone();
-    let mut server = tonic::transport::Server::builder();
+    let protocol = jetsweep_proto::auth::RequireProtocol;
+    // HTTP/2 pings find a client whose machine or network went away (a watch stream or a
+    // dashboard's live page would otherwise hold its slot until the next send).
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     if let Some(tls) = coordinator.tls.clone() {
         server = server.tls_config(tls)?;
     }
@@ -156,23 +170,34 @@ pub async fn serve(
     )
     .await;
     let metrics = coordinator.metrics.clone();
+    let coordinator_for_gate = coordinator.clone();
     let routes = tonic::service::Routes::from(web::router(coordinator.clone()))
         .add_service(health_service)
         .add_service(InterceptedService::new(
             SweepServiceServer::new(grpc::sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth.clone(),
+            protocol,
         ))
         .add_service(InterceptedService::new(
             WorkerServiceServer::new(grpc::workers::Workers(coordinator))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth,
+            protocol,
         ));
-    let routes = tonic::service::Routes::from(routes.into_axum_router().layer(
-        axum::middleware::from_fn_with_state(metrics, web::count_requests),
-    ));
+    // The gate decides who may call what, before any handler; the count sees its refusals too.
+    let routes = tonic::service::Routes::from(
+        routes
+            .into_axum_router()
+            .layer(axum::middleware::from_fn_with_state(
+                coordinator_for_gate,
+                gate::gate,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics,
+                web::count_requests,
+            )),
+    );
     let result = server
         .accept_http1(true)
         .add_routes(routes)

@@ -6,15 +6,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetsweep_proto::auth::{InvalidToken, RequireToken};
 use jetsweep_proto::limits::FORGET_AFTER;
 use jetsweep_proto::sync;
 use tonic::transport::{Identity, ServerTlsConfig};
 
+use super::sessions::Sessions;
 use super::{activity_cache, metrics, results_cache};
 use crate::Error;
 use crate::access::DataAccess;
 use crate::clock::{Millis, SharedClock};
+use crate::credentials::{Caller, Credentials};
 use crate::store::Store;
 use crate::store::writer::Writer;
 
@@ -31,8 +32,10 @@ pub struct Coordinator {
     pub(super) reader: Arc<Mutex<Store>>,
     /// Prepared datasets and the download cache live here.
     pub(super) data_dir: PathBuf,
-    /// Checks every call's token (lets all through when the coordinator has none).
-    pub(super) auth: RequireToken,
+    /// Who may call, and as what (everyone, as an admin, when there are none).
+    pub(super) credentials: Arc<Credentials>,
+    /// The dashboard's logins.
+    pub(super) sessions: Arc<Sessions>,
     /// Where `now` comes from, for the writer and for reads that judge time (a worker gone).
     pub(super) clock: SharedClock,
     /// The certificate and key both services are served with; `None`: plaintext.
@@ -50,7 +53,12 @@ pub struct Coordinator {
     pub(super) metrics: metrics::Metrics,
     /// Live event streams open at once (each reads the store after commits).
     pub(super) event_streams: Arc<tokio::sync::Semaphore>,
+    /// `WatchSweep` streams open at once (each reads the store after commits).
+    pub(super) watch_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most `WatchSweep` streams open at once: a progress bar each; past it, UNAVAILABLE.
+pub const MAX_WATCH_STREAMS: usize = 256;
 
 /// Most dashboard event streams open at once.
 const MAX_EVENT_STREAMS: usize = 64;
@@ -79,9 +87,11 @@ impl Coordinator {
             writer: Writer::start_observed(store, clock.clone(), move |took| commits.commit(took))?,
             metrics,
             event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            watch_streams: Arc::new(tokio::sync::Semaphore::new(MAX_WATCH_STREAMS)),
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
-            auth: RequireToken::default(),
+            credentials: Arc::new(Credentials::open()),
+            sessions: Arc::default(),
             clock,
             tls: None,
             access: DataAccess::BuiltInOnly,
@@ -108,10 +118,34 @@ impl Coordinator {
         Ok(self)
     }
 
-    /// Requires `token` on every call of both services.
-    pub fn require_token(mut self, token: &str) -> Result<Self, InvalidToken> {
-        self.auth = RequireToken::new(Some(token))?;
-        Ok(self)
+    /// Requires one of `credentials` on every call but health checks.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Arc::new(credentials);
+        self
+    }
+
+    /// Requires `token` on every call of both services, as the admin's (the single shared token).
+    pub fn require_token(self, token: &str) -> Result<Self, String> {
+        let credentials = Credentials::open().with_admin_token(token)?;
+        Ok(self.with_credentials(credentials))
+    }
+
+    /// Cancels `sweep_id` for `caller` (a user: only its own sweeps), recording who did it; with
+    /// what the cancel stops now and what it leaves running for other sweeps.
+    pub(crate) async fn cancel(
+        &self,
+        caller: Caller,
+        sweep_id: String,
+    ) -> Result<(crate::jobs::SweepCounts, (u32, u32)), Error> {
+        self.write(move |tx, now| {
+            crate::jobs::audit::check_may_cancel(tx, &caller, &sweep_id)?;
+            let counts = crate::jobs::cancel_sweep(tx, &sweep_id, now)?;
+            let effect = crate::jobs::cancel_effect(tx, &sweep_id)?;
+            let detail = format!("{} jobs cancelled", counts.cancelled);
+            crate::jobs::audit::record(tx, now, &caller, "cancel", &sweep_id, &detail)?;
+            Ok((counts, effect))
+        })
+        .await
     }
 
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
@@ -167,14 +201,24 @@ impl Coordinator {
         .await
     }
 
-    /// Who may call: the token check both services and the dashboard use.
-    pub(crate) fn auth(&self) -> &RequireToken {
-        &self.auth
+    /// Who may call: the credentials the gate ([`super::gate`]) checks every request against.
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The dashboard's login sessions.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// Changes after every commit of the store (for watchers of a sweep).
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.writer.commits()
+    }
+
+    /// Room for one more `WatchSweep` stream, if there is any.
+    pub(crate) fn watch_stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.watch_streams.clone().try_acquire_owned().ok()
     }
 
     /// Room for one more live event stream (the dashboard's), if there is any.

@@ -325,4 +325,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sweep_id, point)
     ) WITHOUT ROWID;
     "#,
+    // 18: who did what. A sweep keeps the credential that submitted it (sweeps from before
+    // credentials existed, and an open coordinator's, say "anonymous"); every submission and
+    // cancel is a row of the audit log, in the transaction that did it.
+    r#"
+    ALTER TABLE sweeps ADD COLUMN submitted_by TEXT NOT NULL DEFAULT 'anonymous';
+    CREATE TABLE audit (
+        seq      INTEGER PRIMARY KEY,
+        at_ms    INTEGER NOT NULL,
+        who      TEXT NOT NULL,
+        role     TEXT NOT NULL,
+        action   TEXT NOT NULL,
+        sweep_id TEXT NOT NULL,
+        detail   TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_sweep ON audit (sweep_id, seq);
+    "#,
+    // 19: fair share between sweeps. Each sweep's weight, cap, device class and when it was last
+    // served (a tick: among equals, the one served longest ago goes first); a queued job is
+    // its last submitting sweep's (`last_sweep`, migration 7), and the queue is indexed by sweep
+    // so leasing finds each active sweep's oldest job without reading the others'.
+    r#"
+    ALTER TABLE sweeps ADD COLUMN priority REAL NOT NULL DEFAULT 1;
+    ALTER TABLE sweeps ADD COLUMN max_running INTEGER;
+    ALTER TABLE sweeps ADD COLUMN device TEXT NOT NULL DEFAULT 'any';
+    ALTER TABLE sweeps ADD COLUMN last_served INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_queued_by_sweep ON jobs (last_sweep, queued_seq) WHERE state = 'queued';
+    "#,
 ];

@@ -7,6 +7,9 @@
 //! dataset = "synthetic"        # as `jetsweep-worker train --dataset`; default synthetic
 //! attempts = 3                 # tries per job before it is failed
 //! lease_timeout_s = 30         # a job whose worker is silent this long goes back to the queue
+//! priority = 1                 # its weight in the fair share of workers between sweeps
+//! max_running = 64             # at most this many of its jobs at once (default: no cap)
+//! device = "any"               # which workers take its jobs: cpu, cuda or any
 //!
 //! [defaults]
 //! model = "jsc-tiny"
@@ -21,6 +24,7 @@
 //! A job's identity ([`job_id`]) is a hash of everything that determines its result, so resubmitting a
 //! sweep finds the cells already done.
 
+pub mod schedule;
 pub mod search;
 
 use std::time::Duration;
@@ -29,6 +33,7 @@ use jetsweep_data::DatasetSpec;
 use jetsweep_proto::limits::{DEFAULT_LEASE, MAX_LEASE, MIN_LEASE};
 use jetsweep_proto::model::Architecture;
 use jetsweep_proto::trial::{self, Hyperparameters, Optimizer};
+pub use schedule::{Device, Schedule};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -57,6 +62,9 @@ struct SweepFile {
     val_fraction: Option<f64>,
     attempts: Option<u32>,
     lease_timeout_s: Option<f64>,
+    priority: Option<f64>,
+    max_running: Option<i64>,
+    device: Option<String>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
@@ -109,6 +117,8 @@ pub struct SweepSpec {
     pub val_fraction: f64,
     pub attempts: u32,
     pub lease_timeout: Duration,
+    /// Its share of the workers: priority, cap, device class.
+    pub schedule: Schedule,
     /// The axes of the grid, each non-empty; a key not in `[grid]` has its one default value.
     pub models: Vec<Architecture>,
     pub optimizers: Vec<Optimizer>,
@@ -217,6 +227,7 @@ impl SweepSpec {
                 .map_err(dataset_error)?,
             val_fraction: file.val_fraction.unwrap_or(0.0),
             attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
+            schedule: Schedule::read(file.priority, file.max_running, file.device.as_deref())?,
             lease_timeout: match file.lease_timeout_s {
                 None => DEFAULT_LEASE,
                 Some(s)
@@ -341,11 +352,13 @@ impl SweepSpec {
         one.trials()
     }
 
-    /// What the submitter should know before trusting the results.
-    pub fn warnings(&self) -> Vec<String> {
+    /// What the submitter should know before trusting the results, once its dataset is prepared
+    /// (`validation`: what its validation numbers are computed on; a dataset may bring its own
+    /// held-out split, as an `.npy` directory with `x_val.npy` does).
+    pub fn warnings(&self, validation: jetsweep_proto::dataset::ValidationKind) -> Vec<String> {
         let mut out = Vec::new();
         let chooses = self.search.sampler().is_some() || self.search.decides();
-        if chooses && self.val_fraction == 0.0 {
+        if chooses && validation == jetsweep_proto::dataset::ValidationKind::TrainAsVal {
             out.push(format!(
                 "this search judges points by {} measured on the training data (MASE's train-as-val): it will choose by training fit, not by generalisation. Add val_fraction = 0.2 to hold out a validation split",
                 self.search.metric.as_str()
@@ -366,6 +379,12 @@ impl SweepSpec {
                     "{} characters: use at most {MAX_NAME_CHARS}",
                     self.name.chars().count()
                 ),
+            ));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(bad(
+                "name",
+                "holds a control character (a newline, a terminal escape): use printable text",
             ));
         }
         if !(0.0..0.9).contains(&self.val_fraction) {

@@ -310,17 +310,29 @@ depth = { int_uniform = [1, 3] }
 
 #[test]
 fn a_search_that_chooses_on_the_training_data_says_so() {
+    use jetsweep_proto::dataset::ValidationKind::{HeldOut, TrainAsVal};
     let spec = SweepSpec::parse(&SEARCH.replace("val_fraction = 0.2\n", "")).unwrap();
-    let warnings = spec.warnings();
+    let warnings = spec.warnings(TrainAsVal);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("training data") && warnings[0].contains("val_fraction"),
         "{}",
         warnings[0]
     );
-    assert!(SweepSpec::parse(SEARCH).unwrap().warnings().is_empty());
     assert!(
-        SweepSpec::parse(LAB).unwrap().warnings().is_empty(),
+        SweepSpec::parse(SEARCH)
+            .unwrap()
+            .warnings(HeldOut)
+            .is_empty()
+    );
+    // A dataset that brings its own validation split (an .npy directory with x_val.npy) needs no
+    // val_fraction.
+    assert!(spec.warnings(HeldOut).is_empty());
+    assert!(
+        SweepSpec::parse(LAB)
+            .unwrap()
+            .warnings(TrainAsVal)
+            .is_empty(),
         "a grid chooses nothing"
     );
 }

@@ -40,14 +40,21 @@ impl Datasets {
             return Ok(d.clone());
         }
         let path = self.dir.join(format!("{sha256}.{}", cache::EXTENSION));
+        // The file's own checksum only says it is whole; what it holds must hash to the name it
+        // was asked by (a file in the cache folder could have been replaced, checksum and all).
         let prepared = match tokio::task::spawn_blocking({
             let path = path.clone();
-            move || cache::load(&path)
+            let sha = sha256.to_string();
+            move || cache::load(&path).map(|p| (p.content_sha256() == sha).then_some(p))
         })
         .await?
         {
-            Ok(p) if p.provenance.sha256 == sha256 => p,
-            _ => self.fetch(sha256, &path, client).await?,
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                tracing::warn!(dataset = %sha256, path = %path.display(), "cached dataset's content does not hash to its name; fetching it again");
+                self.fetch(sha256, &path, client).await?
+            }
+            Err(_) => self.fetch(sha256, &path, client).await?,
         };
         tracing::info!(dataset = %sha256, rows = prepared.train.len() + prepared.test.len(), "dataset ready");
         let prepared = Arc::new(prepared);
@@ -91,9 +98,10 @@ impl Datasets {
         let sha = sha256.to_string();
         tokio::task::spawn_blocking(move || -> Result<Prepared, WorkerError> {
             let prepared = cache::decode(&bytes, &path)?;
-            if prepared.provenance.sha256 != sha {
+            let content = prepared.content_sha256();
+            if content != sha {
                 return Err(WorkerError::DatasetMismatch {
-                    reason: format!("its content hash is {}", prepared.provenance.sha256),
+                    reason: format!("its content hashes to {content}"),
                     sha256: sha,
                 });
             }

@@ -109,6 +109,37 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The cache folder, made if missing (mode 0700), and refused if another user owns it or others
+/// may write it: on a shared machine (a predictable folder in /tmp) another user could otherwise
+/// plant the datasets and checkpoints this worker trains from.
+fn private_folder(dir: std::path::PathBuf) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot make the cache folder {}: {e}", dir.display()))?;
+    let meta = std::fs::metadata(&dir)
+        .map_err(|e| anyhow::anyhow!("cache folder {}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        anyhow::bail!(
+            "the cache folder {} belongs to another user (uid {}): give --cache-dir a folder of your own (e.g. from mktemp -d)",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the cache folder {} may be written by others (mode {:o}): chmod go-w it, or give --cache-dir a private folder",
+            dir.display(),
+            meta.mode() & 0o777
+        );
+    }
+    Ok(dir)
+}
+
 fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let coordinator = args.coordinator.ok_or_else(|| {
         anyhow::anyhow!("give a subcommand (train, prepare) or --coordinator URL to join a coordinator; see --help")
@@ -124,9 +155,10 @@ fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         pack: args
             .pack
             .unwrap_or(crate::device::default_pack(args.device) as u32),
-        cache_dir: args
-            .cache_dir
-            .unwrap_or_else(jetsweep_data::source::default_cache_dir),
+        cache_dir: private_folder(
+            args.cache_dir
+                .unwrap_or_else(jetsweep_data::source::default_cache_dir),
+        )?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -4,34 +4,13 @@
 //! rounded: accuracy in percent with two decimals, losses with four.
 
 use super::{Inputs, Param, figures::Figure, model_params, spec};
-use crate::client::render::words::{self, pct, plain};
+use crate::client::render::words::{self, pct, plain, utc};
 use jetsweep_proto::v1 as pb;
 
 /// A table: its header and rows of cells, as text.
 struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian, from the days since 1970).
-fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
 }
 
 /// The facts the header states, as (label, text) pairs.

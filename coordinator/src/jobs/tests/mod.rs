@@ -97,6 +97,7 @@ mod cancel;
 mod complete;
 mod halving;
 mod lease;
+mod share;
 mod submit;
 mod tpe;
 mod workers;

@@ -30,5 +30,21 @@ pub(super) fn required(value: &str, field: &str) -> Result<(), Error> {
             value.len()
         )));
     }
+    // Ids and host names are printed in tables, logs and reports: a control character (a newline
+    // forging a log line, a terminal escape retitling the terminal) has no business in one.
+    if value.chars().any(char::is_control) {
+        return Err(Error::InvalidRequest(format!(
+            "{field} holds a control character: give printable text"
+        )));
+    }
     Ok(())
+}
+
+/// Free text from a worker (an error message), kept to `max` characters with its control
+/// characters as spaces: it is shown in tables, logs and reports.
+pub(super) fn printable_text(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

@@ -5,7 +5,9 @@
 //! per replica is the jobs one worker pod runs at once, from the ScaledObject's metadata:
 //! `slotsPerWorker` (its `--slots`, default 1) × `jobsPerSlot` (default 1; a worker that trains
 //! packs runs up to its `--pack` jobs per slot). KEDA then asks for ceil(work / target) replicas,
-//! and for none once the queue is empty and nothing runs (IsActive false).
+//! and for none once the queue is empty and nothing runs (IsActive false). With metadata
+//! `device` (`cpu` or `cuda`) it counts only the jobs such workers may take (their sweep's
+//! `device` is that class or `any`), so a CPU and a GPU worker pool each scale on their own queue.
 //!
 //! KEDA cannot send the coordinator's token, so this service answers without one, on its own
 //! listen address: it tells only two counts and changes nothing.
@@ -21,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::server::Coordinator;
+use crate::sweep::Device;
 
 /// The one metric's name.
 pub const METRIC: &str = "jetsweep-open-jobs";
@@ -52,10 +55,28 @@ impl Scaler {
         }
     }
 
-    /// Queued + running jobs now.
-    async fn open_jobs(&self) -> Result<u64, Status> {
-        let (queued, running) = self.coordinator.read(crate::jobs::open_work).await?;
+    /// Queued + running jobs now that workers of class `device` may take (`None`: all).
+    async fn open_jobs(&self, device: Option<Device>) -> Result<u64, Status> {
+        let (queued, running) = self
+            .coordinator
+            .read(move |tx| crate::jobs::open_work(tx, device))
+            .await?;
         Ok(queued + running)
+    }
+}
+
+/// The device class a ScaledObject scales workers of (metadata `device`: `cpu` or `cuda`; absent:
+/// every job counts). Errors name the value.
+pub fn device_of(object: &ks::ScaledObjectRef) -> Result<Option<Device>, Status> {
+    match object.scaler_metadata.get("device").map(|v| v.trim()) {
+        None | Some("") | Some("any") => Ok(None),
+        Some(v) => match Device::parse(v) {
+            Some(d) => Ok(Some(d)),
+            None => Err(Status::invalid_argument(format!(
+                "scaler metadata device = {:?}: cpu or cuda (the class of the workers this ScaledObject scales), or leave it out to count every job",
+                v.chars().take(40).collect::<String>()
+            ))),
+        },
     }
 }
 
@@ -89,7 +110,8 @@ impl ExternalScaler for Scaler {
         request: Request<ks::ScaledObjectRef>,
     ) -> Result<Response<ks::IsActiveResponse>, Status> {
         target_per_worker(request.get_ref())?;
-        let result = self.open_jobs().await? > 0;
+        let device = device_of(request.get_ref())?;
+        let result = self.open_jobs(device).await? > 0;
         Ok(Response::new(ks::IsActiveResponse { result }))
     }
 
@@ -102,6 +124,7 @@ impl ExternalScaler for Scaler {
         request: Request<ks::ScaledObjectRef>,
     ) -> Result<Response<Self::StreamIsActiveStream>, Status> {
         target_per_worker(request.get_ref())?;
+        let device = device_of(request.get_ref())?;
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "{MAX_STREAMS} StreamIsActive streams are open already"
@@ -114,7 +137,7 @@ impl ExternalScaler for Scaler {
             let _permit = permit;
             let mut said = None;
             loop {
-                let active = match scaler.open_jobs().await {
+                let active = match scaler.open_jobs(device).await {
                     Ok(n) => n > 0,
                     Err(status) => {
                         let _ = tx.send(Err(status)).await;
@@ -164,8 +187,10 @@ impl ExternalScaler for Scaler {
         request: Request<ks::GetMetricsRequest>,
     ) -> Result<Response<ks::GetMetricsResponse>, Status> {
         let request = request.into_inner();
+        let mut device = None;
         if let Some(object) = &request.scaled_object_ref {
             target_per_worker(object)?;
+            device = device_of(object)?;
         }
         if !request.metric_name.is_empty() && request.metric_name != METRIC {
             let shown: String = request.metric_name.chars().take(80).collect();
@@ -173,7 +198,7 @@ impl ExternalScaler for Scaler {
                 "no metric {shown:?}: this scaler has one, {METRIC:?}"
             )));
         }
-        let open = self.open_jobs().await?;
+        let open = self.open_jobs(device).await?;
         Ok(Response::new(ks::GetMetricsResponse {
             metric_values: vec![ks::MetricValue {
                 metric_name: METRIC.into(),

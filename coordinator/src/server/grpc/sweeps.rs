@@ -16,6 +16,7 @@ use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
 use super::{required, views};
 use crate::jobs;
 use crate::server::Coordinator;
+use crate::server::gate::caller_of;
 use crate::sweep::SweepSpec;
 
 /// Jobs per `ListJobs` page when the request does not say.
@@ -31,6 +32,8 @@ const MAX_RESULTS_PAGE: u32 = 5000;
 /// a page ends early (an epoch is about 100 bytes: a page stays far inside the message limit).
 const DEFAULT_CURVES_PAGE: u32 = 500;
 const MAX_CURVES_PAGE: u32 = 2000;
+/// Audit entries per `ListAudit` page when the request does not say.
+const DEFAULT_AUDIT_PAGE: u32 = 100;
 const CURVES_PAGE_EPOCHS: u32 = 20_000;
 
 /// The offset a page token stands for.
@@ -71,6 +74,7 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        let caller = caller_of(request.extensions().get());
         let _turn = self
             .0
             .submissions
@@ -86,7 +90,6 @@ impl SweepService for Sweeps {
         let spec = SweepSpec::parse_with(&text, &self.0.access).inspect_err(|e| {
             tracing::info!(error = %e, "sweep file refused");
         })?;
-        let warnings = spec.warnings();
         let data_dir = self.0.data_dir.clone();
         let (dataset_spec, val_fraction) = (spec.dataset.clone(), spec.val_fraction);
         let dataset = tokio::task::spawn_blocking(move || {
@@ -95,12 +98,20 @@ impl SweepService for Sweeps {
         .await
         .map_err(|e| crate::Error::Unavailable(format!("dataset task failed: {e}")))?
         .inspect_err(|e| tracing::info!(error = %e, "sweep's dataset refused"))?;
+        let warnings = spec.warnings(dataset.validation);
         let counts = self
             .0
-            .write(move |tx, now| jobs::submit(tx, &spec, &text, &dataset, now))
+            .write(move |tx, now| {
+                let mut counts = jobs::submit(tx, &spec, &text, &dataset, now)?;
+                let detail = format!("{} jobs, {} reused", counts.total, counts.reused);
+                jobs::audit::submitted(tx, now, &caller, &counts.id, &detail)?;
+                counts.submitted_by = caller.name.clone();
+                Ok(counts)
+            })
             .await?;
         tracing::info!(
             sweep = %counts.id,
+            by = %counts.submitted_by,
             jobs = counts.total,
             reused = counts.reused,
             queued = counts.queued,
@@ -196,6 +207,12 @@ impl SweepService for Sweeps {
     ) -> Result<Response<Self::WatchSweepStream>, Status> {
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
+        let permit = self.0.watch_stream_permit().ok_or_else(|| {
+            crate::Error::Unavailable(format!(
+                "{} watch streams are open already; try again when some have ended",
+                crate::server::MAX_WATCH_STREAMS
+            ))
+        })?;
         // Subscribe before the first read, so no commit between the two is missed.
         let mut commits = self.0.writer.commits();
         let read_id = id.clone();
@@ -206,6 +223,7 @@ impl SweepService for Sweeps {
         let (out, rx) = mpsc::channel(16);
         let coordinator = self.0.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut counts = first;
             let mut sent = None;
             loop {
@@ -223,8 +241,11 @@ impl SweepService for Sweeps {
                     return;
                 }
                 // Wait for a commit, then let more pile up: one read per interval however busy.
-                if commits.changed().await.is_err() {
-                    return;
+                // A watcher that went away is noticed at once, not at the next change it would
+                // have been sent.
+                tokio::select! {
+                    changed = commits.changed() => if changed.is_err() { return },
+                    _ = out.closed() => return,
                 }
                 tokio::time::sleep(WATCH_INTERVAL).await;
                 commits.borrow_and_update();
@@ -348,20 +369,65 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::CancelSweepResponse>, Status> {
+        let caller = caller_of(request.extensions().get());
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
-        let (counts, (stopping, kept)) = self
-            .0
-            .write(move |tx, now| {
-                let counts = jobs::cancel_sweep(tx, &id, now)?;
-                Ok((counts, jobs::cancel_effect(tx, &id)?))
-            })
-            .await?;
-        tracing::info!(sweep = %counts.id, cancelled = counts.cancelled, stopping, kept, "sweep cancelled");
+        let by = caller.name.clone();
+        let (counts, (stopping, kept)) = self.0.cancel(caller, id).await?;
+        tracing::info!(sweep = %counts.id, by = %by, cancelled = counts.cancelled, stopping, kept, "sweep cancelled");
         Ok(Response::new(pb::CancelSweepResponse {
             sweep: Some(views::sweep(&counts)),
             stopping,
             kept,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let r = request.into_inner();
+        let before = match r.page_token.as_str() {
+            "" => None,
+            token => Some(
+                token
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        crate::Error::InvalidRequest(format!(
+                            "page_token {:?} is not one this server gave",
+                            token.chars().take(40).collect::<String>()
+                        ))
+                    })?,
+            ),
+        };
+        let limit = match r.page_size {
+            0 => DEFAULT_AUDIT_PAGE,
+            n => n.min(jobs::audit::MAX_PAGE),
+        };
+        let sweep = (!r.sweep_id.is_empty()).then_some(r.sweep_id);
+        let rows = self
+            .0
+            .read(move |tx| jobs::audit::page(tx, sweep.as_deref(), before, limit))
+            .await?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() as u32 == limit => last.seq.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: rows
+                .into_iter()
+                .map(|a| pb::AuditEntry {
+                    at_unix_ms: a.at_ms,
+                    who: a.who,
+                    role: a.role,
+                    action: a.action,
+                    sweep_id: a.sweep_id,
+                    detail: a.detail,
+                })
+                .collect(),
+            next_page_token,
         }))
     }
 

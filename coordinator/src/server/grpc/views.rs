@@ -24,6 +24,7 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
         paused: c.paused,
         reused: c.reused,
         cancel_requested: c.cancel_requested,
+        submitted_by: c.submitted_by.clone(),
     }
 }
 

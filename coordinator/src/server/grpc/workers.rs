@@ -230,7 +230,7 @@ impl WorkerService for Workers {
             }
             Ok(kind) => kind,
         };
-        let error: String = r.error.chars().take(MAX_ERROR_CHARS).collect();
+        let error = super::printable_text(&r.error, MAX_ERROR_CHARS);
         let lease_id = r.lease_id.clone();
         let why = error.clone();
         let requeued = self

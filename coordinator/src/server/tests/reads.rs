@@ -173,11 +173,52 @@ async fn results_come_in_pages() {
     let bad = c
         .sweeps
         .get_results(pb::GetResultsRequest {
-            sweep_id: sweep.sweep_id,
+            sweep_id: sweep.sweep_id.clone(),
             page_size: 2,
             page_token: "x".into(),
         })
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // The decision log and the audit log refuse page tokens they did not give, too.
+    for token in ["x", "-1", "1.x"] {
+        let refused = c
+            .sweeps
+            .clone()
+            .list_decisions(pb::ListDecisionsRequest {
+                sweep_id: sweep.sweep_id.clone(),
+                page_size: 2,
+                page_token: token.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{token}");
+        let refused = c
+            .sweeps
+            .clone()
+            .list_audit(pb::ListAuditRequest {
+                page_token: token.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{token}");
+    }
+    // The submission is in the audit log (an open coordinator: by "anonymous").
+    let audit = c
+        .sweeps
+        .clone()
+        .list_audit(pb::ListAuditRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(audit.entries.len(), 1);
+    assert_eq!(
+        (
+            audit.entries[0].who.as_str(),
+            audit.entries[0].action.as_str()
+        ),
+        ("anonymous", "submit")
+    );
 }

@@ -392,6 +392,8 @@ pub async fn events(
             let changed = tokio::select! {
                 r = commits.changed() => r.is_ok(),
                 _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => false,
+                // A closed page frees its slot at once, however quiet the sweep.
+                _ = out.closed() => return,
             };
             if !changed {
                 if out.send(Ok(": keep-alive\n\n".into())).await.is_err() {

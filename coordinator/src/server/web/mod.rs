@@ -2,26 +2,23 @@
 //! the dashboard's pages and their JSON, and `/healthz` for HTTP probes. Assets are embedded in
 //! the binary; the one chart library (uPlot, MIT) is vendored in `assets/` with its licence.
 //!
-//! With a token set (`serve --token`), every page and every JSON call asks for it — as a bearer
-//! header, or as the cookie the login form sets — and nothing about a sweep is served without it.
-//! Actions (cancel) are POSTs that also need the `x-jetsweep` header, which a cross-site form
-//! cannot send.
+//! Who may see and do what is the gate's ([`super::gate`]): with credentials, every page and JSON
+//! call needs one — a bearer header, or the session cookie the login form sets ([`super::sessions`])
+//! — and a role that may. Actions (cancel) are POSTs that also need the `x-jetsweep` header, which
+//! a cross-site form cannot send.
 
 mod api;
 
 use axum::Router;
-use axum::extract::{Form, Path, Request, State};
+use axum::extract::{Extension, Form, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::jobs;
+use crate::credentials::Caller;
 use crate::server::Coordinator;
-
-/// The cookie the login form sets.
-const COOKIE: &str = "jetsweep_token";
 
 /// A failed call, as HTTP: the status the gRPC side would give, and the message.
 pub struct WebError(crate::Error);
@@ -53,7 +50,7 @@ impl IntoResponse for WebError {
 
 /// The dashboard's routes and `/healthz`, for `coordinator`.
 pub fn router(coordinator: Coordinator) -> Router {
-    let guarded = Router::new()
+    Router::new()
         .route("/", get(|| page(include_str!("assets/index.html"))))
         .route(
             "/sweeps/{id}",
@@ -73,55 +70,15 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}/cancel", post(cancel))
         .route("/api/workers", get(api::workers))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(
-            coordinator.clone(),
-            require_token,
-        ));
-    Router::new()
-        .merge(guarded)
         .route("/healthz", get(healthz))
         .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route("/assets/{name}", get(asset))
         .with_state(coordinator)
 }
 
 async fn page(html: &'static str) -> Html<&'static str> {
     Html(html)
-}
-
-/// The token a request carries: `Authorization: Bearer T`, or the login cookie.
-fn presented(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.to_string());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
-async fn require_token(State(c): State<Coordinator>, request: Request, next: Next) -> Response {
-    if c.auth().accepts(presented(request.headers()).as_deref()) {
-        return next.run(request).await;
-    }
-    if request.uri().path().starts_with("/api/") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({
-                "error": "this coordinator requires a token: send `Authorization: Bearer TOKEN`, or log in at /login"
-            })),
-        )
-            .into_response();
-    }
-    Redirect::to("/login").into_response()
 }
 
 async fn login_page() -> Html<&'static str> {
@@ -133,21 +90,92 @@ struct Login {
     token: String,
 }
 
-async fn login(State(c): State<Coordinator>, Form(form): Form<Login>) -> Response {
-    if !c.auth().required() || !c.auth().accepts(Some(&form.token)) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html("<p>Wrong token. <a href=\"/login\">Try again</a>.</p>"),
-        )
-            .into_response();
+/// The client's address, as the server's connection saw it (plaintext or TLS).
+fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+        .map(|a| a.ip())
+}
+
+/// The login form: a token in, a session cookie out (the token is never stored in the browser).
+/// Failed attempts from one address back off (see [`super::sessions`]).
+async fn login(State(c): State<Coordinator>, request: Request) -> Response {
+    let address = peer_ip(request.extensions());
+    let now = c.now();
+    if let Some(address) = address {
+        let wait = c.sessions().wait_ms(address, now);
+        if wait > 0 {
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Html(format!(
+                    "<p>Too many wrong tokens from this address: try again in {} s. <a href=\"/login\">Back</a>.</p>",
+                    (wait + 999) / 1000
+                )),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&((wait + 999) / 1000).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
     }
+    let Ok(Form(form)) = Form::<Login>::from_request(request, &c).await else {
+        return (StatusCode::BAD_REQUEST, Html("<p>Send the login form.</p>")).into_response();
+    };
+    let caller = match c.credentials().identify(Some(form.token.trim())) {
+        Ok(caller) if c.credentials().required() => caller,
+        _ => {
+            if let Some(address) = address {
+                c.sessions().failed(address, now);
+            }
+            tracing::info!(client = ?address, "dashboard login refused: unknown token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                Html("<p>Wrong token. <a href=\"/login\">Try again</a>.</p>"),
+            )
+                .into_response();
+        }
+    };
+    if let Some(address) = address {
+        c.sessions().succeeded(address);
+    }
+    let name = caller.name.clone();
+    let session = match c.sessions().open(caller, now) {
+        Ok(session) => session,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
+    tracing::info!(caller = %name, client = ?address, "dashboard login");
     let secure = if c.serves_tls() { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
-        form.token
+        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        super::sessions::COOKIE,
+        super::sessions::SESSION_TTL_MS / 1000
     );
     let mut response = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// Ends the session the cookie names and clears the cookie.
+async fn logout(State(c): State<Coordinator>, headers: HeaderMap) -> Response {
+    if let Some(id) = super::sessions::presented(&headers) {
+        c.sessions().close(&id);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let cleared = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        super::sessions::COOKIE
+    );
+    if let Ok(v) = HeaderValue::from_str(&cleared) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -203,6 +231,7 @@ async fn results(
 async fn cancel(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     if !headers.contains_key("x-jetsweep") {
@@ -212,9 +241,10 @@ async fn cancel(
         )
             .into_response());
     }
-    let counts = c
-        .write(move |tx, now| jobs::cancel_sweep(tx, &id, now))
-        .await?;
+    let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
+    let by = caller.name.clone();
+    let (counts, (stopping, kept)) = c.cancel(caller, id).await?;
+    tracing::info!(sweep = %counts.id, by = %by, cancelled = counts.cancelled, stopping, kept, "sweep cancelled from the dashboard");
     Ok(axum::Json(api::SweepJson::from(&counts)).into_response())
 }
 
@@ -234,30 +264,6 @@ async fn metrics(State(c): State<Coordinator>) -> Result<Response, WebError> {
         .into_response())
 }
 
-/// The gRPC methods this server answers, as their paths name them.
-const KNOWN_RPCS: &[&str] = &[
-    "jetsweep.v1.SweepService/SubmitSweep",
-    "jetsweep.v1.SweepService/GetSweep",
-    "jetsweep.v1.SweepService/ListSweeps",
-    "jetsweep.v1.SweepService/ListJobs",
-    "jetsweep.v1.SweepService/WatchSweep",
-    "jetsweep.v1.SweepService/GetResults",
-    "jetsweep.v1.SweepService/GetCurves",
-    "jetsweep.v1.SweepService/ListDecisions",
-    "jetsweep.v1.SweepService/CancelSweep",
-    "jetsweep.v1.SweepService/ListWorkers",
-    "jetsweep.v1.WorkerService/Register",
-    "jetsweep.v1.WorkerService/Heartbeat",
-    "jetsweep.v1.WorkerService/LeaseJobs",
-    "jetsweep.v1.WorkerService/ReportEpoch",
-    "jetsweep.v1.WorkerService/CompleteJob",
-    "jetsweep.v1.WorkerService/FailJob",
-    "jetsweep.v1.WorkerService/FetchDataset",
-    "jetsweep.v1.WorkerService/FetchCheckpoint",
-    "grpc.health.v1.Health/Check",
-    "grpc.health.v1.Health/Watch",
-];
-
 /// Counts every request for `/metrics`: gRPC calls by `Service/Method` and status code (from the
 /// `grpc-status` header of a failed call; a call whose status travels in trailers succeeded), the
 /// rest as `http` by HTTP status. Labels come from a fixed set, whatever path a client sends.
@@ -268,10 +274,10 @@ pub async fn count_requests(
 ) -> Response {
     let path = request.uri().path();
     // Only methods that exist become labels: made-up paths must not grow the label set.
-    let rpc = KNOWN_RPCS
+    let rpc = crate::server::gate::RPCS
         .iter()
-        .find(|known| path.strip_prefix('/') == Some(**known))
-        .map(|known| known.trim_start_matches("jetsweep.v1.").to_string());
+        .find(|(known, _)| path.strip_prefix('/') == Some(*known))
+        .map(|(known, _)| known.trim_start_matches("jetsweep.v1.").to_string());
     let response = next.run(request).await;
     let (rpc, code) = match rpc {
         Some(rpc) => {
@@ -287,31 +293,4 @@ pub async fn count_requests(
     };
     metrics.request(rpc, code);
     response
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every method the protocol file declares is counted under its own name (a method left out
-    /// would be counted as plain HTTP).
-    #[test]
-    fn every_rpc_of_the_protocol_is_a_known_label() {
-        let proto = include_str!("../../../../proto/jetsweep.proto");
-        let mut service = "";
-        let mut declared = Vec::new();
-        for line in proto.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("service ") {
-                service = rest.trim_end_matches('{').trim();
-            } else if let Some(rest) = line.strip_prefix("rpc ") {
-                let method = rest.split('(').next().unwrap().trim();
-                declared.push(format!("jetsweep.v1.{service}/{method}"));
-            }
-        }
-        assert!(declared.len() > 10, "{declared:?}");
-        for rpc in declared {
-            assert!(
-                super::KNOWN_RPCS.contains(&rpc.as_str()),
-                "{rpc} is not counted"
-            );
-        }
-    }
 }

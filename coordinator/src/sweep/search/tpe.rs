@@ -202,19 +202,31 @@ impl Stream {
 }
 
 /// The point with index `index` of a TPE search over `space` seeded by `seed`, given the points
-/// told so far and those in flight.
+/// told so far and those in flight: the candidate with the best ratio l/g among those
+/// `admissible` takes (a point not tried yet, a network that fits the budget). `None` when no
+/// candidate is: in a small discrete space the best ratio often falls on a point already tried,
+/// and the next best new one is what a search wants, not a rejection.
 pub fn suggest(
     space: &[(Key, Distribution)],
     seed: u64,
     index: u64,
     told: &[Told],
     in_flight: &[Point],
-) -> Point {
+    admissible: &dyn Fn(&Point) -> bool,
+) -> Option<Point> {
+    let point_of = |x: Vec<Coord>| -> Point {
+        space
+            .iter()
+            .zip(x)
+            .map(|((k, d), c)| (*k, value(d, c)))
+            .collect()
+    };
     if told.len() < STARTUP {
-        return space
+        let p: Point = space
             .iter()
             .map(|(k, d)| (*k, d.at(unit(Sampler::Random, seed, index, k.dimension()))))
             .collect();
+        return admissible(&p).then_some(p);
     }
     let coords = |p: &Point| -> Vec<Coord> {
         space
@@ -256,20 +268,18 @@ pub fn suggest(
         index,
         count: 0,
     };
-    let mut best: Option<(f64, Vec<Coord>)> = None;
+    let mut best: Option<(f64, Point)> = None;
     for _ in 0..CANDIDATES {
         let x = l.sample(&mut stream);
         let gain = l.log_density(&x) - g.log_density(&x);
         if best.as_ref().is_none_or(|(b, _)| gain > *b) {
-            best = Some((gain, x));
+            let p = point_of(x);
+            if admissible(&p) {
+                best = Some((gain, p));
+            }
         }
     }
-    let (_, x) = best.expect("at least one candidate");
-    space
-        .iter()
-        .zip(x)
-        .map(|((k, d), c)| (*k, value(d, c)))
-        .collect()
+    best.map(|(_, p)| p)
 }
 
 #[cfg(test)]
@@ -287,7 +297,7 @@ mod tests {
         let mut told: Vec<Told> = Vec::new();
         for i in 0..evals {
             let point = if tpe {
-                suggest(space, seed, i, &told, &[])
+                suggest(space, seed, i, &told, &[], &|_| true).expect("every point admissible")
             } else {
                 space
                     .iter()
@@ -388,31 +398,79 @@ mod tests {
         ];
         let told: Vec<Told> = (0..12)
             .map(|i| {
-                let point = suggest(&space, 3, i, &[], &[]);
+                let point = suggest(&space, 3, i, &[], &[], &|_| true).unwrap();
                 let score = (real(&point, Key::LearningRate).log10() + 3.0).abs();
                 Told { point, score }
             })
             .collect();
-        let a = suggest(&space, 3, 12, &told, &[]);
-        assert_eq!(a, suggest(&space, 3, 12, &told, &[]));
+        let a = suggest(&space, 3, 12, &told, &[], &|_| true).unwrap();
+        assert_eq!(a, suggest(&space, 3, 12, &told, &[], &|_| true).unwrap());
         assert_ne!(
             a,
-            suggest(&space, 4, 12, &told, &[]),
+            suggest(&space, 4, 12, &told, &[], &|_| true).unwrap(),
             "another seed, another point"
         );
         assert_ne!(
             a,
-            suggest(&space, 3, 12, &told, std::slice::from_ref(&a)),
+            suggest(&space, 3, 12, &told, std::slice::from_ref(&a), &|_| true).unwrap(),
             "the point in flight is not suggested again"
         );
         // The first points are random search's.
-        let first = suggest(&space, 3, 0, &[], &[]);
+        let first = suggest(&space, 3, 0, &[], &[], &|_| true).unwrap();
         assert_eq!(
             first[0].1,
             space[0]
                 .1
                 .at(unit(Sampler::Random, 3, 0, Key::LearningRate.dimension()))
         );
+    }
+
+    /// In a small discrete space the best ratio falls on points already tried; the suggestion is
+    /// then the best new one, until none is left.
+    #[test]
+    fn in_a_small_discrete_space_each_suggestion_is_a_new_point_until_none_is_left() {
+        let space = vec![
+            (
+                Key::LearningRate,
+                Distribution::Choice([1e-3, 1e-2, 1e-1].map(Value::Real).to_vec()),
+            ),
+            (
+                Key::BatchSize,
+                Distribution::Choice([64, 128, 256, 512].map(Value::Whole).to_vec()),
+            ),
+        ];
+        let score = |p: &Point| (real(p, Key::LearningRate).log10() + 2.0).abs();
+        let mut told: Vec<Told> = Vec::new();
+        // Ten startup draws (repeats among them: 12 points in all).
+        for i in 0..STARTUP as u64 {
+            let point = suggest(&space, 5, i, &[], &[], &|_| true).unwrap();
+            told.push(Told {
+                score: score(&point),
+                point,
+            });
+        }
+        let mut distinct: Vec<Point> = Vec::new();
+        for t in &told {
+            if !distinct.contains(&t.point) {
+                distinct.push(t.point.clone());
+            }
+        }
+        let mut index = STARTUP as u64;
+        while distinct.len() < 12 {
+            let new = |p: &Point| !distinct.contains(p);
+            let point = (0..32)
+                .find_map(|k| suggest(&space, 5, index + k * 100, &told, &[], &new))
+                .expect("a new point while some are left");
+            assert!(!distinct.contains(&point));
+            distinct.push(point.clone());
+            told.push(Told {
+                score: score(&point),
+                point,
+            });
+            index += 1;
+        }
+        let none = |p: &Point| !distinct.contains(p);
+        assert!((0..32).all(|k| suggest(&space, 5, index + k, &told, &[], &none).is_none()));
     }
 
     #[test]

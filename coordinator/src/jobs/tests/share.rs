@@ -1,0 +1,145 @@
+//! Fair share between sweeps, device routing and the per-device count KEDA scales on.
+
+use super::*;
+use crate::sweep::Device;
+
+/// A sweep of `seeds` one-epoch jobs; its learning rate comes from its name, so no two sweeps
+/// share a job.
+fn grid(name: &str, seeds: u32, extra: &str) -> String {
+    let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+    let lr = 1e-3
+        + name
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| (i + 1) as f64 * f64::from(b))
+            .sum::<f64>()
+            * 1e-6;
+    format!(
+        "name = \"{name}\"\n{extra}\n[defaults]\nmax_epochs = 1\nlearning_rate = {lr}\n[grid]\nseed = [{}]\n",
+        seeds.join(", ")
+    )
+}
+
+fn submit_text(store: &mut Store, text: &str) -> String {
+    let spec = SweepSpec::parse(text).unwrap();
+    store
+        .write(|tx| submit(tx, &spec, text, &dataset(), 1_000))
+        .unwrap()
+        .id
+}
+
+/// The sweep each job of `grants` belongs to.
+fn sweeps_of(store: &mut Store, grants: &[LeaseGrant]) -> Vec<String> {
+    grants
+        .iter()
+        .map(|g| {
+            store
+                .read(|tx| {
+                    Ok(tx.query_row(
+                        "SELECT last_sweep FROM jobs WHERE id = ?1",
+                        [&g.job.id],
+                        |r| r.get::<_, String>(0),
+                    )?)
+                })
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A 2,000-job sweep submitted first does not starve a 10-job sweep submitted after it: with two
+/// workers of one slot each, the small sweep gets every other lease and ends within its own
+/// twenty leases, while first come, first served would have run 2,000 jobs first.
+#[test]
+fn a_late_small_sweep_is_not_starved_by_an_early_big_one() {
+    let mut store = Store::in_memory().unwrap();
+    let big = submit_text(&mut store, &grid("big", 2000, ""));
+    let small = submit_text(&mut store, &grid("small", 10, ""));
+    let workers: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|h| {
+            store
+                .write(|tx| register_worker(tx, h, "cpu", 1, 1_000))
+                .unwrap()
+        })
+        .collect();
+    let mut now = 2_000;
+    let mut small_done = 0;
+    let mut leases = 0;
+    while small_done < 10 {
+        for w in &workers {
+            let grants = store.write(|tx| lease_jobs(tx, w, 1, now)).unwrap();
+            assert_eq!(grants.len(), 1);
+            leases += 1;
+            let sweep = sweeps_of(&mut store, &grants).remove(0);
+            if sweep == small {
+                small_done += 1;
+            } else {
+                assert_eq!(sweep, big);
+            }
+            store
+                .write(|tx| complete(tx, &grants[0].lease_id, w, &[metrics(1)], &result(0.7), now))
+                .unwrap();
+            now += 1;
+        }
+    }
+    assert!(leases <= 21, "the small sweep ended after {leases} leases");
+}
+
+/// Priority weighs the share, `max_running` caps a sweep, and a pack never passes the cap.
+#[test]
+fn priorities_and_caps_are_honoured() {
+    let mut store = Store::in_memory().unwrap();
+    let low = submit_text(&mut store, &grid("low", 100, ""));
+    let high = submit_text(&mut store, &grid("high", 100, "priority = 3"));
+    let capped = submit_text(&mut store, &grid("capped", 100, "max_running = 2"));
+    let w = store
+        .write(|tx| register_worker(tx, "big", "cpu", 64, 1_000))
+        .unwrap();
+    // 16 one-job leases held at once: shares by running / priority.
+    let grants = store.write(|tx| lease_jobs(tx, &w, 16, 2_000)).unwrap();
+    let sweeps = sweeps_of(&mut store, &grants);
+    let count = |s: &str| sweeps.iter().filter(|x| *x == s).count();
+    assert_eq!(count(&capped), 2, "{sweeps:?}");
+    assert_eq!((count(&low), count(&high)), (4, 10), "{sweeps:?}");
+    // Packs: the capped sweep's pack is cut at its cap.
+    let w2 = store
+        .write(|tx| register_worker(tx, "packer", "cpu", 1, 1_000))
+        .unwrap();
+    let capped2 = submit_text(
+        &mut store,
+        &grid("capped2", 50, "max_running = 3\npriority = 1000"),
+    );
+    let packs = store
+        .write(|tx| {
+            super::super::lease::lease_jobs_for(tx, &w2, Ask { slots: 1, pack: 16 }, None, 3_000)
+        })
+        .unwrap();
+    let sweeps = sweeps_of(&mut store, &packs[0]);
+    assert_eq!(sweeps, vec![capped2.clone(); 3]);
+}
+
+/// A `cuda` sweep goes only to CUDA workers, a `cpu` one only to CPU workers; KEDA's count per
+/// device counts what that class may take.
+#[test]
+fn jobs_go_only_to_workers_of_their_device_class() {
+    let mut store = Store::in_memory().unwrap();
+    let gpu = submit_text(&mut store, &grid("gpu", 3, "device = \"cuda\""));
+    let cpu = submit_text(&mut store, &grid("cpu", 2, "device = \"cpu\""));
+    let any = submit_text(&mut store, &grid("any", 1, ""));
+    let counts = |store: &mut Store, d: Option<Device>| store.read(|tx| open_work(tx, d)).unwrap();
+    assert_eq!(counts(&mut store, None), (6, 0));
+    assert_eq!(counts(&mut store, Some(Device::Cuda)), (4, 0));
+    assert_eq!(counts(&mut store, Some(Device::Cpu)), (3, 0));
+    let c = store
+        .write(|tx| register_worker(tx, "c", "cpu", 64, 1_000))
+        .unwrap();
+    let grants = store.write(|tx| lease_jobs(tx, &c, 64, 2_000)).unwrap();
+    let mut sweeps = sweeps_of(&mut store, &grants);
+    sweeps.sort();
+    assert_eq!(sweeps, [any.clone(), cpu.clone(), cpu.clone()]);
+    let g = store
+        .write(|tx| register_worker(tx, "g", "cuda:0", 64, 1_000))
+        .unwrap();
+    let grants = store.write(|tx| lease_jobs(tx, &g, 64, 2_000)).unwrap();
+    assert_eq!(sweeps_of(&mut store, &grants), vec![gpu; 3]);
+}
