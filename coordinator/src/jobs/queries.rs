@@ -354,7 +354,7 @@ pub fn open_work(
                 .query_row([], |r| r.get::<_, i64>(0))?,
             Some(d) => tx
                 .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM jobs j JOIN sweeps w ON w.id = j.last_sweep
+                    "SELECT COUNT(*) FROM jobs j JOIN sweep_shares w ON w.sweep_id = j.last_sweep
                      WHERE j.state = '{state}' AND w.device IN ('any', ?1)"
                 ))?
                 .query_row([d.name()], |r| r.get::<_, i64>(0))?,

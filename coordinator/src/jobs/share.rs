@@ -7,17 +7,17 @@
 //! one gets half the workers at once instead of waiting for the big one to end.
 //!
 //! A queued job belongs to the sweep that last submitted it (`jobs.last_sweep`). The active sweeps
-//! are found by skipping through the queue's index by sweep (one seek per active sweep), and the
-//! running counts by one pass over the leased jobs (as many as the workers' slots): the cost of a
-//! lease grows with the number of active sweeps, not with the queue.
+//! are found by skipping through the queue's index by sweep (one seek per active sweep), and each
+//! one's running count is kept by a trigger in a small row of `sweep_shares` (migration 20): the cost of a lease grows with
+//! the number of active sweeps, not with the queue or the cluster.
 
-use rusqlite::Transaction;
+use rusqlite::{OptionalExtension, Transaction};
 
 use crate::Error;
 use crate::sweep::Device;
 
-/// Most active sweeps weighed per lease: past it, the ones with the oldest queued jobs.
-const MAX_ACTIVE: u32 = 1000;
+/// Most active sweeps weighed per lease (past it, those first in the index's order).
+const MAX_ACTIVE: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Share {
@@ -41,49 +41,58 @@ impl Shares {
     /// The sweeps with queued jobs that a worker of class `device` may take, and their running
     /// counts.
     pub(super) fn load(tx: &Transaction<'_>, device: Device) -> Result<Shares, Error> {
-        let mut running: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT last_sweep, COUNT(*) FROM jobs WHERE state = 'leased' AND last_sweep IS NOT NULL GROUP BY last_sweep",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
-            for row in rows {
-                let (sweep, n) = row?;
-                running.insert(sweep, n);
-            }
-        }
-        let mut stmt = tx.prepare_cached(
-            "WITH RECURSIVE active(sweep, seq) AS (
-                 SELECT * FROM (SELECT last_sweep, queued_seq FROM jobs
-                                WHERE state = 'queued' AND last_sweep IS NOT NULL
-                                ORDER BY last_sweep, queued_seq LIMIT 1)
-                 UNION ALL
-                 SELECT j.last_sweep, j.queued_seq FROM active a JOIN jobs j ON j.rowid = (
-                     SELECT rowid FROM jobs WHERE state = 'queued' AND last_sweep > a.sweep
-                     ORDER BY last_sweep, queued_seq LIMIT 1)
-             )
-             SELECT a.sweep, a.seq, w.priority, w.max_running, w.device, w.last_served
-             FROM active a JOIN sweeps w ON w.id = a.sweep
-             ORDER BY a.seq LIMIT ?1",
+        // A skip scan of the queue's index by sweep: each step is one seek to the next sweep's
+        // oldest queued job (two small statements, cheaper than one recursive query).
+        let mut next_active = tx.prepare_cached(
+            "SELECT last_sweep, queued_seq FROM jobs
+             WHERE state = 'queued' AND last_sweep > ?1
+             ORDER BY last_sweep, queued_seq LIMIT 1",
         )?;
-        let rows = stmt.query_map([MAX_ACTIVE], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-                r.get::<_, Option<u32>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?;
+        let mut share_of = tx.prepare_cached(
+            "SELECT priority, max_running, device, last_served, running FROM sweep_shares WHERE sweep_id = ?1",
+        )?;
+        let mut rows = Vec::new();
+        let mut after = String::new();
+        while rows.len() < MAX_ACTIVE {
+            let Some((sweep, seq)) = next_active
+                .query_row([&after], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?
+            else {
+                break;
+            };
+            let share = share_of
+                .query_row([&sweep], |r| {
+                    Ok((
+                        r.get::<_, f64>(0)?,
+                        r.get::<_, Option<u32>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((priority, cap, class, last_served, running)) = share {
+                rows.push((
+                    sweep.clone(),
+                    seq,
+                    priority,
+                    cap,
+                    class,
+                    last_served,
+                    running,
+                ));
+            }
+            after = sweep;
+        }
         let mut sweeps = Vec::new();
-        for row in rows {
-            let (sweep, oldest_seq, priority, cap, class, last_served) = row?;
+        for (sweep, oldest_seq, priority, cap, class, last_served, running) in rows {
             if !Device::parse(&class).unwrap_or_default().admits(device) {
                 continue;
             }
             sweeps.push(Share {
-                running: running.get(&sweep).copied().unwrap_or(0),
+                running: u32::try_from(running).unwrap_or(0),
                 sweep,
                 priority: if priority > 0.0 { priority } else { 1.0 },
                 cap,
@@ -91,12 +100,8 @@ impl Shares {
                 oldest_seq,
             });
         }
-        let tick = if sweeps.len() > 1 {
-            tx.prepare_cached("SELECT COALESCE(MAX(last_served), 0) FROM sweeps")?
-                .query_row([], |r| r.get(0))?
-        } else {
-            0
-        };
+        // Turns are counted among the sweeps that compete now.
+        let tick = sweeps.iter().map(|s| s.last_served).max().unwrap_or(0);
         Ok(Shares { sweeps, tick })
     }
 
@@ -107,7 +112,7 @@ impl Shares {
             return Ok(());
         }
         self.tick += 1;
-        tx.prepare_cached("UPDATE sweeps SET last_served = ?2 WHERE id = ?1")?
+        tx.prepare_cached("UPDATE sweep_shares SET last_served = ?2 WHERE sweep_id = ?1")?
             .execute(rusqlite::params![sweep, self.tick])?;
         if let Some(s) = self.sweeps.iter_mut().find(|s| s.sweep == sweep) {
             s.last_served = self.tick;

@@ -43,9 +43,19 @@ pub fn submit(
     let stop_json = StopSettings::of(&spec.search)
         .map(|s| serde_json::to_string(&s).expect("settings serialise"));
     exec(tx,
-        "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms, stop_json, priority, max_running, device)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now, stop_json, spec.schedule.priority, spec.schedule.max_running, spec.schedule.device.name()],
+        "INSERT INTO sweeps (id, name, spec_toml, dataset_spec, dataset_sha256, dataset_bytes, synthetic, validation, max_attempts, lease_ttl_ms, created_ms, stop_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![sweep_id, spec.name, toml, dataset.spec, dataset.sha256, dataset.bytes as i64, dataset.synthetic, dataset.validation.as_str(), spec.attempts, lease_ttl, now, stop_json],
+    )?;
+    exec(
+        tx,
+        "INSERT INTO sweep_shares (sweep_id, priority, max_running, device) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            sweep_id,
+            spec.schedule.priority,
+            spec.schedule.max_running,
+            spec.schedule.device.name()
+        ],
     )?;
     link_trials(tx, &sweep_id, spec, &dataset.sha256, &spec.trials(), 0, now)?;
     super::halving::after_submit(tx, &sweep_id, now)?;

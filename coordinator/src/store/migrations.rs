@@ -352,4 +352,36 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE sweeps ADD COLUMN last_served INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX jobs_queued_by_sweep ON jobs (last_sweep, queued_seq) WHERE state = 'queued';
     "#,
+    // 20: the fair share's numbers in a table of their own, a small row per sweep: reading or
+    // writing them in `sweeps` touched the row's overflow pages (the sweep file's text comes
+    // before them), ~100k instructions a lease. Each sweep's running jobs are a count kept by a
+    // trigger on every change of a job's state or sweep, whichever code path makes it, instead of
+    // counting the leased jobs on each lease (which grows with the cluster).
+    r#"
+    CREATE TABLE sweep_shares (
+        sweep_id    TEXT PRIMARY KEY REFERENCES sweeps (id),
+        priority    REAL NOT NULL DEFAULT 1,
+        max_running INTEGER,
+        device      TEXT NOT NULL DEFAULT 'any',
+        last_served INTEGER NOT NULL DEFAULT 0,
+        running     INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    INSERT INTO sweep_shares (sweep_id, priority, max_running, device, last_served, running)
+        SELECT id, priority, max_running, device, last_served,
+               (SELECT COUNT(*) FROM jobs WHERE state = 'leased' AND last_sweep = sweeps.id)
+        FROM sweeps;
+    ALTER TABLE sweeps DROP COLUMN priority;
+    ALTER TABLE sweeps DROP COLUMN max_running;
+    ALTER TABLE sweeps DROP COLUMN device;
+    ALTER TABLE sweeps DROP COLUMN last_served;
+    CREATE TRIGGER jobs_running_count AFTER UPDATE OF state, last_sweep ON jobs
+    WHEN (old.state = 'leased' OR new.state = 'leased')
+     AND (old.state IS NOT new.state OR old.last_sweep IS NOT new.last_sweep)
+    BEGIN
+        UPDATE sweep_shares SET running = running - 1
+         WHERE old.state = 'leased' AND sweep_id = old.last_sweep;
+        UPDATE sweep_shares SET running = running + 1
+         WHERE new.state = 'leased' AND sweep_id = new.last_sweep;
+    END;
+    "#,
 ];

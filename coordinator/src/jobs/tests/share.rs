@@ -46,6 +46,25 @@ fn sweeps_of(store: &mut Store, grants: &[LeaseGrant]) -> Vec<String> {
         .collect()
 }
 
+/// Each sweep's running count (kept by a trigger) equals its leased jobs counted.
+fn assert_running_counts_match(store: &mut Store) {
+    let rows: Vec<(String, i64, i64)> = store
+        .read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT s.sweep_id, s.running,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.state = 'leased' AND j.last_sweep = s.sweep_id)
+                 FROM sweep_shares s",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert!(!rows.is_empty());
+    for (sweep, kept, counted) in rows {
+        assert_eq!(kept, counted, "sweep {sweep}");
+    }
+}
+
 /// A 2,000-job sweep submitted first does not starve a 10-job sweep submitted after it: with two
 /// workers of one slot each, the small sweep gets every other lease and ends within its own
 /// twenty leases, while first come, first served would have run 2,000 jobs first.
@@ -83,6 +102,7 @@ fn a_late_small_sweep_is_not_starved_by_an_early_big_one() {
         }
     }
     assert!(leases <= 21, "the small sweep ended after {leases} leases");
+    assert_running_counts_match(&mut store);
 }
 
 /// Priority weighs the share, `max_running` caps a sweep, and a pack never passes the cap.
@@ -116,6 +136,22 @@ fn priorities_and_caps_are_honoured() {
         .unwrap();
     let sweeps = sweeps_of(&mut store, &packs[0]);
     assert_eq!(sweeps, vec![capped2.clone(); 3]);
+    assert_running_counts_match(&mut store);
+    // Failing, expiring and cancelling keep the counts too.
+    let g = &packs[0][0];
+    store
+        .write(|tx| fail(tx, &g.lease_id, &w2, "boom", true, 3_001))
+        .unwrap();
+    store.write(|tx| expire_leases(tx, 1_000_000_000)).unwrap();
+    assert_running_counts_match(&mut store);
+    let g = store
+        .write(|tx| lease_jobs(tx, &w, 4, 1_000_000_001))
+        .unwrap();
+    assert!(!g.is_empty());
+    store
+        .write(|tx| cancel_sweep(tx, &low, 1_000_000_002))
+        .unwrap();
+    assert_running_counts_match(&mut store);
 }
 
 /// A `cuda` sweep goes only to CUDA workers, a `cpu` one only to CPU workers; KEDA's count per
