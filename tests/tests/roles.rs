@@ -397,4 +397,19 @@ fn an_open_coordinator_refuses_rebound_host_names_and_grpc_from_web_pages() {
         "POST /jetsweep.v1.SweepService/SubmitSweep HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 415, "{answer}");
+    // The dashboard's pages carry the security headers.
+    let (status, answer) = raw(
+        &url,
+        &format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+    );
+    let head = answer.to_ascii_lowercase();
+    assert_eq!(status, 200, "{answer}");
+    for needle in [
+        "content-security-policy: default-src 'self'; script-src 'self' 'sha256-",
+        "frame-ancestors 'none'",
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+    ] {
+        assert!(head.contains(needle), "{needle}: {answer}");
+    }
 }
