@@ -22,7 +22,7 @@ pub mod web;
 
 pub use grpc::scaler;
 pub use grpc::views::results_page;
-pub use state::{Coordinator, MAX_WATCH_STREAMS};
+pub use state::{Coordinator, MAX_DATASET_FETCHES, MAX_WATCH_STREAMS};
 
 use std::future::Future;
 use std::path::PathBuf;

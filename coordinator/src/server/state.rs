@@ -55,7 +55,13 @@ pub struct Coordinator {
     pub(super) event_streams: Arc<tokio::sync::Semaphore>,
     /// `WatchSweep` streams open at once (each reads the store after commits).
     pub(super) watch_streams: Arc<tokio::sync::Semaphore>,
+    /// Dataset downloads under way (each holds a few chunks in memory).
+    pub(super) dataset_fetches: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most dataset downloads at once: each buffers up to ~8 MB while its reader is slow, so memory
+/// stays bounded however many workers start together (past it, UNAVAILABLE; workers retry).
+pub const MAX_DATASET_FETCHES: usize = 32;
 
 /// Most `WatchSweep` streams open at once: a progress bar each; past it, UNAVAILABLE.
 pub const MAX_WATCH_STREAMS: usize = 256;
@@ -88,6 +94,7 @@ impl Coordinator {
             metrics,
             event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             watch_streams: Arc::new(tokio::sync::Semaphore::new(MAX_WATCH_STREAMS)),
+            dataset_fetches: Arc::new(tokio::sync::Semaphore::new(MAX_DATASET_FETCHES)),
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
             credentials: Arc::new(Credentials::open()),
@@ -214,6 +221,11 @@ impl Coordinator {
     /// Changes after every commit of the store (for watchers of a sweep).
     pub(crate) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.writer.commits()
+    }
+
+    /// Room for one more dataset download, if there is any.
+    pub(crate) fn dataset_fetch_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.dataset_fetches.clone().try_acquire_owned().ok()
     }
 
     /// Room for one more `WatchSweep` stream, if there is any.

@@ -69,13 +69,18 @@ impl Datasets {
         client: &mut WorkerServiceClient<Channel>,
     ) -> Result<Prepared, WorkerError> {
         tracing::info!(dataset = %sha256, "fetching the dataset from the coordinator");
-        let mut stream = client
-            .fetch_dataset(pb::FetchDatasetRequest {
+        // Opening the download is retried while the coordinator is unreachable or busy (it
+        // serves a bounded number of downloads at once and says UNAVAILABLE past them).
+        let mut stream = super::client::with_retry("fetch dataset", || {
+            let mut client = client.clone();
+            let request = pb::FetchDatasetRequest {
                 sha256: sha256.to_string(),
-            })
-            .await
-            .map_err(WorkerError::rpc("fetch dataset"))?
-            .into_inner();
+            };
+            async move { client.fetch_dataset(request).await }
+        })
+        .await
+        .map_err(WorkerError::rpc("fetch dataset"))?
+        .into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream
             .message()

@@ -26,6 +26,9 @@ pub struct Workers(pub Coordinator);
 /// Most jobs one worker may run at once (its `slots`), and so most leases one heartbeat names.
 const MAX_SLOTS: u32 = 1024;
 
+/// A dataset download whose reader takes no chunk for this long is ended.
+const FETCH_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How much of a worker's error message is kept: enough for any real error, and a bound on what
 /// one request can make the store keep.
 const MAX_ERROR_CHARS: usize = 4096;
@@ -282,6 +285,12 @@ impl WorkerService for Workers {
             ))
             .into());
         }
+        let permit = self.0.dataset_fetch_permit().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "{} dataset downloads are under way; retry shortly",
+                crate::server::MAX_DATASET_FETCHES
+            ))
+        })?;
         let path = crate::datasets::dataset_path(&self.0.data_dir, &sha256);
         let mut file = tokio::fs::File::open(&path)
             .await
@@ -294,6 +303,7 @@ impl WorkerService for Workers {
         tracing::debug!(dataset = %sha256, bytes = total_bytes, "dataset fetch");
         let (out, rx) = mpsc::channel(4);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut offset = 0u64;
             loop {
                 let mut data = vec![0u8; DATASET_CHUNK_BYTES];
@@ -311,15 +321,19 @@ impl WorkerService for Workers {
                     }
                 };
                 data.truncate(n);
-                if out
-                    .send(Ok(pb::FetchDatasetResponse {
+                // A reader that takes nothing for a minute has gone or stalled: its slot and
+                // buffers go back.
+                let sent = tokio::time::timeout(
+                    FETCH_STALL,
+                    out.send(Ok(pb::FetchDatasetResponse {
                         offset,
                         total_bytes,
                         data,
-                    }))
-                    .await
-                    .is_err()
-                {
+                    })),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    tracing::debug!(dataset = %sha256, offset, "dataset fetch ended: the reader went away or stalled");
                     return;
                 }
                 offset += n as u64;

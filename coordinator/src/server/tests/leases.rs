@@ -146,6 +146,24 @@ async fn a_sweep_runs_through_the_wire_and_stale_leases_are_refused() {
     let prepared = jetsweep_data::cache::decode(&bytes, std::path::Path::new("fetched")).unwrap();
     assert_eq!(prepared.provenance.sha256, dataset.sha256);
     assert_eq!(bytes.len() as u64, dataset.size_bytes);
+
+    // Downloads are bounded: with MAX_DATASET_FETCHES under way (held here as their permits), the
+    // next is UNAVAILABLE (a worker retries); when they end it is served.
+    let held: Vec<_> = (0..crate::server::MAX_DATASET_FETCHES)
+        .map(|_| c.coordinator.dataset_fetch_permit().expect("a free slot"))
+        .collect();
+    let fetch = pb::FetchDatasetRequest {
+        sha256: dataset.sha256.clone(),
+    };
+    let refused = c.workers.fetch_dataset(fetch.clone()).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::Unavailable,
+        "{}",
+        refused.message()
+    );
+    drop(held);
+    assert!(c.workers.fetch_dataset(fetch).await.is_ok());
 }
 
 /// A worker that completes with `slots` gets its next job in the same call, and walks the whole

@@ -113,33 +113,16 @@ fn content_security_policy() -> &'static str {
         let hashes: Vec<String> = [PAGES.index, PAGES.sweep, PAGES.workers]
             .iter()
             .flat_map(|html| inline_scripts(html))
-            .map(|script| format!("'sha256-{}'", base64(&Sha256::digest(script.as_bytes()))))
+            .map(|script| {
+                let digest = Sha256::digest(script.as_bytes());
+                format!("'sha256-{}'", crate::credentials::base64(&digest))
+            })
             .collect();
         format!(
             "default-src 'self'; script-src 'self' {}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
             hashes.join(" ")
         )
     })
-}
-
-/// Standard base64 with padding (what CSP hashes are written in).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Security headers on every dashboard response: the CSP above, no MIME sniffing, no framing
@@ -173,9 +156,6 @@ mod tests {
         let policy = content_security_policy();
         assert_eq!(policy.matches("'sha256-").count(), 3, "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }
 
