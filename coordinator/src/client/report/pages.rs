@@ -182,9 +182,26 @@ fn unfinished_table(inputs: &Inputs) -> Table {
     }
 }
 
-/// Text for inside a Markdown table cell.
+/// Text others wrote (a sweep's name, a dataset path, an error), as literal Markdown, also inside
+/// a table cell: HTML is written as entities (Python-Markdown and others pass raw HTML through, so
+/// `<script>` in an error text would run), Markdown's marks are escaped (no link or image can be
+/// made), and line breaks and other control characters become spaces.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn md_table(t: &Table) -> String {
@@ -274,7 +291,7 @@ fn stopping_section(inputs: &Inputs) -> Option<(String, Table)> {
 
 /// The Markdown page: figures as the PNG files beside it.
 pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
-    let mut out = format!("# Sweep report: {}\n\n", inputs.sweep.name);
+    let mut out = format!("# Sweep report: {}\n\n", md_cell(&inputs.sweep.name));
     for (label, text) in facts(inputs) {
         out += &format!("- **{label}:** {}\n", md_cell(&text));
     }
@@ -405,6 +422,19 @@ pub fn html(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_others_wrote_stays_literal_in_markdown() {
+        let hostile = "x</td><script>alert(1)</script> [a](javascript:b) ![i](http://c/d.png) `code` a|b\nline";
+        let cell = super::md_cell(hostile);
+        for bad in ["<script", "[a]", "![i]", "\n", "`code`"] {
+            assert!(!cell.contains(bad), "{bad} in {cell}");
+        }
+        assert!(
+            cell.contains("&lt;script&gt;") && cell.contains("a\\|b"),
+            "{cell}"
+        );
+    }
+
     #[test]
     fn utc_dates_are_civil_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
