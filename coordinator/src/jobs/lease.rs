@@ -189,13 +189,9 @@ pub(super) fn lease_jobs_for(
     request_id: Option<&str>,
     now: Millis,
 ) -> Result<Vec<Pack>, Error> {
-    touch_worker(tx, worker, now)?;
+    let device = touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    let device: Option<String> = tx
-        .prepare_cached("SELECT device FROM workers WHERE id = ?1")?
-        .query_row([worker], |r| r.get(0))
-        .optional()?;
-    let mut shares = Shares::load(tx, Device::of_worker(device.as_deref().unwrap_or("cpu")))?;
+    let mut shares = Shares::load(tx, Device::of_worker(&device))?;
     // One statement takes a sweep's oldest queued job and returns it, already leased; the other
     // takes a named queued job.
     let mut take_oldest = tx.prepare_cached(concat!(

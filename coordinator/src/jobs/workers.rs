@@ -1,6 +1,6 @@
 //! The worker registry: who registered, when each was last heard from, what each holds.
 
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Millis;
 use crate::Error;
@@ -53,20 +53,22 @@ pub fn register_worker(
     Ok(id)
 }
 
-/// Notes that `worker` was heard from. Errors: NotFound (it must register again).
-pub(super) fn touch_worker(tx: &Transaction<'_>, worker: &str, now: Millis) -> Result<(), Error> {
-    let n = exec(
-        tx,
-        "UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1",
-        params![worker, now],
-    )?;
-    if n == 0 {
-        return Err(Error::NotFound(format!(
-            "worker {:?} (register again)",
-            jetsweep_proto::worker_id::worker_name(worker)
-        )));
-    }
-    Ok(())
+/// Notes that `worker` was heard from; returns the device it registered with. Errors: NotFound
+/// (it must register again).
+pub(super) fn touch_worker(
+    tx: &Transaction<'_>,
+    worker: &str,
+    now: Millis,
+) -> Result<String, Error> {
+    tx.prepare_cached("UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1 RETURNING device")?
+        .query_row(params![worker, now], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "worker {:?} (register again)",
+                jetsweep_proto::worker_id::worker_name(worker)
+            ))
+        })
 }
 
 /// Drops the workers last heard from before `seen_before` that hold no lease (a worker that

@@ -131,12 +131,6 @@ impl Coordinator {
         self
     }
 
-    /// Requires `token` on every call of both services, as the admin's (the single shared token).
-    pub fn require_token(self, token: &str) -> Result<Self, String> {
-        let credentials = Credentials::open().with_admin_token(token)?;
-        Ok(self.with_credentials(credentials))
-    }
-
     /// Cancels `sweep_id` for `caller` (a user: only its own sweeps), recording who did it; with
     /// what the cancel stops now and what it leaves running for other sweeps.
     pub(crate) async fn cancel(
@@ -144,6 +138,7 @@ impl Coordinator {
         caller: Caller,
         sweep_id: String,
     ) -> Result<(crate::jobs::SweepCounts, (u32, u32)), Error> {
+        let by = caller.name.clone();
         self.write(move |tx, now| {
             crate::jobs::audit::check_may_cancel(tx, &caller, &sweep_id)?;
             let counts = crate::jobs::cancel_sweep(tx, &sweep_id, now)?;
@@ -153,6 +148,9 @@ impl Coordinator {
             Ok((counts, effect))
         })
         .await
+        .inspect(|(counts, (stopping, kept))| {
+            tracing::info!(sweep = %counts.id, by = %by, cancelled = counts.cancelled, stopping, kept, "sweep cancelled");
+        })
     }
 
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice

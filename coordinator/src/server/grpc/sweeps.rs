@@ -372,9 +372,7 @@ impl SweepService for Sweeps {
         let caller = caller_of(request.extensions().get());
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
-        let by = caller.name.clone();
         let (counts, (stopping, kept)) = self.0.cancel(caller, id).await?;
-        tracing::info!(sweep = %counts.id, by = %by, cancelled = counts.cancelled, stopping, kept, "sweep cancelled");
         Ok(Response::new(pb::CancelSweepResponse {
             sweep: Some(views::sweep(&counts)),
             stopping,

@@ -320,9 +320,7 @@ async fn cancel(
             .into_response());
     }
     let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
-    let by = caller.name.clone();
-    let (counts, (stopping, kept)) = c.cancel(caller, id).await?;
-    tracing::info!(sweep = %counts.id, by = %by, cancelled = counts.cancelled, stopping, kept, "sweep cancelled from the dashboard");
+    let (counts, _) = c.cancel(caller, id).await?;
     Ok(axum::Json(api::SweepJson::from(&counts)).into_response())
 }
 
