@@ -60,7 +60,7 @@ async fn serve_child() {
     let stdin_closed = tokio::task::spawn_blocking(|| {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
     });
-    serve(listener, coordinator, async {
+    serve(listener, coordinator, Default::default(), async {
         let _ = stdin_closed.await;
     })
     .await

@@ -6,10 +6,14 @@ numbers and how to read them):
 
 - space: learning_rate x batch_size x weight_decay, each a choice (SPACE below), jsc-tiny, 9 epochs;
 - data: a prepared .npy directory with a held-out validation split, the same rows for everyone;
-- oracle: the space's full grid x 8 seeds to the last epoch (jetsweep, packed); a point's score is
-  its 8-seed mean validation accuracy at the last epoch; target = the best score - 0.5 points;
+- oracle: the space's full grid x 32 seeds (0-31) to the last epoch (jetsweep, packed); a point's
+  score is its 32-seed mean validation accuracy at the last epoch; target = the best score - 0.5
+  points. (The issue asked for 8 seeds; here a seed's run sometimes sticks at 57-68 %, so an 8-seed
+  mean moves by up to ~1.5 points with one such seed and the 0.5-point target was decided by which
+  seeds stuck. The 8-seed numbers, seeds 0-7, are printed beside the 32-seed ones.)
 - methods, each over search seeds 0..N-1:
-  ours-sync     jetsweep random points x 3 seeds, sync halving on the seed means (eta 3, rungs 1,3,9)
+  ours-sync     jetsweep random points x 3 seeds, sync halving on the seed means (eta 3, rungs 1,3,9);
+                search seed s trains seeds 1000+3s, 1000+3s+1, 1000+3s+2 (ours-1seed: 1000+3s)
   ours-async    the same, ASHA with promotions that resume from a checkpoint
   ours-tpe      jetsweep TPE x 3 seeds, ASHA
   ours-1seed    jetsweep random points x 1 seed, sync halving (what the peers decide on)
@@ -22,6 +26,15 @@ numbers and how to read them):
   grid run, seeds 100-109: validation loss and test accuracy at the last epoch); trial-epochs;
   how many of the oracle's top 5 points it sampled and stopped early; and, for search seed 0, a
   rerun (jetsweep: 1 worker instead of 2) compared decision by decision.
+- expected running time (ERT, as in COCO's black-box benchmarks): the wall time of every run (its
+  time to target, or its whole wall time when it never got there) summed and divided by the runs
+  that reached the target: what a user restarting a method until it succeeds waits on average. Our
+  searches take seconds, so they run over --our-search-seeds (20) search seeds, the peers over
+  --search-seeds (5).
+- replay: five searches cannot tell a 30 % method from a 10 % one, so sync halving (ours-sync and
+  ours-1seed: their decisions are a pure function of the per-epoch metrics) is also replayed 2000
+  times on the fresh grid's epoch-by-epoch curves (random points, random seeds of the 10), each pick
+  scored by the oracle.
 
     target/release/jetsweep-worker prepare --dataset synthetic:126000 --val-fraction 0.2 --out W/data
     python3 -m venv V && V/bin/pip install "ray[tune]" optuna numpy torch
@@ -48,7 +61,10 @@ SPACE = {
 MAX_EPOCHS = 9
 ETA = 3
 SEEDS_PER_POINT = 3
-ORACLE_SEEDS = list(range(8))
+ORACLE_SEEDS = list(range(32))
+ISSUE_ORACLE_SEEDS = 8  # the first 8 of ORACLE_SEEDS: the oracle the issue asked for
+OUR_SEED_BASE = 1000  # our training seeds, disjoint from the oracle's and the fresh ones
+REPLAYS = 2000
 FRESH_SEEDS = list(range(100, 110))
 LOOSER_TARGETS = [1.0, 2.0]  # points below the oracle's best, reported beside the 0.5-point target
 METHODS = ["ours-sync", "ours-async", "ours-tpe", "ours-1seed", "ray", "optuna"]
@@ -134,7 +150,8 @@ def read_store(folder):
 
 def ours(args, method, seed, workers, folder):
     points = args.points * SEEDS_PER_POINT if method == "ours-1seed" else args.points
-    seeds = [0] if method == "ours-1seed" else list(range(SEEDS_PER_POINT))
+    first = OUR_SEED_BASE + SEEDS_PER_POINT * seed
+    seeds = [first] if method == "ours-1seed" else list(range(first, first + SEEDS_PER_POINT))
     search = {"method": "tpe" if method == "ours-tpe" else "random", "points": points,
               "search_seed": seed}
     stop = {"rule": "halving", "mode": "async" if method in ("ours-async", "ours-tpe") else "sync",
@@ -368,11 +385,87 @@ def grid_scores(args, name, seeds):
     return {tuple(r["key"]): r for r in rows.values()}
 
 
+def fresh_curves(args):
+    """Per point: each fresh seed's validation accuracy and loss at every epoch (from the fresh
+    grid's state file)."""
+    db = sqlite3.connect(os.path.join(args.work, "fresh", "state.db"))
+    curves = {}
+    for lr, bs, wd, seed, epoch, metrics in db.execute(
+            """SELECT j.learning_rate, j.batch_size, j.weight_decay, j.seed, e.epoch, e.metrics_json
+               FROM epochs e JOIN attempts a ON a.lease_id = e.lease_id
+               JOIN jobs j ON j.id = a.job_id"""):
+        m = json.loads(metrics)
+        curves.setdefault(point_key(lr, bs, wd), {}).setdefault(seed, {})[epoch] = m["val_acc"]
+    return {k: [[by_epoch[e] for e in range(1, MAX_EPOCHS + 1)] for _, by_epoch in sorted(s.items())]
+            for k, s in curves.items()}
+
+
+def replay_sync_halving(curves, rng, points, seeds_per_point):
+    """One sync-halving search on recorded curves, as the coordinator decides it: `points` random
+    points sharing `seeds_per_point` random seeds; at each rung (1, 3) keep the top ceil(n/eta) by
+    the seed mean of validation accuracy at that epoch, ties to the lower point index; the pick is
+    the best survivor at the last epoch. Returns (pick, sampled, stopped, trial-epochs)."""
+    keys = sorted(curves)
+    sampled = rng.sample(range(len(keys)), points)
+    seeds = rng.sample(range(len(curves[keys[0]])), seeds_per_point)
+    live, stopped, epochs, before = sorted(sampled), set(), 0, 0
+    rungs = [1, ETA, MAX_EPOCHS]
+    for rung in rungs:
+        epochs += len(live) * seeds_per_point * (rung - before)
+        before = rung
+        ranked = sorted(live, key=lambda p: (-statistics.mean(curves[keys[p]][s][rung - 1]
+                                                              for s in seeds), p))
+        if rung == MAX_EPOCHS:
+            return keys[ranked[0]], {keys[p] for p in sampled}, {keys[p] for p in stopped}, epochs
+        keep = -(-len(ranked) // ETA)
+        live, stopped = ranked[:keep], stopped | set(ranked[keep:])
+
+
+def replay_table(args, oracle, target, top5):
+    import random
+    curves = fresh_curves(args)
+    budget = args.points * SEEDS_PER_POINT
+    print(f"Sync halving replayed {REPLAYS} times on the fresh grid's curves ({len(curves)} points x "
+          f"{len(FRESH_SEEDS)} seeds), picks scored by the oracle:")
+    print()
+    print("| replay | points x seeds | trial-epochs | picks at target | pick: oracle val acc %, median "
+          "| oracle top 5 stopped (of sampled) |")
+    print("|---|---|---|---|---|---|")
+    for name, points, seeds in [("ours-sync", args.points, SEEDS_PER_POINT),
+                                ("ours-1seed", budget, 1),
+                                ("ours-sync, 2 seeds", budget // 2, 2),
+                                ("ours-sync, 5 seeds", budget // 5, 5)]:
+        rng = random.Random(0)
+        hits, scores, stops, seen, epochs = 0, [], 0, 0, 0
+        for _ in range(REPLAYS):
+            pick, sampled, stopped, spent = replay_sync_halving(curves, rng, points, seeds)
+            score = statistics.mean(oracle[pick]["val_acc"])
+            hits += score >= target
+            scores.append(100 * score)
+            stops += len(top5 & stopped)
+            seen += len(top5 & sampled)
+            epochs = spent
+        print(f"| {name} | {points} x {seeds} | {epochs} | {100 * hits / REPLAYS:.1f} % "
+              f"| {statistics.median(scores):.2f} | {stops} of {seen} |")
+
+
 def first_at_target(events, oracle, target):
     for e in events:
         if statistics.mean(oracle[tuple(e["key"])]["val_acc"]) >= target:
             return e["t"]
     return None
+
+
+def ert(times, walls):
+    """Expected running time to the target: all the time spent, over the runs that got there."""
+    hits = sum(t is not None for t in times)
+    if not hits:
+        return None
+    return sum(w if t is None else t for t, w in zip(times, walls)) / hits
+
+
+def ert_text(x):
+    return "never" if x is None else f"{x:.3g}"
 
 
 def summary(values):
@@ -386,7 +479,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("work", help="the work folder: data/ (prepared .npy with x_val), runs, tables")
     ap.add_argument("--jetsweep", default="target/release/jetsweep")
-    ap.add_argument("--search-seeds", type=int, default=5)
+    ap.add_argument("--search-seeds", type=int, default=5, help="search seeds for Ray and Optuna")
+    ap.add_argument("--our-search-seeds", type=int, default=20, help="search seeds for jetsweep")
     ap.add_argument("--points", type=int, default=32, help="points per jetsweep search (x3 seeds)")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--only", default=",".join(METHODS))
@@ -402,11 +496,13 @@ def main():
     args.jetsweep = os.path.abspath(args.jetsweep)
     if not os.path.exists(os.path.join(args.data, "x_val.npy")):
         raise SystemExit(f"{args.data}: no x_val.npy; prepare it with --val-fraction 0.2 (see --help)")
-    oracle = grid_scores(args, "oracle", ORACLE_SEEDS)
+    oracle = grid_scores(args, "oracle%d" % len(ORACLE_SEEDS), ORACLE_SEEDS)
     ranked = sorted(oracle, key=lambda k: -statistics.mean(oracle[k]["val_acc"]))
     best = statistics.mean(oracle[ranked[0]]["val_acc"])
     target = best - 0.005
     top5 = set(ranked[:5])
+    oracle8 = {k: {"val_acc": r["val_acc"][:ISSUE_ORACLE_SEEDS]} for k, r in oracle.items()}
+    best8 = max(statistics.mean(r["val_acc"]) for r in oracle8.values())
     fresh = grid_scores(args, "fresh", FRESH_SEEDS)
     runs_dir = os.path.join(args.work, "runs")
     os.makedirs(runs_dir, exist_ok=True)
@@ -434,14 +530,19 @@ def main():
     methods = [m for m in args.only.split(",") if m]
     rows = []
     for method in methods:
-        results = [run(method, s) for s in range(args.search_seeds)]
+        count = args.our_search_seeds if method.startswith("ours") else args.search_seeds
+        results = [run(method, s) for s in range(count)]
         rerun = run(method, 0, rerun=True)
         times = [first_at_target(r["events"], oracle, target) for r in results]
+        times8 = [first_at_target(r["events"], oracle8, best8 - 0.005) for r in results]
         looser = {gap: [first_at_target(r["events"], oracle, best - gap / 100) for r in results]
                   for gap in LOOSER_TARGETS}
         picks = [tuple(r["pick"]) for r in results if r["pick"]]
         rows.append({
             "method": method,
+            "runs": count,
+            "ert": ert(times, [r["wall"] for r in results]),
+            "ert8": ert(times8, [r["wall"] for r in results]),
             "reached": sum(t is not None for t in times),
             "time": summary(times),
             "wall": summary([r["wall"] for r in results]),
@@ -453,17 +554,21 @@ def main():
                                          sum(len(top5 & {tuple(k) for k in r["sampled"]}) for r in results)),
             "identical": results[0]["log"] == rerun["log"],
             "times": times,
+            "reached8": sum(t is not None for t in times8),
+            "time8": summary(times8),
             "looser": looser,
         })
     print(f"oracle: {len(oracle)} points x {len(ORACLE_SEEDS)} seeds; best {key_text(ranked[0])} "
           f"{100 * best:.2f} %; target {100 * target:.2f} %; top 5: "
           + "; ".join(f"{key_text(k)} {100 * statistics.mean(oracle[k]['val_acc']):.2f}" for k in ranked[:5]))
     print()
-    print("| method | runs at target | time to target, s | wall, s | trial-epochs | pick: oracle val acc % "
-          "| pick on 10 fresh seeds: val loss | test acc % | oracle top 5 stopped (of sampled) | rerun identical |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| method | runs at target | time to target, s | ERT to target, s | wall, s | trial-epochs "
+          "| pick: oracle val acc % | pick on 10 fresh seeds: val loss | test acc % "
+          "| oracle top 5 stopped (of sampled) | rerun identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['reached']} of {args.search_seeds} | {r['time']} | {r['wall']} | {r['epochs']} "
+        print(f"| {r['method']} | {r['reached']} of {r['runs']} | {r['time']} | {ert_text(r['ert'])} "
+              f"| {r['wall']} | {r['epochs']} "
               f"| {r['oracle_pick']} | {r['fresh_loss']} | {r['fresh_test']} | {r['false_stops']} | "
               f"{'yes' if r['identical'] else 'no'} |")
     print()
@@ -473,6 +578,17 @@ def main():
         cells = [f"{summary(r['looser'][g])} ({sum(t is not None for t in r['looser'][g])})"
                  for g in LOOSER_TARGETS]
         print(f"| {r['method']} | " + " | ".join(cells) + " |")
+    print()
+    print(f"With the issue's 8-seed oracle (seeds 0-7: best {100 * best8:.2f} %, target "
+          f"{100 * (best8 - 0.005):.2f} %, reached by "
+          f"{sum(statistics.mean(r['val_acc']) >= best8 - 0.005 for r in oracle8.values())} points):")
+    print()
+    print("| method | runs at target | time to target, s | ERT to target, s |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['reached8']} of {r['runs']} | {r['time8']} | {ert_text(r['ert8'])} |")
+    print()
+    replay_table(args, oracle, target, top5)
     print()
     print("times to target per search seed:", {r["method"]: [None if t is None else round(t, 2) for t in r["times"]]
                                                 for r in rows})

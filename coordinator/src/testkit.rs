@@ -385,6 +385,7 @@ impl TestCoordinator {
                 credentials: None,
                 tls: None,
                 holder: "a test".into(),
+                connections: Default::default(),
             },
             listener,
             async {

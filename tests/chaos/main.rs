@@ -1,5 +1,6 @@
 //! `jetsweep-chaos`: the coordinator and workers as real processes, put through what a cluster does
-//! to them — workers killed, the coordinator killed and kept down, hostile clients, a full disk, a
+//! to them — workers killed, the coordinator killed and kept down, hostile clients, the security
+//! review's attacks (cross-origin cancel, abandoned streams, a tampered cache, silent TLS), a full disk, a
 //! worker cut off by a network partition, stop signals, hosts apart on a slow and lossy network —
 //! each scenario checked by the numbers and summed up in one line.
 //!
@@ -23,6 +24,7 @@ mod hostile;
 mod lan;
 mod outage;
 mod partition;
+mod review;
 mod sigterm;
 
 use std::process::ExitCode;
@@ -33,6 +35,7 @@ use common::{Outcome, Size};
 /// The scenarios, in the order they run.
 const SCENARIOS: &[&str] = &[
     "hostile",
+    "review",
     "churn",
     "outage",
     "partition",
@@ -46,6 +49,7 @@ async fn run(name: &str, size: Size) -> Outcome {
         "churn" => churn::run(size).await,
         "outage" => outage::run(size).await,
         "hostile" => hostile::run(size).await,
+        "review" => review::run(size).await,
         "disk" => disk::run(size).await,
         "partition" => partition::run(size).await,
         "sigterm" => sigterm::run(size).await,

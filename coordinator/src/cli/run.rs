@@ -126,6 +126,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             credentials: None,
             tls: None,
             holder: format!("jetsweep run {}, serving", args.file.display()),
+            connections: Default::default(),
         },
         listener,
         async {

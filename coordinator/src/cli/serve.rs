@@ -60,6 +60,18 @@ pub struct ServeArgs {
     /// inside the cluster.
     #[arg(long, value_name = "ADDR")]
     pub scaler_listen: Option<String>,
+    /// Most client connections open at once [default: what the open-file limit allows, up to
+    /// 16384]. Connections past it are closed as they arrive (counted in /metrics).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Most connections open at once from one client address (workers behind one NAT address
+    /// count together).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: u32,
+    /// Seconds a connection may pass with nothing sent either way before it is closed (live
+    /// workers and pages are pinged every 30 s or less).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub idle_timeout: u64,
     #[command(flatten)]
     pub logging: Logging,
 }
@@ -114,6 +126,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some((read(cert, "TLS certificate")?, read(key, "TLS key")?)),
         _ => None,
     };
+    let mut limits = crate::server::connections::Limits::default();
+    if let Some(total) = args.max_connections {
+        limits.total = total as usize;
+    }
+    limits.per_address = args.max_connections_per_address as usize;
+    limits.idle = std::time::Duration::from_secs(args.idle_timeout);
     // One stop signal ends both servers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -136,6 +154,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             credentials,
             tls: tls_files,
             holder: "serving".into(),
+            connections: limits,
         },
         listener,
         stopping(),

@@ -43,6 +43,8 @@ pub struct Metrics {
     completions: Counter,
     expiries: Counter,
     workers_connected: Gauge,
+    connections_open: Gauge,
+    connections_refused: Counter,
     /// Serialises scrapes (each sets the store-derived values, then encodes).
     scrape: Arc<Mutex<()>>,
 }
@@ -91,8 +93,22 @@ impl Default for Metrics {
             "Workers heard from within the last 10 heartbeats",
             workers_connected.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now (gRPC and dashboard)",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival: over the total or per-address limit",
+            connections_refused.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            connections_open,
+            connections_refused,
             requests,
             commit_seconds,
             jobs,
@@ -157,6 +173,28 @@ impl Metrics {
     }
 
     /// Records one store commit's duration.
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.get()
+    }
+
+    /// Connections refused so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.get()
+    }
+
     pub fn commit(&self, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
     }

@@ -12,6 +12,7 @@
 //!   run` and the tests all start one this way).
 
 pub(crate) mod activity_cache;
+pub mod connections;
 pub mod gate;
 pub mod grpc;
 pub mod metrics;
@@ -22,7 +23,9 @@ pub mod web;
 
 pub use grpc::scaler;
 pub use grpc::views::results_page;
-pub use state::{Coordinator, MAX_DATASET_FETCHES, MAX_WATCH_STREAMS};
+pub use state::{
+    Coordinator, MAX_DATASET_FETCHES, MAX_WATCH_STREAMS, MAX_WATCH_STREAMS_PER_ADDRESS,
+};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -59,6 +62,8 @@ pub struct StartConfig {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// Who holds the state file, as a second coordinator on it is told (after "pid N, ").
     pub holder: String,
+    /// How many client connections may be open, and for how long one may idle.
+    pub connections: connections::Limits,
 }
 
 /// A coordinator that [`start`] started: serving until its `shutdown` completes.
@@ -117,7 +122,12 @@ pub async fn start(
         }
     );
     lock.describe(&format!("{} {url}", config.holder))?;
-    let served = tokio::spawn(serve(listener, coordinator.clone(), shutdown));
+    let served = tokio::spawn(serve(
+        listener,
+        coordinator.clone(),
+        config.connections,
+        shutdown,
+    ));
     Ok(Started {
         url,
         coordinator,
@@ -132,10 +142,12 @@ const EXPIRY_SCAN: Duration = Duration::from_secs(1);
 /// Gone workers and unused datasets are looked for every this many expiry scans (a minute).
 const FORGET_EVERY: u64 = 60;
 
-/// Serves both services on `listener` until `shutdown` completes.
+/// Serves both services on `listener`, its connections bounded by `limits`, until `shutdown`
+/// completes.
 pub async fn serve(
     listener: TcpListener,
     coordinator: Coordinator,
+    limits: connections::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let expiry = coordinator.clone();
@@ -170,6 +182,7 @@ pub async fn serve(
     )
     .await;
     let metrics = coordinator.metrics.clone();
+    let coordinator_metrics = metrics.clone();
     let coordinator_for_gate = coordinator.clone();
     let routes = tonic::service::Routes::from(web::router(coordinator.clone()))
         .add_service(health_service)
@@ -198,14 +211,11 @@ pub async fn serve(
                 web::count_requests,
             )),
     );
+    let incoming = connections::Incoming::new(listener, limits, coordinator_metrics);
     let result = server
         .accept_http1(true)
         .add_routes(routes)
-        // No Nagle delay: replies are small and a worker waits on each one.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     scanner.abort();
     health.abort();

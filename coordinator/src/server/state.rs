@@ -2,6 +2,7 @@
 //! read side, and what the listeners are configured with. Both front ends — the gRPC services
 //! (`grpc/`) and the dashboard (`web/`) — are glue over it; neither imports the other.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use jetsweep_proto::limits::FORGET_AFTER;
 use jetsweep_proto::sync;
 use tonic::transport::{Identity, ServerTlsConfig};
 
+use super::connections::{AddressLimiter, Over, Slot};
 use super::sessions::Sessions;
 use super::{activity_cache, metrics, results_cache};
 use crate::Error;
@@ -51,10 +53,11 @@ pub struct Coordinator {
     pub(super) activity: Arc<activity_cache::ActivityCache>,
     /// What `/metrics` reports.
     pub(super) metrics: metrics::Metrics,
-    /// Live event streams open at once (each reads the store after commits).
-    pub(super) event_streams: Arc<tokio::sync::Semaphore>,
-    /// `WatchSweep` streams open at once (each reads the store after commits).
-    pub(super) watch_streams: Arc<tokio::sync::Semaphore>,
+    /// Live event streams open at once, in all and per client address (each reads the store
+    /// after commits).
+    pub(super) event_streams: Arc<AddressLimiter>,
+    /// `WatchSweep` streams open at once, in all and per client address.
+    pub(super) watch_streams: Arc<AddressLimiter>,
     /// Dataset downloads under way (each holds a few chunks in memory).
     pub(super) dataset_fetches: Arc<tokio::sync::Semaphore>,
 }
@@ -66,8 +69,14 @@ pub const MAX_DATASET_FETCHES: usize = 32;
 /// Most `WatchSweep` streams open at once: a progress bar each; past it, UNAVAILABLE.
 pub const MAX_WATCH_STREAMS: usize = 256;
 
+/// Most `WatchSweep` streams from one client address, so that one client cannot take them all.
+pub const MAX_WATCH_STREAMS_PER_ADDRESS: usize = 32;
+
 /// Most dashboard event streams open at once.
 const MAX_EVENT_STREAMS: usize = 64;
+
+/// Most dashboard event streams from one client address (a browser opens one per sweep page).
+const MAX_EVENT_STREAMS_PER_ADDRESS: usize = 16;
 
 /// How many submissions are worked on at once (see `Coordinator::submissions`).
 const CONCURRENT_SUBMISSIONS: usize = 2;
@@ -92,8 +101,8 @@ impl Coordinator {
         Ok(Coordinator {
             writer: Writer::start_observed(store, clock.clone(), move |took| commits.commit(took))?,
             metrics,
-            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
-            watch_streams: Arc::new(tokio::sync::Semaphore::new(MAX_WATCH_STREAMS)),
+            event_streams: AddressLimiter::new(MAX_EVENT_STREAMS, MAX_EVENT_STREAMS_PER_ADDRESS),
+            watch_streams: AddressLimiter::new(MAX_WATCH_STREAMS, MAX_WATCH_STREAMS_PER_ADDRESS),
             dataset_fetches: Arc::new(tokio::sync::Semaphore::new(MAX_DATASET_FETCHES)),
             reader: Arc::new(Mutex::new(reader)),
             data_dir,
@@ -117,7 +126,9 @@ impl Coordinator {
     /// Serves over TLS with this PEM certificate chain and private key. Errors: a certificate or
     /// key that rustls cannot use, said before anything listens.
     pub fn serve_tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
-        let config = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert_pem, key_pem))
+            .timeout(super::connections::HANDSHAKE);
         tonic::transport::Server::builder()
             .tls_config(config.clone())
             .map_err(|e| Error::InvalidRequest(format!("TLS certificate or key: {e}")))?;
@@ -226,14 +237,15 @@ impl Coordinator {
         self.dataset_fetches.clone().try_acquire_owned().ok()
     }
 
-    /// Room for one more `WatchSweep` stream, if there is any.
-    pub(crate) fn watch_stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.watch_streams.clone().try_acquire_owned().ok()
+    /// Room for one more `WatchSweep` stream from `client`, if the limits leave any.
+    pub(crate) fn watch_stream_slot(&self, client: Option<IpAddr>) -> Result<Slot, Over> {
+        self.watch_streams.take(client)
     }
 
-    /// Room for one more live event stream (the dashboard's), if there is any.
-    pub(crate) fn event_stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.event_streams.clone().try_acquire_owned().ok()
+    /// Room for one more live event stream (the dashboard's) from `client`, if the limits leave
+    /// any.
+    pub(crate) fn event_stream_slot(&self, client: Option<IpAddr>) -> Result<Slot, Over> {
+        self.event_streams.take(client)
     }
 
     /// What `/metrics` reports.

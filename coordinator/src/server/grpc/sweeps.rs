@@ -11,6 +11,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::server::connections::Over;
 use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
 
 use super::{required, views};
@@ -205,13 +206,20 @@ impl SweepService for Sweeps {
         &self,
         request: Request<pb::WatchSweepRequest>,
     ) -> Result<Response<Self::WatchSweepStream>, Status> {
+        let client = request.remote_addr().map(|a| a.ip());
         let id = request.into_inner().sweep_id;
         required(&id, "sweep_id")?;
-        let permit = self.0.watch_stream_permit().ok_or_else(|| {
-            crate::Error::Unavailable(format!(
-                "{} watch streams are open already; try again when some have ended",
-                crate::server::MAX_WATCH_STREAMS
-            ))
+        let permit = self.0.watch_stream_slot(client).map_err(|over| {
+            crate::Error::Unavailable(match over {
+                Over::Total => format!(
+                    "{} watch streams are open already; try again when some have ended",
+                    crate::server::MAX_WATCH_STREAMS
+                ),
+                Over::PerAddress => format!(
+                    "{} watch streams are open from your address already; end some first",
+                    crate::server::MAX_WATCH_STREAMS_PER_ADDRESS
+                ),
+            })
         })?;
         // Subscribe before the first read, so no commit between the two is missed.
         let mut commits = self.0.writer.commits();

@@ -367,14 +367,24 @@ const MAX_EVENT_ITEMS: u32 = 5_000;
 pub async fn events(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
+    extensions: axum::http::Extensions,
 ) -> Result<axum::response::Response, WebError> {
     use axum::response::IntoResponse;
-    let Some(permit) = c.event_stream_permit() else {
-        return Ok((
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too many live pages open; reload later\n",
-        )
-            .into_response());
+    let permit = match c.event_stream_slot(super::peer_ip(&extensions)) {
+        Ok(slot) => slot,
+        Err(over) => {
+            let why = match over {
+                crate::server::connections::Over::Total => "too many live pages are open",
+                crate::server::connections::Over::PerAddress => {
+                    "too many live pages are open from your address"
+                }
+            };
+            return Ok((
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("{why}; close some or reload later\n"),
+            )
+                .into_response());
+        }
     };
     let first = id.clone();
     let mut cursor = c

@@ -169,7 +169,7 @@ struct Login {
 }
 
 /// The client's address, as the server's connection saw it (plaintext or TLS).
-fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+pub(super) fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     extensions
         .get::<TcpConnectInfo>()
