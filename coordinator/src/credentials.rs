@@ -68,6 +68,7 @@ impl Role {
             Verb::Read => matches!(self, Role::Admin | Role::User | Role::Viewer),
             Verb::Submit | Verb::Cancel => matches!(self, Role::Admin | Role::User),
             Verb::Work => matches!(self, Role::Admin | Role::Worker),
+            Verb::Administer => matches!(self, Role::Admin),
         }
     }
 }
@@ -91,6 +92,8 @@ pub enum Verb {
     Cancel,
     /// A worker's calls: register, heartbeat, lease, report, complete, fail, fetch.
     Work,
+    /// What changes others' results: invalidating a worker's.
+    Administer,
 }
 
 impl Verb {
@@ -101,6 +104,7 @@ impl Verb {
             Verb::Submit => "submit sweeps",
             Verb::Cancel => "cancel sweeps",
             Verb::Work => "take and report jobs (a worker's calls)",
+            Verb::Administer => "invalidate a worker's results",
         }
     }
 }

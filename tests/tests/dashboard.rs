@@ -294,3 +294,55 @@ fn malformed_web_requests_are_refused_and_the_coordinator_keeps_serving() {
     let (status, body) = http_get(&url, "/api/sweeps", Some("s3cret-s3cret-s3cret"));
     assert_eq!(status, 200, "still serving: {body}");
 }
+
+/// Six drawn points × two seeds, halved at epochs 1 and 3 of 4.
+const HALVING: &str = "name = \"dash-halving\"\ndataset = \"synthetic:20000\"\nval_fraction = 0.2\n[defaults]\nmax_epochs = 4\nbatch_size = 64\n[search]\nmethod = \"random\"\npoints = 6\nsearch_seed = 5\n[search.space]\nlearning_rate = { log_uniform = [1e-4, 1e-1] }\n[search.stop]\nrule = \"halving\"\nmin_epochs = 1\neta = 3\n[grid]\nseed = [0, 1]\n";
+
+/// A halving sweep's page shows its rung table in the browser with the numbers the API gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_halving_sweeps_rung_table_as_the_api_does() {
+    let Some(chromium) = need::or_skip("the rung table test", need::chromium()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "dash-halving");
+    let id = submit(&url, HALVING).await.sweep_id;
+    let _worker = worker_with(dir.path(), &url, "w", &["--pack", "4"]);
+    wait_for(
+        &url,
+        &id,
+        Duration::from_secs(120),
+        "the sweep to finish",
+        |s, _| s.done + s.cancelled == s.total,
+    )
+    .await;
+    let (status, body) = http_get(&url, &format!("/api/sweeps/{id}/stopping"), None);
+    assert_eq!(status, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let dom = browse(
+        chromium,
+        &format!("{url}/sweeps/{id}?live=0"),
+        &shots.join("dashboard-halving.png"),
+    );
+    assert!(
+        dom.contains("<section id=\"stopping-section\">"),
+        "the rung table is shown: {dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "trial-epochs trained: {} of the {} a full run takes",
+            st["trial_epochs"], st["full_epochs"]
+        )),
+        "{dom}"
+    );
+    let rungs = st["rungs"].as_array().unwrap();
+    assert!(!rungs.is_empty(), "{st}");
+    for r in rungs {
+        let row = format!(
+            "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+            r["rung"], r["judged"], r["went_on"], r["stopped"], r["paused"]
+        );
+        assert!(dom.contains(&row), "{row} not in the page: {dom}");
+    }
+}

@@ -95,6 +95,12 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
         s.list_audit(pb::ListAuditRequest::default())
             .await
             .map(drop),
+        // A worker that made no attempt: NOT_FOUND once the role check lets it through.
+        s.invalidate_worker(pb::InvalidateWorkerRequest {
+            worker: "nobody-1".into(),
+        })
+        .await
+        .map(drop),
         w.register(pb::RegisterRequest::default()).await.map(drop),
         w.heartbeat(pb::HeartbeatRequest::default()).await.map(drop),
         w.lease_jobs(pb::LeaseJobsRequest::default())
@@ -127,7 +133,7 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
 }
 
 /// The RPCs in the order [`allowed`] calls them, and who may call each: admin, user, viewer, worker.
-const RPCS: [(&str, [bool; 4]); 19] = [
+const RPCS: [(&str, [bool; 4]); 20] = [
     ("SubmitSweep", [true, true, false, false]),
     ("GetSweep", [true, true, true, false]),
     ("ListSweeps", [true, true, true, false]),
@@ -139,6 +145,7 @@ const RPCS: [(&str, [bool; 4]); 19] = [
     ("CancelSweep", [true, true, false, false]),
     ("ListWorkers", [true, true, true, false]),
     ("ListAudit", [true, true, true, false]),
+    ("InvalidateWorker", [true, false, false, false]),
     ("Register", [true, false, false, true]),
     ("Heartbeat", [true, false, false, true]),
     ("LeaseJobs", [true, false, false, true]),
@@ -412,4 +419,88 @@ fn an_open_coordinator_refuses_rebound_host_names_and_grpc_from_web_pages() {
     ] {
         assert!(head.contains(needle), "{needle}: {answer}");
     }
+}
+
+/// `jetsweep invalidate --worker NAME`: a finished sweep's jobs, all trained by one worker, are
+/// trained again by another; the sweep ends done again with every result from the second worker,
+/// and the audit log says who invalidated what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_workers_jobs_are_trained_again_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "invalidate");
+    let id = submit(&url, SWEEP).await.sweep_id;
+    let first_name = {
+        let _rogue = worker(dir.path(), &url, "rogue");
+        wait_for(
+            &url,
+            &id,
+            std::time::Duration::from_secs(60),
+            "done",
+            |s, _| s.done == 2,
+        )
+        .await;
+        let listed = workers(&url).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        jetsweep_proto::worker_id::worker_name(&listed[0].worker_id).to_string()
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(coordinator_bin())
+            .args(args)
+            .args(["--coordinator", &url])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let said = run(&["invalidate", "--worker", &first_name]);
+    assert!(
+        said.contains(&format!(
+            "worker {first_name}: 2 attempts invalidated, 2 epoch reports deleted, 2 jobs queued again"
+        )),
+        "{said}"
+    );
+    assert!(said.contains(&id), "{said}");
+    assert_eq!(sweep(&url, &id).await.queued, 2);
+    let _honest = worker(dir.path(), &url, "honest");
+    wait_for(
+        &url,
+        &id,
+        std::time::Duration::from_secs(60),
+        "done again",
+        |s, _| s.done == 2,
+    )
+    .await;
+    let honest = workers(&url)
+        .await
+        .into_iter()
+        .find(|w| jetsweep_proto::worker_id::worker_name(&w.worker_id) != first_name)
+        .expect("the second worker");
+    let db = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let outcomes: Vec<(String, String)> = db
+        .prepare("SELECT worker_id, outcome FROM attempts ORDER BY started_ms")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let by = |w: &str| -> Vec<&str> {
+        outcomes
+            .iter()
+            .filter(|(id, _)| jetsweep_proto::worker_id::worker_name(id) == w)
+            .map(|(_, o)| o.as_str())
+            .collect()
+    };
+    assert_eq!(by(&first_name), vec!["invalidated"; 2], "{outcomes:?}");
+    assert_eq!(
+        by(jetsweep_proto::worker_id::worker_name(&honest.worker_id)),
+        vec!["done"; 2],
+        "{outcomes:?}"
+    );
+    let audit = run(&["audit", "--sweep", &id]);
+    assert!(audit.contains("invalidate"), "{audit}");
 }

@@ -59,18 +59,56 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?;
     println!(
-        "{:<20} {:<20} {:<7} {:<7} {:<28} DETAIL",
+        "{:<20} {:<20} {:<7} {:<10} {:<28} DETAIL",
         "WHEN (UTC)", "WHO", "ROLE", "ACTION", "SWEEP"
     );
     for e in entries {
         println!(
-            "{:<20} {:<20} {:<7} {:<7} {:<28} {}",
+            "{:<20} {:<20} {:<7} {:<10} {:<28} {}",
             crate::client::render::words::utc(e.at_unix_ms),
             crate::client::render::words::printable(&e.who),
             crate::client::render::words::printable(&e.role),
             crate::client::render::words::printable(&e.action),
             crate::client::render::words::printable(&e.sweep_id),
             crate::client::render::words::printable(&e.detail)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvalidateArgs {
+    /// The worker's name, as `jetsweep workers` shows it (e.g. gpu-node-3). Every epoch it
+    /// reported is deleted, and every job it touched that is done, paused, queued or running is
+    /// trained again from scratch by another worker. Remove its credential first (or stop it),
+    /// or it may take the jobs again.
+    #[arg(long, value_name = "NAME")]
+    pub worker: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn invalidate(args: InvalidateArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let done = client
+        .invalidate_worker(&args.worker)
+        .await
+        .map_err(rpc_error)?;
+    println!(
+        "worker {}: {} attempts invalidated, {} epoch reports deleted, {} jobs queued again",
+        crate::client::render::words::printable(&args.worker),
+        done.attempts,
+        done.epochs,
+        done.requeued
+    );
+    if !done.sweep_ids.is_empty() {
+        println!(
+            "sweeps with jobs queued again: {}",
+            done.sweep_ids
+                .iter()
+                .map(|s| crate::client::render::words::printable(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

@@ -51,8 +51,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Credentials for `serve --tokens FILE`: `jetsweep token new NAME ROLE`.
     Token(credentials::TokenArgs),
-    /// Who submitted and cancelled what, newest first.
+    /// Who submitted, cancelled and invalidated what, newest first.
     Audit(credentials::AuditArgs),
+    /// Forget what a distrusted worker produced and train it again elsewhere (admins only).
+    Invalidate(credentials::InvalidateArgs),
 }
 
 /// Where the coordinator is, for the client verbs.
@@ -128,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Watch(a) => status::watch(a).await,
             Command::Run(a) => run::run(a).await,
             Command::Audit(a) => credentials::audit(a).await,
+            Command::Invalidate(a) => credentials::invalidate(a).await,
             Command::Token(_) => unreachable!("handled before the runtime starts"),
         }
     })

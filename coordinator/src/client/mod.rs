@@ -196,6 +196,20 @@ impl SweepClient {
             .into_inner())
     }
 
+    /// Forgets what the worker named `worker` produced (admins only).
+    pub async fn invalidate_worker(
+        &mut self,
+        worker: &str,
+    ) -> Result<pb::InvalidateWorkerResponse, Status> {
+        Ok(self
+            .rpc
+            .invalidate_worker(pb::InvalidateWorkerRequest {
+                worker: worker.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// The workers the coordinator has seen.
     pub async fn workers(&mut self) -> Result<Vec<pb::WorkerView>, Status> {
         Ok(self

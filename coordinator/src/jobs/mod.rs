@@ -25,6 +25,7 @@
 //!   `decision_log`: its decisions read back.
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 //! - `audit`: who submitted and cancelled what; `share`: which sweep the next lease serves.
+//! - `invalidate`: forgetting what a distrusted worker produced.
 
 mod arrivals;
 pub mod audit;
@@ -34,6 +35,7 @@ mod complete;
 mod decision_log;
 mod grants;
 pub mod halving;
+mod invalidate;
 mod lease;
 mod queries;
 mod rows;
@@ -47,6 +49,7 @@ pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use decision_log::{DecisionRow, RungTally, Stopping, decisions_page, rung_tallies};
 pub use grants::lease_for_request;
+pub use invalidate::{Invalidated, invalidate_worker};
 pub use lease::{
     Ask, MAX_LOST, Pack, expire_leases, extend_leases_after_start, heartbeat, job_of_lease,
     lease_jobs,

@@ -8,7 +8,7 @@ use super::rows::corrupt;
 use super::{DatasetRef, Millis, SweepCounts, sweep_counts};
 use crate::Error;
 use crate::store::{exec, one};
-use crate::sweep::{SweepSpec, Trial, job_id};
+use crate::sweep::{SweepSpec, Trial, job_id, private_job_id};
 use jetsweep_proto::state::JobStatus;
 
 /// The sweep's id: its name as a slug, and its number among all sweeps.
@@ -91,7 +91,11 @@ pub(super) fn link_trials(
     let seeds = spec.seeds.len().max(1);
     for (i, trial) in trials.iter().enumerate() {
         let position = first_position + i;
-        let id = job_id(trial, sha256);
+        let id = if spec.reuse {
+            job_id(trial, sha256)
+        } else {
+            private_job_id(&job_id(trial, sha256), sweep_id)
+        };
         let state: Option<String> = find.query_row([&id], |r| r.get(0)).optional()?;
         let state = state
             .map(|s| {

@@ -37,6 +37,10 @@ pub const RPCS: &[(&str, Verb)] = &[
     ("jetsweep.v1.SweepService/CancelSweep", Verb::Cancel),
     ("jetsweep.v1.SweepService/ListWorkers", Verb::Read),
     ("jetsweep.v1.SweepService/ListAudit", Verb::Read),
+    (
+        "jetsweep.v1.SweepService/InvalidateWorker",
+        Verb::Administer,
+    ),
     ("jetsweep.v1.WorkerService/Register", Verb::Work),
     ("jetsweep.v1.WorkerService/Heartbeat", Verb::Work),
     ("jetsweep.v1.WorkerService/LeaseJobs", Verb::Work),

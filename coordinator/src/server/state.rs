@@ -164,6 +164,35 @@ impl Coordinator {
         })
     }
 
+    /// Forgets what the worker named `worker` produced ([`crate::jobs::invalidate_worker`]), with
+    /// an audit row for each sweep that holds a requeued job (one without a sweep when none does).
+    pub(crate) async fn invalidate_worker(
+        &self,
+        caller: Caller,
+        worker: String,
+    ) -> Result<crate::jobs::Invalidated, Error> {
+        let by = caller.name.clone();
+        self.write(move |tx, now| {
+            let done = crate::jobs::invalidate_worker(tx, &worker, now)?;
+            let detail = format!(
+                "worker {worker}: {} attempts invalidated, {} epochs deleted, {} jobs queued again",
+                done.attempts, done.epochs, done.requeued
+            );
+            if done.sweeps.is_empty() {
+                crate::jobs::audit::record(tx, now, &caller, "invalidate", "", &detail)?;
+            }
+            for sweep in &done.sweeps {
+                crate::jobs::audit::record(tx, now, &caller, "invalidate", sweep, &detail)?;
+            }
+            Ok(done)
+        })
+        .await
+        .inspect(|done| {
+            tracing::warn!(by = %by, attempts = done.attempts, epochs = done.epochs,
+                requeued = done.requeued, sweeps = done.sweeps.len(), "a worker's results invalidated");
+        })
+    }
+
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
     /// (see [`crate::store::writer`]): it must be a pure function of the store and its arguments.
     pub(crate) async fn write<T: Send + 'static>(

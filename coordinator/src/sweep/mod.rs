@@ -10,6 +10,7 @@
 //! priority = 1                 # its weight in the fair share of workers between sweeps
 //! max_running = 64             # at most this many of its jobs at once (default: no cap)
 //! device = "any"               # which workers take its jobs: cpu, cuda or any
+//! reuse = true                 # take cells other sweeps already ran; false: train all anew
 //!
 //! [defaults]
 //! model = "jsc-tiny"
@@ -22,7 +23,8 @@
 //! ```
 //!
 //! A job's identity ([`job_id`]) is a hash of everything that determines its result, so resubmitting a
-//! sweep finds the cells already done.
+//! sweep finds the cells already done. A sweep with `reuse = false` has jobs of its own
+//! ([`private_job_id`]): it takes no other sweep's results and lends none.
 
 pub mod schedule;
 pub mod search;
@@ -65,6 +67,7 @@ struct SweepFile {
     priority: Option<f64>,
     max_running: Option<i64>,
     device: Option<String>,
+    reuse: Option<bool>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
@@ -116,6 +119,8 @@ pub struct SweepSpec {
     /// Fraction of the training part held out for validation; 0 is MASE's train-as-val.
     pub val_fraction: f64,
     pub attempts: u32,
+    /// Whether cells other sweeps ran (or are running) are taken, and its own lent to them.
+    pub reuse: bool,
     pub lease_timeout: Duration,
     /// Its share of the workers: priority, cap, device class.
     pub schedule: Schedule,
@@ -227,6 +232,7 @@ impl SweepSpec {
                 .map_err(dataset_error)?,
             val_fraction: file.val_fraction.unwrap_or(0.0),
             attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
+            reuse: file.reuse.unwrap_or(true),
             schedule: Schedule::read(file.priority, file.max_running, file.device.as_deref())?,
             lease_timeout: match file.lease_timeout_s {
                 None => DEFAULT_LEASE,
@@ -566,6 +572,14 @@ pub fn job_id(trial: &Trial, dataset_sha256: &str) -> String {
         trial.seed,
         dataset_sha256
     );
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The identity of a job of a sweep that reuses nothing (`reuse = false`): [`job_id`]'s, made
+/// the sweep's own, so that no other sweep finds it and it finds no other's.
+pub fn private_job_id(shared_id: &str, sweep_id: &str) -> String {
+    let key = format!("jetsweep-job-v1-private|sweep={sweep_id}|job={shared_id}");
     let digest = Sha256::digest(key.as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

@@ -96,6 +96,7 @@ mod asha;
 mod cancel;
 mod complete;
 mod halving;
+mod invalidate;
 mod lease;
 mod share;
 mod submit;

@@ -388,6 +388,22 @@ impl SweepService for Sweeps {
         }))
     }
 
+    async fn invalidate_worker(
+        &self,
+        request: Request<pb::InvalidateWorkerRequest>,
+    ) -> Result<Response<pb::InvalidateWorkerResponse>, Status> {
+        let caller = caller_of(request.extensions().get());
+        let worker = request.into_inner().worker;
+        required(&worker, "worker")?;
+        let done = self.0.invalidate_worker(caller, worker).await?;
+        Ok(Response::new(pb::InvalidateWorkerResponse {
+            attempts: done.attempts,
+            epochs: done.epochs,
+            requeued: done.requeued,
+            sweep_ids: done.sweeps,
+        }))
+    }
+
     async fn list_audit(
         &self,
         request: Request<pb::ListAuditRequest>,
