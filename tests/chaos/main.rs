@@ -1,6 +1,7 @@
 //! `jetsweep-chaos`: the coordinator and workers as real processes, put through what a cluster does
 //! to them — workers killed, the coordinator killed and kept down, hostile clients, the security
-//! review's attacks (cross-origin cancel, abandoned streams, a tampered cache, silent TLS), a full disk, a
+//! review's attacks (cross-origin cancel, abandoned streams, a tampered cache, silent TLS, a second
+//! local user against `jetsweep run`), a full disk, a
 //! worker cut off by a network partition, stop signals, hosts apart on a slow and lossy network —
 //! each scenario checked by the numbers and summed up in one line.
 //!
@@ -22,6 +23,7 @@ mod common;
 mod disk;
 mod hostile;
 mod lan;
+mod local_user;
 mod outage;
 mod partition;
 mod review;
@@ -36,6 +38,7 @@ use common::{Outcome, Size};
 const SCENARIOS: &[&str] = &[
     "hostile",
     "review",
+    "local-user",
     "churn",
     "outage",
     "partition",
@@ -50,6 +53,7 @@ async fn run(name: &str, size: Size) -> Outcome {
         "outage" => outage::run(size).await,
         "hostile" => hostile::run(size).await,
         "review" => review::run(size).await,
+        "local-user" => local_user::run(size).await,
         "disk" => disk::run(size).await,
         "partition" => partition::run(size).await,
         "sigterm" => sigterm::run(size).await,
