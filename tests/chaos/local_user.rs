@@ -62,7 +62,7 @@ async fn local_user() -> Checked<String> {
     open(dir.path(), 0o755)?;
     let bin = |from: &Path| -> Checked<std::path::PathBuf> {
         let to = dir.path().join(from.file_name().unwrap_or_default());
-        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::copy(from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
         open(&to, 0o755)?;
         Ok(to)
     };
