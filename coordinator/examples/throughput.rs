@@ -210,6 +210,7 @@ async fn simulate(
                     worker_id: id.clone(),
                     // As the real worker does: a retry would get the same next lease.
                     request_id: request_id(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

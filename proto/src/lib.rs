@@ -33,6 +33,7 @@ pub mod shutdown;
 pub mod state;
 pub mod sync;
 pub mod trial;
+pub mod weights;
 pub mod worker_id;
 
 pub use error::Error;

@@ -1,7 +1,7 @@
 //! Forgetting what a distrusted worker produced (`jetsweep invalidate --worker NAME`): every
 //! epoch it reported is deleted and its attempts are marked `invalidated`; every job it touched
-//! that is done, paused, queued or running is queued again from scratch (its saved state dropped,
-//! since a later attempt may have resumed from the worker's), so an honest worker trains it anew
+//! that is done, paused, queued or running is queued again from scratch (its saved state and kept
+//! weights dropped, since a later attempt may have resumed from the worker's), so an honest worker trains it anew
 //! and each sweep that holds it shows it queued until then. A failed or cancelled job keeps its
 //! state. Decisions of early stopping already made stand: they are rows, not recomputed.
 
@@ -66,6 +66,7 @@ pub fn invalidate_worker(
          WHERE id = ?1",
     )?;
     let mut drop_state = tx.prepare_cached("DELETE FROM checkpoints WHERE job_id = ?1")?;
+    let mut drop_models = tx.prepare_cached("DELETE FROM models WHERE job_id = ?1")?;
     let mut sweeps_of = tx.prepare_cached("SELECT sweep_id FROM sweep_jobs WHERE job_id = ?1")?;
     let mut sweeps = std::collections::BTreeSet::new();
     let mut requeued = 0;
@@ -81,6 +82,7 @@ pub fn invalidate_worker(
         requeue.execute(params![job, seq, super::MAX_LOST, now])?;
         seq += 1;
         drop_state.execute([job])?;
+        drop_models.execute([job])?;
         for sweep in sweeps_of.query_map([job], |r| r.get::<_, String>(0))? {
             sweeps.insert(sweep?);
         }

@@ -25,7 +25,7 @@
 //!   `decision_log`: its decisions read back.
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 //! - `audit`: who submitted and cancelled what; `share`: which sweep the next lease serves.
-//! - `invalidate`: forgetting what a distrusted worker produced.
+//! - `invalidate`: forgetting what a distrusted worker produced; `models`: kept weights.
 
 mod arrivals;
 pub mod audit;
@@ -37,6 +37,7 @@ mod grants;
 pub mod halving;
 mod invalidate;
 mod lease;
+pub mod models;
 mod queries;
 mod rows;
 mod share;

@@ -78,14 +78,18 @@ pub(super) fn link_trials(
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost, last_sweep, pack_key, weight_decay)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost, last_sweep, pack_key, weight_decay, keep_models)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     let mut requeue = tx.prepare_cached(
         "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts - lost + ?3, max_lost = lost + ?6, last_sweep = ?7, lease_ttl_ms = ?4, error = NULL,
          lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, epochs_done = 0, latest_json = NULL, updated_ms = ?5 WHERE id = ?1",
     )?;
     let mut adopt = tx.prepare_cached("UPDATE jobs SET last_sweep = ?2 WHERE id = ?1")?;
+    // A job several sweeps hold keeps the most any of them asks.
+    let keep = spec.keep_models.level();
+    let mut keep_more =
+        tx.prepare_cached("UPDATE jobs SET keep_models = ?2 WHERE id = ?1 AND keep_models < ?2")?;
     let mut link = tx.prepare_cached("INSERT OR IGNORE INTO sweep_jobs (sweep_id, job_id, position, reused, point) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     // Seeds are the innermost axis: a point's seeds are adjacent (`SweepSpec::trials`).
     let seeds = spec.seeds.len().max(1);
@@ -121,7 +125,8 @@ pub(super) fn link_trials(
                     MAX_LOST,
                     sweep_id,
                     trial.pack_key(),
-                    trial.weight_decay
+                    trial.weight_decay,
+                    keep
                 ])?;
                 seq += 1;
                 false
@@ -147,6 +152,9 @@ pub(super) fn link_trials(
                 false
             }
         };
+        if state.is_some() {
+            keep_more.execute(params![id, keep])?;
+        }
         link.execute(params![
             sweep_id,
             id,

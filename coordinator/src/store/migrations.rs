@@ -391,4 +391,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX jobs_queued;
     "#,
+    // 22: kept models. Each job keeps the weights of its best epoch (lowest validation loss) and,
+    // if a sweep asks, of its last (`keep_models`, the most any of its sweeps asks: 0 none, 1 best,
+    // 2 best and last), as the worker sent them with its result (`jetsweep_proto::weights`).
+    r#"
+    ALTER TABLE jobs ADD COLUMN keep_models INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE models (
+        job_id  TEXT NOT NULL REFERENCES jobs (id),
+        kind    TEXT NOT NULL CHECK (kind IN ('best', 'last')),
+        epoch   INTEGER NOT NULL,
+        weights BLOB NOT NULL,
+        PRIMARY KEY (job_id, kind)
+    );
+    "#,
 ];

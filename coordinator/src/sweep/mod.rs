@@ -11,6 +11,7 @@
 //! max_running = 64             # at most this many of its jobs at once (default: no cap)
 //! device = "any"               # which workers take its jobs: cpu, cuda or any
 //! reuse = true                 # take cells other sweeps already ran; false: train all anew
+//! keep_models = "best"         # each trial's weights kept: best | best-and-last | none
 //!
 //! [defaults]
 //! model = "jsc-tiny"
@@ -68,6 +69,7 @@ struct SweepFile {
     max_running: Option<i64>,
     device: Option<String>,
     reuse: Option<bool>,
+    keep_models: Option<String>,
     #[serde(default)]
     defaults: Defaults,
     #[serde(default)]
@@ -121,6 +123,8 @@ pub struct SweepSpec {
     pub attempts: u32,
     /// Whether cells other sweeps ran (or are running) are taken, and its own lent to them.
     pub reuse: bool,
+    /// Which of each trial's weights are kept.
+    pub keep_models: KeepModels,
     pub lease_timeout: Duration,
     /// Its share of the workers: priority, cap, device class.
     pub schedule: Schedule,
@@ -233,6 +237,7 @@ impl SweepSpec {
             val_fraction: file.val_fraction.unwrap_or(0.0),
             attempts: file.attempts.unwrap_or(DEFAULT_ATTEMPTS),
             reuse: file.reuse.unwrap_or(true),
+            keep_models: KeepModels::parse(file.keep_models.as_deref())?,
             schedule: Schedule::read(file.priority, file.max_running, file.device.as_deref())?,
             lease_timeout: match file.lease_timeout_s {
                 None => DEFAULT_LEASE,
@@ -574,6 +579,46 @@ pub fn job_id(trial: &Trial, dataset_sha256: &str) -> String {
     );
     let digest = Sha256::digest(key.as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which of a trial's weights a sweep keeps: MASE's `best.ckpt` (the epoch with the lowest
+/// validation loss), also the last epoch's, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum KeepModels {
+    None,
+    #[default]
+    Best,
+    BestAndLast,
+}
+
+impl KeepModels {
+    pub fn parse(value: Option<&str>) -> Result<KeepModels, Error> {
+        match value {
+            None | Some("best") => Ok(KeepModels::Best),
+            Some("best-and-last") => Ok(KeepModels::BestAndLast),
+            Some("none") => Ok(KeepModels::None),
+            Some(other) => Err(bad(
+                "keep_models",
+                format!(
+                    "{:?}: use \"best\" (the epoch with the lowest validation loss), \"best-and-last\" or \"none\"",
+                    other.chars().take(40).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    /// As stored on a job (the most any of its sweeps asks).
+    pub fn level(self) -> i64 {
+        self as i64
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeepModels::None => "none",
+            KeepModels::Best => "best",
+            KeepModels::BestAndLast => "best-and-last",
+        }
+    }
 }
 
 /// The identity of a job of a sweep that reuses nothing (`reuse = false`): [`job_id`]'s, made

@@ -152,9 +152,15 @@ impl CoordinatorClient {
         lease_id: &str,
         result: pb::TrialResult,
         epochs: Vec<pb::EpochMetrics>,
+        weights: &crate::train::KeptWeights,
         next_pack: Option<u32>,
     ) -> Vec<pb::LeasePack> {
+        let bytes = |w: &Option<jetsweep_proto::weights::ModelWeights>| {
+            w.as_ref().map(|w| w.encode()).unwrap_or_default()
+        };
         let request = pb::CompleteJobRequest {
+            best_weights: bytes(&weights.best),
+            last_weights: bytes(&weights.last),
             lease_id: lease_id.to_string(),
             result: Some(result),
             epochs,

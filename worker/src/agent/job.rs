@@ -97,14 +97,16 @@ async fn finish(
     shutdown: Arc<Shutdown>,
 ) -> Vec<pb::LeasePack> {
     match outcome {
-        Ok(Trained::Done(result, epochs)) => {
+        Ok(Trained::Done(result, epochs, weights)) => {
             tracing::info!(
                 seconds,
                 test_acc = result.test_acc,
                 best_test_acc = result.best_test_acc,
                 "job done"
             );
-            return client.complete(&lease_id, result, epochs, next_pack).await;
+            return client
+                .complete(&lease_id, result, epochs, &weights, next_pack)
+                .await;
         }
         // Handed back: the worker is stopping; the job goes back to the queue.
         Ok(Trained::Stopped(unsent)) if shutdown.handing_back() => {
@@ -134,7 +136,12 @@ async fn finish(
 enum Trained {
     /// The result, with the epochs not reported yet (at least the last one) for the completion to
     /// carry.
-    Done(pb::TrialResult, Vec<pb::EpochMetrics>),
+    /// And the weights of its best and last epoch.
+    Done(
+        pb::TrialResult,
+        Vec<pb::EpochMetrics>,
+        crate::train::KeptWeights,
+    ),
     /// Stopped before the end (the lease went stale, the sweep was cancelled, or the worker is
     /// handing the job back), with what was not reported yet.
     Stopped(Unsent),
@@ -238,7 +245,11 @@ async fn train_pack(
                 Ok(s) if !stopped => {
                     let mut epochs = unsent.epochs;
                     epochs.extend(last);
-                    Ok(Trained::Done(pb::TrialResult::from(&s.result()), epochs))
+                    Ok(Trained::Done(
+                        pb::TrialResult::from(&s.result()),
+                        epochs,
+                        s.weights.clone(),
+                    ))
                 }
                 Ok(_) | Err(WorkerError::Stopped(_)) => Ok(Trained::Stopped(unsent)),
                 Err(e) => Err(e),

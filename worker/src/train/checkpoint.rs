@@ -9,7 +9,9 @@
 //! Encoding (little-endian): `JSCK`, format version (u16), epoch (u32), steps (u64), best val loss
 //! (f64), best epoch (u32), best test acc (f64), last test acc (f64); the model's tensors (u32 count,
 //! each u32 length + f32 values, in [`Mlp`] field order); Adam's moments per parameter in the same
-//! order (u32 count, each u8 present, then u64 step count, u32 length, first and second moments).
+//! order (u32 count, each u8 present, then u64 step count, u32 length, first and second moments);
+//! from version 2, the best epoch's model when it is not this one (u8 present, then u64 steps and
+//! the tensors as above), so a resumed trial keeps the weights of its best epoch.
 //! The bytes come back from the coordinator, so decoding checks every length, and the engine that
 //! takes the state checks it against the model the trial builds; anything else is refused
 //! ([`WorkerError::Checkpoint`]). This file is the format only: each engine converts its own state
@@ -20,7 +22,7 @@ use jetsweep_proto::trial::Hyperparameters;
 use crate::error::WorkerError;
 
 const MAGIC: &[u8; 4] = b"JSCK";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// The best epoch so far: the one with the lowest validation loss (MASE's `best.ckpt`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +62,13 @@ pub(crate) struct Moments {
     pub second: Vec<f32>,
 }
 
+/// The model's tensors after the best epoch so far, and the steps taken by then.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BestWeights {
+    pub steps: u64,
+    pub tensors: Vec<Vec<f32>>,
+}
+
 /// A trial's state as host arrays: the model's tensors in field order (per BatchNorm γ, β, running
 /// mean, running variance; per stage the weight `[in, out]` row-major and the bias, then its
 /// BatchNorm), and Adam's moments per trainable parameter in the same order. What the bytes hold;
@@ -69,6 +78,22 @@ pub(crate) struct Saved {
     pub position: Position,
     pub tensors: Vec<Vec<f32>>,
     pub moments: Vec<Option<Moments>>,
+    /// The best epoch's tensors when that epoch is an earlier one (`None`: the best epoch is this
+    /// one, or a version-1 state that did not keep them).
+    pub best: Option<BestWeights>,
+}
+
+impl Saved {
+    /// The best epoch's weights: kept ones, or these when the best epoch is this one.
+    pub fn best_weights(&self) -> Option<BestWeights> {
+        if self.position.best.epoch == self.position.epoch {
+            return Some(BestWeights {
+                steps: self.position.steps,
+                tensors: self.tensors.clone(),
+            });
+        }
+        self.best.clone()
+    }
 }
 
 /// `saved` as bytes (the encoding in the module documentation).
@@ -77,6 +102,7 @@ pub(crate) fn encode(saved: &Saved) -> Vec<u8> {
         position,
         tensors,
         moments,
+        best,
     } = saved;
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
@@ -102,7 +128,28 @@ pub(crate) fn encode(saved: &Saved) -> Vec<u8> {
         put_floats(&mut out, &m.first);
         put_floats(&mut out, &m.second);
     }
+    match best {
+        None => out.push(0),
+        Some(b) => put_best(&mut out, b),
+    }
     out
+}
+
+fn put_best(out: &mut Vec<u8>, best: &BestWeights) {
+    out.push(1);
+    out.extend_from_slice(&best.steps.to_le_bytes());
+    put_u32(out, best.tensors.len());
+    for t in &best.tensors {
+        put_floats(out, t);
+    }
+}
+
+/// `bytes` (an [`encode`]d state without best weights, as an engine writes it) with `best`
+/// added: the state of a trial whose best epoch is an earlier one.
+pub(crate) fn attach_best(bytes: &mut Vec<u8>, best: &BestWeights) {
+    assert_eq!(bytes.last(), Some(&0), "a state without best weights");
+    bytes.pop();
+    put_best(bytes, best);
 }
 
 fn bad(what: String) -> WorkerError {
@@ -192,7 +239,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Saved, WorkerError> {
         return Err(bad("it is not a jetsweep checkpoint".into()));
     }
     let version = u16::from_le_bytes(r.array()?);
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(bad(format!(
             "format version {version}; this worker reads {VERSION}"
         )));
@@ -221,6 +268,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Saved, WorkerError> {
             other => Err(bad(format!("optimizer state marker {other}"))),
         })
         .collect::<Result<_, _>>()?;
+    let best = if version < 2 {
+        None
+    } else {
+        match r.take(1)?[0] {
+            0 => None,
+            1 => Some(BestWeights {
+                steps: r.u64()?,
+                tensors: (0..r.count(4)?)
+                    .map(|_| r.floats())
+                    .collect::<Result<_, _>>()?,
+            }),
+            other => return Err(bad(format!("best weights marker {other}"))),
+        }
+    };
     if !r.bytes.is_empty() {
         return Err(bad(format!("{} bytes left over", r.bytes.len())));
     }
@@ -228,5 +289,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Saved, WorkerError> {
         position,
         tensors,
         moments,
+        best,
     })
 }

@@ -15,10 +15,12 @@ use jetsweep_data::Prepared;
 use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::trial::Hyperparameters;
 
-use super::checkpoint::{self, Best, Position, Saved};
+use super::KeptWeights;
+use super::checkpoint::{self, Best, BestWeights, Position, Saved};
 use super::recipe::cosine_lr;
 use super::{Progress, RunOptions, Summary};
 use crate::error::WorkerError;
+use jetsweep_proto::weights::ModelWeights;
 
 /// Each lane's mean loss and accuracy over one split, in lane order.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +60,12 @@ pub(crate) trait Engine {
 
 /// What one lane is doing.
 enum Lane {
-    Running { best: Best, last_test_acc: f64 },
+    Running {
+        best: Best,
+        last_test_acc: f64,
+        /// The model after the best epoch (kept with `RunOptions::checkpoints`).
+        best_weights: Option<BestWeights>,
+    },
     Ended(Result<Summary, WorkerError>),
 }
 
@@ -100,19 +107,22 @@ pub(crate) fn run(
         .map(|_| Lane::Running {
             best: Best::NONE,
             last_test_acc: 0.0,
+            best_weights: None,
         })
         .collect();
     let mut first_epoch = 0;
     if let Some(bytes) = &options.resume {
         let resumed = checkpoint::decode_for(bytes, &configs[0]).and_then(|saved| {
             let position = saved.position;
-            engine.resume(saved).map(|()| position)
+            let best_weights = saved.best_weights();
+            engine.resume(saved).map(|()| (position, best_weights))
         });
         match resumed {
-            Ok(position) => {
+            Ok((position, best_weights)) => {
                 lanes[0] = Lane::Running {
                     best: position.best,
                     last_test_acc: position.last_test_acc,
+                    best_weights,
                 };
                 first_epoch = position.epoch as usize;
                 let _ = observe(0, Progress::Resumed(Ok(position.epoch)));
@@ -149,10 +159,13 @@ pub(crate) fn run(
         let [val, test] = engine.evaluate();
         let number = epoch as u32 + 1;
         let mut to_save = Vec::new();
+        // Lanes whose weights are wanted now: a new best epoch, or the last one.
+        let mut to_keep: Vec<(usize, Position)> = Vec::new();
         for (lane, state) in lanes.iter_mut().enumerate() {
             let Lane::Running {
                 best,
                 last_test_acc,
+                best_weights,
             } = state
             else {
                 continue;
@@ -180,12 +193,24 @@ pub(crate) fn run(
                 continue;
             }
             *last_test_acc = test.acc[lane];
-            if val.loss[lane] < best.val_loss {
+            let improved = val.loss[lane] < best.val_loss;
+            if improved {
                 *best = Best {
                     val_loss: val.loss[lane],
                     epoch: number,
                     test_acc: test.acc[lane],
                 };
+            }
+            if options.checkpoints && (improved || number == config.max_epochs) {
+                to_keep.push((
+                    lane,
+                    Position {
+                        epoch: number,
+                        steps: engine.steps(),
+                        best: *best,
+                        last_test_acc: *last_test_acc,
+                    },
+                ));
             }
             if let ControlFlow::Break(reason) = observe(lane, Progress::Epoch(&metrics)) {
                 stops[lane].get_or_insert(reason);
@@ -202,6 +227,17 @@ pub(crate) fn run(
                     best_epoch: best.epoch,
                     best_test_acc: best.test_acc,
                     val: val_kind,
+                    // The best epoch's weights if it was an earlier one; the last epoch's (and
+                    // the best's, when it is this one) come once this epoch's are taken.
+                    weights: KeptWeights {
+                        best: best_weights.take().map(|w| ModelWeights {
+                            model: config.model.name.clone(),
+                            epoch: best.epoch,
+                            steps: w.steps,
+                            tensors: w.tensors,
+                        }),
+                        last: None,
+                    },
                 }));
             } else if options.checkpoints {
                 to_save.push((
@@ -215,8 +251,19 @@ pub(crate) fn run(
                 ));
             }
         }
+        keep_weights(&engine, configs, &mut lanes, &to_keep);
         if !to_save.is_empty() {
-            for ((lane, position), state) in to_save.iter().zip(engine.checkpoints(&to_save)) {
+            for ((lane, position), mut state) in to_save.iter().zip(engine.checkpoints(&to_save)) {
+                // A state after an epoch that is not the best carries the best one's weights.
+                if let Lane::Running {
+                    best_weights: Some(b),
+                    best,
+                    ..
+                } = &lanes[*lane]
+                    && best.epoch < position.epoch
+                {
+                    checkpoint::attach_best(&mut state, b);
+                }
                 if let ControlFlow::Break(reason) = observe(
                     *lane,
                     Progress::Checkpoint {
@@ -238,6 +285,46 @@ pub(crate) fn run(
             )),
         })
         .collect()
+}
+
+/// Takes the weights of the lanes in `which` (each after a new best epoch, or its last): a new
+/// best is kept in its running lane; a finished lane's summary gets its last weights, and its best
+/// (these, when the last epoch is the best).
+fn keep_weights(
+    engine: &impl Engine,
+    configs: &[Hyperparameters],
+    lanes: &mut [Lane],
+    which: &[(usize, Position)],
+) {
+    if which.is_empty() {
+        return;
+    }
+    for ((lane, position), state) in which.iter().zip(engine.checkpoints(which)) {
+        let Ok(saved) = checkpoint::decode(&state) else {
+            continue;
+        };
+        let weights = BestWeights {
+            steps: saved.position.steps,
+            tensors: saved.tensors,
+        };
+        let model = |epoch: u32, w: &BestWeights| ModelWeights {
+            model: configs[*lane].model.name.clone(),
+            epoch,
+            steps: w.steps,
+            tensors: w.tensors.clone(),
+        };
+        match &mut lanes[*lane] {
+            Lane::Running { best_weights, .. } => *best_weights = Some(weights),
+            Lane::Ended(Ok(summary)) => {
+                let last = model(position.epoch, &weights);
+                if position.best.epoch == position.epoch {
+                    summary.weights.best = Some(last.clone());
+                }
+                summary.weights.last = Some(last);
+            }
+            Lane::Ended(Err(_)) => {}
+        }
+    }
 }
 
 /// The trials of `configs` (in order) grouped into packs of at most `max_pack` that can train

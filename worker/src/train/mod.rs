@@ -49,6 +49,16 @@ pub struct Summary {
     pub best_test_acc: f64,
     /// What the validation numbers were computed on.
     pub val: ValidationKind,
+    /// The weights of the best and the last epoch (with [`RunOptions::checkpoints`]).
+    #[serde(skip)]
+    pub weights: KeptWeights,
+}
+
+/// A finished trial's weights: after its best epoch (lowest validation loss) and after its last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeptWeights {
+    pub best: Option<jetsweep_proto::weights::ModelWeights>,
+    pub last: Option<jetsweep_proto::weights::ModelWeights>,
 }
 
 impl Summary {
@@ -73,7 +83,9 @@ pub struct RunOptions {
     /// instead of from scratch; only a single trial (a pack of one) can. State that does not fit
     /// the trial is reported ([`Progress::Resumed`]) and the run starts from scratch.
     pub resume: Option<Vec<u8>>,
-    /// Save the state after every epoch but the last ([`Progress::Checkpoint`]).
+    /// Save the state after every epoch but the last ([`Progress::Checkpoint`]), and keep the
+    /// weights of the best and the last epoch in each trial's [`Summary`] (the agent asks for both
+    /// when the model's state fits a report).
     pub checkpoints: bool,
 }
 

@@ -197,6 +197,7 @@ impl WorkerService for Workers {
             .0
             .write(move |tx, now| {
                 jobs::complete(tx, &r.lease_id, &r.worker_id, &epochs, &result, now)?;
+                jobs::models::keep_weights(tx, &r.lease_id, &r.best_weights, &r.last_weights)?;
                 if next.slots == 0 {
                     return Ok(Vec::new());
                 }

@@ -241,6 +241,7 @@ fn save<B: AutodiffBackend>(model: &Mlp<B>, optim: &Adam<B>, position: Position)
         position,
         tensors: model.tensors(),
         moments,
+        best: None,
     })
 }
 

@@ -190,6 +190,7 @@ pub(crate) fn initial(configs: &[Hyperparameters], layout: &Layout) -> Vec<Saved
                 },
                 tensors: initial.tensors(),
                 moments: vec![None; layout.params().len()],
+                best: None,
             }
         })
         .collect()
@@ -320,6 +321,7 @@ impl HostState {
             },
             tensors,
             moments,
+            best: None,
         })
     }
 }
