@@ -39,3 +39,22 @@ pub fn chromium() -> Result<&'static str, String> {
         })
         .ok_or_else(|| "Chromium (apt-get install chromium)".to_string())
 }
+
+/// A Python that imports `modules`: `$JETSWEEP_PYTHON` (`.ci/run` points it at a venv it makes),
+/// else `python3`.
+pub fn python_with(modules: &[&str]) -> Result<String, String> {
+    let python = std::env::var("JETSWEEP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let imports = modules.join(", ");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {imports}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(python)
+    } else {
+        Err(format!(
+            "a Python with {imports} (pip install {}; or set JETSWEEP_PYTHON)",
+            modules.join(" ")
+        ))
+    }
+}

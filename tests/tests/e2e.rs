@@ -3,6 +3,7 @@
 
 mod cluster;
 mod dashboard;
+mod models;
 mod report;
 mod resume;
 mod roles;

@@ -95,6 +95,12 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
         s.list_audit(pb::ListAuditRequest::default())
             .await
             .map(drop),
+        s.get_model(pb::GetModelRequest {
+            sweep_id: id(),
+            ..Default::default()
+        })
+        .await
+        .map(drop),
         // A worker that made no attempt: NOT_FOUND once the role check lets it through.
         s.invalidate_worker(pb::InvalidateWorkerRequest {
             worker: "nobody-1".into(),
@@ -133,7 +139,7 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
 }
 
 /// The RPCs in the order [`allowed`] calls them, and who may call each: admin, user, viewer, worker.
-const RPCS: [(&str, [bool; 4]); 20] = [
+const RPCS: [(&str, [bool; 4]); 21] = [
     ("SubmitSweep", [true, true, false, false]),
     ("GetSweep", [true, true, true, false]),
     ("ListSweeps", [true, true, true, false]),
@@ -145,6 +151,7 @@ const RPCS: [(&str, [bool; 4]); 20] = [
     ("CancelSweep", [true, true, false, false]),
     ("ListWorkers", [true, true, true, false]),
     ("ListAudit", [true, true, true, false]),
+    ("GetModel", [true, true, true, false]),
     ("InvalidateWorker", [true, false, false, false]),
     ("Register", [true, false, false, true]),
     ("Heartbeat", [true, false, false, true]),

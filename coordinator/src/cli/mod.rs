@@ -4,6 +4,7 @@
 //! stdout, progress and logs to stderr.
 
 mod credentials;
+mod model;
 mod report;
 mod results;
 mod run;
@@ -55,6 +56,9 @@ pub enum Command {
     Audit(credentials::AuditArgs),
     /// Forget what a distrusted worker produced and train it again elsewhere (admins only).
     Invalidate(credentials::InvalidateArgs),
+    /// Export a kept model (default: the best point's best seed) to safetensors with MASE's
+    /// layer names, and the dataset's scaler beside it.
+    Model(model::ModelArgs),
 }
 
 /// Where the coordinator is, for the client verbs.
@@ -131,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Run(a) => run::run(a).await,
             Command::Audit(a) => credentials::audit(a).await,
             Command::Invalidate(a) => credentials::invalidate(a).await,
+            Command::Model(a) => model::run(a).await,
             Command::Token(_) => unreachable!("handled before the runtime starts"),
         }
     })

@@ -8,6 +8,7 @@
 //!
 //! Used by the `jetsweep` verbs (`cli/`), the test kit, the end-to-end tests and the chaos suite.
 
+pub mod export;
 pub mod render;
 pub mod report;
 
@@ -194,6 +195,14 @@ impl SweepClient {
             })
             .await?
             .into_inner())
+    }
+
+    /// A kept model of `sweep_id` (see `GetModelRequest`).
+    pub async fn model(
+        &mut self,
+        request: pb::GetModelRequest,
+    ) -> Result<pb::GetModelResponse, Status> {
+        Ok(self.rpc.get_model(request).await?.into_inner())
     }
 
     /// Forgets what the worker named `worker` produced (admins only).

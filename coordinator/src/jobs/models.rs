@@ -114,3 +114,138 @@ pub fn kept_weights(
         .query_row(params![job_id, kind.name()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
+
+/// Which trial's weights to find.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Which {
+    /// The best point (chosen on validation) and its seed with the lowest validation loss.
+    Best,
+    /// A point by its row number in the results (1-based), and one of its seeds.
+    Point { point: u32, seed: u64 },
+    /// A job of the sweep.
+    Job(String),
+}
+
+/// A found trial: its job, its point's row number, and its trial.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub job_id: String,
+    pub point: u32,
+    pub trial: crate::sweep::Trial,
+}
+
+/// The job `which` names in `sweep_id`, finished. NOT_FOUND says what is missing.
+pub fn find_trial(tx: &Transaction<'_>, sweep_id: &str, which: &Which) -> Result<Found, Error> {
+    super::sweep_head(tx, sweep_id)?;
+    let outcomes = super::sweep_outcomes(tx, sweep_id)?;
+    let aggregate = crate::results::aggregate(&outcomes);
+    let rows = &aggregate.rows;
+    let point_of = |trial: &crate::sweep::Trial| {
+        rows.iter().position(|r| {
+            let p = &r.point;
+            p.model.name == trial.model.name
+                && p.optimizer == trial.optimizer
+                && p.batch_size == trial.batch_size
+                && p.max_epochs == trial.max_epochs
+                && p.learning_rate.to_bits() == trial.learning_rate.to_bits()
+                && p.weight_decay.to_bits() == trial.weight_decay.to_bits()
+        })
+    };
+    // Each done job of the sweep with its trial and its best validation loss.
+    let done: Vec<(String, crate::sweep::Trial, f64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT j.id, j.summary_json FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id
+             WHERE s.sweep_id = ?1 AND j.state = 'done' ORDER BY s.position",
+        )?;
+        let ids: Vec<(String, Option<String>)> = stmt
+            .query_map([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, summary) in ids {
+            let job = super::get_job(tx, &id)?;
+            let loss = summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .and_then(|s| s["best_val_loss"].as_f64())
+                .unwrap_or(f64::INFINITY);
+            out.push((id, job.trial, loss));
+        }
+        out
+    };
+    let found = match which {
+        Which::Job(id) => {
+            if !tx
+                .prepare_cached("SELECT 1 FROM sweep_jobs WHERE sweep_id = ?1 AND job_id = ?2")?
+                .exists(params![sweep_id, id])?
+            {
+                return Err(Error::NotFound(format!("job {id} in sweep {sweep_id}")));
+            }
+            done.iter()
+                .find(|(j, ..)| j == id)
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "a finished job {id}: it has not finished (only a finished trial has a model)"
+                    ))
+                })?
+                .clone()
+        }
+        Which::Point { point, seed } => {
+            let index = (*point as usize)
+                .checked_sub(1)
+                .filter(|i| *i < rows.len())
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "point {point}: the sweep's results have points 1 to {}",
+                        rows.len()
+                    ))
+                })?;
+            done.iter()
+                .find(|(_, t, _)| t.seed == *seed && point_of(t) == Some(index))
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "seed {seed} of point {point} finished (`jetsweep status {sweep_id}` shows each trial)"
+                    ))
+                })?
+                .clone()
+        }
+        Which::Best => {
+            let best = aggregate.best.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "a best point of sweep {sweep_id}: no point has a finished seed yet"
+                ))
+            })?;
+            done.iter()
+                .filter(|(_, t, _)| point_of(t) == Some(best))
+                .min_by(|a, b| a.2.total_cmp(&b.2).then(a.1.seed.cmp(&b.1.seed)))
+                .ok_or_else(|| Error::NotFound(format!("a finished seed of point {}", best + 1)))?
+                .clone()
+        }
+    };
+    let (job_id, trial, _) = found;
+    let point = point_of(&trial).map_or(0, |i| i as u32 + 1);
+    Ok(Found {
+        job_id,
+        point,
+        trial,
+    })
+}
+
+/// The metrics a job reported for `epoch` (its latest attempt's).
+pub fn epoch_metrics(
+    tx: &Transaction<'_>,
+    job_id: &str,
+    epoch: u32,
+) -> Result<Option<jetsweep_proto::metrics::EpochMetrics>, Error> {
+    let json: Option<String> = tx
+        .prepare_cached(
+            "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
+             WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
+        )?
+        .query_row(params![job_id, epoch], |r| r.get(0))
+        .optional()?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| Error::Corrupt(format!("job {job_id} epoch {epoch}: {e}")))
+    })
+    .transpose()
+}

@@ -41,6 +41,7 @@ pub const RPCS: &[(&str, Verb)] = &[
         "jetsweep.v1.SweepService/InvalidateWorker",
         Verb::Administer,
     ),
+    ("jetsweep.v1.SweepService/GetModel", Verb::Read),
     ("jetsweep.v1.WorkerService/Register", Verb::Work),
     ("jetsweep.v1.WorkerService/Heartbeat", Verb::Work),
     ("jetsweep.v1.WorkerService/LeaseJobs", Verb::Work),

@@ -193,6 +193,39 @@ impl Coordinator {
         })
     }
 
+    /// The standard scaler of the dataset `sha256` that the sweep file `spec_toml` names: from
+    /// the prepared file, or, once that was cleaned up, from preparing it again (it must hash the
+    /// same).
+    pub(crate) async fn scaler_of(
+        &self,
+        spec_toml: &str,
+        sha256: &str,
+    ) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        let path = crate::datasets::dataset_path(&self.data_dir, sha256);
+        let spec = crate::sweep::SweepSpec::parse_with(spec_toml, &self.access);
+        let (data_dir, sha256) = (self.data_dir.clone(), sha256.to_string());
+        tokio::task::spawn_blocking(move || {
+            let provenance = match jetsweep_data::cache::load(&path) {
+                Ok(p) => p.provenance,
+                Err(_) => {
+                    let spec = spec?;
+                    let again =
+                        crate::datasets::prepare(&data_dir, &spec.dataset, spec.val_fraction)?;
+                    if again.sha256 != sha256 {
+                        return Err(Error::NotFound(format!(
+                            "dataset {sha256}: preparing the sweep's dataset again gives {}; its scaling statistics are gone",
+                            again.sha256
+                        )));
+                    }
+                    jetsweep_data::cache::load(&path)?.provenance
+                }
+            };
+            Ok((provenance.scaler_mean, provenance.scaler_std))
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("dataset task failed: {e}")))?
+    }
+
     /// Runs `f` in the writer's next group commit; returns once it is committed. `f` may run twice
     /// (see [`crate::store::writer`]): it must be a pure function of the store and its arguments.
     pub(crate) async fn write<T: Send + 'static>(

@@ -1,6 +1,7 @@
 //! The `jetsweep-worker` command line: one file per subcommand; `main.rs` only parses and dispatches.
 
 mod dataset_args;
+mod eval;
 mod prepare;
 mod train;
 
@@ -97,6 +98,9 @@ pub enum Command {
     /// Load, preprocess and save a dataset: a prepared `.jsd` file, or a directory of `.npy` files
     /// for the PyTorch reference trainer.
     Prepare(PrepareArgs),
+    /// The test accuracy of an exported model (`jetsweep model ID --out FILE.safetensors`) on a
+    /// dataset, computed from the file alone.
+    Eval(eval::EvalArgs),
 }
 
 /// Runs a parsed command line.
@@ -105,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Train(args)) => train::run(args),
         Some(Command::Prepare(args)) => prepare::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
         None => run_agent(cli.agent),
     }
 }

@@ -388,6 +388,73 @@ impl SweepService for Sweeps {
         }))
     }
 
+    async fn get_model(
+        &self,
+        request: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::GetModelResponse>, Status> {
+        use crate::jobs::models::{self, Kind, Which};
+        let r = request.into_inner();
+        required(&r.sweep_id, "sweep_id")?;
+        let which = match (r.job_id.as_str(), r.point, r.seed) {
+            ("", None, None) => Which::Best,
+            ("", Some(point), Some(seed)) => Which::Point { point, seed },
+            (job, None, None) => {
+                required(job, "job_id")?;
+                Which::Job(job.to_string())
+            }
+            _ => {
+                return Err(crate::Error::InvalidRequest(
+                    "give a job_id, or a point with its seed, or neither (the best point's best seed)"
+                        .into(),
+                )
+                .into());
+            }
+        };
+        let kind = if r.last { Kind::Last } else { Kind::Best };
+        let sweep_id = r.sweep_id.clone();
+        let (found, kept, metrics, spec_toml, dataset) = self
+            .0
+            .read(move |tx| {
+                let found = models::find_trial(tx, &sweep_id, &which)?;
+                let kept = models::kept_weights(tx, &found.job_id, kind)?.ok_or_else(|| {
+                    crate::Error::NotFound(format!(
+                        "{} weights of job {}: its sweeps kept none (keep_models = {})",
+                        kind.name(),
+                        found.job_id,
+                        if kind == Kind::Last {
+                            "\"best\" or \"none\"; \"best-and-last\" keeps the last"
+                        } else {
+                            "\"none\""
+                        }
+                    ))
+                })?;
+                let metrics = models::epoch_metrics(tx, &found.job_id, kept.0)?;
+                let (spec_toml, sha256): (String, String) = tx.query_row(
+                    "SELECT spec_toml, dataset_sha256 FROM sweeps WHERE id = ?1",
+                    [&sweep_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let dataset = crate::jobs::dataset_by_sha(tx, &sha256)?;
+                Ok((found, kept, metrics, spec_toml, dataset))
+            })
+            .await?;
+        let (mean, std) = self.0.scaler_of(&spec_toml, &dataset.sha256).await?;
+        let trial = jetsweep_proto::convert::trial_to_wire(
+            &found.trial,
+            Some(pb::DatasetRef::from(&dataset)),
+        );
+        Ok(Response::new(pb::GetModelResponse {
+            job_id: found.job_id,
+            weights: kept.1,
+            trial: Some(trial),
+            epoch: kept.0,
+            metrics: metrics.as_ref().map(pb::EpochMetrics::from),
+            point: found.point,
+            scaler_mean: mean,
+            scaler_std: std,
+        }))
+    }
+
     async fn invalidate_worker(
         &self,
         request: Request<pb::InvalidateWorkerRequest>,
