@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """An exported model, checked from outside jetsweep: the safetensors file `jetsweep model` writes,
-evaluated with plain numpy (no PyTorch) on the test split of a prepared dataset, against the test
-accuracy its metadata records for that epoch (what the sweep's results table reports).
+evaluated with plain numpy (no PyTorch), or the ONNX file, checked by `onnx.checker` and run by
+onnxruntime, on the test split of a prepared dataset, against the test accuracy its metadata
+records for that epoch (what the sweep's results table reports).
 
     target/release/jetsweep-worker prepare --dataset synthetic:20000 --val-fraction 0.2 --out DATA
-    jetsweep model SWEEP --out best.safetensors
+    jetsweep model SWEEP --out best.safetensors      # or best.onnx
     python3 coordinator/scripts/check_export.py best.safetensors DATA
 
-Needs `pip install numpy safetensors`. Prints the accuracy; exits 1 when it differs from the
-recorded one at 4 decimals, 2 on a file it cannot read.
+Needs `pip install numpy safetensors` (and `onnx onnxruntime` for .onnx). Prints the accuracy;
+exits 1 when it differs from the recorded one at 4 decimals, 2 on a file it cannot read.
 """
 import json
 import sys
@@ -45,10 +46,32 @@ def forward(modules, x):
     return out
 
 
+def onnx_accuracy(path, x, y):
+    """onnx.checker's verdict, then onnxruntime's predictions: (accuracy, metadata)."""
+    import onnx
+    import onnxruntime
+
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"x": x.astype(np.float32)})[0]
+    return float((logits.argmax(axis=1) == y).mean()), meta
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     path, data = sys.argv[1], sys.argv[2]
+    if path.endswith(".onnx"):
+        x, y = np.load(f"{data}/x_test.npy"), np.load(f"{data}/y_test.npy")
+        try:
+            accuracy, meta = onnx_accuracy(path, x, y)
+        except Exception as e:  # noqa: BLE001 - a file the checker or the runtime refuses
+            print(f"{path}: {e}", file=sys.stderr)
+            sys.exit(2)
+        report(path, meta, accuracy, "onnxruntime")
+        return
     try:
         with safe_open(path, "np") as f:
             meta = f.metadata() or {}
@@ -59,8 +82,13 @@ def main():
     x = np.load(f"{data}/x_test.npy")
     y = np.load(f"{data}/y_test.npy")
     accuracy = float((forward(layers(tensors), x).argmax(axis=1) == y).mean())
+    report(path, meta, accuracy, "numpy")
+
+
+def report(path, meta, accuracy, by):
+    """Prints the accuracy beside the recorded one; exits 1 when they differ at 4 decimals."""
     recorded = json.loads(meta.get("metrics", "{}")).get("test_acc")
-    print(f"{path}: {meta.get('model')} after epoch {meta.get('epoch')}: numpy test accuracy "
+    print(f"{path}: {meta.get('model')} after epoch {meta.get('epoch')}: {by} test accuracy "
           f"{accuracy:.4f}; recorded {recorded if recorded is None else f'{recorded:.4f}'}")
     if recorded is None or f"{accuracy:.4f}" != f"{recorded:.4f}":
         sys.exit(1)

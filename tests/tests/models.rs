@@ -106,11 +106,16 @@ async fn the_best_model_exported_evaluates_as_the_sweep_recorded() {
     );
     assert!(ok && said.contains("after epoch 4"), "{said}{err}");
 
-    // A numpy evaluation outside jetsweep (the script in the repo), where a Python with numpy and
-    // safetensors is found.
+    // The same model as ONNX.
+    let onnx = dir.path().join("best.onnx");
+    let (ok, said, err) = jetsweep(&url, &["model", &id, "--out", onnx.to_str().unwrap()]);
+    assert!(ok && said.contains(&job_id), "{said}{err}");
+
+    // Outside jetsweep (the script in the repo): the safetensors file with numpy, the ONNX file
+    // through onnx.checker and onnxruntime, where a Python with them is found.
     if let Some(python) = need::or_skip(
-        "the numpy check of an exported model",
-        need::python_with(&["numpy", "safetensors"]),
+        "the numpy and onnxruntime checks of an exported model",
+        need::python_with(&["numpy", "safetensors", "onnx", "onnxruntime"]),
     ) {
         let data = dir.path().join("data");
         let prepared = Command::new(worker_bin())
@@ -129,22 +134,24 @@ async fn the_best_model_exported_evaluates_as_the_sweep_recorded() {
         assert!(prepared.status.success());
         let script =
             jetsweep_tests::bins::workspace_root().join("coordinator/scripts/check_export.py");
-        let out = Command::new(python)
-            .arg(script)
-            .arg(&file)
-            .arg(&data)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{said}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            format!("{:.4}", number_after(&said, "numpy test accuracy")),
-            format!("{recorded:.4}")
-        );
+        for (model_file, by) in [(&file, "numpy"), (&onnx, "onnxruntime")] {
+            let out = Command::new(&python)
+                .arg(&script)
+                .arg(model_file)
+                .arg(&data)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "{said}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                format!("{:.4}", number_after(&said, &format!("{by} test accuracy"))),
+                format!("{recorded:.4}")
+            );
+        }
     }
 }
 

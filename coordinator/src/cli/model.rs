@@ -17,7 +17,7 @@ pub struct ModelArgs {
     /// dataset's standard scaler.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// The file's format [default: from the extension: .safetensors].
+    /// The file's format [default: from the extension: .safetensors or .onnx].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// One trial, by job id (`jetsweep status ID` lists them) [default: the best point's seed
@@ -55,11 +55,8 @@ pub async fn run(args: ModelArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(rpc_error)?;
-    let (bytes, scaling) = match format {
-        Format::Safetensors => {
-            export::safetensors(&args.sweep, &model).map_err(anyhow::Error::msg)?
-        }
-    };
+    let (bytes, scaling) =
+        export::export(format, &args.sweep, &model).map_err(anyhow::Error::msg)?;
     let scaling_file = export::scaling_path(&args.out);
     export::write_file(&args.out, &bytes).map_err(anyhow::Error::msg)?;
     export::write_file(&scaling_file, scaling.as_bytes()).map_err(anyhow::Error::msg)?;

@@ -17,6 +17,7 @@ use safetensors::tensor::{Dtype, TensorView};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Safetensors,
+    Onnx,
 }
 
 impl Format {
@@ -24,8 +25,9 @@ impl Format {
     pub fn of(path: &Path) -> Result<Format, String> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("safetensors") => Ok(Format::Safetensors),
+            Some("onnx") => Ok(Format::Onnx),
             other => Err(format!(
-                "{}: no format for the extension {:?}; name the file *.safetensors or give --format",
+                "{}: no format for the extension {:?}; name the file *.safetensors or *.onnx, or give --format",
                 path.display(),
                 other.unwrap_or("")
             )),
@@ -44,6 +46,7 @@ pub fn safetensors(
     model: &pb::GetModelResponse,
 ) -> Result<(Vec<u8>, String), String> {
     let weights = ModelWeights::decode(&model.weights)?;
+    let meta = metadata(sweep_id, model, &weights);
     let arch: Architecture = weights
         .model
         .parse()
@@ -69,6 +72,37 @@ pub fn safetensors(
                 .map_err(|e| format!("tensor {}: {e}", t.name))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let file = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| e.to_string())?;
+    Ok((file, scaling_json(model)))
+}
+
+/// The file of `model` (as `GetModel` answered for `sweep_id`) in `format`, and its scaling JSON.
+pub fn export(
+    format: Format,
+    sweep_id: &str,
+    model: &pb::GetModelResponse,
+) -> Result<(Vec<u8>, String), String> {
+    match format {
+        Format::Safetensors => safetensors(sweep_id, model),
+        Format::Onnx => {
+            let weights = ModelWeights::decode(&model.weights)?;
+            let mut meta: Vec<(String, String)> =
+                metadata(sweep_id, model, &weights).into_iter().collect();
+            meta.sort();
+            Ok((
+                super::onnx::model_file(&weights, &meta)?,
+                scaling_json(model),
+            ))
+        }
+    }
+}
+
+/// Where the weights came from, as the files' metadata: every value a string.
+fn metadata(
+    sweep_id: &str,
+    model: &pb::GetModelResponse,
+    weights: &ModelWeights,
+) -> HashMap<String, String> {
     let trial = model.trial.clone().unwrap_or_default();
     let dataset = trial.dataset.clone().unwrap_or_default();
     let scaling = scaling_json(model);
@@ -126,8 +160,7 @@ pub fn safetensors(
         "output",
         "5 logits after MASE's final ReLU: g, q, W, Z, t".into(),
     );
-    let file = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| e.to_string())?;
-    Ok((file, scaling))
+    meta
 }
 
 /// MASE's class for a model name (jetsweep's own `mlp:` models have none).

@@ -9,6 +9,7 @@
 //! Used by the `jetsweep` verbs (`cli/`), the test kit, the end-to-end tests and the chaos suite.
 
 pub mod export;
+pub mod onnx;
 pub mod render;
 pub mod report;
 
