@@ -107,6 +107,12 @@ pub enum Error {
         cancelled: u32,
     },
 
+    /// A delete of a sweep that still has work: nothing was changed.
+    #[error(
+        "sweep {sweep_id} still has {open} jobs queued, running or paused: cancel it first (`jetsweep cancel {sweep_id}`); nothing was deleted"
+    )]
+    SweepOpen { sweep_id: String, open: u32 },
+
     /// A report on a lease that is no longer the job's current one: the job expired and was taken by
     /// another lease, or it ended. The worker must drop it.
     #[error("lease {lease_id} is not current: {reason}")]
@@ -186,9 +192,10 @@ impl From<Error> for Status {
                 Status::invalid_argument(message)
             }
             Error::TooManyCells { .. } => Status::resource_exhausted(message),
-            Error::Protocol { .. } | Error::StaleLease { .. } | Error::SweepFinished { .. } => {
-                Status::failed_precondition(message)
-            }
+            Error::Protocol { .. }
+            | Error::StaleLease { .. }
+            | Error::SweepFinished { .. }
+            | Error::SweepOpen { .. } => Status::failed_precondition(message),
             Error::Dataset { problem, .. } => match problem {
                 DatasetProblem::NotFound => Status::not_found(message),
                 DatasetProblem::Forbidden => Status::permission_denied(message),

@@ -101,6 +101,12 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
         })
         .await
         .map(drop),
+        // A sweep that does not exist: the role check comes first.
+        s.delete_sweep(pb::DeleteSweepRequest {
+            sweep_id: "nope".into(),
+        })
+        .await
+        .map(drop),
         // A worker that made no attempt: NOT_FOUND once the role check lets it through.
         s.invalidate_worker(pb::InvalidateWorkerRequest {
             worker: "nobody-1".into(),
@@ -139,7 +145,7 @@ async fn allowed(url: &str, token: &str, sweep: &str) -> Vec<bool> {
 }
 
 /// The RPCs in the order [`allowed`] calls them, and who may call each: admin, user, viewer, worker.
-const RPCS: [(&str, [bool; 4]); 21] = [
+const RPCS: [(&str, [bool; 4]); 22] = [
     ("SubmitSweep", [true, true, false, false]),
     ("GetSweep", [true, true, true, false]),
     ("ListSweeps", [true, true, true, false]),
@@ -152,6 +158,7 @@ const RPCS: [(&str, [bool; 4]); 21] = [
     ("ListWorkers", [true, true, true, false]),
     ("ListAudit", [true, true, true, false]),
     ("GetModel", [true, true, true, false]),
+    ("DeleteSweep", [true, true, false, false]),
     ("InvalidateWorker", [true, false, false, false]),
     ("Register", [true, false, false, true]),
     ("Heartbeat", [true, false, false, true]),

@@ -46,6 +46,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Cancel a sweep: queued jobs at once, running ones at their next report.
     Cancel(submit::CancelArgs),
+    /// Delete a finished or cancelled sweep and what only it holds (jobs, epochs, kept models,
+    /// its prepared dataset when no other sweep uses it); jobs other sweeps hold stay.
+    Delete(submit::DeleteArgs),
     /// Follow a sweep with a progress bar until it ends; exits non-zero if any job failed.
     Watch(status::WatchArgs),
     /// Run a sweep on this machine: a coordinator and N local workers, progress, then the results.
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Run(a) => run::run(a).await,
             Command::Audit(a) => credentials::audit(a).await,
             Command::Invalidate(a) => credentials::invalidate(a).await,
+            Command::Delete(a) => submit::delete(a).await,
             Command::Model(a) => model::run(a).await,
             Command::Token(_) => unreachable!("handled before the runtime starts"),
         }

@@ -61,3 +61,35 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     println!("{line}");
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// A finished or cancelled sweep (cancel a running one first).
+    pub sweep: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let mut client = args.remote.connect().await?;
+    let r = client.delete(&args.sweep).await.map_err(rpc_error)?;
+    let mut line = format!(
+        "{}: deleted {} jobs ({} epoch reports, {} kept models), {} KiB of the state file freed for reuse",
+        crate::client::render::words::printable(&args.sweep),
+        r.jobs,
+        r.epochs,
+        r.models,
+        r.freed_bytes / 1024
+    );
+    if r.dataset_bytes > 0 {
+        line += &format!(
+            ", and its prepared dataset ({} KiB)",
+            r.dataset_bytes / 1024
+        );
+    }
+    if r.shared > 0 {
+        line += &format!("; {} jobs kept: other sweeps hold them", r.shared);
+    }
+    println!("{line}");
+    Ok(())
+}

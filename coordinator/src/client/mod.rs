@@ -198,6 +198,17 @@ impl SweepClient {
             .into_inner())
     }
 
+    /// Deletes a finished or cancelled sweep and what only it holds.
+    pub async fn delete(&mut self, sweep_id: &str) -> Result<pb::DeleteSweepResponse, Status> {
+        Ok(self
+            .rpc
+            .delete_sweep(pb::DeleteSweepRequest {
+                sweep_id: sweep_id.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// A kept model of `sweep_id` (see `GetModelRequest`).
     pub async fn model(
         &mut self,

@@ -33,6 +33,7 @@ mod cancel;
 mod checkpoints;
 mod complete;
 mod decision_log;
+mod delete;
 mod grants;
 pub mod halving;
 mod invalidate;
@@ -49,6 +50,7 @@ pub use cancel::{cancel_effect, cancel_sweep};
 pub use checkpoints::{Checkpoint, fetch_checkpoint};
 pub use complete::{ReportAck, complete, fail, release, report_epoch};
 pub use decision_log::{DecisionRow, RungTally, Stopping, decisions_page, rung_tallies};
+pub use delete::{Deleted, delete_sweep};
 pub use grants::lease_for_request;
 pub use invalidate::{Invalidated, invalidate_worker};
 pub use lease::{

@@ -42,6 +42,8 @@ pub const RPCS: &[(&str, Verb)] = &[
         Verb::Administer,
     ),
     ("jetsweep.v1.SweepService/GetModel", Verb::Read),
+    // Deleting is cancelling's permission: admins, and users for their own sweeps.
+    ("jetsweep.v1.SweepService/DeleteSweep", Verb::Cancel),
     ("jetsweep.v1.WorkerService/Register", Verb::Work),
     ("jetsweep.v1.WorkerService/Heartbeat", Verb::Work),
     ("jetsweep.v1.WorkerService/LeaseJobs", Verb::Work),

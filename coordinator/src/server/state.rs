@@ -164,6 +164,31 @@ impl Coordinator {
         })
     }
 
+    /// Deletes `sweep_id` for `caller` ([`crate::jobs::delete_sweep`]), then its prepared dataset
+    /// when no other sweep uses it; returns what went and the dataset file's bytes removed.
+    pub(crate) async fn delete(
+        &self,
+        caller: Caller,
+        sweep_id: String,
+    ) -> Result<(crate::jobs::Deleted, u64), Error> {
+        let by = caller.name.clone();
+        let deleted = self
+            .write(move |tx, now| crate::jobs::delete_sweep(tx, &caller, &sweep_id, now))
+            .await?;
+        let mut dataset_bytes = 0;
+        if let Some(sha) = &deleted.unused_dataset {
+            let path = crate::datasets::dataset_path(&self.data_dir, sha);
+            if let Ok(meta) = std::fs::metadata(&path)
+                && std::fs::remove_file(&path).is_ok()
+            {
+                dataset_bytes = meta.len();
+            }
+        }
+        tracing::info!(by = %by, jobs = deleted.jobs, shared = deleted.shared, epochs = deleted.epochs,
+            models = deleted.models, freed_bytes = deleted.freed_bytes, dataset_bytes, "sweep deleted");
+        Ok((deleted, dataset_bytes))
+    }
+
     /// Forgets what the worker named `worker` produced ([`crate::jobs::invalidate_worker`]), with
     /// an audit row for each sweep that holds a requeued job (one without a sweep when none does).
     pub(crate) async fn invalidate_worker(

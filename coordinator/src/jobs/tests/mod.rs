@@ -95,6 +95,7 @@ fn run_all(store: &mut Store, worker: &str, now: Millis) -> usize {
 mod asha;
 mod cancel;
 mod complete;
+mod delete;
 mod halving;
 mod invalidate;
 mod lease;

@@ -455,6 +455,24 @@ impl SweepService for Sweeps {
         }))
     }
 
+    async fn delete_sweep(
+        &self,
+        request: Request<pb::DeleteSweepRequest>,
+    ) -> Result<Response<pb::DeleteSweepResponse>, Status> {
+        let caller = caller_of(request.extensions().get());
+        let id = request.into_inner().sweep_id;
+        required(&id, "sweep_id")?;
+        let (deleted, dataset_bytes) = self.0.delete(caller, id).await?;
+        Ok(Response::new(pb::DeleteSweepResponse {
+            jobs: deleted.jobs,
+            shared: deleted.shared,
+            epochs: deleted.epochs,
+            models: deleted.models,
+            freed_bytes: deleted.freed_bytes,
+            dataset_bytes,
+        }))
+    }
+
     async fn invalidate_worker(
         &self,
         request: Request<pb::InvalidateWorkerRequest>,
