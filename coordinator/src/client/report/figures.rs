@@ -51,6 +51,8 @@ pub struct Series {
 pub enum XAxis {
     Integers,
     Categories(Vec<String>),
+    /// Points at log10 of their value (a log scale), labelled with the values themselves.
+    Log10,
 }
 
 /// A chart of series against one x axis.
@@ -185,7 +187,7 @@ impl Chart for LineChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
         let (x0, x1) = match &self.x {
             XAxis::Categories(names) => (-0.5, names.len() as f64 - 0.5),
-            XAxis::Integers => padded_range(
+            XAxis::Integers | XAxis::Log10 => padded_range(
                 self.series
                     .iter()
                     .flat_map(|s| s.points.iter().map(|p| p.0)),
@@ -217,7 +219,7 @@ impl Chart for LineChart {
         // Many categories: every k-th is named, so names never overlap.
         let every = match &self.x {
             XAxis::Categories(names) => names.len().div_ceil(MAX_CATEGORY_LABELS).max(1),
-            XAxis::Integers => 1,
+            XAxis::Integers | XAxis::Log10 => 1,
         };
         let x_name = |v: &f64| match (&self.x, whole(v)) {
             (XAxis::Categories(names), Some(i))
@@ -226,6 +228,12 @@ impl Chart for LineChart {
                 names.get(i as usize).cloned().unwrap_or_default()
             }
             (XAxis::Integers, Some(i)) => format!("{i}"),
+            (XAxis::Log10, _) => {
+                let value = 10f64.powf(*v);
+                // Two significant digits: 117, 330, 5600.
+                let scale = 10f64.powi(value.log10().floor() as i32 - 1).max(1.0);
+                format!("{}", (value / scale).round() * scale)
+            }
             _ => String::new(),
         };
         let y_tick = |v: &f64| tick(*v);
@@ -245,6 +253,7 @@ impl Chart for LineChart {
             .x_labels(match &self.x {
                 XAxis::Categories(names) => names.len().max(2),
                 XAxis::Integers => ((x1 - x0).round() as usize + 1).clamp(2, 12),
+                XAxis::Log10 => 8,
             })
             .x_label_formatter(&x_name)
             .y_label_formatter(&y_tick)

@@ -387,10 +387,84 @@ fn time_figure(inputs: &Inputs) -> anyhow::Result<Figure> {
     )
 }
 
+/// The points on the Pareto front of accuracy against size: with `(params, accuracy)` per point,
+/// the indices of those no smaller-or-equal model matches or beats (by size, then accuracy).
+pub fn pareto_front(points: &[(usize, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        points[a]
+            .0
+            .cmp(&points[b].0)
+            .then(points[b].1.total_cmp(&points[a].1))
+    });
+    let mut best = f64::NEG_INFINITY;
+    let mut front = Vec::new();
+    for i in order {
+        if points[i].1 > best {
+            best = points[i].1;
+            front.push(i);
+        }
+    }
+    front
+}
+
+/// Test accuracy (best epoch, mean ± std over seeds) against trainable parameters on a log scale,
+/// the Pareto front marked: for a sweep of models of more than one size (the lab's questions 4-5).
+fn size_figure(inputs: &Inputs) -> anyhow::Result<Option<Figure>> {
+    let rows: Vec<(usize, f64, Option<f64>)> = inputs
+        .results
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let params = model_params(&spec(r).model);
+            r.mean_best_test_acc
+                .filter(|_| params > 0)
+                .map(|m| (params, 100.0 * m, r.std_best_test_acc.map(|s| 100.0 * s)))
+        })
+        .collect();
+    let sizes: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.0).collect();
+    if sizes.len() < 2 {
+        return Ok(None);
+    }
+    let front = pareto_front(&rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>());
+    let point = |r: &(usize, f64, Option<f64>)| ((r.0 as f64).log10(), r.1, r.2);
+    let mut on_front: Vec<_> = front.iter().map(|&i| point(&rows[i])).collect();
+    on_front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let others: Vec<_> = (0..rows.len())
+        .filter(|i| !front.contains(i))
+        .map(|i| point(&rows[i]))
+        .collect();
+    let mut series = vec![Series {
+        label: "Pareto front: no smaller model is as accurate".into(),
+        points: on_front,
+    }];
+    if !others.is_empty() {
+        series.push(Series {
+            label: "other points".into(),
+            points: others,
+        });
+    }
+    Ok(Some(
+        LineChart {
+            title: titled(inputs, "Test accuracy vs trainable parameters"),
+            x_label: "trainable parameters (log scale)".into(),
+            y_label: "test accuracy at the best epoch (%)".into(),
+            x: XAxis::Log10,
+            series,
+            lines: false,
+        }
+        .figure(
+            "accuracy-vs-parameters",
+            "Each grid point's mean test accuracy at its seeds' best epoch (lowest validation loss) against its model's trainable parameters; error bars are ± one standard deviation over the finished seeds. Points on the Pareto front are those no point with as few or fewer parameters matches.".into(),
+        )?,
+    ))
+}
+
 /// Every figure of the report, in the order the pages show them; `swept` are the parameters that
 /// vary.
 fn figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Vec<Figure>> {
     let mut out = accuracy_figures(inputs, swept)?;
+    out.extend(size_figure(inputs)?);
     out.extend(heat_map(inputs, swept)?);
     if inputs.results.rows.iter().any(|r| r.seeds > 0) {
         out.extend(curve_figures(inputs, swept)?);
@@ -434,4 +508,27 @@ pub fn write(dir: &Path, inputs: &Inputs) -> anyhow::Result<Vec<PathBuf>> {
         pages::html(inputs, &swept, &figures).as_bytes(),
     )?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod pareto_tests {
+    use super::pareto_front;
+
+    #[test]
+    fn the_front_holds_each_point_no_smaller_model_matches() {
+        // (params, accuracy): 117 at 70; 117 at 68 (same size, worse); 327 at 69 (bigger, worse);
+        // 327 at 72; 5615 at 72 (bigger, only as good); 5615 at 75.
+        let points = [
+            (117, 70.0),
+            (117, 68.0),
+            (327, 69.0),
+            (327, 72.0),
+            (5615, 72.0),
+            (5615, 75.0),
+        ];
+        let mut front = pareto_front(&points);
+        front.sort();
+        assert_eq!(front, vec![0, 3, 5]);
+        assert!(pareto_front(&[]).is_empty());
+    }
 }

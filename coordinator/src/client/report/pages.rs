@@ -76,8 +76,15 @@ fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
         ),
         ("Models", models.join("; ")),
         (
+            "Trained model",
+            format!(
+                "each trial keeps the weights of its best epoch (unless the sweep set keep_models = \"none\"); `jetsweep model {id} --out best.onnx` (or best.safetensors, with MASE's layer names) exports the best point's seed with the lowest validation loss, and best.scaling.json the scaler its inputs need",
+                id = s.sweep_id
+            ),
+        ),
+        (
             "Recipe",
-            "MASE's JSC recipe: Adam (β 0.9/0.999, ε 1e-8, no weight decay); learning rate cosine-annealed per epoch to 1e-6 over the trial's epochs; cross-entropy loss; the best epoch is the one with the lowest validation loss (MASE's best.ckpt), and the best grid point the one with the lowest mean validation loss there — test accuracy never chooses".into(),
+            "MASE's JSC recipe: Adam (β 0.9/0.999, ε 1e-8, weight decay as the sweep sets it, 0 by default); learning rate cosine-annealed per epoch to 1e-6 over the trial's epochs; cross-entropy loss; the best epoch is the one with the lowest validation loss (MASE's best.ckpt), and the best grid point the one with the lowest mean validation loss there — test accuracy never chooses".into(),
         ),
         (
             "Made by",
