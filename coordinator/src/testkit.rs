@@ -253,6 +253,11 @@ pub mod bad_sweeps {
                 &["search.space.learning_rate", "[grid]"],
             ),
             bad(
+                "an unknown keep_models",
+                "name = \"x\"\nkeep_models = \"all\"\n",
+                &["keep_models", "all", "best-and-last"],
+            ),
+            bad(
                 "eta below 2",
                 &search("learning_rate = { log_uniform = [1e-5, 1e-1] }", "rule = \"halving\"\neta = 1\n"),
                 &["search.stop.eta", "1", "2 or more"],

@@ -511,19 +511,7 @@ pub(super) fn seed_metric_at(
     epoch: u32,
     metric: Metric,
 ) -> Result<Option<f64>, Error> {
-    let json: Option<String> = tx
-        .prepare_cached(
-            "SELECT e.metrics_json FROM attempts a JOIN epochs e ON e.lease_id = a.lease_id
-             WHERE a.job_id = ?1 AND e.epoch = ?2 ORDER BY a.attempt DESC LIMIT 1",
-        )?
-        .query_row(params![job_id, epoch], |r| r.get(0))
-        .optional()?;
-    json.map(|json| {
-        serde_json::from_str::<EpochMetrics>(&json)
-            .map(|m| metric.read(&m))
-            .map_err(|e| Error::Corrupt(format!("job {job_id} epoch {epoch}: {e}")))
-    })
-    .transpose()
+    Ok(super::models::epoch_metrics(tx, job_id, epoch)?.map(|m| metric.read(&m)))
 }
 
 /// A number for JSON and the store (NaN and infinities are not JSON numbers; NaN is stored as

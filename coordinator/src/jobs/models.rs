@@ -230,7 +230,8 @@ pub fn find_trial(tx: &Transaction<'_>, sweep_id: &str, which: &Which) -> Result
     })
 }
 
-/// The metrics a job reported for `epoch` (its latest attempt's).
+/// The metrics a job reported for `epoch`, as its latest attempt that reached the epoch reported
+/// them (None: not reported yet). Early stopping reads its rung scores through this too.
 pub fn epoch_metrics(
     tx: &Transaction<'_>,
     job_id: &str,

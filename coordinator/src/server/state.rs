@@ -172,6 +172,7 @@ impl Coordinator {
         sweep_id: String,
     ) -> Result<(crate::jobs::Deleted, u64), Error> {
         let by = caller.name.clone();
+        let sweep = sweep_id.clone();
         let deleted = self
             .write(move |tx, now| crate::jobs::delete_sweep(tx, &caller, &sweep_id, now))
             .await?;
@@ -184,7 +185,7 @@ impl Coordinator {
                 dataset_bytes = meta.len();
             }
         }
-        tracing::info!(by = %by, jobs = deleted.jobs, shared = deleted.shared, epochs = deleted.epochs,
+        tracing::info!(sweep = %sweep, by = %by, jobs = deleted.jobs, shared = deleted.shared, epochs = deleted.epochs,
             models = deleted.models, freed_bytes = deleted.freed_bytes, dataset_bytes, "sweep deleted");
         Ok((deleted, dataset_bytes))
     }
@@ -197,6 +198,7 @@ impl Coordinator {
         worker: String,
     ) -> Result<crate::jobs::Invalidated, Error> {
         let by = caller.name.clone();
+        let named = worker.clone();
         self.write(move |tx, now| {
             let done = crate::jobs::invalidate_worker(tx, &worker, now)?;
             let detail = format!(
@@ -213,7 +215,7 @@ impl Coordinator {
         })
         .await
         .inspect(|done| {
-            tracing::warn!(by = %by, attempts = done.attempts, epochs = done.epochs,
+            tracing::warn!(worker = %named, by = %by, attempts = done.attempts, epochs = done.epochs,
                 requeued = done.requeued, sweeps = done.sweeps.len(), "a worker's results invalidated");
         })
     }

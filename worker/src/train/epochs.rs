@@ -158,9 +158,9 @@ pub(crate) fn run(
         let seconds = start.elapsed().as_secs_f64();
         let [val, test] = engine.evaluate();
         let number = epoch as u32 + 1;
-        let mut to_save = Vec::new();
-        // Lanes whose weights are wanted now: a new best epoch, or the last one.
-        let mut to_keep: Vec<(usize, Position)> = Vec::new();
+        // Lanes whose state is exported after this epoch, once each: to keep their weights (a new
+        // best epoch, or the last), to save it as a checkpoint (every epoch but the last), or both.
+        let mut exports: Vec<Export> = Vec::new();
         for (lane, state) in lanes.iter_mut().enumerate() {
             let Lane::Running {
                 best,
@@ -201,17 +201,18 @@ pub(crate) fn run(
                     test_acc: test.acc[lane],
                 };
             }
-            if options.checkpoints && (improved || number == config.max_epochs) {
-                to_keep.push((
-                    lane,
-                    Position {
-                        epoch: number,
-                        steps: engine.steps(),
-                        best: *best,
-                        last_test_acc: *last_test_acc,
-                    },
-                ));
-            }
+            let position = Position {
+                epoch: number,
+                steps: engine.steps(),
+                best: *best,
+                last_test_acc: *last_test_acc,
+            };
+            let mut export = Export {
+                lane,
+                position,
+                keep: options.checkpoints && (improved || number == config.max_epochs),
+                save: false,
+            };
             if let ControlFlow::Break(reason) = observe(lane, Progress::Epoch(&metrics)) {
                 stops[lane].get_or_insert(reason);
             }
@@ -219,6 +220,7 @@ pub(crate) fn run(
                 *state = Lane::Ended(Err(WorkerError::Stopped(reason)));
                 continue;
             }
+            export.save = options.checkpoints && number != config.max_epochs;
             if number == config.max_epochs {
                 *state = Lane::Ended(Ok(Summary {
                     params: config.model.param_count(),
@@ -239,40 +241,41 @@ pub(crate) fn run(
                         last: None,
                     },
                 }));
-            } else if options.checkpoints {
-                to_save.push((
-                    lane,
-                    Position {
-                        epoch: number,
-                        steps: engine.steps(),
-                        best: *best,
-                        last_test_acc: *last_test_acc,
-                    },
-                ));
+            }
+            if export.keep || export.save {
+                exports.push(export);
             }
         }
-        keep_weights(&engine, configs, &mut lanes, &to_keep);
-        if !to_save.is_empty() {
-            for ((lane, position), mut state) in to_save.iter().zip(engine.checkpoints(&to_save)) {
-                // A state after an epoch that is not the best carries the best one's weights.
-                if let Lane::Running {
-                    best_weights: Some(b),
-                    best,
-                    ..
-                } = &lanes[*lane]
-                    && best.epoch < position.epoch
-                {
-                    checkpoint::attach_best(&mut state, b);
-                }
-                if let ControlFlow::Break(reason) = observe(
-                    *lane,
-                    Progress::Checkpoint {
-                        epoch: position.epoch,
-                        state,
-                    },
-                ) {
-                    lanes[*lane] = Lane::Ended(Err(WorkerError::Stopped(reason)));
-                }
+        if exports.is_empty() {
+            continue;
+        }
+        let which: Vec<(usize, Position)> = exports.iter().map(|e| (e.lane, e.position)).collect();
+        for (export, mut state) in exports.iter().zip(engine.checkpoints(&which)) {
+            let (lane, position) = (export.lane, export.position);
+            if export.keep {
+                keep_weights(configs, &mut lanes[lane], lane, &position, &state);
+            }
+            if !export.save {
+                continue;
+            }
+            // A state after an epoch that is not the best carries the best one's weights.
+            if let Lane::Running {
+                best_weights: Some(b),
+                best,
+                ..
+            } = &lanes[lane]
+                && best.epoch < position.epoch
+            {
+                checkpoint::attach_best(&mut state, b);
+            }
+            if let ControlFlow::Break(reason) = observe(
+                lane,
+                Progress::Checkpoint {
+                    epoch: position.epoch,
+                    state,
+                },
+            ) {
+                lanes[lane] = Lane::Ended(Err(WorkerError::Stopped(reason)));
             }
         }
     }
@@ -287,43 +290,48 @@ pub(crate) fn run(
         .collect()
 }
 
-/// Takes the weights of the lanes in `which` (each after a new best epoch, or its last): a new
-/// best is kept in its running lane; a finished lane's summary gets its last weights, and its best
+/// One lane's state to export after an epoch, and what for.
+struct Export {
+    lane: usize,
+    position: Position,
+    /// Its weights are wanted: a new best epoch, or its last.
+    keep: bool,
+    /// Its state is a checkpoint to report.
+    save: bool,
+}
+
+/// Takes a lane's weights from its exported `state` (after a new best epoch, or its last): a new
+/// best is kept in the running lane; a finished lane's summary gets its last weights, and its best
 /// (these, when the last epoch is the best).
 fn keep_weights(
-    engine: &impl Engine,
     configs: &[Hyperparameters],
-    lanes: &mut [Lane],
-    which: &[(usize, Position)],
+    lane: &mut Lane,
+    index: usize,
+    position: &Position,
+    state: &[u8],
 ) {
-    if which.is_empty() {
+    let Ok(saved) = checkpoint::decode(state) else {
         return;
-    }
-    for ((lane, position), state) in which.iter().zip(engine.checkpoints(which)) {
-        let Ok(saved) = checkpoint::decode(&state) else {
-            continue;
-        };
-        let weights = BestWeights {
-            steps: saved.position.steps,
-            tensors: saved.tensors,
-        };
-        let model = |epoch: u32, w: &BestWeights| ModelWeights {
-            model: configs[*lane].model.name.clone(),
-            epoch,
-            steps: w.steps,
-            tensors: w.tensors.clone(),
-        };
-        match &mut lanes[*lane] {
-            Lane::Running { best_weights, .. } => *best_weights = Some(weights),
-            Lane::Ended(Ok(summary)) => {
-                let last = model(position.epoch, &weights);
-                if position.best.epoch == position.epoch {
-                    summary.weights.best = Some(last.clone());
-                }
-                summary.weights.last = Some(last);
+    };
+    let weights = BestWeights {
+        steps: saved.position.steps,
+        tensors: saved.tensors,
+    };
+    match lane {
+        Lane::Running { best_weights, .. } => *best_weights = Some(weights),
+        Lane::Ended(Ok(summary)) => {
+            let last = ModelWeights {
+                model: configs[index].model.name.clone(),
+                epoch: position.epoch,
+                steps: weights.steps,
+                tensors: weights.tensors,
+            };
+            if position.best.epoch == position.epoch {
+                summary.weights.best = Some(last.clone());
             }
-            Lane::Ended(Err(_)) => {}
+            summary.weights.last = Some(last);
         }
+        Lane::Ended(Err(_)) => {}
     }
 }
 

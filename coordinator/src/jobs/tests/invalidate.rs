@@ -167,3 +167,58 @@ fn a_sweep_that_reuses_nothing_trains_its_own_jobs() {
     );
     assert_eq!(jobs_of(&mut store, &again.id), a);
 }
+
+/// Weights that do not fit the job (garbage, another model, the wrong epoch) are not kept, and
+/// the result they came with is; fitting weights are kept once, however often the same lease
+/// completes.
+#[test]
+fn weights_that_do_not_fit_are_dropped_and_the_result_kept() {
+    use jetsweep_proto::weights::ModelWeights;
+    let mut store = Store::in_memory().unwrap();
+    let sweep = submit_text(&mut store, FOUR);
+    let w = store
+        .write(|tx| register_worker(tx, "w", "cpu", 4, 1_000))
+        .unwrap();
+    let grants = store.write(|tx| lease_jobs(tx, &w, 4, 2_000)).unwrap();
+    let epochs: Vec<_> = (1..=3).map(metrics).collect();
+    let tiny = |model: &str, epoch: u32, tensors: usize| {
+        ModelWeights {
+            model: model.into(),
+            epoch,
+            steps: 9,
+            tensors: [16, 16, 16, 16, 80, 5][..tensors]
+                .iter()
+                .map(|n| vec![0.5; *n])
+                .collect(),
+        }
+        .encode()
+    };
+    // result(..) names epoch 3 as best.
+    let sent: [Vec<u8>; 4] = [
+        b"not weights".to_vec(),
+        tiny("jsc-toy", 3, 6),
+        tiny("jsc-tiny", 2, 6),
+        tiny("jsc-tiny", 3, 6),
+    ];
+    for (g, best) in grants.iter().zip(&sent) {
+        store
+            .write(|tx| {
+                complete(tx, &g.lease_id, &w, &epochs, &result(0.7), 2_100)?;
+                super::super::models::keep_weights(tx, &g.lease_id, best, &[])?;
+                super::super::models::keep_weights(tx, &g.lease_id, best, &[])
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap().done,
+        4
+    );
+    let kept: Vec<String> = store
+        .read(|tx| {
+            let mut stmt = tx.prepare("SELECT job_id FROM models")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(kept, vec![grants[3].job.id.clone()]);
+}
