@@ -234,7 +234,8 @@ fn arrive(
 
 /// Promotes the paused points of a rung that rank in its top ⌊n/eta⌋ (⌈n/eta⌉ `at_end`): their
 /// paused jobs are queued again at their old place, to resume from their saved state. Returns how
-/// many points were promoted.
+/// many points were promoted and how many jobs that queued (a point whose seeds all finished past
+/// the rung, their last epochs carried by the result, is promoted with nothing to resume).
 #[allow(clippy::too_many_arguments)]
 fn promote_at(
     tx: &Transaction<'_>,
@@ -245,7 +246,7 @@ fn promote_at(
     rung: u32,
     at_end: bool,
     now: Millis,
-) -> Result<usize, Error> {
+) -> Result<(usize, usize), Error> {
     let recorded = recorded(tx, sweep_id, cohort, rung)?;
     let scores: Vec<Score> = recorded.iter().map(|(s, _)| *s).collect();
     // Only paused points can be promoted: the others went on already or were stopped.
@@ -259,6 +260,7 @@ fn promote_at(
         .last()
         .and_then(|p| scores.iter().find(|s| s.point == *p))
         .map(|s| s.mean);
+    let mut queued = 0;
     for &point in &promoted {
         exec(
             tx,
@@ -280,8 +282,9 @@ fn promote_at(
             params![sweep_id, point, now],
         )?;
         tracing::info!(sweep = %sweep_id, rung, point, resumed, at_end, "point promoted");
+        queued += resumed;
     }
-    Ok(promoted.len())
+    Ok((promoted.len(), queued))
 }
 
 /// Stops a point at a rung: each of its jobs no other live sweep wants ends now if it waits
@@ -351,7 +354,10 @@ pub(super) fn pause(
 }
 
 /// When an ASHA sweep has nothing queued or running: promotes what ⌈n/eta⌉ allows at each rung
-/// (lowest first); if nothing is promotable, the paused points stop where they are.
+/// (lowest first) until a promotion queues a job; if nothing promotable has a job to resume, the
+/// paused points stop where they are. (A promotion may queue nothing: a point whose seeds ended
+/// past the rung, their last epochs carried by the result, arrives there paused with none of its
+/// jobs paused. Stopping at such a promotion left the sweep waiting for ever.)
 pub(super) fn when_idle(
     tx: &Transaction<'_>,
     sweep_id: &str,
@@ -377,21 +383,29 @@ pub(super) fn when_idle(
         )?
         .query_map([sweep_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut promoted = 0;
-    for (cohort, rung) in &waiting {
-        promoted += promote_at(
-            tx,
-            sweep_id,
-            settings.metric(),
-            settings.eta,
-            cohort,
-            *rung,
-            true,
-            now,
-        )?;
-    }
-    if promoted > 0 {
-        return Ok(());
+    loop {
+        let (mut promoted, mut queued) = (0, 0);
+        for (cohort, rung) in &waiting {
+            let (points, jobs) = promote_at(
+                tx,
+                sweep_id,
+                settings.metric(),
+                settings.eta,
+                cohort,
+                *rung,
+                true,
+                now,
+            )?;
+            promoted += points;
+            queued += jobs;
+        }
+        if queued > 0 {
+            return Ok(());
+        }
+        if promoted == 0 {
+            break;
+        }
+        // Each round turns at least one arrival from paused to promoted: the loop ends.
     }
     // Nothing more will arrive: the paused points stop at their rung.
     let paused: Vec<(u32, u32)> = tx

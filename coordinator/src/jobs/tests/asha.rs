@@ -239,6 +239,57 @@ fn asha_at_the_end_sends_the_best_of_a_small_cohort_on() {
 }
 
 #[test]
+fn a_result_that_carries_a_points_rung_epoch_does_not_leave_the_others_waiting() {
+    // A worker's lane trains on while an epoch report is in flight: on a fast trial the result
+    // can carry every epoch, the rung's among them, so its point arrives there with nothing to
+    // pause. Seen in CI: the point was then promoted at the end with no job to resume, and the
+    // other point stayed paused for ever. The done point counts at the rung; the paused one is
+    // judged against it (here worse: it stops).
+    let mut store = Store::in_memory().unwrap();
+    let file = sweep_file("rule = \"halving\"\nmode = \"async\"")
+        .replace("[1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3]", "[1e-3, 2e-3]")
+        .replace("seed = [0, 1]", "seed = [0]");
+    let spec = SweepSpec::parse(&file).unwrap();
+    let sweep = store
+        .write(|tx| submit(tx, &spec, &file, &dataset(), 1_000))
+        .unwrap();
+    let w = store
+        .write(|tx| register_worker(tx, "alpha", "cpu", 2, 1_000))
+        .unwrap();
+    let mut grants = store.write(|tx| lease_jobs(tx, &w, 2, 2_000)).unwrap();
+    grants.sort_by_key(|g| point_of(&g.job));
+    // Point 0 finishes in one word: epochs 1-3 with the result.
+    let epochs = [at(1, 0.2), at(2, 0.2), at(3, 0.2)];
+    store
+        .write(|tx| complete(tx, &grants[0].lease_id, &w, &epochs, &result(0.8), 3_000))
+        .unwrap();
+    // Point 1 reports epoch 1 and pauses there: nothing else is queued or running.
+    let ack = store
+        .write(|tx| report_epoch(tx, &grants[1].lease_id, &w, &[at(1, 0.6)], None, 4_000))
+        .unwrap();
+    assert!(ack.cancel);
+    let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();
+    assert_eq!(
+        (
+            counts.done,
+            counts.cancelled,
+            counts.paused,
+            counts.finished()
+        ),
+        (1, 1, 0, true),
+        "{:?}",
+        arrivals(&mut store)
+    );
+    assert_eq!(
+        arrivals(&mut store),
+        [
+            (1, 0, "promoted".to_string()),
+            (1, 1, "stopped".to_string())
+        ]
+    );
+}
+
+#[test]
 fn the_median_rule_stops_an_arriving_point_worse_than_the_median_of_the_others() {
     let mut store = Store::in_memory().unwrap();
     let file = sweep_file("rule = \"median\"")
