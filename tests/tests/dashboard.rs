@@ -346,3 +346,74 @@ async fn the_dashboard_shows_a_halving_sweeps_rung_table_as_the_api_does() {
         assert!(dom.contains(&row), "{row} not in the page: {dom}");
     }
 }
+
+/// Three model sizes (jsc-tiny, jsc-toy, jsc-s) × two seeds, three epochs each.
+const SIZES: &str = "name = \"dash-sizes\"\ndataset = \"synthetic:20000\"\nval_fraction = 0.2\n[defaults]\nmax_epochs = 3\nbatch_size = 64\nlearning_rate = 3e-3\n[grid]\nmodel = [\"jsc-tiny\", \"jsc-toy\", \"jsc-s\"]\nseed = [0, 1]\n";
+
+/// A sweep of several model sizes: the points table names each model's parameters, and a chart
+/// plots every point's accuracy against its size with the Pareto front marked, as the API's
+/// numbers make it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_plots_accuracy_against_size_with_the_pareto_front() {
+    let Some(chromium) = need::or_skip("the size chart test", need::chromium()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "dash-sizes");
+    let id = submit(&url, SIZES).await.sweep_id;
+    let _worker = worker(dir.path(), &url, "w");
+    wait_for(
+        &url,
+        &id,
+        Duration::from_secs(120),
+        "the sweep to finish",
+        |s, _| s.done == s.total,
+    )
+    .await;
+    let (status, body) = http_get(&url, &format!("/api/sweeps/{id}/results"), None);
+    assert_eq!(status, 200, "{body}");
+    let results: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rows = results["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // The front: by parameters, each point more accurate than every smaller one.
+    let mut by_size: Vec<(u64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["parameters"].as_u64().expect("a parameter count"),
+                r["mean_best_test_acc"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    by_size.sort_by_key(|&(n, _)| n);
+    let mut front = 0;
+    let mut best = f64::NEG_INFINITY;
+    for (_, acc) in &by_size {
+        if *acc > best {
+            front += 1;
+            best = *acc;
+        }
+    }
+    let dom = browse(
+        chromium,
+        &format!("{url}/sweeps/{id}?live=0"),
+        &shots.join("dashboard-sizes.png"),
+    );
+    assert!(
+        dom.contains("<div class=\"chart\" id=\"size-chart\">"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("class=\"on-front\"").count(), front, "{dom}");
+    assert_eq!(
+        dom.matches("class=\"on-front\"").count() + dom.matches("class=\"off-front\"").count(),
+        3,
+        "{dom}"
+    );
+    for (n, _) in &by_size {
+        assert!(
+            dom.contains(&format!("<td class=\"num\">{n}</td>")),
+            "{n} parameters in the points table: {dom}"
+        );
+    }
+}

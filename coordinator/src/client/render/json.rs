@@ -22,6 +22,8 @@ fn measured(x: Option<f64>) -> Option<f64> {
 #[derive(Serialize)]
 struct PointDoc<'a> {
     model: &'a str,
+    /// The model's trainable parameters.
+    parameters: Option<usize>,
     optimizer: &'a str,
     batch_size: u32,
     max_epochs: u32,
@@ -99,6 +101,7 @@ fn doc(r: &pb::GetResultsResponse) -> ResultsDoc<'_> {
                 let s = row.spec.as_ref();
                 PointDoc {
                     model: s.map_or("", |s| &s.model),
+                    parameters: s.and_then(|s| super::words::model_params(&s.model)),
                     optimizer: s.map_or("", |s| &s.optimizer),
                     batch_size: s.map_or(0, |s| s.batch_size),
                     max_epochs: s.map_or(0, |s| s.max_epochs),

@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use jetsweep_proto::v1 as pb;
 
 use super::json;
-use super::words::{DecayColumn, job_state, marker, pct, plain, real, seed_note};
+use super::words::{DecayColumn, job_state, marker, model_params, pct, plain, real, seed_note};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,7 +50,7 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
             out += "\n";
         }
         Format::Csv => {
-            out += "model,optimizer,batch_size,max_epochs,learning_rate,weight_decay,seeds,failed,cancelled,pending,\
+            out += "model,parameters,optimizer,batch_size,max_epochs,learning_rate,weight_decay,seeds,failed,cancelled,pending,\
                     mean_test_acc,std_test_acc,mean_best_test_acc,std_best_test_acc,mean_best_val_loss,std_best_val_loss,\
                     mean_best_val_acc,std_best_val_acc,mean_best_epoch,std_best_epoch,mean_train_seconds,std_train_seconds,best,tie\n";
             for (i, row) in r.rows.iter().enumerate() {
@@ -72,8 +72,9 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                 .map(csv_number)
                 .join(",");
                 out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{},{numbers},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{numbers},{},{}\n",
                     csv_text(&s.model),
+                    model_params(&s.model).map_or_else(String::new, |n| n.to_string()),
                     s.optimizer,
                     s.batch_size,
                     s.max_epochs,
@@ -104,8 +105,9 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
             }
             let wd = DecayColumn::of(r.rows.iter().map(|row| row.spec.as_ref()));
             out += &format!(
-                "{:<14} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
+                "{:<14} {:>7} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}\n",
                 "MODEL",
+                "PARAMS",
                 "BATCH",
                 "EPOCHS",
                 "LR",
@@ -121,8 +123,9 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                 let s = row.spec.clone().unwrap_or_default();
                 let note = seed_note(row);
                 let line = format!(
-                    "{:<14} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}  {}{}{}",
+                    "{:<14} {:>7} {:>6} {:>6} {:>8}{} {:>6} {:>16} {:>16} {:>17} {:>12} {:>9}  {}{}{}",
                     s.model,
+                    model_params(&s.model).map_or_else(|| "-".into(), |n| n.to_string()),
                     s.batch_size,
                     s.max_epochs,
                     real(s.learning_rate),
@@ -362,6 +365,45 @@ mod tests {
         assert_eq!(json["rows"][2]["mean_test_acc"], serde_json::Value::Null);
         assert_eq!(json["rows"][0]["failed"], 1);
         assert_eq!(json["best"], 0);
+    }
+
+    /// Each point names its model's size (trainable parameters) in every format; a point with
+    /// one finished seed has no spread to show (`± –`, not `± 0.00`).
+    #[test]
+    fn every_format_names_the_models_size_and_one_seed_shows_no_spread() {
+        let mut one = row(64, 1, 0, 0, 0.70);
+        one.std_test_acc = None;
+        one.std_best_test_acc = None;
+        one.std_best_val_loss = None;
+        one.std_best_epoch = None;
+        let mut big = row(64, 2, 0, 0, 0.74);
+        big.spec.as_mut().unwrap().model = "jsc-s".into();
+        let r = response(vec![one, big], 1);
+        let (tiny, s) = (
+            model_params("jsc-tiny").unwrap(),
+            model_params("jsc-s").unwrap(),
+        );
+        assert!(tiny < s, "{tiny} {s}");
+        let table = render(&r, Format::Table);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].contains("PARAMS"), "{table}");
+        assert!(lines[2].contains(&format!(" {tiny} ")), "{table}");
+        assert!(lines[3].contains(&format!(" {s} ")), "{table}");
+        assert!(lines[2].contains("70.00 ± –"), "{table}");
+        assert!(!lines[2].contains("± 0.00"), "{table}");
+        assert!(lines[3].contains("74.00 ± 1.00"), "{table}");
+        let csv = render(&r, Format::Csv);
+        assert!(csv.starts_with("model,parameters,"), "{csv}");
+        assert!(
+            csv.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with(&format!("jsc-s,{s},")),
+            "{csv}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        assert_eq!(json["rows"][0]["parameters"], tiny);
+        assert_eq!(json["rows"][0]["std_test_acc"], serde_json::Value::Null);
     }
 
     /// A sweep where nothing has finished says so instead of printing an empty table.

@@ -1,15 +1,22 @@
 //! Results put in words, the same in the terminal and in the report: what a grid point's seeds
 //! did, the marker of the best point and its ties, a job's state.
 
+use jetsweep_proto::model::Architecture;
 use jetsweep_proto::state::JobStatus;
 use jetsweep_proto::v1 as pb;
 
+/// Trainable parameters of the model a result names (`None` for a name that does not parse).
+pub fn model_params(name: &str) -> Option<usize> {
+    name.parse::<Architecture>().ok().map(|m| m.param_count())
+}
+
 /// `mean ± std` of a fraction in percent with two decimals, or `-` when no seed measured it: how
-/// accuracy reads in every table (terminal, report, dashboard).
+/// accuracy reads in every table (terminal, report, dashboard). One seed has no spread: `± –`.
 pub fn pct(mean: Option<f64>, std: Option<f64>) -> String {
-    match mean {
-        Some(mean) => format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std.unwrap_or(0.0)),
-        None => "-".into(),
+    match (mean, std) {
+        (Some(mean), Some(std)) => format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std),
+        (Some(mean), None) => format!("{:.2} ± –", 100.0 * mean),
+        (None, _) => "-".into(),
     }
 }
 
@@ -25,11 +32,12 @@ pub fn real(x: f64) -> String {
     format!("{mantissa}e{exponent}")
 }
 
-/// `mean ± std` with `digits` decimals, or `-`.
+/// `mean ± std` with `digits` decimals (`± –` for one seed), or `-`.
 pub fn plain(mean: Option<f64>, std: Option<f64>, digits: usize) -> String {
-    match mean {
-        Some(mean) => format!("{mean:.digits$} ± {:.digits$}", std.unwrap_or(0.0)),
-        None => "-".into(),
+    match (mean, std) {
+        (Some(mean), Some(std)) => format!("{mean:.digits$} ± {std:.digits$}"),
+        (Some(mean), None) => format!("{mean:.digits$} ± –"),
+        (None, _) => "-".into(),
     }
 }
 

@@ -13,7 +13,6 @@ mod pages;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use jetsweep_proto::model::Architecture;
 use jetsweep_proto::v1 as pb;
 
 use figures::{Figure, HeatMap, LineChart, Series, XAxis};
@@ -51,8 +50,7 @@ struct Param {
 
 /// Trainable parameters of a model named in a result (0 for a name that does not parse).
 fn model_params(name: &str) -> usize {
-    name.parse::<Architecture>()
-        .map_or(0, |m: Architecture| m.param_count())
+    crate::client::render::words::model_params(name).unwrap_or(0)
 }
 
 const PARAMS: [Param; 5] = [

@@ -91,8 +91,10 @@ pub fn lease(g: &LeaseGrant, dataset: pb::DatasetRef, sweep_id: String) -> pb::L
 }
 
 pub fn result_row(r: &ResultRow, dataset: Option<pb::DatasetRef>) -> pb::ResultRow {
-    // A number no seed measured is unset on the wire.
-    let split = |s: Option<Spread>| (s.map(|s| s.mean), s.map(|s| s.std));
+    // A number no seed measured is unset on the wire, and so is a spread over fewer than two
+    // seeds (one seed has no sample standard deviation: shown `± –`, not `± 0.00`).
+    let spread = r.seeds >= 2;
+    let split = |s: Option<Spread>| (s.map(|s| s.mean), s.filter(|_| spread).map(|s| s.std));
     let (mean_test_acc, std_test_acc) = split(r.test_acc);
     let (mean_best_test_acc, std_best_test_acc) = split(r.best_test_acc);
     let (mean_best_val_loss, std_best_val_loss) = split(r.best_val_loss);

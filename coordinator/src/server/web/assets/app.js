@@ -5,6 +5,8 @@ const jetsweep = (() => {
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const pct = (x) => (x == null ? "—" : (100 * x).toFixed(2));
   const when = (ms) => new Date(ms).toLocaleString();
+  // A learning rate or weight decay as every jetsweep table writes it: 1e-3, 3.16e-3, 0.
+  const real = (x) => (x === 0 ? "0" : x.toExponential(2).replace(/\.?0+e/, "e").replace("e+", "e"));
   const TABLE_ROWS = 500; // trial rows laid out at once
   const CURVES_SHOWN = 60; // trials whose curves are drawn (the first in grid order)
   const COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#0b7285", "#5c940d", "#e67700", "#364fc7", "#a61e4d"];
@@ -161,7 +163,7 @@ const jetsweep = (() => {
       const values = xs.map(() => null); // an epoch not reported is a gap, never a zero
       for (const m of curves[id]) values[m.epoch - 1] = m[key] * scale;
       return {
-        label: `${j.state || "?"} bs${j.batch_size} lr${j.learning_rate} s${j.seed}`,
+        label: `${j.state || "?"} bs${j.batch_size} lr${real(j.learning_rate)} s${j.seed}`,
         values,
         dash: j.state === "running" ? [6, 3] : undefined,
         color: j.state === "failed" ? "#b42318" : j.state === "cancelled" ? "#8a5a00" : COLORS[i % COLORS.length],
@@ -182,11 +184,11 @@ const jetsweep = (() => {
 
   // The hyperparameters a grid can sweep: how to name a value, and the order values sort in.
   const PARAMS = [
-    { key: "model", axis: "model", show: (r) => r.model, order: (r) => r.model },
+    { key: "model", axis: "model (parameters)", show: (r) => (r.parameters == null ? r.model : `${r.model} (${r.parameters})`), order: (r) => r.parameters ?? 0 },
     { key: "optimizer", axis: "optimizer", show: (r) => r.optimizer, order: (r) => r.optimizer },
     { key: "batch_size", axis: "batch size", show: (r) => String(r.batch_size), order: (r) => r.batch_size },
     { key: "max_epochs", axis: "epochs", show: (r) => String(r.max_epochs), order: (r) => r.max_epochs },
-    { key: "learning_rate", axis: "learning rate", show: (r) => r.learning_rate.toExponential().replace("e+", "e").replace(/\.0+e/, "e"), order: (r) => r.learning_rate },
+    { key: "learning_rate", axis: "learning rate", show: (r) => real(r.learning_rate), order: (r) => r.learning_rate },
   ];
   const sweptParams = (rows) => PARAMS.filter((p) => new Set(rows.map(p.show)).size > 1);
   const valuesOf = (p, rows) => {
@@ -194,7 +196,8 @@ const jetsweep = (() => {
     for (const r of rows) seen.set(p.show(r), p.order(r));
     return [...seen.entries()].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).map((e) => e[0]);
   };
-  const pm = (mean, std, f) => (mean == null ? "—" : `${f(mean)} ± ${f(std)}`);
+  // mean ± std over seeds; one seed has no spread (± –).
+  const pm = (mean, std, f) => (mean == null ? "—" : `${f(mean)} ± ${std == null ? "–" : f(std)}`);
   const pct2 = (x) => (100 * x).toFixed(2);
 
   // The grid points: seeds by state, the numbers over finished seeds, the best (chosen on validation) and its ties.
@@ -207,8 +210,8 @@ const jetsweep = (() => {
       ? `the first ${TABLE_ROWS} of ${rows.length} grid points (every point: jetsweep results ID, or the report)`
       : "";
     $("#points tbody").innerHTML = rows.slice(0, TABLE_ROWS).map((r, i) =>
-      `<tr class="${r.best ? "best" : ""}" data-point="${i}"><td class="num">${i + 1}</td><td>${esc(r.model)}</td><td class="num">${r.batch_size}</td>` +
-      `<td class="num">${r.max_epochs}</td><td class="num">${r.learning_rate}</td>` +
+      `<tr class="${r.best ? "best" : ""}" data-point="${i}"><td class="num">${i + 1}</td><td>${esc(r.model)}</td><td class="num">${r.parameters ?? "—"}</td><td class="num">${r.batch_size}</td>` +
+      `<td class="num">${r.max_epochs}</td><td class="num">${real(r.learning_rate)}</td>` +
       `<td class="num">${r.seeds}/${r.seeds + r.failed + r.cancelled + r.pending}</td><td class="${r.failed ? "s-failed" : "muted"}">${note(r)}</td>` +
       `<td class="num">${pm(r.mean_test_acc, r.std_test_acc, pct2)}</td><td class="num">${pm(r.mean_best_test_acc, r.std_best_test_acc, pct2)}</td>` +
       `<td class="num">${pm(r.mean_best_val_loss, r.std_best_val_loss, (x) => x.toFixed(4))}</td>` +
@@ -263,6 +266,7 @@ const jetsweep = (() => {
     // A heat map of more cells than fit a screen says nothing: the table and charts do.
     if (swept.length === 2 && valuesOf(swept[0], rows).length * valuesOf(swept[1], rows).length <= 1600) heatMap(target, rows, swept);
     if (swept.length >= 3) parallelCoordinates(target, rows, swept);
+    if (new Set(finished.map((r) => r.parameters)).size > 1) sizeChart(target, finished);
     if (!swept.length) target.insertAdjacentHTML("beforeend", `<p class="muted">one grid point: nothing to compare</p>`);
   }
 
@@ -288,6 +292,57 @@ const jetsweep = (() => {
       `<table class="heat"><thead><tr><th>${esc(py.axis)} \\ ${esc(px.axis)}</th>${xs.map((x) => `<th class="num">${esc(x)}</th>`).join("")}</tr></thead><tbody>` +
       ys.map((y) => `<tr><th>${esc(y)}</th>${xs.map((x) => cell(at.get(`${x}|${y}`))).join("")}</tr>`).join("") +
       `</tbody></table><p class="muted">outlined: the best point (lowest validation loss)</p>`;
+    target.appendChild(el);
+  }
+
+  // The grid points no point with as few or fewer parameters matches in accuracy (the report's
+  // Pareto front): by parameters, then best accuracy first.
+  function paretoFront(rows) {
+    const sorted = rows.slice().sort((a, b) => a.parameters - b.parameters || b.mean_best_test_acc - a.mean_best_test_acc);
+    const front = [];
+    for (const r of sorted) if (!front.length || r.mean_best_test_acc > front[front.length - 1].mean_best_test_acc) front.push(r);
+    return front;
+  }
+
+  // Accuracy against size: each finished grid point's best-epoch test accuracy (± std over seeds)
+  // against its model's trainable parameters on a log scale, the Pareto front joined.
+  function sizeChart(target, rows) {
+    const W = 620, H = 320, left = 60, right = W - 20, top = 20, bottom = H - 45;
+    const front = paretoFront(rows);
+    const lx = rows.map((r) => Math.log10(r.parameters));
+    const x0 = Math.floor(Math.min(...lx) * 2) / 2, x1 = Math.ceil(Math.max(...lx) * 2) / 2 || x0 + 1;
+    const ys = rows.flatMap((r) => [100 * (r.mean_best_test_acc - (r.std_best_test_acc || 0)), 100 * (r.mean_best_test_acc + (r.std_best_test_acc || 0))]);
+    const pad = Math.max(0.5, 0.08 * (Math.max(...ys) - Math.min(...ys)));
+    const y0 = Math.min(...ys) - pad, y1 = Math.max(...ys) + pad;
+    const X = (n) => left + ((right - left) * (Math.log10(n) - x0)) / (x1 - x0 || 1);
+    const Y = (v) => bottom - ((bottom - top) * (v - y0)) / (y1 - y0);
+    let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-size="12" font-family="sans-serif">`;
+    svg += `<line x1="${left}" y1="${bottom}" x2="${right}" y2="${bottom}" stroke="#444"/><line x1="${left}" y1="${top}" x2="${left}" y2="${bottom}" stroke="#444"/>`;
+    for (let e = Math.ceil(x0); e <= x1; e++) {
+      for (const m of [1, 2, 5]) {
+        const n = m * 10 ** e, lg = Math.log10(n);
+        if (lg < x0 || lg > x1) continue;
+        svg += `<line x1="${X(n)}" y1="${bottom}" x2="${X(n)}" y2="${bottom + 5}" stroke="#444"/><text x="${X(n)}" y="${bottom + 18}" text-anchor="middle">${n >= 1000 ? `${n / 1000}k` : n}</text>`;
+      }
+    }
+    for (let k = 0; k <= 4; k++) {
+      const v = y0 + ((y1 - y0) * k) / 4;
+      svg += `<text x="${left - 6}" y="${Y(v) + 4}" text-anchor="end">${v.toFixed(1)}</text><line x1="${left}" y1="${Y(v)}" x2="${right}" y2="${Y(v)}" stroke="#eee"/>`;
+    }
+    svg += `<text x="${(left + right) / 2}" y="${H - 8}" text-anchor="middle">trainable parameters (log scale)</text>`;
+    svg += `<text x="14" y="${(top + bottom) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(top + bottom) / 2})">test accuracy (%)</text>`;
+    svg += `<polyline class="front" points="${front.map((r) => `${X(r.parameters)},${Y(100 * r.mean_best_test_acc)}`).join(" ")}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="4 3"/>`;
+    for (const r of rows) {
+      const x = X(r.parameters), y = Y(100 * r.mean_best_test_acc), s = 100 * (r.std_best_test_acc || 0);
+      const on = front.includes(r);
+      if (s) svg += `<line x1="${x}" y1="${Y(100 * r.mean_best_test_acc - s)}" x2="${x}" y2="${Y(100 * r.mean_best_test_acc + s)}" stroke="#888"/>`;
+      svg += `<circle class="${on ? "on-front" : "off-front"}" cx="${x}" cy="${y}" r="${on ? 5 : 4}" fill="${on ? "#d62728" : "#1f5fbf"}"><title>${esc(r.model)} (${r.parameters} parameters), lr ${real(r.learning_rate)}, batch ${r.batch_size}: ${esc(pm(r.mean_best_test_acc, r.std_best_test_acc, pct2))} %</title></circle>`;
+    }
+    svg += "</svg>";
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.id = "size-chart";
+    el.innerHTML = `<h3>best-epoch test accuracy vs trainable parameters (red: the Pareto front)</h3>${svg}`;
     target.appendChild(el);
   }
 
@@ -340,7 +395,7 @@ const jetsweep = (() => {
     $("#jobs").dataset.rows = shown.length;
     $("#jobs tbody").innerHTML = shown.slice(0, TABLE_ROWS).map((j) =>
       `<tr data-job="${esc(j.id)}" data-state="${j.state}"><td class="s-${j.state}">${j.state}</td><td>${esc(j.model)}</td>` +
-      `<td class="num">${j.batch_size}</td><td class="num">${j.learning_rate}</td><td class="num">${j.max_epochs}</td>` +
+      `<td class="num">${j.batch_size}</td><td class="num">${real(j.learning_rate)}</td><td class="num">${j.max_epochs}</td>` +
       `<td class="num">${j.seed}</td><td class="num">${j.epochs_done}/${j.max_epochs}</td>` +
       `<td class="num">${pct(j.latest?.val_acc)}</td><td class="num">${pct(j.test_acc ?? j.latest?.test_acc)}</td>` +
       `<td class="num">${pct(j.best_test_acc)}</td><td class="num">${j.attempts}</td><td>${esc(j.worker)}</td>` +
