@@ -64,7 +64,9 @@ pub struct EpochMetrics {
     pub val_acc: f64,
     pub test_loss: f64,
     pub test_acc: f64,
-    /// Wall time of the training pass alone (no evaluation), and its throughput.
+    /// Wall time of the epoch (training pass and evaluation), this trial's share of it when a
+    /// pack trained several together; and the training pass's throughput over its share of that
+    /// pass.
     pub seconds: f64,
     pub samples_per_second: f64,
 }
@@ -124,9 +126,9 @@ pub struct EpochSummary {
     /// what a grid point is chosen on, never the test numbers.
     pub best_val_loss: f64,
     pub best_val_acc: f64,
-    /// Seconds spent in training passes, summed over epochs (evaluation not counted).
+    /// The trial's seconds (its share of its pack's), summed over epochs (training and evaluation).
     pub train_seconds: f64,
-    /// Training samples over those seconds.
+    /// Training samples per second of training pass.
     pub samples_per_second: f64,
     /// Training and test loss after the last epoch.
     pub final_train_loss: f64,

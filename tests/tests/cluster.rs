@@ -512,3 +512,32 @@ async fn one_job_can_be_followed_through_both_logs() {
             .any(|l| message(l) == "sweep submitted" && l["fields"]["sweep"] == sweep_id.as_str())
     );
 }
+
+/// Sixteen jsc-tiny trials, two packs of eight on two workers: a few seconds each.
+const PACKED: &str = "name = \"packed\"\ndataset = \"synthetic:100000\"\nlease_timeout_s = 30\n[defaults]\nmax_epochs = 30\nbatch_size = 64\n[grid]\nlearning_rate = [1e-3, 3e-3]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packs_jobs_share_its_time_so_their_seconds_add_up_to_the_workers_time() {
+    // Each job is charged its share of its pack's epochs, not the whole pack's time: the jobs'
+    // seconds summed come within 20 % of the workers' wall time (two workers, busy throughout).
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "packed");
+    let id = submit(&url, PACKED).await.sweep_id;
+    let _workers: Vec<_> = (0..2)
+        .map(|i| worker_with(dir.path(), &url, &format!("w{i}"), &["--pack", "8"]))
+        .collect();
+    wait_for(&url, &id, LONG, "the first lease", |s, _| s.leased > 0).await;
+    let leased = std::time::Instant::now();
+    wait_for(&url, &id, LONG, "the sweep to finish", |s, _| s.done == 16).await;
+    let wall = 2.0 * leased.elapsed().as_secs_f64();
+    let jobs = jobs(&url, &id).await;
+    let summed: f64 = jobs
+        .iter()
+        .map(|j| j.summary.as_ref().expect("a summary").train_seconds)
+        .sum();
+    eprintln!("packed: jobs' seconds {summed:.2} s, workers' time {wall:.2} s");
+    assert!(
+        (summed - wall).abs() <= 0.2 * wall,
+        "the jobs' seconds add up to {summed:.2} s; the two workers' time is {wall:.2} s"
+    );
+}

@@ -122,8 +122,12 @@ pub fn sweeps_page(
 /// What a sweep has cost and found so far, for the sweep list.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SweepActivity {
-    /// Wall time of every attempt of its jobs, the running ones until `now` (ms).
+    /// Wall time its workers spent on it (ms): each pack's, from its first attempt's start to its
+    /// last one's end (the running ones until `now`), so jobs trained together as a pack count
+    /// once, not once each.
     pub compute_ms: i64,
+    /// Packs still running (the rate `compute_ms` grows at).
+    pub open_packs: i64,
     /// Mean wall time of an attempt that finished its job (ms).
     pub mean_done_ms: Option<f64>,
     /// The finished trial with the lowest validation loss at its best epoch (chosen on
@@ -146,13 +150,22 @@ pub fn sweep_activity(
     sweep_id: &str,
     now: Millis,
 ) -> Result<SweepActivity, Error> {
-    let (compute_ms, mean_done_ms): (Option<i64>, Option<f64>) = tx
+    let (compute_ms, open_packs): (Option<i64>, Option<i64>) = tx
         .prepare_cached(
-            "SELECT SUM(COALESCE(a.ended_ms, ?2) - a.started_ms),
-                    AVG(CASE WHEN a.outcome = 'done' THEN a.ended_ms - a.started_ms END)
-             FROM sweep_jobs s JOIN attempts a ON a.job_id = s.job_id WHERE s.sweep_id = ?1",
+            "SELECT SUM(ended - started), SUM(open) FROM (
+                 SELECT MIN(a.started_ms) AS started, MAX(COALESCE(a.ended_ms, ?2)) AS ended,
+                        MAX(a.ended_ms IS NULL) AS open
+                 FROM sweep_jobs s JOIN attempts a ON a.job_id = s.job_id WHERE s.sweep_id = ?1
+                 GROUP BY COALESCE(a.pack_lease, a.lease_id))",
         )?
         .query_row(params![sweep_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mean_done_ms: Option<f64> = tx
+        .prepare_cached(
+            "SELECT AVG(a.ended_ms - a.started_ms)
+             FROM sweep_jobs s JOIN attempts a ON a.job_id = s.job_id
+             WHERE s.sweep_id = ?1 AND a.outcome = 'done'",
+        )?
+        .query_row([sweep_id], |r| r.get(0))?;
     let best = tx
         .prepare_cached(concat!(
             "SELECT j.id, json_extract(j.result_json, '$.best_test_acc')
@@ -170,6 +183,7 @@ pub fn sweep_activity(
         .optional()?;
     Ok(SweepActivity {
         compute_ms: compute_ms.unwrap_or(0).max(0),
+        open_packs: open_packs.unwrap_or(0),
         mean_done_ms,
         best,
     })

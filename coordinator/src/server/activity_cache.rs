@@ -30,9 +30,8 @@ impl ActivityCache {
         if *kept_counts != counts {
             return None;
         }
-        let running = i64::from(counts.1);
         Some(SweepActivity {
-            compute_ms: activity.compute_ms + running * (now - read_at).max(0),
+            compute_ms: activity.compute_ms + activity.open_packs * (now - read_at).max(0),
             ..activity.clone()
         })
     }
@@ -57,6 +56,7 @@ mod tests {
         let cache = ActivityCache::default();
         let read = SweepActivity {
             compute_ms: 10_000,
+            open_packs: 2,
             mean_done_ms: Some(2_000.0),
             best: Some(BestTrial {
                 job_id: "j".into(),
@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(
             later.compute_ms,
             10_000 + 2 * 3_000,
-            "two jobs ran 3 s more"
+            "two packs ran 3 s more"
         );
         assert_eq!(
             (later.mean_done_ms, later.best),

@@ -153,10 +153,18 @@ pub(crate) fn run(
                 stops[lane].get_or_insert(reason);
             }
         };
+        // The lanes trained together share the epoch's time: each is charged its part, so a
+        // pack's jobs add up to the pack's time, not to that many times it.
+        let sharing = lanes
+            .iter()
+            .filter(|l| matches!(l, Lane::Running { .. }))
+            .count()
+            .max(1) as f64;
         let start = Instant::now();
         let train = engine.train_epoch(epoch, options.trace_steps, &mut on_step);
-        let seconds = start.elapsed().as_secs_f64();
+        let training = start.elapsed().as_secs_f64() / sharing;
         let [val, test] = engine.evaluate();
+        let seconds = start.elapsed().as_secs_f64() / sharing;
         let number = epoch as u32 + 1;
         // Lanes whose state is exported after this epoch, once each: to keep their weights (a new
         // best epoch, or the last), to save it as a checkpoint (every epoch but the last), or both.
@@ -181,7 +189,7 @@ pub(crate) fn run(
                 test_loss: test.loss[lane],
                 test_acc: test.acc[lane],
                 seconds,
-                samples_per_second: train_rows / seconds.max(1e-9),
+                samples_per_second: train_rows / training.max(1e-9),
             };
             // A lane whose numbers are no longer numbers has diverged; every report of it would be
             // refused. The rest go on.
