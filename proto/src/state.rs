@@ -38,6 +38,14 @@ impl JobStatus {
         JobStatus::Paused,
     ];
 
+    /// Not ended: it will train (queued, paused) or trains now (leased).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Queued | JobStatus::Leased | JobStatus::Paused
+        )
+    }
+
     /// The name people read (the dashboard, the CLI, /metrics): a leased job is "running".
     /// [`JobStatus::as_str`] is the stored name.
     pub fn shown(self) -> &'static str {

@@ -267,3 +267,81 @@ async fn a_bad_export_is_a_clear_error_and_writes_nothing() {
         .collect();
     assert!(written.is_empty(), "{written:?}");
 }
+
+/// Two sweeps sharing one cell (learning rate 1e-3, seed 0): the second reuses the first's job.
+/// The first has 24 trials of 10 epochs: enough reports and models to free whole pages.
+const FIRST: &str = "name = \"first\"\ndataset = \"synthetic:20000\"\nval_fraction = 0.2\n[defaults]\nmax_epochs = 10\nbatch_size = 256\n[grid]\nlearning_rate = [1e-3, 3e-3, 1e-2]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n";
+const SECOND: &str = "name = \"second\"\ndataset = \"synthetic:20000\"\nval_fraction = 0.2\n[defaults]\nmax_epochs = 10\nbatch_size = 256\nseed = 0\n[grid]\nlearning_rate = [1e-3, 3e-2]\n";
+
+/// The bytes of the state file's pages in use (SQLite keeps freed pages for reuse).
+fn used_bytes(dir: &std::path::Path) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        dir.join("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row(
+        "SELECT (p.page_count - f.freelist_count) * s.page_size FROM pragma_page_count p, pragma_freelist_count f, pragma_page_size s",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_sweep_frees_its_space_and_keeps_what_another_sweep_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "delete");
+    let first = submit(&url, FIRST).await.sweep_id;
+    let _worker = worker(dir.path(), &url, "w");
+    wait_for(&url, &first, Duration::from_secs(120), "done", |s, _| {
+        s.done == 24
+    })
+    .await;
+    let second = submit(&url, SECOND).await;
+    assert_eq!(second.reused, 1, "the shared cell is reused");
+    let second = second.sweep_id;
+    wait_for(&url, &second, Duration::from_secs(120), "done", |s, _| {
+        s.done == 2
+    })
+    .await;
+    let before = used_bytes(dir.path());
+    let (ok, said, err) = jetsweep(&url, &["delete", &first]);
+    assert!(ok, "{err}");
+    assert!(
+        said.contains("deleted 23 jobs") && said.contains("1 jobs kept: other sweeps hold them"),
+        "{said}"
+    );
+    let after = used_bytes(dir.path());
+    assert!(
+        after < before,
+        "{before} bytes in use before, {after} after"
+    );
+    // The first sweep is gone; the second keeps both its results and both its models.
+    let (ok, _, err) = jetsweep(&url, &["status", &first]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, table, err) = jetsweep(&url, &["results", &second]);
+    assert!(ok, "{err}");
+    assert!(table.contains("1/1"), "{table}");
+    assert_eq!(table.matches("1/1").count(), 2, "{table}");
+    for point in ["1", "2"] {
+        let out = dir.path().join(format!("p{point}.safetensors"));
+        let (ok, _, err) = jetsweep(
+            &url,
+            &[
+                "model",
+                &second,
+                "--point",
+                point,
+                "--seed",
+                "0",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "point {point}: {err}");
+    }
+    // An unknown sweep is a clear error (a running one is refused: jobs/tests/delete.rs).
+    let (ok, _, err) = jetsweep(&url, &["delete", "nope-1"]);
+    assert!(!ok && err.contains("nope-1"), "{err}");
+}

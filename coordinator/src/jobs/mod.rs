@@ -157,6 +157,11 @@ pub struct SweepCounts {
     pub cancel_requested: bool,
     /// The credential that submitted it ("anonymous" on an open coordinator).
     pub submitted_by: String,
+    /// Trial-epochs trained (each job's epochs reported so far, reused jobs' included) and the
+    /// sweep's total: an open job counts all its epochs, an ended one those it trained (a
+    /// stopped trial's remaining epochs will never run).
+    pub epochs_done: u64,
+    pub epochs_total: u64,
 }
 
 impl SweepCounts {

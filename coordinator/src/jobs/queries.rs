@@ -77,23 +77,29 @@ pub fn sweep_counts(tx: &Transaction<'_>, sweep_id: &str) -> Result<SweepCounts,
     let mut stmt = tx.prepare_cached(concat!(
         "SELECT ",
         state_in_sweep!(),
-        ", COUNT(*), SUM(s.reused) FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY 1",
+        ", COUNT(*), SUM(s.reused), SUM(j.epochs_done), SUM(j.max_epochs)
+         FROM sweep_jobs s JOIN jobs j ON j.id = s.job_id WHERE s.sweep_id = ?1 GROUP BY 1",
     ))?;
     let rows = stmt.query_map([sweep_id], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, u32>(1)?,
             r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     for row in rows {
-        let (state, n, reused) = row?;
+        let (state, n, reused, trained, planned) = row?;
         let status: JobStatus = state
             .parse()
             .map_err(|e| corrupt(&format!("sweep {sweep_id} job state"), e))?;
         c.total += n;
         c.reused += reused;
         *c.count_mut(status) = n;
+        let (trained, planned) = (trained.max(0) as u64, planned.max(0) as u64);
+        c.epochs_done += trained;
+        c.epochs_total += if status.is_open() { planned } else { trained };
     }
     Ok(c)
 }

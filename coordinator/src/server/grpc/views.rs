@@ -25,6 +25,8 @@ pub fn sweep(c: &SweepCounts) -> pb::SweepView {
         reused: c.reused,
         cancel_requested: c.cancel_requested,
         submitted_by: c.submitted_by.clone(),
+        epochs_done: c.epochs_done,
+        epochs_total: c.epochs_total,
     }
 }
 
