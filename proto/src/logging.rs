@@ -66,3 +66,51 @@ pub fn init(format: LogFormat) {
         tracing::warn!(filter = %wanted, error = %e, "log filter does not parse; using {DEFAULT_FILTER:?}");
     }
 }
+
+/// Installs the log subscriber of `jetsweep run`, whose coordinator shares the terminal with a
+/// progress bar: the terminal gets warnings and errors only, `file` the full log (`info`). With
+/// `JETSWEEP_LOG` (or `RUST_LOG`) set, both follow it.
+pub fn init_with_file(format: LogFormat, file: std::fs::File) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let asked = std::env::var("JETSWEEP_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok();
+    let filter = |default: &str| {
+        asked
+            .as_deref()
+            .and_then(|a| EnvFilter::try_new(a).ok())
+            .unwrap_or_else(|| EnvFilter::new(default))
+    };
+    type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+    let layer = |writer: tracing_subscriber::fmt::writer::BoxMakeWriter, default: &str| -> Boxed {
+        let base = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false);
+        match format {
+            LogFormat::Text => base.with_filter(filter(default)).boxed(),
+            LogFormat::Json => base
+                .json()
+                .with_current_span(true)
+                .with_filter(filter(default))
+                .boxed(),
+        }
+    };
+    let file = std::sync::Mutex::new(file);
+    let _ = tracing_subscriber::registry()
+        .with(vec![
+            layer(
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+                "warn",
+            ),
+            layer(
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(file),
+                DEFAULT_FILTER,
+            ),
+        ])
+        .try_init();
+    if let Some(a) = asked.filter(|a| EnvFilter::try_new(a).is_err()) {
+        tracing::warn!(filter = %a, "log filter does not parse; using the defaults");
+    }
+}

@@ -345,6 +345,106 @@ fn jetsweep_run_runs_a_sweep_locally_and_prints_the_results() {
     assert!(stderr.contains("8 done, 0 failed"), "{stderr}");
 }
 
+/// One slow trial (jsc-s, 60 epochs of 80,000 rows): `run` lasts several seconds.
+const SLOW_RUN: &str = "name = \"slow-run\"\ndataset = \"synthetic:100000\"\n[defaults]\nmodel = \"jsc-s\"\nmax_epochs = 60\nbatch_size = 64\n";
+
+/// GET `path` at `addr` with an optional cookie: status, head, body.
+fn raw_get(addr: &str, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+#[test]
+fn run_names_its_dashboard_first_and_its_piped_progress_moves_between_job_ends() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slow.toml"), SLOW_RUN).unwrap();
+    let mut child = std::process::Command::new(coordinator_bin())
+        .args(["run", "slow.toml", "--workers", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first line: the dashboard's address, a link that logs the browser in.
+    let first = lines.next().unwrap().unwrap();
+    let link = first
+        .strip_prefix("jetsweep: dashboard at ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("not the dashboard first: {first}"));
+    assert!(
+        first.contains("jetsweep-state/"),
+        "names the state folder: {first}"
+    );
+    let rest = link.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    assert!(addr.starts_with("127.0.0.1:"), "{first}");
+    let (status, head, _) = raw_get(addr, path, None);
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {head}"))
+        .to_string();
+    // The second: the sweep and its page.
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        second.starts_with("jetsweep: sweep slow-run-1: 1 jobs · http://127.0.0.1:")
+            && second.ends_with("/sweeps/slow-run-1"),
+        "{second}"
+    );
+    let (status, _, body) = raw_get(addr, "/api/sweeps", Some(&cookie));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("slow-run-1"), "{body}");
+    let (status, _, _) = raw_get(addr, "/api/sweeps", None);
+    assert_eq!(status, 401, "the link, not the address, lets a browser in");
+    // The rest of stderr: progress lines (stderr is a pipe), trial-epochs moving while the one
+    // job runs, not only when it ends.
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success(), "{rest:?}");
+    let moving = rest.iter().any(|l| {
+        let done: Option<u64> = l
+            .split("slow-run-1: ")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|n| n.parse().ok());
+        l.contains("1 running") && done.is_some_and(|d| d > 0 && d < 60)
+    });
+    assert!(
+        moving,
+        "no progress line between 0 and 60 trial-epochs: {rest:#?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("slow-run-1: 60/60 trial-epochs")),
+        "{rest:#?}"
+    );
+    // No log lines on the terminal: they are in the state folder.
+    assert!(!rest.iter().any(|l| l.contains(" INFO ")), "{rest:#?}");
+    let log = std::fs::read_to_string(dir.path().join("jetsweep-state/state.log")).unwrap();
+    assert!(log.contains("sweep submitted"), "{log}");
+}
+
 /// A coordinator started with a token refuses clients and workers without it, or with a wrong one,
 /// with a message saying what to do, and serves those that have it.
 #[test]
@@ -426,9 +526,7 @@ fn a_coordinator_with_a_token_serves_only_those_that_present_it() {
     // Its stderr is a pipe, not a terminal: progress comes as lines (a Slurm log shows them), the
     // last one when the sweep ended.
     assert!(
-        stderr.contains(&format!(
-            "{sweep_id}: 8/8 jobs ended (8 done, 0 failed, 0 cancelled)"
-        )),
+        stderr.contains(&format!("{sweep_id}: 80/80 trial-epochs · 8 jobs: 8 done")),
         "{stderr}"
     );
     let out = Command::new(coordinator_bin())
@@ -539,5 +637,24 @@ async fn a_packs_jobs_share_its_time_so_their_seconds_add_up_to_the_workers_time
     assert!(
         (summed - wall).abs() <= 0.2 * wall,
         "the jobs' seconds add up to {summed:.2} s; the two workers' time is {wall:.2} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fails_for_a_cancelled_sweep() {
+    // A script waiting on `watch` must not take a cancelled sweep for a finished one.
+    let dir = tempfile::tempdir().unwrap();
+    let (_coord, url) = coordinator(dir.path(), "127.0.0.1:0", "watch-cancel");
+    let id = submit(&url, QUICK).await.sweep_id;
+    client(&url).await.cancel(&id).await.unwrap();
+    let out = std::process::Command::new(coordinator_bin())
+        .args(["watch", &id, "--coordinator", &url])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("8 of 8 jobs") && stderr.contains("the sweep was cancelled"),
+        "{stderr}"
     );
 }

@@ -5,6 +5,7 @@
 
 mod credentials;
 mod model;
+mod progress;
 mod report;
 mod results;
 mod run;
@@ -116,11 +117,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Token(a) = cli.command {
         return credentials::token(a);
     }
-    logging::init(match &cli.command {
-        Command::Serve(a) => a.logging.log_format,
-        Command::Run(a) => a.logging.log_format,
-        _ => LogFormat::Text,
-    });
+    match &cli.command {
+        // `run` shares the terminal with its progress: warnings there, the full log in a file.
+        Command::Run(a) => logging::init_with_file(a.logging.log_format, run::open_log(a)?),
+        Command::Serve(a) => logging::init(a.logging.log_format),
+        _ => logging::init(LogFormat::Text),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -26,9 +26,15 @@ pub struct RunArgs {
     /// Default: the worker's own (16 on a CPU).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=jetsweep_proto::limits::MAX_PACK as i64))]
     pub pack: Option<u32>,
-    /// State file; running the same sweep again with it reuses finished jobs.
+    /// State file; running the same sweep again with it reuses finished jobs. Its folder also
+    /// holds the prepared datasets and the logs (`state.log`: the coordinator's, in full;
+    /// `state.workers.log`: the workers').
     #[arg(long, default_value = "jetsweep-state/state.db")]
     pub state: PathBuf,
+    /// Where the dashboard listens: an address on this machine's loopback (port 0: any free
+    /// one). For other machines, use `jetsweep serve` with TLS, or `ssh -L` to this address.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
     /// How to print the results.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -37,6 +43,29 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
     #[command(flatten)]
     pub logging: Logging,
+}
+
+/// The coordinator's full log beside the state file (`state.log`), its folder made if needed.
+pub fn open_log(args: &RunArgs) -> anyhow::Result<std::fs::File> {
+    let path = args.state.with_extension("log");
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|e| {
+            anyhow::anyhow!("cannot make the state folder {}: {e}", folder.display())
+        })?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot open the log {}: {e}", path.display()))
+}
+
+/// The state file's folder as the user would type it (`jetsweep-state/`).
+fn state_folder(state: &std::path::Path) -> String {
+    match state.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) => format!("{}/", folder.display()),
+        None => "the current folder".into(),
+    }
 }
 
 /// `jetsweep-worker` next to this executable, or `$JETSWEEP_WORKER_BIN`.
@@ -109,7 +138,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::sweep::SweepSpec::parse(&text)?;
     let worker_bin = worker_binary()?;
     let data_dir = args.state.with_extension("data");
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    // Its token travels in plain HTTP: the run's dashboard stays on this machine.
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "--listen {}: `run` serves on this machine's loopback only (its token would cross the network unencrypted); for other machines use `jetsweep serve` with TLS, or `ssh -L {}:127.0.0.1:{} HOST` to reach this one",
+        args.listen,
+        args.listen.port(),
+        args.listen.port()
+    );
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     // A token of this run's own: its port is visible to every local user (`ss -ltn`), and the
     // coordinator reads any file the runner can. Only this process and its workers hold it (the
     // workers through their environment, which other users cannot read).
@@ -142,6 +181,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..
     } = started;
 
+    // The dashboard first: a link that logs the browser in with the run's token (it lives as
+    // long as this run, and only this terminal sees it).
+    eprintln!(
+        "jetsweep: dashboard at {url}/login?token={token} (state, datasets and logs in {})",
+        state_folder(&args.state)
+    );
     // The embedded coordinator listens on loopback only, with the run's own token.
     let remote = Remote {
         coordinator: url.clone(),
@@ -150,11 +195,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tracing::info!(file = %args.file.display(), "preparing the dataset and submitting");
     let sweep = super::submit::submit(&remote, text).await?;
-    tracing::info!(
-        sweep = %sweep.sweep_id,
-        jobs = sweep.total,
-        reused = sweep.reused,
-        "sweep submitted (reused: finished in earlier runs)"
+    eprintln!(
+        "jetsweep: sweep {}: {} jobs{} · {url}/sweeps/{}",
+        sweep.sweep_id,
+        sweep.total,
+        if sweep.reused > 0 {
+            format!(" ({} finished in earlier runs, reused)", sweep.reused)
+        } else {
+            String::new()
+        },
+        sweep.sweep_id
     );
 
     let log_path = args.state.with_extension("workers.log");
@@ -184,7 +234,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut client = remote.connect().await?;
     let finished = tokio::select! {
-        last = super::status::follow(&mut client, &sweep.sweep_id) => Some(last?),
+        last = super::progress::follow(&mut client, &sweep.sweep_id) => Some(last?),
         _ = jetsweep_proto::shutdown::signal() => None,
     };
     let Some(last) = finished else {

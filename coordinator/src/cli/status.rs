@@ -4,7 +4,6 @@ use clap::Args;
 use jetsweep_proto::v1 as pb;
 
 use super::{Remote, rpc_error};
-use crate::client::SweepClient;
 use crate::client::render::decisions::decision_lines;
 
 #[derive(Debug, Args)]
@@ -212,86 +211,24 @@ pub struct WatchArgs {
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let mut client = args.remote.connect().await?;
-    let last = follow(&mut client, &args.sweep).await?;
+    let last = super::progress::follow(&mut client, &args.sweep).await?;
     println!("{}", sweep_line(&last));
-    // A script that waits on `watch` learns from its exit status whether everything ran.
+    // A script that waits on `watch` learns from its exit status whether everything ran: a sweep
+    // with a failed job, or cancelled (by a person: early stopping is the sweep's own rule), fails.
     anyhow::ensure!(
-        last.failed == 0,
-        "{} job(s) of {} failed: `jetsweep status {}` shows why",
-        last.failed,
+        last.failed == 0 && !last.cancel_requested,
+        "{} of {} jobs of {} did not finish ({} failed, {} cancelled{}): `jetsweep status {}` shows why",
+        last.failed + last.cancelled,
+        last.total,
         last.sweep_id,
+        last.failed,
+        last.cancelled,
+        if last.cancel_requested {
+            ", the sweep was cancelled"
+        } else {
+            ""
+        },
         last.sweep_id
     );
     Ok(())
-}
-
-/// How often `follow` prints a progress line when stderr is not a terminal (a Slurm log, a CI
-/// log): often enough to see a sweep move, rarely enough to keep the log short.
-const PROGRESS_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Shows progress on stderr until the sweep ends (a bar on a terminal; elsewhere a line every
-/// few seconds while something changed, and one at the end); returns its final counts.
-pub async fn follow(client: &mut SweepClient, sweep_id: &str) -> anyhow::Result<pb::SweepView> {
-    use std::io::IsTerminal;
-    let mut stream = client.watch(sweep_id).await.map_err(rpc_error)?;
-    let on_terminal = std::io::stderr().is_terminal();
-    let bar = if on_terminal {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {pos}/{len} jobs ended, {elapsed} elapsed, eta {eta}",
-        )
-        .expect("a fixed template is valid")
-        .progress_chars("=> "),
-    );
-    let started = std::time::Instant::now();
-    let mut last = pb::SweepView::default();
-    let mut printed: Option<(std::time::Instant, pb::SweepView)> = None;
-    while let Some(update) = stream.message().await.map_err(rpc_error)? {
-        if let Some(s) = update.sweep {
-            bar.set_length(u64::from(s.total));
-            bar.set_position(u64::from(s.done + s.failed + s.cancelled));
-            bar.set_message(format!(
-                "{}: {} running, {} queued, {}{} failed",
-                s.sweep_id,
-                s.leased,
-                s.queued,
-                paused_part(&s),
-                s.failed
-            ));
-            let due = printed
-                .as_ref()
-                .is_none_or(|(at, shown)| at.elapsed() >= PROGRESS_LINE_EVERY && *shown != s);
-            if !on_terminal && due {
-                eprintln!("{}", progress_line(&s, started.elapsed()));
-                printed = Some((std::time::Instant::now(), s.clone()));
-            }
-            last = s;
-        }
-    }
-    bar.finish();
-    if !on_terminal && printed.as_ref().is_none_or(|(_, shown)| *shown != last) {
-        eprintln!("{}", progress_line(&last, started.elapsed()));
-    }
-    Ok(last)
-}
-
-/// A progress line for logs: jobs ended of all, by state, and the time since watching began.
-pub fn progress_line(s: &pb::SweepView, elapsed: std::time::Duration) -> String {
-    format!(
-        "{}: {}/{} jobs ended ({} done, {} failed, {} cancelled), {} running, {} queued, {}{:.0} s",
-        s.sweep_id,
-        s.done + s.failed + s.cancelled,
-        s.total,
-        s.done,
-        s.failed,
-        s.cancelled,
-        s.leased,
-        s.queued,
-        paused_part(s),
-        elapsed.as_secs_f64()
-    )
 }

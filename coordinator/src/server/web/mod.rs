@@ -10,7 +10,7 @@
 mod api;
 
 use axum::Router;
-use axum::extract::{Extension, Form, FromRequest, Path, Request, State};
+use axum::extract::{Extension, Form, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -159,13 +159,40 @@ mod tests {
     }
 }
 
-async fn login_page() -> Html<&'static str> {
-    Html(include_str!("assets/login.html"))
+/// The login form; or, with `?token=T` (the link `jetsweep run` prints, as Jupyter's), a sign-in
+/// that lands on `next` (a path on this server).
+async fn login_page(State(c): State<Coordinator>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or("");
+    let Ok(Query(link)) = Query::<LoginLink>::try_from_uri(request.uri()) else {
+        return (StatusCode::BAD_REQUEST, Html("<p>Bad login link.</p>")).into_response();
+    };
+    match link.token {
+        Some(token) if !query.is_empty() => {
+            let next = link
+                .next
+                .as_deref()
+                .filter(|n| is_local_path(n))
+                .unwrap_or("/");
+            sign_in(&c, peer_ip(request.extensions()), &token, next)
+        }
+        _ => Html(include_str!("assets/login.html")).into_response(),
+    }
 }
 
 #[derive(Deserialize)]
 struct Login {
     token: String,
+}
+
+#[derive(Deserialize)]
+struct LoginLink {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+/// A path on this server (not `//host` or `/\\host`, which browsers take as another site).
+fn is_local_path(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')
 }
 
 /// The client's address, as the server's connection saw it (plaintext or TLS).
@@ -186,6 +213,20 @@ pub(super) fn peer_ip(extensions: &axum::http::Extensions) -> Option<std::net::I
 /// Failed attempts from one address back off (see [`super::sessions`]).
 async fn login(State(c): State<Coordinator>, request: Request) -> Response {
     let address = peer_ip(request.extensions());
+    let Ok(Form(form)) = Form::<Login>::from_request(request, &c).await else {
+        return (StatusCode::BAD_REQUEST, Html("<p>Send the login form.</p>")).into_response();
+    };
+    sign_in(&c, address, &form.token, "/")
+}
+
+/// Checks `token` (failures from one address back off), opens a session and sends the browser to
+/// `next` with its cookie.
+fn sign_in(
+    c: &Coordinator,
+    address: Option<std::net::IpAddr>,
+    token: &str,
+    next: &str,
+) -> Response {
     let now = c.now();
     if let Some(address) = address {
         let wait = c.sessions().wait_ms(address, now);
@@ -204,10 +245,7 @@ async fn login(State(c): State<Coordinator>, request: Request) -> Response {
             return response;
         }
     }
-    let Ok(Form(form)) = Form::<Login>::from_request(request, &c).await else {
-        return (StatusCode::BAD_REQUEST, Html("<p>Send the login form.</p>")).into_response();
-    };
-    let caller = match c.credentials().identify(Some(form.token.trim())) {
+    let caller = match c.credentials().identify(Some(token.trim())) {
         Ok(caller) if c.credentials().required() => caller,
         _ => {
             if let Some(address) = address {
@@ -236,7 +274,7 @@ async fn login(State(c): State<Coordinator>, request: Request) -> Response {
         super::sessions::COOKIE,
         super::sessions::SESSION_TTL_MS / 1000
     );
-    let mut response = Redirect::to("/").into_response();
+    let mut response = Redirect::to(next).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
