@@ -12,8 +12,11 @@ use crate::{DatasetProblem, Error};
 /// The files a sweep may name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataAccess {
-    /// Any path this process can read (`jetsweep run`).
+    /// Any path this process can read, a relative one from the current folder.
     Local,
+    /// Any path this process can read, a relative one from this folder: `jetsweep run FILE`
+    /// reads the sweep file's dataset from the file's folder, wherever it is run from.
+    LocalFrom(PathBuf),
     /// Paths under this folder (canonical); relative paths are relative to it.
     Under(PathBuf),
     /// No files: only the built-in sources (a coordinator started without `--data-root`).
@@ -61,6 +64,14 @@ impl DataAccess {
         let shown: String = raw.trim().chars().take(SHOWN_CHARS).collect();
         match self {
             DataAccess::Local => Ok(raw.to_string()),
+            DataAccess::LocalFrom(base) => {
+                let path = Path::new(raw.trim());
+                Ok(if path.is_relative() {
+                    base.join(path).display().to_string()
+                } else {
+                    raw.to_string()
+                })
+            }
             DataAccess::BuiltInOnly => Err(forbidden(format!(
                 "{shown:?} is not synthetic or openml, and this coordinator reads no dataset files (it was started without --data-root): use a built-in source, or start it with --data-root DIR and put the file there"
             ))),
@@ -162,5 +173,12 @@ mod tests {
             .to_string();
         assert!(err.contains("--data-root"), "{err}");
         assert_eq!(DataAccess::Local.resolve("/x/y.csv").unwrap(), "/x/y.csv");
+        let from = DataAccess::LocalFrom("/lab/sweeps".into());
+        assert_eq!(
+            from.resolve("data/j.csv").unwrap(),
+            "/lab/sweeps/data/j.csv"
+        );
+        assert_eq!(from.resolve("/x/y.csv").unwrap(), "/x/y.csv");
+        assert_eq!(from.resolve("synthetic:100").unwrap(), "synthetic:100");
     }
 }

@@ -658,3 +658,33 @@ async fn watch_fails_for_a_cancelled_sweep() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_reads_a_relative_dataset_path_from_the_sweep_files_folder() {
+    // sub/jets (prepared .npy files) named as "jets" in sub/sweep.toml, run from the folder above.
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = std::process::Command::new(jetsweep_tests::bins::worker_bin())
+        .args(["prepare", "--dataset", "synthetic:3000", "--out"])
+        .arg(sub.join("jets"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    std::fs::write(
+        sub.join("sweep.toml"),
+        "name = \"relative\"\ndataset = \"jets\"\n[defaults]\nmax_epochs = 1\n[grid]\nseed = [0, 1]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(coordinator_bin())
+        .args(["run", "sub/sweep.toml", "--workers", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("sub/jets"),
+        "the data line names the file it read: {stdout}"
+    );
+}

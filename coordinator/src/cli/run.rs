@@ -60,6 +60,17 @@ pub fn open_log(args: &RunArgs) -> anyhow::Result<std::fs::File> {
         .map_err(|e| anyhow::anyhow!("cannot open the log {}: {e}", path.display()))
 }
 
+/// The folder of the sweep file, absolute.
+fn sweep_folder(file: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let folder = match file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) => folder.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    folder
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("the sweep file's folder {}: {e}", folder.display()))
+}
+
 /// The state file's folder as the user would type it (`jetsweep-state/`).
 fn state_folder(state: &std::path::Path) -> String {
     match state.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -135,7 +146,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     // Refuse a bad file before starting anything.
-    crate::sweep::SweepSpec::parse(&text)?;
+    let access = crate::access::DataAccess::LocalFrom(sweep_folder(&args.file)?);
+    crate::sweep::SweepSpec::parse_with(&text, &access)?;
     let worker_bin = worker_binary()?;
     let data_dir = args.state.with_extension("data");
     // Its token travels in plain HTTP: the run's dashboard stays on this machine.
@@ -159,8 +171,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             state: args.state.clone(),
             data_dir: data_dir.clone(),
             clock: clock::system(),
-            // The submitter is the local user: any file they can read.
-            access: crate::access::DataAccess::Local,
+            // The submitter is the local user: any file they can read; a relative dataset path
+            // is from the sweep file's folder, as a path written in a file reads.
+            access,
             token: Some(token.clone()),
             credentials: None,
             tls: None,
