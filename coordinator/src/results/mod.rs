@@ -160,9 +160,17 @@ pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Ag
             stopped_at: g.stopped_at,
         })
         .collect();
+    // A best, and advice, only once every point still in the running has all its results: with
+    // seeds to come (or cancelled before any finished), a point without results could be the
+    // best. (A point whose every seed failed has its result: it fails.)
+    let settled = rows
+        .iter()
+        .filter(|r| r.stopped_at.is_none())
+        .all(|r| r.pending == 0 && (r.seeds > 0 || r.cancelled == 0));
     let best = rows
         .iter()
         .enumerate()
+        .filter(|_| settled)
         .filter(|(_, r)| r.stopped_at.is_none())
         .filter_map(|(i, r)| Some((i, r.best_val_loss?.mean)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -349,7 +357,21 @@ mod tests {
             a.rows[2].test_acc, None,
             "nothing finished: no number, not 0"
         );
-        assert_eq!(a.best, Some(1), "lowest validation loss");
+        assert_eq!(
+            a.best, None,
+            "no best while seeds are to come: 64 and 256 have some left"
+        );
+        let settled: Vec<TrialOutcome> = jobs
+            .iter()
+            .filter(|o| {
+                !matches!(
+                    o.status,
+                    JobStatus::Leased | JobStatus::Queued | JobStatus::Cancelled
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(aggregate(&settled).best, Some(1), "lowest validation loss");
         assert_eq!(aggregate(&[]), Aggregate::default());
     }
 

@@ -155,6 +155,13 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     out += "; \"tie\": within the seeds' spread of the best, the data cannot tell them apart";
                 }
                 out += ".\n";
+            } else {
+                let pending: u32 = r.rows.iter().map(|row| row.pending).sum();
+                if pending > 0 {
+                    out += &format!(
+                        "no best yet: {pending} seed(s) still to run, and a point without all its results could be the best\n"
+                    );
+                }
             }
             for hint in &r.hints {
                 out += &format!("hint: {hint}\n");
