@@ -187,6 +187,22 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
         &shots.join("dashboard-sweeps.png"),
     );
     assert!(list.contains(&format!("data-sweep=\"{id}\"")), "{list}");
+    // A mistyped sweep address is a 404 page that says so, not a page waiting for the sweep.
+    let (status, body) = http_get(&url, "/sweeps/nope-1", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("No sweep named “nope-1”"), "{body}");
+    let (status, body) = http_get(&url, "/sweeps/%3Cb%3Ex", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("&lt;b&gt;x") && !body.contains("<b>x"),
+        "escaped: {body}"
+    );
+    let dom = browse(
+        chromium,
+        &format!("{url}/sweeps/nope-1"),
+        &shots.join("dashboard-404.png"),
+    );
+    assert!(dom.contains("id=\"not-found\""), "{dom}");
 }
 
 /// With a token, nothing about a sweep is served without it; the health probe still answers.

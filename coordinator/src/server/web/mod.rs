@@ -52,7 +52,7 @@ impl IntoResponse for WebError {
 pub fn router(coordinator: Coordinator) -> Router {
     Router::new()
         .route("/", get(|| page(PAGES.index)))
-        .route("/sweeps/{id}", get(|| page(PAGES.sweep)))
+        .route("/sweeps/{id}", get(sweep_page))
         .route("/workers", get(|| page(PAGES.workers)))
         .route("/api/sweeps", get(api::sweeps))
         .route("/api/sweeps/{id}", get(api::sweep))
@@ -70,6 +70,31 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/assets/{name}", get(asset))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(coordinator)
+}
+
+/// A sweep's page; for a sweep there is none of, a 404 page that says so (not a page that
+/// waits for it).
+async fn sweep_page(State(c): State<Coordinator>, Path(id): Path<String>) -> Response {
+    let lookup = id.clone();
+    match c.read(move |tx| crate::jobs::sweep_head(tx, &lookup)).await {
+        Ok(_) => Html(PAGES.sweep).into_response(),
+        Err(crate::Error::NotFound(_)) => {
+            let shown: String = id.chars().take(100).collect();
+            let shown = shown
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;");
+            (
+                StatusCode::NOT_FOUND,
+                Html(format!(
+                    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>jetsweep · no such sweep</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\n<body><header><b>jetsweep</b><a href=\"/\">sweeps</a><a href=\"/workers\">workers</a></header>\n<main><h1>No sweep named “{shown}”</h1><p id=\"not-found\">This coordinator has no such sweep (a sweep's id is its name and a number, as <code>jetsweep status</code> lists them). <a href=\"/\">All sweeps</a>.</p></main></body></html>\n"
+                )),
+            )
+                .into_response()
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
 }
 
 async fn page(html: &'static str) -> Html<&'static str> {

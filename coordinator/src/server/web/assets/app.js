@@ -469,8 +469,10 @@ const jetsweep = (() => {
         lastDone = -1;
         await showResults(s, resultsCall);
         status(`updated ${new Date().toLocaleTimeString()}`);
+        return s;
       } catch (e) {
         status(`could not load the sweep: ${e.message}`, true);
+        return null;
       }
     };
     const apply = async (change) => {
@@ -490,11 +492,20 @@ const jetsweep = (() => {
       await showResults(change.sweep);
       status(`live · updated ${new Date().toLocaleTimeString()}`);
     };
-    await load();
+    const first = await load();
     // `?live=0`: a still snapshot (for printing, or a tool that waits for the page to settle).
     if (new URLSearchParams(location.search).get("live") === "0") return;
+    // A sweep that has ended changes no more: no live stream is held open for it.
+    if (first && ["done", "failed", "cancelled"].includes(first.state)) {
+      status(`ended · loaded ${new Date().toLocaleTimeString()}`);
+      return;
+    }
     const events = new EventSource(`/api/sweeps/${encodeURIComponent(id)}/events`);
-    events.onmessage = (e) => apply(JSON.parse(e.data));
+    events.onmessage = (e) => {
+      const change = JSON.parse(e.data);
+      apply(change);
+      if (["done", "failed", "cancelled"].includes(change.sweep.state)) events.close();
+    };
     // The browser reconnects by itself; what changed meanwhile is read again in full.
     let opened = false;
     events.onerror = () => status("connection lost; reconnecting…", true);
