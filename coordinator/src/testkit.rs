@@ -391,6 +391,7 @@ impl TestCoordinator {
                 tls: None,
                 holder: "a test".into(),
                 connections: Default::default(),
+                metrics_public: false,
             },
             listener,
             async {

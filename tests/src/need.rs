@@ -58,3 +58,13 @@ pub fn python_with(modules: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+/// `bin` (`promtool`, `prometheus`: Debian's `prometheus` package), if it runs here.
+pub fn prometheus_tool(bin: &'static str) -> Result<&'static str, String> {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then_some(bin)
+        .ok_or_else(|| format!("{bin} (apt-get install prometheus)"))
+}

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod dashboard;
+mod metrics;
 mod models;
 mod report;
 mod resume;

@@ -179,6 +179,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tls: None,
             holder: format!("jetsweep run {}, serving", args.file.display()),
             connections: Default::default(),
+            metrics_public: false,
         },
         listener,
         async {

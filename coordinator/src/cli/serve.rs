@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// workers and pages are pinged every 30 s or less).
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub idle_timeout: u64,
+    /// Serve /metrics without credentials, for a Prometheus that cannot send a bearer token (the
+    /// numbers are counts and timings: no names, no results). Everything else still needs one.
+    #[arg(long)]
+    pub metrics_public: bool,
     #[command(flatten)]
     pub logging: Logging,
 }
@@ -155,6 +159,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tls: tls_files,
             holder: "serving".into(),
             connections: limits,
+            metrics_public: args.metrics_public,
         },
         listener,
         stopping(),

@@ -145,7 +145,7 @@ pub async fn gate(State(c): State<Coordinator>, mut request: Request, next: Next
         }
     }
     let verb = verb_of(request.method(), &path);
-    if verb == Verb::Open {
+    if verb == Verb::Open || (path == "/metrics" && c.metrics_public()) {
         // Health checks, assets and the login form tell nothing and change nothing.
         return next.run(request).await;
     }

@@ -64,6 +64,8 @@ pub struct StartConfig {
     pub holder: String,
     /// How many client connections may be open, and for how long one may idle.
     pub connections: connections::Limits,
+    /// `/metrics` answers without credentials.
+    pub metrics_public: bool,
 }
 
 /// A coordinator that [`start`] started: serving until its `shutdown` completes.
@@ -96,8 +98,9 @@ pub async fn start(
     }
     let mut lock = StateLock::acquire(&config.state)?;
     let store = Store::open(&config.state)?;
-    let mut coordinator =
-        Coordinator::new(store, config.data_dir, config.clock)?.with_data_access(config.access);
+    let mut coordinator = Coordinator::new(store, config.data_dir, config.clock)?
+        .with_data_access(config.access)
+        .with_public_metrics(config.metrics_public);
     let mut credentials = config
         .credentials
         .unwrap_or_else(crate::credentials::Credentials::open);

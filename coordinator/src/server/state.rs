@@ -60,6 +60,8 @@ pub struct Coordinator {
     pub(super) watch_streams: Arc<AddressLimiter>,
     /// Dataset downloads under way (each holds a few chunks in memory).
     pub(super) dataset_fetches: Arc<tokio::sync::Semaphore>,
+    /// `/metrics` answers without credentials (`serve --metrics-public`).
+    pub(super) metrics_public: bool,
 }
 
 /// Most dataset downloads at once: each buffers up to ~8 MB while its reader is slow, so memory
@@ -114,7 +116,19 @@ impl Coordinator {
             submissions: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SUBMISSIONS)),
             results: Arc::default(),
             activity: Arc::default(),
+            metrics_public: false,
         })
+    }
+
+    /// Serves `/metrics` without credentials, for a Prometheus that has none to send.
+    pub fn with_public_metrics(mut self, public: bool) -> Self {
+        self.metrics_public = public;
+        self
+    }
+
+    /// Whether `/metrics` answers without credentials.
+    pub(crate) fn metrics_public(&self) -> bool {
+        self.metrics_public
     }
 
     /// Lets sweeps name dataset files as `access` allows (by default only the built-in sources).

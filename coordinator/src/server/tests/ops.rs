@@ -65,7 +65,8 @@ async fn metrics_match_the_store_and_health_answers_serving() {
             .await
             .unwrap();
     assert_eq!(status, 200, "{text}");
-    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // No Accept header: the classic text format, which has no `# EOF`.
+    assert!(!text.contains("# EOF"), "{text}");
     let mut values = std::collections::HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (name, value) = line.rsplit_once(' ').expect("NAME VALUE");
@@ -82,6 +83,14 @@ async fn metrics_match_the_store_and_health_answers_serving() {
         ("jetsweep_completions_total", 2.0),
         ("jetsweep_lease_expiries_total", 0.0),
         ("jetsweep_workers_connected", 1.0),
+        (
+            "jetsweep_sweep_open_jobs{sweep=\"quick-1\",state=\"queued\"}",
+            5.0,
+        ),
+        (
+            "jetsweep_sweep_open_jobs{sweep=\"quick-1\",state=\"running\"}",
+            1.0,
+        ),
         (
             "jetsweep_requests_total{rpc=\"WorkerService/CompleteJob\",code=\"0\"}",
             2.0,

@@ -387,18 +387,26 @@ async fn cancel(
     Ok(axum::Json(api::SweepJson::from(&counts)).into_response())
 }
 
-/// `/metrics`: Prometheus' text format (see [`crate::metrics`]).
-async fn metrics(State(c): State<Coordinator>) -> Result<Response, WebError> {
+/// `/metrics`: OpenMetrics for a scraper that asks for it in `Accept` (Prometheus does), the
+/// classic text format 0.0.4 otherwise (see [`crate::server::metrics`]).
+async fn metrics(State(c): State<Coordinator>, headers: HeaderMap) -> Result<Response, WebError> {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     let since = c.now() - jetsweep_proto::limits::GONE_AFTER.as_millis() as i64;
     let counts = c
         .read(move |tx| crate::server::metrics::store_counts(tx, since))
         .await?;
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        c.metrics().encode(counts),
+        [(header::CONTENT_TYPE, content_type)],
+        c.metrics().encode(counts, openmetrics),
     )
         .into_response())
 }
