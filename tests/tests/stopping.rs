@@ -116,3 +116,44 @@ fn an_interrupted_run_stops_its_workers_and_says_how_to_resume() {
     assert!(again.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("3 done, 0 failed"), "{stderr}");
 }
+
+/// Ctrl-C twice: `run` stops its workers at once and, since it owns the coordinator, hands their
+/// jobs back: none is left "running" until a lease expires.
+#[test]
+fn a_run_stopped_at_once_leaves_no_job_leased() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("slow.toml"), slow("at-once", "0, 1")).unwrap();
+    let state = dir.path().join("state").join("state.db");
+    let child = Command::new(coordinator_bin())
+        .args(["run", "slow.toml", "--workers", "2", "--state"])
+        .arg(&state)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = state.with_extension("workers.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("job started")) {
+        assert!(start.elapsed() < LONG, "no job started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(child.id(), libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("handed back"), "{stderr}");
+    let db =
+        rusqlite::Connection::open_with_flags(&state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let leased: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'leased'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(leased, 0, "{stderr}");
+}

@@ -192,6 +192,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         url,
         served: server,
         lock: _lock,
+        coordinator,
         ..
     } = started;
 
@@ -258,11 +259,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "jetsweep: stopping: the workers finish the jobs they hold (Ctrl-C again to stop at once)"
         );
         workers.terminate();
-        tokio::select! {
-            _ = workers.exited() => {}
-            _ = jetsweep_proto::shutdown::signal() => eprintln!("jetsweep: stopping at once"),
-        }
+        let at_once = tokio::select! {
+            _ = workers.exited() => false,
+            _ = jetsweep_proto::shutdown::signal() => true,
+        };
         drop(workers);
+        if at_once {
+            // The workers are gone; their jobs go back to the queue now, not when their leases
+            // would have expired (this run owns the coordinator).
+            let released = coordinator
+                .release_all_leases("`jetsweep run` was stopped at once (a second Ctrl-C)")
+                .await?;
+            eprintln!("jetsweep: stopped at once; {released} running job(s) handed back");
+        }
         let results = client.results(&sweep.sweep_id).await.map_err(rpc_error)?;
         let now = client.sweep(&sweep.sweep_id).await.map_err(rpc_error)?;
         let _ = stop.send(());

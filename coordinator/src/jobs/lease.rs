@@ -46,6 +46,26 @@ pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> 
     Ok(expired.len())
 }
 
+/// Hands every lease back at once, as if each worker had released its jobs: `jetsweep run`
+/// stopped at once has killed its workers, and owns the coordinator, so their jobs need not wait
+/// for their leases to expire. Returns how many were queued again (or failed, past their
+/// lost-worker limit).
+pub fn release_all(tx: &Transaction<'_>, why: &str, now: Millis) -> Result<usize, Error> {
+    let held: Vec<(String, String, String, u32, u32)> = tx
+        .prepare_cached(
+            "SELECT id, lease_id, worker_id, lost, max_lost FROM jobs WHERE state = 'leased'",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (job, lease, worker, lost, max_lost) in &held {
+        let why = format!("worker {} stopped: {why}", worker_name(worker));
+        lose_worker(tx, job, lease, *lost, *max_lost, &why, "released", now)?;
+    }
+    Ok(held.len())
+}
+
 /// Ends an attempt whose worker is gone (`outcome`: its lease expired, or it handed the job back):
 /// the job is queued again unless it has lost [`MAX_LOST`] workers. Returns true if requeued.
 #[allow(clippy::too_many_arguments)]

@@ -55,7 +55,7 @@ pub use grants::lease_for_request;
 pub use invalidate::{Invalidated, invalidate_worker};
 pub use lease::{
     Ask, MAX_LOST, Pack, expire_leases, extend_leases_after_start, heartbeat, job_of_lease,
-    lease_jobs,
+    lease_jobs, release_all,
 };
 pub use queries::{
     BestTrial, JobCurve, SweepActivity, curves_page, dataset_by_sha, datasets_in_use, epochs_of,

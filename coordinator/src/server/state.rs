@@ -296,6 +296,12 @@ impl Coordinator {
         self.write(crate::jobs::expire_leases).await
     }
 
+    /// Hands every lease back (see [`crate::jobs::release_all`]); returns how many.
+    pub async fn release_all_leases(&self, why: &'static str) -> Result<usize, Error> {
+        self.write(move |tx, now| crate::jobs::release_all(tx, why, now))
+            .await
+    }
+
     /// The minute's chores: forgets gone workers and removes unused datasets. Failures are logged;
     /// the next minute retries.
     pub async fn housekeeping(&self) {
