@@ -37,6 +37,8 @@ async fn two_workers_finish_a_sweep_and_resubmitting_runs_nothing_new() {
     let all = jobs(&url, &sweep_id).await;
     for j in &all {
         assert_eq!(state(j), pb::JobState::Done);
+        // Who ran it is kept once it is done (one of the two workers).
+        assert!(!j.worker_id.is_empty(), "{j:?}");
         let (result, latest) = (j.result.unwrap(), j.latest.unwrap());
         assert_eq!((result.test_acc, j.epochs_done), (latest.test_acc, 3));
     }

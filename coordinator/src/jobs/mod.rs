@@ -125,6 +125,9 @@ pub struct Job {
     pub latest: Option<EpochMetrics>,
     /// The sweep it was last submitted with (a job may be shared by several).
     pub sweep_id: Option<String>,
+    /// The worker of its latest attempt, when it is not running now: who ran a finished job.
+    /// Read for the job lists only (`None` elsewhere).
+    pub last_worker: Option<String>,
 }
 
 /// What a worker gets when it leases a job.

@@ -245,7 +245,19 @@ pub fn jobs_page(
         }
         page.push(job_in_sweep(r, position_column + 1)?);
     }
-    Ok((page.into_iter().collect::<Result<_, _>>()?, next))
+    drop(rows);
+    let mut page: Vec<Job> = page.into_iter().collect::<Result<_, _>>()?;
+    // Who ran each job that is not running now (its latest attempt's worker).
+    let mut last = tx.prepare_cached(
+        "SELECT worker_id FROM attempts WHERE job_id = ?1 ORDER BY attempt DESC LIMIT 1",
+    )?;
+    for job in page
+        .iter_mut()
+        .filter(|j| j.attempts > 0 && !matches!(j.state, JobState::Leased { .. }))
+    {
+        job.last_worker = last.query_row([&job.id], |r| r.get(0)).optional()?;
+    }
+    Ok((page, next))
 }
 
 /// A job row followed, at `view_column`, by its [`state_in_sweep`]: a job its sweep cancelled

@@ -131,6 +131,7 @@ pub(super) fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job
                 .transpose()
                 .map_err(|e| corrupt(&what("epoch"), e))?,
             sweep_id,
+            last_worker: None,
             id,
         })
     })())

@@ -65,6 +65,11 @@ pub fn job(j: &Job, sweep_id: &str, dataset: Option<pb::DatasetRef>) -> pb::JobV
             (String::new(), None, None, reason.clone())
         }
     };
+    // A job not running now names who ran it last, when the list read it.
+    let worker_id = match (&j.last_worker, worker_id.is_empty()) {
+        (Some(last), true) => worker_name(last).to_string(),
+        _ => worker_id,
+    };
     pb::JobView {
         job_id: j.id.clone(),
         sweep_id: sweep_id.to_string(),

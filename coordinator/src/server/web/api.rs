@@ -201,6 +201,9 @@ impl From<&Job> for JobJson {
             }
             JobState::Queued => (None, None, None),
         };
+        // A job not running now names who ran it last, when the list read it.
+        let worker =
+            worker.or_else(|| j.last_worker.as_deref().map(|w| worker_name(w).to_string()));
         JobJson {
             id: j.id.clone(),
             state: j.state.status().shown(),
