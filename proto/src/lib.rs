@@ -41,6 +41,11 @@ pub use error::Error;
 /// Generated from `jetsweep.proto`.
 pub mod v1 {
     tonic::include_proto!("jetsweep.v1");
+
+    /// `jetsweep.proto`'s encoded file descriptors: what the coordinator's gRPC server
+    /// reflection describes.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/jetsweep_descriptor.bin"));
 }
 
 /// Generated from `externalscaler.proto`: KEDA's external scaler contract, which the coordinator

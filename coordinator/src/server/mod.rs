@@ -187,8 +187,23 @@ pub async fn serve(
     let metrics = coordinator.metrics.clone();
     let coordinator_metrics = metrics.clone();
     let coordinator_for_gate = coordinator.clone();
+    // Reflection describes jetsweep.proto and the health service, v1 and the older v1alpha that
+    // some clients still ask first; callers need a viewer's right (the gate reads it as a read).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(jetsweep_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("the descriptor sets compiled into the binary are valid (a test serves them)");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the descriptor sets compiled into the binary are valid (a test serves them)");
     let routes = tonic::service::Routes::from(web::router(coordinator.clone()))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
             SweepServiceServer::new(grpc::sweeps::Sweeps(coordinator.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

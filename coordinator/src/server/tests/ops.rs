@@ -293,3 +293,70 @@ async fn the_keda_scaler_answers_with_the_stores_counts() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+/// gRPC server reflection (v1, as grpcurl asks) lists the services and describes their methods,
+/// so a client needs no copy of the .proto file.
+#[tokio::test]
+async fn reflection_lists_the_services_and_describes_them() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let (c, _dir) = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(c.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let ask = |message| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    };
+    let requests = tokio_stream::iter(vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "jetsweep.v1.SweepService".into(),
+        )),
+    ]);
+    let mut answers = client
+        .server_reflection_info(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "jetsweep.v1.SweepService",
+        "jetsweep.v1.WorkerService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} not in {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("ExternalScaler")),
+        "KEDA's scaler is served elsewhere: {names:?}"
+    );
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no file descriptor");
+    };
+    // The encoded descriptor of jetsweep.proto: its service and method names are in it.
+    let file = String::from_utf8_lossy(&files.file_descriptor_proto[0]).into_owned();
+    for name in [
+        "jetsweep.proto",
+        "SweepService",
+        "SubmitSweep",
+        "WatchSweep",
+    ] {
+        assert!(file.contains(name), "{name} not described");
+    }
+}
