@@ -187,6 +187,19 @@ async fn the_dashboard_shows_a_running_and_a_finished_sweep_as_the_api_does() {
         &shots.join("dashboard-sweeps.png"),
     );
     assert!(list.contains(&format!("data-sweep=\"{id}\"")), "{list}");
+    // The results download as CSV (as `jetsweep results --format csv`) and JSON from the page.
+    assert!(
+        dom.contains(&format!("href=\"/api/sweeps/{id}/results.csv\"")),
+        "a CSV download link: {dom}"
+    );
+    let (status, csv) = http_get(&url, &format!("/api/sweeps/{id}/results.csv"), None);
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("model,parameters,optimizer,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 2,
+        "a header and a row per point: {csv}"
+    );
     // A mistyped sweep address is a 404 page that says so, not a page waiting for the sweep.
     let (status, body) = http_get(&url, "/sweeps/nope-1", None);
     assert_eq!(status, 404, "{body}");

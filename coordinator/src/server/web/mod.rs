@@ -58,6 +58,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}", get(api::sweep))
         .route("/api/sweeps/{id}/jobs", get(api::jobs))
         .route("/api/sweeps/{id}/results", get(results))
+        .route("/api/sweeps/{id}/results.csv", get(results_csv))
         .route("/api/sweeps/{id}/curves", get(api::curves))
         .route("/api/sweeps/{id}/stopping", get(api::stopping))
         .route("/api/sweeps/{id}/events", get(api::events))
@@ -354,6 +355,37 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// The sweep's results: the same document as `jetsweep results --format json`.
+/// The results as CSV, one row per grid point (what `jetsweep results ID --format csv` prints),
+/// as a file to download.
+async fn results_csv(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let (ended, aggregated) = c.aggregate_results(&id).await?;
+    let page = crate::server::results_page(&aggregated, 0, usize::MAX, ended);
+    let file: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}-results.csv\""),
+            ),
+        ],
+        crate::client::render::results::render(&page, crate::client::render::results::Format::Csv),
+    )
+        .into_response())
+}
+
 async fn results(
     State(c): State<Coordinator>,
     Path(id): Path<String>,

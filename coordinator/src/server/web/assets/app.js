@@ -51,11 +51,11 @@ const jetsweep = (() => {
         $("#sweeps tbody").innerHTML = page.sweeps.map((s) =>
           `<tr data-sweep="${esc(s.id)}"><td><a href="/sweeps/${encodeURIComponent(s.id)}">${esc(s.id)}</a></td>` +
           `<td class="s-${s.state}">${s.state}</td><td>${progress(s)}</td>` +
-          `<td class="num">${s.total}</td><td class="num">${s.done}</td><td class="num">${s.running}</td>` +
-          `<td class="num">${s.queued}</td><td class="num">${s.failed}</td><td class="num">${s.cancelled}</td>` +
+          `<td>${s.done}/${s.total} done${[[s.running, "running"], [s.queued, "queued"], [s.failed, "failed"], [s.cancelled, "cancelled"]]
+            .filter(([n]) => n).map(([n, w]) => ` · <span class="s-${w}">${n} ${w}</span>`).join("")}</td>` +
           `<td class="num">${dur(s.compute_seconds)}</td><td class="num">${s.running ? dur(s.eta_seconds) : "—"}</td>` +
           `<td class="num" title="the finished trial with the lowest validation loss: its test accuracy at the best epoch">${pct(s.best_test_acc)}</td>` +
-          `<td>${dataLabel(s.dataset)}</td><td>${when(s.created_ms)}</td></tr>`).join("");
+          `<td class="data">${dataLabel(s.dataset)}</td><td>${when(s.created_ms)}</td></tr>`).join("");
         const pages = [];
         if (from > 0) pages.push(`<a href="/?from=${Math.max(0, from - PAGE)}">← newer</a>`);
         if (page.next != null) pages.push(`<a href="/?from=${page.next}">older →</a>`);
@@ -404,6 +404,8 @@ const jetsweep = (() => {
 
   async function sweepPage(id) {
     $("#title").textContent = `Sweep ${id}`;
+    $("#dl-csv").href = `/api/sweeps/${encodeURIComponent(id)}/results.csv`;
+    $("#dl-json").href = `/api/sweeps/${encodeURIComponent(id)}/results`;
     document.title = `jetsweep · ${id}`;
     let jobs = [];
     const sort = { k: "state", dir: 1 };
