@@ -19,6 +19,15 @@ fn numbers(m: &pb::EpochMetrics) -> [f64; 8] {
     EpochMetrics::from(m).training_numbers()
 }
 
+/// The epoch a worker's log says it resumed after.
+fn resumed_after(log: &str) -> u32 {
+    log.split("resumed from the state saved after epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the survivor did not resume:\n{log}"))
+}
+
 async fn finished_job(url: &str, sweep: &str) -> pb::JobView {
     wait_for(url, sweep, LONG, "the trial to finish", |s, _| s.done == 1).await;
     jobs(url, sweep).await.remove(0)
@@ -46,12 +55,7 @@ async fn a_trial_whose_worker_was_killed_resumes_elsewhere_with_identical_result
 
     assert_eq!(resumed.attempts, 2, "{resumed:?}");
     let log = std::fs::read_to_string(&survivor.log).unwrap();
-    let after: u32 = log
-        .split("resumed from the state saved after epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the survivor did not resume:\n{log}"));
+    let after = resumed_after(&log);
     assert!((2..8).contains(&after), "resumed after epoch {after}");
     assert_eq!(resumed.result, reference.result);
     assert_eq!(
@@ -98,12 +102,7 @@ async fn a_resumed_trial_keeps_the_best_epoch_of_an_attempt_before_it() {
     let reference = finished_job(&whole_url, &whole_sweep).await;
     assert_eq!(resumed.attempts, 2, "killed before the end: {resumed:?}");
     let log = std::fs::read_to_string(&survivor.log).unwrap();
-    let after: u32 = log
-        .split("resumed from the state saved after epoch ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the survivor did not resume:\n{log}"));
+    let after = resumed_after(&log);
     let (model, reference_model) = (
         kept_model(&url, &sweep).await,
         kept_model(&whole_url, &whole_sweep).await,

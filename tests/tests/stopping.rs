@@ -18,6 +18,36 @@ fn slow(name: &str, seeds: &str) -> String {
 
 const LONG: Duration = Duration::from_secs(240);
 
+/// `jetsweep run slow.toml` in `dir` with `workers` workers and its state at `state`, once its
+/// workers' log says a job started.
+fn run_until_a_job_starts(
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    workers: u32,
+) -> std::process::Child {
+    let child = Command::new(coordinator_bin())
+        .args([
+            "run",
+            "slow.toml",
+            "--workers",
+            &workers.to_string(),
+            "--state",
+        ])
+        .arg(state)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = state.with_extension("workers.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("job started")) {
+        assert!(start.elapsed() < LONG, "no job started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 /// Two SIGTERMs: the worker stops training, tells the coordinator, and exits within seconds; the
 /// job is queued again without spending an attempt, and another worker finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,20 +103,7 @@ fn an_interrupted_run_stops_its_workers_and_says_how_to_resume() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("slow.toml"), slow("interrupted", "0, 1, 2")).unwrap();
     let state = dir.path().join("state").join("state.db");
-    let child = Command::new(coordinator_bin())
-        .args(["run", "slow.toml", "--workers", "1", "--state"])
-        .arg(&state)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = state.with_extension("workers.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("job started")) {
-        assert!(start.elapsed() < LONG, "no job started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = run_until_a_job_starts(dir.path(), &state, 1);
     signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
@@ -124,20 +141,7 @@ fn a_run_stopped_at_once_leaves_no_job_leased() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("slow.toml"), slow("at-once", "0, 1")).unwrap();
     let state = dir.path().join("state").join("state.db");
-    let child = Command::new(coordinator_bin())
-        .args(["run", "slow.toml", "--workers", "2", "--state"])
-        .arg(&state)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = state.with_extension("workers.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("job started")) {
-        assert!(start.elapsed() < LONG, "no job started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = run_until_a_job_starts(dir.path(), &state, 2);
     signal(child.id(), libc::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
     signal(child.id(), libc::SIGINT);

@@ -32,18 +32,12 @@ pub(super) fn next_seq(tx: &Transaction<'_>) -> Result<i64, Error> {
 
 /// Returns expired leases' jobs to the queue (or fails them on their last attempt). Returns how many.
 pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> {
-    let expired: Vec<(String, String, String, u32, u32)> = tx
-        .prepare_cached("SELECT id, lease_id, worker_id, lost, max_lost FROM jobs WHERE state = 'leased' AND lease_expires_ms < ?1")?
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-        .collect::<Result<_, _>>()?;
-    for (job, lease, worker, lost, max_lost) in &expired {
-        let why = format!(
+    lose_leases(tx, now, "expired", now, |lease, worker| {
+        format!(
             "lease {lease} expired: worker {} stopped reporting",
             worker_name(worker)
-        );
-        lose_worker(tx, job, lease, *lost, *max_lost, &why, "expired", now)?;
-    }
-    Ok(expired.len())
+        )
+    })
 }
 
 /// Hands every lease back at once, as if each worker had released its jobs: `jetsweep run`
@@ -51,19 +45,29 @@ pub fn expire_leases(tx: &Transaction<'_>, now: Millis) -> Result<usize, Error> 
 /// for their leases to expire. Returns how many were queued again (or failed, past their
 /// lost-worker limit).
 pub fn release_all(tx: &Transaction<'_>, why: &str, now: Millis) -> Result<usize, Error> {
-    let held: Vec<(String, String, String, u32, u32)> = tx
-        .prepare_cached(
-            "SELECT id, lease_id, worker_id, lost, max_lost FROM jobs WHERE state = 'leased'",
-        )?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
+    lose_leases(tx, Millis::MAX, "released", now, |_, worker| {
+        format!("worker {} stopped: {why}", worker_name(worker))
+    })
+}
+
+/// Ends, as lost workers ([`lose_worker`] with `outcome`), every lease expiring before
+/// `expiring_before`, each with the reason `why(lease, worker)`. Returns how many.
+fn lose_leases(
+    tx: &Transaction<'_>,
+    expiring_before: Millis,
+    outcome: &str,
+    now: Millis,
+    why: impl Fn(&str, &str) -> String,
+) -> Result<usize, Error> {
+    let lost: Vec<(String, String, String, u32, u32)> = tx
+        .prepare_cached("SELECT id, lease_id, worker_id, lost, max_lost FROM jobs WHERE state = 'leased' AND lease_expires_ms < ?1")?
+        .query_map([expiring_before], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
-    for (job, lease, worker, lost, max_lost) in &held {
-        let why = format!("worker {} stopped: {why}", worker_name(worker));
-        lose_worker(tx, job, lease, *lost, *max_lost, &why, "released", now)?;
+    for (job, lease, worker, lost_before, max_lost) in &lost {
+        let why = why(lease, worker);
+        lose_worker(tx, job, lease, *lost_before, *max_lost, &why, outcome, now)?;
     }
-    Ok(held.len())
+    Ok(lost.len())
 }
 
 /// Ends an attempt whose worker is gone (`outcome`: its lease expired, or it handed the job back):

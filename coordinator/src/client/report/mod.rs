@@ -9,6 +9,8 @@
 
 pub mod figures;
 mod pages;
+/// HTML escaping, shared with the dashboard's server-made pages.
+pub(crate) use pages::esc;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -338,8 +338,8 @@ pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String
     out
 }
 
-/// Text safe inside HTML.
-fn esc(s: &str) -> String {
+/// Text safe inside HTML (the report's pages, the dashboard's 404 page).
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

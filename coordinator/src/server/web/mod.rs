@@ -80,12 +80,7 @@ async fn sweep_page(State(c): State<Coordinator>, Path(id): Path<String>) -> Res
     match c.read(move |tx| crate::jobs::sweep_head(tx, &lookup)).await {
         Ok(_) => Html(PAGES.sweep).into_response(),
         Err(crate::Error::NotFound(_)) => {
-            let shown: String = id.chars().take(100).collect();
-            let shown = shown
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;");
+            let shown = crate::client::report::esc(&id.chars().take(100).collect::<String>());
             (
                 StatusCode::NOT_FOUND,
                 Html(format!(
@@ -188,12 +183,11 @@ mod tests {
 /// The login form; or, with `?token=T` (the link `jetsweep run` prints, as Jupyter's), a sign-in
 /// that lands on `next` (a path on this server).
 async fn login_page(State(c): State<Coordinator>, request: Request) -> Response {
-    let query = request.uri().query().unwrap_or("");
     let Ok(Query(link)) = Query::<LoginLink>::try_from_uri(request.uri()) else {
         return (StatusCode::BAD_REQUEST, Html("<p>Bad login link.</p>")).into_response();
     };
     match link.token {
-        Some(token) if !query.is_empty() => {
+        Some(token) => {
             let next = link
                 .next
                 .as_deref()
