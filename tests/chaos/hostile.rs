@@ -193,6 +193,7 @@ async fn hostile() -> Checked<String> {
                     .heartbeat(pb::HeartbeatRequest {
                         worker_id: "w".into(),
                         lease_ids: vec!["l".into(); 5_000],
+                        leaving: false,
                     })
                     .await,
             ),

@@ -120,7 +120,7 @@ async fn a_worker_started_mid_sweep_gets_work() {
 }
 
 /// `--exit-when-idle` (a Slurm job array's workers): the worker runs every job of the sweep, and
-/// only once it has had no work for that long does it leave, with status 0.
+/// only once it has had no work for that long does it leave, with status 0, saying goodbye.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_told_to_exit_when_idle_finishes_the_sweep_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +143,10 @@ async fn a_worker_told_to_exit_when_idle_finishes_the_sweep_first() {
     );
     let log = std::fs::read_to_string(&w.log).unwrap();
     assert!(log.contains("no work in that time"), "{log}");
+    // It said goodbye: listed as left (not gone, as a crashed worker is), at once.
+    let listed = workers(&url).await;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].left && !listed[0].gone, "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

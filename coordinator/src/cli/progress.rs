@@ -109,7 +109,7 @@ pub fn line(s: &pb::SweepView, rate: &Rate, elapsed: Duration, note: &str) -> St
 /// What to say when jobs wait and none runs: nobody asked for work, or the workers there are busy
 /// elsewhere (another sweep, another device).
 fn idle_note(workers: &[pb::WorkerView]) -> String {
-    let alive = workers.iter().filter(|w| !w.gone).count();
+    let alive = workers.iter().filter(|w| !w.gone && !w.left).count();
     if alive == 0 {
         "no worker has asked for work: start one with `jetsweep-worker --coordinator URL`".into()
     } else {

@@ -196,7 +196,13 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<()> {
             w.slots,
             (now - w.last_seen_unix_ms) as f64 / 1000.0,
             w.job_ids.len(),
-            if w.gone { "gone" } else { "alive" }
+            if w.left {
+                "left"
+            } else if w.gone {
+                "gone"
+            } else {
+                "alive"
+            }
         );
     }
     Ok(())

@@ -424,13 +424,23 @@ pub(super) fn current(
 }
 
 /// Extends the worker's current leases; returns the named leases that are not current (stop those).
+/// `leaving`: the worker's goodbye (it exits cleanly), kept so lists show it as left.
 pub fn heartbeat(
     tx: &Transaction<'_>,
     worker: &str,
     lease_ids: &[String],
+    leaving: bool,
     now: Millis,
 ) -> Result<Vec<String>, Error> {
     touch_worker(tx, worker, now)?;
+    if leaving {
+        exec(
+            tx,
+            "UPDATE workers SET left_ms = ?2 WHERE id = ?1",
+            params![worker, now],
+        )?;
+        tracing::info!(worker = %jetsweep_proto::worker_id::worker_name(worker), "worker left");
+    }
     let mut stale = Vec::new();
     for lease in lease_ids {
         match current(tx, lease, worker, now) {

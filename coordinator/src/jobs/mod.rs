@@ -63,7 +63,9 @@ pub use queries::{
     sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
-pub use workers::{WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker};
+pub use workers::{
+    Presence, WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker,
+};
 
 pub use crate::clock::Millis;
 use jetsweep_proto::dataset::DatasetRef;

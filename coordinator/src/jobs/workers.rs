@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::Millis;
 use crate::Error;
 use crate::store::{exec, one};
+use jetsweep_proto::limits::GONE_AFTER;
 
 /// A registered worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,31 @@ pub struct WorkerRecord {
     pub device: String,
     pub slots: u32,
     pub last_seen_ms: Millis,
+    /// When it said goodbye (a heartbeat with `leaving`), if it did.
+    pub left_ms: Option<Millis>,
+}
+
+/// Whether a worker is still with us, as lists show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Alive,
+    /// Said goodbye: it exited cleanly.
+    Left,
+    /// Silent for longer than [`GONE_AFTER`] without a goodbye: crashed, killed or cut off.
+    Gone,
+}
+
+impl WorkerRecord {
+    /// Alive, left or gone at `now`. A goodbye counts while it is the last word heard.
+    pub fn presence(&self, now: Millis) -> Presence {
+        if self.left_ms.is_some_and(|left| left >= self.last_seen_ms) {
+            Presence::Left
+        } else if self.last_seen_ms < now - GONE_AFTER.as_millis() as Millis {
+            Presence::Gone
+        } else {
+            Presence::Alive
+        }
+    }
 }
 
 /// Records a worker; returns its id, `NAME.SECRET` (see [`jetsweep_proto::worker_id`]): NAME is its
@@ -86,7 +112,7 @@ pub fn forget_workers(tx: &Transaction<'_>, seen_before: Millis) -> Result<usize
 pub fn list_workers(tx: &Transaction<'_>) -> Result<Vec<(WorkerRecord, Vec<String>)>, Error> {
     let workers: Vec<WorkerRecord> = tx
         .prepare(
-            "SELECT id, host, device, slots, last_seen_ms FROM workers ORDER BY last_seen_ms DESC",
+            "SELECT id, host, device, slots, last_seen_ms, left_ms FROM workers ORDER BY last_seen_ms DESC",
         )?
         .query_map([], |r| {
             Ok(WorkerRecord {
@@ -95,6 +121,7 @@ pub fn list_workers(tx: &Transaction<'_>) -> Result<Vec<(WorkerRecord, Vec<Strin
                 device: r.get(2)?,
                 slots: r.get(3)?,
                 last_seen_ms: r.get(4)?,
+                left_ms: r.get(5)?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -404,4 +404,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, kind)
     );
     "#,
+    // 23: a worker that said goodbye (its last heartbeat had `leaving`) is shown as left, not gone.
+    r#"
+    ALTER TABLE workers ADD COLUMN left_ms INTEGER;
+    "#,
 ];

@@ -276,6 +276,7 @@ impl CoordinatorClient {
             .heartbeat(pb::HeartbeatRequest {
                 worker_id: worker_id.clone(),
                 lease_ids,
+                leaving: false,
             })
             .await;
         match beat {
@@ -290,6 +291,25 @@ impl CoordinatorClient {
                 tracing::warn!(worker = %jetsweep_proto::worker_id::worker_name(&worker_id), status = %s.message(), "heartbeat failed");
                 Vec::new()
             }
+        }
+    }
+
+    /// Goodbye: one heartbeat saying this worker exits cleanly, so lists show it as left rather
+    /// than gone. Bounded by `wait`; a coordinator that does not answer in time sees it go silent.
+    pub async fn leave(&self, wait: Duration) {
+        let worker_id = self.worker_id();
+        let mut rpc = self.rpc.clone();
+        let goodbye = rpc.heartbeat(pb::HeartbeatRequest {
+            worker_id: worker_id.clone(),
+            lease_ids: Vec::new(),
+            leaving: true,
+        });
+        match tokio::time::timeout(wait, goodbye).await {
+            Ok(Ok(_)) => {
+                tracing::info!(worker = %jetsweep_proto::worker_id::worker_name(&worker_id), "said goodbye")
+            }
+            Ok(Err(s)) => tracing::info!(status = %s.message(), "goodbye not taken"),
+            Err(_) => tracing::info!(?wait, "goodbye unanswered"),
         }
     }
 }

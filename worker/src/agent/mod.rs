@@ -108,6 +108,9 @@ impl Shutdown {
     }
 }
 
+/// How long an exiting worker waits for its goodbye to be taken.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -129,6 +132,7 @@ pub async fn run(config: AgentConfig, shutdown: Arc<Shutdown>) -> Result<(), Wor
         agent.hand_back().await;
     }
     agent.heartbeat.abort();
+    agent.client.leave(GOODBYE_WAIT).await;
     Ok(())
 }
 

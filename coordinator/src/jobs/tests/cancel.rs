@@ -28,7 +28,15 @@ fn cancelling_stops_queued_jobs_now_and_leased_ones_at_their_next_report() {
         .unwrap();
     assert!(ack.cancel);
     let stale = store
-        .write(|tx| heartbeat(tx, &w1, std::slice::from_ref(&grants[1].lease_id), 3_600))
+        .write(|tx| {
+            heartbeat(
+                tx,
+                &w1,
+                std::slice::from_ref(&grants[1].lease_id),
+                false,
+                3_600,
+            )
+        })
         .unwrap();
     assert_eq!(stale, vec![grants[1].lease_id.clone()]);
     let counts = store.read(|tx| sweep_counts(tx, &sweep.id)).unwrap();

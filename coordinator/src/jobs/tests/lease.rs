@@ -106,7 +106,7 @@ fn an_expired_lease_is_requeued_and_its_late_reports_are_refused() {
         );
     }
     let stale = store
-        .write(|tx| heartbeat(tx, &w1, std::slice::from_ref(&old.lease_id), 12_003))
+        .write(|tx| heartbeat(tx, &w1, std::slice::from_ref(&old.lease_id), false, 12_003))
         .unwrap();
     assert_eq!(stale, vec![old.lease_id.clone()]);
     store
@@ -134,7 +134,7 @@ fn heartbeats_keep_a_lease_alive() {
     let leases: Vec<String> = grants.iter().map(|g| g.lease_id.clone()).collect();
     assert!(
         store
-            .write(|tx| heartbeat(tx, &w1, &leases, 10_000))
+            .write(|tx| heartbeat(tx, &w1, &leases, false, 10_000))
             .unwrap()
             .is_empty()
     );
@@ -181,7 +181,7 @@ fn a_lease_answers_only_to_its_own_worker() {
         );
     }
     let stale = store
-        .write(|tx| heartbeat(tx, &w2, std::slice::from_ref(&g.lease_id), 2_200))
+        .write(|tx| heartbeat(tx, &w2, std::slice::from_ref(&g.lease_id), false, 2_200))
         .unwrap();
     assert_eq!(stale, vec![g.lease_id.clone()], "not w2's to extend");
     store

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::server::connections::Over;
-use jetsweep_proto::limits::{GONE_AFTER, MAX_SWEEPS_PAGE};
+use jetsweep_proto::limits::MAX_SWEEPS_PAGE;
 
 use super::{required, views};
 use crate::jobs;
@@ -543,12 +543,13 @@ impl SweepService for Sweeps {
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let workers = self.0.read(jobs::list_workers).await?;
-        let gone_before = self.0.clock.now() - GONE_AFTER.as_millis() as i64;
+        let now = self.0.clock.now();
         Ok(Response::new(pb::ListWorkersResponse {
             workers: workers
                 .into_iter()
                 .map(|(w, job_ids)| pb::WorkerView {
-                    gone: w.last_seen_ms < gone_before,
+                    gone: w.presence(now) == jobs::Presence::Gone,
+                    left: w.presence(now) == jobs::Presence::Left,
                     worker_id: worker_name(&w.id).to_string(),
                     host: w.host,
                     device: w.device,

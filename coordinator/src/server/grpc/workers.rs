@@ -104,7 +104,7 @@ impl WorkerService for Workers {
         }
         let stale = self
             .0
-            .write(move |tx, now| jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, now))
+            .write(move |tx, now| jobs::heartbeat(tx, &r.worker_id, &r.lease_ids, r.leaving, now))
             .await?;
         Ok(Response::new(pb::HeartbeatResponse {
             stale_lease_ids: stale,

@@ -305,6 +305,7 @@ async fn a_stale_lease_is_refused_and_a_second_completion_changes_nothing() {
         .heartbeat(pb::HeartbeatRequest {
             worker_id: id.clone(),
             lease_ids: vec![],
+            leaving: false,
         })
         .await
         .unwrap();
@@ -409,6 +410,7 @@ async fn leases_survive_an_outage_longer_than_themselves() {
         .heartbeat(pb::HeartbeatRequest {
             worker_id: id.clone(),
             lease_ids: vec![leases[0].lease_id.clone()],
+            leaving: false,
         })
         .await
         .unwrap()

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{self, Job, JobState, SweepCounts};
 use crate::server::Coordinator;
-use jetsweep_proto::limits::GONE_AFTER;
 use jetsweep_proto::metrics::EpochMetrics;
 use jetsweep_proto::worker_id::worker_name;
 
@@ -317,7 +316,8 @@ pub struct WorkerJson {
     device: String,
     slots: u32,
     last_seen_ms: i64,
-    gone: bool,
+    /// alive, left (exited cleanly) or gone (silent without a goodbye).
+    state: &'static str,
     jobs: Vec<String>,
     /// Jobs it finished in the last hour.
     jobs_last_hour: u32,
@@ -334,14 +334,17 @@ pub async fn workers(State(c): State<Coordinator>) -> Result<Json<Vec<WorkerJson
             ))
         })
         .await?;
-    let gone_before = now - GONE_AFTER.as_millis() as i64;
     Ok(Json(
         workers
             .into_iter()
             .map(|(w, jobs)| WorkerJson {
                 jobs_last_hour: done.get(&w.id).copied().unwrap_or(0),
                 name: worker_name(&w.id).to_string(),
-                gone: w.last_seen_ms < gone_before,
+                state: match w.presence(now) {
+                    jobs::Presence::Alive => "alive",
+                    jobs::Presence::Left => "left",
+                    jobs::Presence::Gone => "gone",
+                },
                 host: w.host,
                 device: w.device,
                 slots: w.slots,

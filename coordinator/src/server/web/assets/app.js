@@ -69,6 +69,12 @@ const jetsweep = (() => {
   }
 
   // ---- /workers ----
+  // A worker's state: its colour and what it means. Workers silent for an hour are forgotten.
+  const WORKER_STATE = {
+    alive: ["s-done", "heard from within the last ten heartbeats"],
+    left: ["muted", "exited cleanly: finished, idle or stopped by a signal"],
+    gone: ["s-failed", "silent without a goodbye: crashed, killed or cut off"],
+  };
   async function workersPage() {
     const load = async () => {
       try {
@@ -76,7 +82,7 @@ const jetsweep = (() => {
         $("#workers tbody").innerHTML = workers.map((w) =>
           `<tr><td>${esc(w.name)}</td><td>${esc(w.host)}</td><td>${esc(w.device)}</td>` +
           `<td class="num">${w.slots}</td><td class="num">${w.jobs.length}</td><td class="num">${w.jobs_last_hour}</td><td>${when(w.last_seen_ms)}</td>` +
-          `<td class="${w.gone ? "s-failed" : "s-done"}">${w.gone ? "gone" : "alive"}</td></tr>`).join("");
+          `<td class="${WORKER_STATE[w.state][0]}" title="${WORKER_STATE[w.state][1]}">${w.state}</td></tr>`).join("");
         status(`${workers.length} workers · updated ${new Date().toLocaleTimeString()}`);
       } catch (e) { status(`could not load the workers: ${e.message}`, true); }
     };
