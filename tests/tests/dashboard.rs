@@ -446,3 +446,139 @@ async fn the_dashboard_plots_accuracy_against_size_with_the_pareto_front() {
         );
     }
 }
+
+/// Fifty trials: ten grid points (learning rate × batch size) × five seeds, four epochs each.
+const FIFTY: &str = "name = \"dash-fifty\"\ndataset = \"synthetic:20000\"\nval_fraction = 0.2\n[defaults]\nmax_epochs = 4\n[grid]\nlearning_rate = [1e-2, 3e-3, 1e-3, 3e-4, 1e-4]\nbatch_size = [64, 256]\nseed = [0, 1, 2, 3, 4]\n";
+
+/// At the size of a real sweep: the curves are drawn per grid point (one legend entry each, labelled
+/// by what the sweep varies, with its seed count), each trial has a page (configuration, attempts
+/// with their worker, a timeline, an epoch table, its curve against its point's), a trial the
+/// sweep does not have is a 404 page, and the workers page tells a worker that left from one alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifty_trial_sweep_draws_one_curve_per_point_and_each_trial_has_a_page() {
+    let Some(chromium) = need::or_skip("the fifty-trial dashboard test", need::chromium()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (_coordinator, url) = coordinator(dir.path(), "127.0.0.1:0", "dash-fifty");
+    let id = submit(&url, FIFTY).await.sweep_id;
+    let _worker = worker_with(dir.path(), &url, "w", &["--pack", "16"]);
+    // A second worker that leaves once idle: the workers page shows it as left.
+    let mut leaver = worker_with(
+        dir.path(),
+        &url,
+        "leaver",
+        &["--pack", "16", "--exit-when-idle", "1"],
+    );
+    wait_for(
+        &url,
+        &id,
+        Duration::from_secs(240),
+        "the sweep to finish",
+        |s, _| s.done == 50,
+    )
+    .await;
+
+    let dom = browse(
+        chromium,
+        &format!("{url}/sweeps/{id}?live=0"),
+        &shots.join("dashboard-fifty.png"),
+    );
+    assert_eq!(
+        data_attr(&dom, "groups"),
+        Some(10),
+        "one curve per grid point: {dom}"
+    );
+    assert_eq!(
+        dom.matches("class=\"legend-item\"").count(),
+        10,
+        "one legend for all four charts: {dom}"
+    );
+    for label in ["batch 64 · lr 1e-2", "batch 256 · lr 1e-4"] {
+        assert!(dom.contains(label), "legend entry {label:?}: {dom}");
+    }
+    assert_eq!(dom.matches("(5 seeds)").count(), 10, "{dom}");
+    assert_eq!(
+        data_attr(&dom, "points"),
+        Some(50 * 4),
+        "every epoch read: {dom}"
+    );
+    assert_eq!(dom.matches("<tr data-job=").count(), 50);
+
+    // One trial's page.
+    let (status, body) = http_get(&url, &format!("/api/sweeps/{id}/jobs"), None);
+    assert_eq!(status, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let job = &jobs["jobs"][7];
+    let job_id = job["id"].as_str().unwrap();
+    assert!(
+        dom.contains(&format!("href=\"/sweeps/{id}/trials/{job_id}\"")),
+        "the trials table links each trial's page: {dom}"
+    );
+    let (status, body) = http_get(&url, &format!("/api/sweeps/{id}/trials/{job_id}"), None);
+    assert_eq!(status, 200, "{body}");
+    let trial: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let point = trial["point"].as_array().unwrap();
+    assert_eq!(point.len(), 5, "its point's five seeds: {body}");
+    assert!(
+        point
+            .iter()
+            .all(|p| p["learning_rate"] == job["learning_rate"]
+                && p["batch_size"] == job["batch_size"]),
+        "{body}"
+    );
+    assert!(
+        point
+            .iter()
+            .all(|p| p["curve"].as_array().unwrap().len() == 4),
+        "{body}"
+    );
+    let attempts = trial["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{body}");
+    assert_eq!(attempts[0]["outcome"], "done", "{body}");
+    assert_eq!(attempts[0]["worker"], job["worker"], "{body}");
+    assert!(attempts[0]["pack_size"].as_u64().unwrap() >= 1, "{body}");
+    let page = browse(
+        chromium,
+        &format!("{url}/sweeps/{id}/trials/{job_id}?live=0"),
+        &shots.join("dashboard-trial.png"),
+    );
+    assert!(page.contains(&job_id[..12]), "{page}");
+    assert_eq!(page.matches("<tr data-attempt=").count(), 1, "{page}");
+    assert_eq!(page.matches("<tr data-epoch=").count(), 4, "{page}");
+    assert_eq!(
+        page.matches("class=\"best\"").count(),
+        1,
+        "the best epoch marked: {page}"
+    );
+    assert_eq!(
+        page.matches("class=\"attempt\"").count(),
+        1,
+        "a timeline bar: {page}"
+    );
+    assert_eq!(data_attr(&page, "points"), Some(4), "{page}");
+    assert!(page.contains(&format!("seed {}", job["seed"])), "{page}");
+    let (status, body) = http_get(&url, &format!("/sweeps/{id}/trials/nope"), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("No trial “nope”"), "{body}");
+    let (status, _) = http_get(&url, &format!("/api/sweeps/{id}/trials/nope"), None);
+    assert_eq!(status, 404);
+
+    // The workers page: the one that left says so.
+    let start = std::time::Instant::now();
+    while leaver.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the idle worker never left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = browse(
+        chromium,
+        &format!("{url}/workers"),
+        &shots.join("dashboard-workers.png"),
+    );
+    assert_eq!(page.matches(">left</td>").count(), 1, "{page}");
+    assert_eq!(page.matches(">alive</td>").count(), 1, "{page}");
+}

@@ -26,6 +26,7 @@
 //! - `rows`: how a job row is read back, states decoded by their one mapping.
 //! - `audit`: who submitted and cancelled what; `share`: which sweep the next lease serves.
 //! - `invalidate`: forgetting what a distrusted worker produced; `models`: kept weights.
+//! - `trial`: one trial in its sweep (attempts, epochs, its point's seeds) for the trial page.
 
 mod arrivals;
 pub mod audit;
@@ -44,6 +45,7 @@ mod rows;
 mod share;
 mod submit;
 mod suggest;
+mod trial;
 mod workers;
 
 pub use cancel::{cancel_effect, cancel_sweep};
@@ -63,6 +65,7 @@ pub use queries::{
     sweep_counts, sweep_curves, sweep_head, sweep_outcomes, sweeps_page,
 };
 pub use submit::submit;
+pub use trial::{Attempt, MAX_POINT_SEEDS, TrialDetail, is_trial_of, trial_detail};
 pub use workers::{
     Presence, WorkerRecord, forget_workers, jobs_done_since, list_workers, register_worker,
 };

@@ -135,8 +135,7 @@ pub fn render(r: &pb::GetResultsResponse, format: Format) -> String {
                     pct(row.mean_best_test_acc, row.std_best_test_acc),
                     plain(row.mean_best_val_loss, row.std_best_val_loss, 4),
                     plain(row.mean_best_epoch, row.std_best_epoch, 1),
-                    row.mean_train_seconds
-                        .map_or_else(|| "-".into(), |s| format!("{s:.1}")),
+                    row.mean_train_seconds.map_or_else(|| "-".into(), seconds),
                     marker(r, i),
                     if note.is_empty() || marker(r, i).is_empty() {
                         ""
@@ -261,7 +260,7 @@ pub fn render_per_seed(jobs: &[pb::JobView], format: Format) -> String {
                     f(m.map(|m| m.best_val_loss), 1.0, 4),
                     f(m.map(|m| m.final_train_loss), 1.0, 4),
                     f(m.map(|m| m.final_test_loss), 1.0, 3),
-                    f(m.map(|m| m.train_seconds), 1.0, 2),
+                    m.map_or_else(|| "-".into(), |m| seconds(m.train_seconds)),
                     f(m.map(|m| m.samples_per_second), 1.0, 0),
                     r.map_or("-".into(), |r| r.params.to_string()),
                     j.attempts,
@@ -287,6 +286,15 @@ fn csv_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_keep_two_significant_digits_below_ten() {
+        let shown: Vec<String> = [0.0087, 0.3, 5.24, 42.0, 0.0]
+            .into_iter()
+            .map(seconds)
+            .collect();
+        assert_eq!(shown, ["0.0087", "0.30", "5.2", "42.0", "0.0"]);
+    }
 
     fn row(batch_size: u32, seeds: u32, failed: u32, pending: u32, acc: f64) -> pb::ResultRow {
         let (mean, std) = if seeds > 0 {
@@ -423,4 +431,15 @@ mod tests {
         );
         assert!(!table.contains("MODEL"), "{table}");
     }
+}
+
+/// Seconds with two significant digits below 10 (a packed jsc-tiny trial's share of its pack is
+/// milliseconds), one decimal above.
+fn seconds(s: f64) -> String {
+    let decimals = if s > 0.0 {
+        (1 - s.log10().floor() as i32).clamp(1, 4) as usize
+    } else {
+        1
+    };
+    format!("{s:.decimals$}")
 }

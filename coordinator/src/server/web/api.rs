@@ -279,6 +279,75 @@ pub async fn curves(
     Ok(Json(CurvesJson { jobs }))
 }
 
+/// An attempt at a trial, for its page.
+#[derive(Serialize)]
+pub struct AttemptJson {
+    attempt: u32,
+    worker: String,
+    started_ms: i64,
+    /// None while it runs.
+    ended_ms: Option<i64>,
+    /// done, failed, expired, paused, cancelled, …; none while it runs.
+    outcome: Option<String>,
+    error: Option<String>,
+    /// Trials in its pack (1: alone); none when unknown.
+    pack_size: Option<u32>,
+    epochs: Vec<EpochMetrics>,
+}
+
+/// A seed of the trial's grid point, with its curve.
+#[derive(Serialize)]
+pub struct SeedJson {
+    #[serde(flatten)]
+    job: JobJson,
+    curve: Vec<EpochMetrics>,
+}
+
+/// `/api/sweeps/ID/trials/JOB`: one trial, its attempts and its point's seeds.
+#[derive(Serialize)]
+pub struct TrialJson {
+    sweep: String,
+    job: JobJson,
+    attempts: Vec<AttemptJson>,
+    point: Vec<SeedJson>,
+}
+
+pub async fn trial(
+    State(c): State<Coordinator>,
+    Path((id, job)): Path<(String, String)>,
+) -> Result<Json<TrialJson>, WebError> {
+    let sweep = id.clone();
+    let t = c
+        .read(move |tx| jobs::trial_detail(tx, &sweep, &job))
+        .await?;
+    Ok(Json(TrialJson {
+        sweep: id,
+        job: JobJson::from(&t.job),
+        attempts: t
+            .attempts
+            .into_iter()
+            .map(|a| AttemptJson {
+                attempt: a.attempt,
+                worker: worker_name(&a.worker_id).to_string(),
+                started_ms: a.started_ms,
+                ended_ms: a.ended_ms,
+                outcome: a.outcome,
+                error: a.error,
+                pack_size: a.pack_size,
+                epochs: a.epochs,
+            })
+            .collect(),
+        point: t
+            .point
+            .iter()
+            .map(|(j, curve)| SeedJson {
+                job: JobJson::from(j),
+                curve: curve.clone(),
+            })
+            .collect(),
+    }))
+}
+
 /// A sweep's early stopping: its rule, each rung's tally, and the trial-epochs trained.
 #[derive(Serialize)]
 pub struct StoppingJson {

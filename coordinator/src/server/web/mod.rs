@@ -53,6 +53,7 @@ pub fn router(coordinator: Coordinator) -> Router {
     Router::new()
         .route("/", get(|| page(PAGES.index)))
         .route("/sweeps/{id}", get(sweep_page))
+        .route("/sweeps/{id}/trials/{job}", get(trial_page))
         .route("/workers", get(|| page(PAGES.workers)))
         .route("/api/sweeps", get(api::sweeps))
         .route("/api/sweeps/{id}", get(api::sweep))
@@ -60,6 +61,7 @@ pub fn router(coordinator: Coordinator) -> Router {
         .route("/api/sweeps/{id}/results", get(results))
         .route("/api/sweeps/{id}/results.csv", get(results_csv))
         .route("/api/sweeps/{id}/curves", get(api::curves))
+        .route("/api/sweeps/{id}/trials/{job}", get(api::trial))
         .route("/api/sweeps/{id}/stopping", get(api::stopping))
         .route("/api/sweeps/{id}/events", get(api::events))
         .route("/api/sweeps/{id}/cancel", post(cancel))
@@ -79,18 +81,50 @@ async fn sweep_page(State(c): State<Coordinator>, Path(id): Path<String>) -> Res
     let lookup = id.clone();
     match c.read(move |tx| crate::jobs::sweep_head(tx, &lookup)).await {
         Ok(_) => Html(PAGES.sweep).into_response(),
-        Err(crate::Error::NotFound(_)) => {
-            let shown = crate::client::report::esc(&id.chars().take(100).collect::<String>());
-            (
-                StatusCode::NOT_FOUND,
-                Html(format!(
-                    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>jetsweep · no such sweep</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\n<body><header><b>jetsweep</b><a href=\"/\">sweeps</a><a href=\"/workers\">workers</a></header>\n<main><h1>No sweep named “{shown}”</h1><p id=\"not-found\">This coordinator has no such sweep (a sweep's id is its name and a number, as <code>jetsweep status</code> lists them). <a href=\"/\">All sweeps</a>.</p></main></body></html>\n"
-                )),
-            )
-                .into_response()
-        }
+        Err(crate::Error::NotFound(_)) => not_found(
+            &format!("No sweep named “{}”", shown(&id)),
+            "This coordinator has no such sweep (a sweep's id is its name and a number, as <code>jetsweep status</code> lists them). <a href=\"/\">All sweeps</a>.",
+        ),
         Err(e) => WebError::from(e).into_response(),
     }
+}
+
+/// One trial's page; a 404 page when the sweep has no such trial.
+async fn trial_page(
+    State(c): State<Coordinator>,
+    Path((id, job)): Path<(String, String)>,
+) -> Response {
+    let (sweep, trial) = (id.clone(), job.clone());
+    match c
+        .read(move |tx| crate::jobs::is_trial_of(tx, &sweep, &trial))
+        .await
+    {
+        Ok(true) => Html(PAGES.trial).into_response(),
+        Ok(false) | Err(crate::Error::NotFound(_)) => not_found(
+            &format!("No trial “{}” in sweep “{}”", shown(&job), shown(&id)),
+            &format!(
+                "The sweep has no such trial (a trial's id is its job id, as the sweep's page and <code>jetsweep status</code> list them). <a href=\"/sweeps/{}\">The sweep</a>.",
+                shown(&id)
+            ),
+        ),
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+/// An id from an address as a page may show it: escaped, at most 100 characters.
+fn shown(id: &str) -> String {
+    crate::client::report::esc(&id.chars().take(100).collect::<String>())
+}
+
+/// A 404 page: `title` and `message` (HTML the caller escaped).
+fn not_found(title: &str, message: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>jetsweep · not found</title>\n<link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\n<body><header><b>jetsweep</b><a href=\"/\">sweeps</a><a href=\"/workers\">workers</a></header>\n<main><h1>{title}</h1><p id=\"not-found\">{message}</p></main></body></html>\n"
+        )),
+    )
+        .into_response()
 }
 
 async fn page(html: &'static str) -> Html<&'static str> {
@@ -101,12 +135,14 @@ async fn page(html: &'static str) -> Html<&'static str> {
 struct Pages {
     index: &'static str,
     sweep: &'static str,
+    trial: &'static str,
     workers: &'static str,
 }
 
 const PAGES: Pages = Pages {
     index: include_str!("assets/index.html"),
     sweep: include_str!("assets/sweep.html"),
+    trial: include_str!("assets/trial.html"),
     workers: include_str!("assets/workers.html"),
 };
 
@@ -131,7 +167,7 @@ fn content_security_policy() -> &'static str {
     static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     POLICY.get_or_init(|| {
         use sha2::{Digest, Sha256};
-        let hashes: Vec<String> = [PAGES.index, PAGES.sweep, PAGES.workers]
+        let hashes: Vec<String> = [PAGES.index, PAGES.sweep, PAGES.trial, PAGES.workers]
             .iter()
             .flat_map(|html| inline_scripts(html))
             .map(|script| {
@@ -171,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_policy_allows_each_pages_inline_script_by_its_hash() {
-        for html in [PAGES.index, PAGES.sweep, PAGES.workers] {
+        for html in [PAGES.index, PAGES.sweep, PAGES.trial, PAGES.workers] {
             assert_eq!(inline_scripts(html).len(), 1, "one inline script per page");
         }
         let policy = content_security_policy();

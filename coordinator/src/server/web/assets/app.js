@@ -8,7 +8,8 @@ const jetsweep = (() => {
   // A learning rate or weight decay as every jetsweep table writes it: 1e-3, 3.16e-3, 0.
   const real = (x) => (x === 0 ? "0" : x.toExponential(2).replace(/\.?0+e/, "e").replace("e+", "e"));
   const TABLE_ROWS = 500; // trial rows laid out at once
-  const CURVES_SHOWN = 60; // trials whose curves are drawn (the first in grid order)
+  const CURVES_FETCHED = 600; // trials whose curves a sweep page reads (the first in grid order)
+  const POINTS_SHOWN = 10; // grid points whose curves are drawn
   const COLORS = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#0b7285", "#5c940d", "#e67700", "#364fc7", "#a61e4d"];
 
   async function getJson(url) {
@@ -116,10 +117,10 @@ const jetsweep = (() => {
     if (opts.integerX) xAxis.incrs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
     const yScale = opts.yRange ? { range: () => opts.yRange } : {};
     const plot = new uPlot({
-      width: opts.width || 460, height: 260,
+      width: opts.width || 420, height: 260,
       scales: { x: xScale, y: yScale },
       axes: [xAxis, { label: yLabel, size: 60 }],
-      legend: { show: series.length <= 12 },
+      legend: { show: series.length <= 12, live: false },
       series: plotted,
       plugins: opts.plugins || [],
     }, [xs].concat(series.map((s) => s.values)), el);
@@ -157,36 +158,136 @@ const jetsweep = (() => {
     };
   }
 
-  function curvesCharts(curves, jobsById) {
-    const target = $("#curves");
-    target.innerHTML = "";
-    const ids = Object.keys(curves);
-    const maxEpoch = Math.max(1, ...ids.map((id) => curves[id].length ? curves[id][curves[id].length - 1].epoch : 0));
-    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
-    const shown = ids.slice(0, CURVES_SHOWN);
-    const seriesOf = (key, scale) => shown.map((id, i) => {
-      const j = jobsById[id] || {};
-      const values = xs.map(() => null); // an epoch not reported is a gap, never a zero
-      for (const m of curves[id]) values[m.epoch - 1] = m[key] * scale;
-      return {
-        label: `${j.state || "?"} bs${j.batch_size} lr${real(j.learning_rate)} s${j.seed}`,
-        values,
-        dash: j.state === "running" ? [6, 3] : undefined,
-        color: j.state === "failed" ? "#b42318" : j.state === "cancelled" ? "#8a5a00" : COLORS[i % COLORS.length],
-      };
+  // ---- learning curves by grid point ----
+  // A trial's grid point: its configuration without the seed.
+  const pointKey = (j) => [j.model, j.optimizer, j.batch_size, j.max_epochs, j.learning_rate, j.weight_decay].join("|");
+  // The parts of a configuration a sweep varies, as every table writes them.
+  const CONFIG = [
+    { key: "model", show: (j) => j.model },
+    { key: "optimizer", show: (j) => j.optimizer },
+    { key: "batch_size", show: (j) => `batch ${j.batch_size}` },
+    { key: "max_epochs", show: (j) => `${j.max_epochs} epochs` },
+    { key: "learning_rate", show: (j) => `lr ${real(j.learning_rate)}` },
+    { key: "weight_decay", show: (j) => `wd ${real(j.weight_decay)}` },
+  ];
+  const pointLabel = (j, varied) => varied.map((c) => c.show(j)).join(" · ") || "every trial";
+  const EPOCH_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+  // Mean and ± one standard deviation over seeds, epoch by epoch (an epoch no seed reached is a
+  // gap; one seed has no spread).
+  function meanBand(curves, key, scale, xs) {
+    const mean = [], lo = [], hi = [];
+    xs.forEach((x) => {
+      const v = curves.flatMap((c) => c.filter((m) => m.epoch === x).map((m) => m[key] * scale));
+      if (!v.length) { mean.push(null); lo.push(null); hi.push(null); return; }
+      const m = v.reduce((a, b) => a + b, 0) / v.length;
+      const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
+      mean.push(m); lo.push(m - sd); hi.push(m + sd);
     });
-    let points = 0;
-    for (const id of ids) points += curves[id].length;
-    target.dataset.jobs = ids.length;
-    target.dataset.points = points;
-    if (!ids.length) { target.innerHTML = `<p class="muted">no epoch reported yet</p>`; return; }
-    lineChart(target, "test accuracy", "epoch", "accuracy (%)", xs, seriesOf("test_acc", 100), { integerX: true });
-    lineChart(target, "validation accuracy", "epoch", "accuracy (%)", xs, seriesOf("val_acc", 100), { integerX: true });
-    lineChart(target, "validation loss", "epoch", "cross-entropy", xs, seriesOf("val_loss", 1), { integerX: true });
-    lineChart(target, "training loss", "epoch", "cross-entropy", xs, seriesOf("train_loss", 1), { integerX: true });
-    const total = Number($("#summary").dataset.total || ids.length);
-    if (total > shown.length) target.insertAdjacentHTML("beforeend", `<p class="muted">the first ${shown.length} of ${total} trials plotted</p>`);
+    return { mean, lo, hi };
   }
+
+  // One chart of grouped curves: for each group its mean line over a shaded ± std band, and its
+  // seeds' own curves (hidden unless `seedsShown`). uPlot's legend is off: the page has one legend
+  // for all charts. Returns the plot and, per group, the indexes of its series.
+  function groupedChart(target, title, yLabel, xs, groups) {
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.innerHTML = `<h3>${esc(title)}</h3>`;
+    target.appendChild(el);
+    const series = [{ label: "epoch" }], data = [xs], bands = [], index = [];
+    const add = (s, values) => { series.push({ points: { show: false }, spanGaps: false, ...s }); data.push(values); return series.length - 1; };
+    for (const g of groups) {
+      const at = {};
+      if (g.band) {
+        at.hi = add({ label: `${g.label} + std`, stroke: "rgba(0,0,0,0)", width: 1 }, g.band.hi);
+        at.lo = add({ label: `${g.label} − std`, stroke: "rgba(0,0,0,0)", width: 1 }, g.band.lo);
+        bands.push({ series: [at.hi, at.lo], fill: `${g.color}26` });
+      }
+      at.seeds = (g.seeds || []).map((c) => add({ label: c.label, stroke: c.color || g.color, width: c.width || 1, dash: c.dash, show: !!g.seedsShown }, c.values));
+      if (g.mean) at.mean = add({ label: g.label, stroke: g.color, width: g.width || 2, dash: g.dash, points: { show: xs.length < 30, size: 4 } }, g.mean);
+      index.push(at);
+    }
+    const plot = new uPlot({
+      width: 315, height: 240,
+      scales: { x: { time: false } },
+      axes: [{ label: "epoch", incrs: EPOCH_STEPS }, { label: yLabel, size: 60 }],
+      legend: { show: false },
+      focus: { alpha: 0.25 },
+      cursor: { focus: { prox: 12 } },
+      series, bands,
+    }, data, el);
+    return { plot, index };
+  }
+
+  // The four charts of a set of groups.
+  const CHARTS = [
+    ["test accuracy", "accuracy (%)", "test_acc", 100],
+    ["validation accuracy", "accuracy (%)", "val_acc", 100],
+    ["validation loss", "cross-entropy", "val_loss", 1],
+    ["training loss", "cross-entropy", "train_loss", 1],
+  ];
+
+  // The sweep's learning curves, one colour per grid point: the mean over its seeds with a band of
+  // ± one standard deviation; hovering (or clicking) a legend entry shows that point's seeds. With
+  // more points than fit, the ones with the lowest mean validation loss so far.
+  function curvesCharts(curves, jobs) {
+    const target = $("#curves"), legend = $("#curves-legend"), note = $("#curves-note");
+    target.innerHTML = ""; legend.innerHTML = ""; note.textContent = "";
+    const ids = Object.keys(curves);
+    let epochs = 0;
+    for (const id of ids) epochs += curves[id].length;
+    target.dataset.jobs = ids.length;
+    target.dataset.points = epochs;
+    if (!ids.length) { target.innerHTML = `<p class="muted">no epoch reported yet</p>`; return; }
+    const varied = CONFIG.filter((c) => new Set(jobs.map(c.show)).size > 1);
+    // Points in grid order, each with the trials that reported.
+    const byPoint = new Map();
+    for (const j of jobs) {
+      if (!curves[j.id]) continue;
+      const k = pointKey(j);
+      if (!byPoint.has(k)) byPoint.set(k, { label: pointLabel(j, varied), trials: [] });
+      byPoint.get(k).trials.push(j);
+    }
+    let points = [...byPoint.values()];
+    const all = points.length;
+    if (all > POINTS_SHOWN) {
+      const lowest = (p) => Math.min(...meanBand(p.trials.map((j) => curves[j.id]), "val_loss", 1, xsOf(p)).mean.filter((v) => v != null));
+      points = points.map((p) => [lowest(p), p]).sort((a, b) => a[0] - b[0]).slice(0, POINTS_SHOWN).map((e) => e[1]);
+      note.textContent = `the ${POINTS_SHOWN} of ${all} grid points with the lowest mean validation loss so far (every point: the results table below)`;
+    }
+    const maxEpoch = Math.max(1, ...points.flatMap((p) => p.trials.map((j) => j.max_epochs)));
+    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
+    target.dataset.groups = points.length;
+    const pinned = new Set();
+    const charts = CHARTS.map(([title, yLabel, key, scale]) => groupedChart(target, title, yLabel, xs,
+      points.map((p, g) => {
+        const cs = p.trials.map((j) => curves[j.id]);
+        const running = p.trials.some((j) => j.state === "running");
+        return {
+          label: p.label, color: COLORS[g % COLORS.length], dash: running ? [6, 3] : undefined,
+          band: p.trials.length > 1 ? meanBand(cs, key, scale, xs) : null,
+          mean: meanBand(cs, key, scale, xs).mean,
+          seeds: p.trials.map((j) => ({ label: `seed ${j.seed}`, values: xs.map((x) => { const m = curves[j.id].find((e) => e.epoch === x); return m ? m[key] * scale : null; }) })),
+        };
+      })));
+    const show = (g, on) => charts.forEach(({ plot, index }) => {
+      index[g].seeds.forEach((i) => plot.setSeries(i, { show: on || pinned.has(g) }));
+      plot.setSeries(on ? index[g].mean : null, { focus: true });
+    });
+    legend.innerHTML = points.map((p, g) => {
+      const seeds = p.trials.length;
+      return `<span class="legend-item" data-group="${g}" title="hover: this point's seeds; click: keep them shown">` +
+        `<i style="background:${COLORS[g % COLORS.length]}"></i>${esc(p.label)} <span class="muted">(${seeds} seed${seeds === 1 ? "" : "s"})</span></span>`;
+    }).join("");
+    legend.querySelectorAll(".legend-item").forEach((el) => {
+      const g = Number(el.dataset.group);
+      el.addEventListener("mouseenter", () => show(g, true));
+      el.addEventListener("mouseleave", () => show(g, false));
+      el.addEventListener("click", () => { if (pinned.has(g)) pinned.delete(g); else pinned.add(g); el.classList.toggle("pinned", pinned.has(g)); show(g, true); });
+    });
+  }
+  const xsOf = (p) => Array.from({ length: Math.max(...p.trials.map((j) => j.max_epochs)) }, (_, i) => i + 1);
 
   // The hyperparameters a grid can sweep: how to name a value, and the order values sort in.
   const PARAMS = [
@@ -221,7 +322,7 @@ const jetsweep = (() => {
       `<td class="num">${r.seeds}/${r.seeds + r.failed + r.cancelled + r.pending}</td><td class="${r.failed ? "s-failed" : "muted"}">${note(r)}</td>` +
       `<td class="num">${pm(r.mean_test_acc, r.std_test_acc, pct2)}</td><td class="num">${pm(r.mean_best_test_acc, r.std_best_test_acc, pct2)}</td>` +
       `<td class="num">${pm(r.mean_best_val_loss, r.std_best_val_loss, (x) => x.toFixed(4))}</td>` +
-      `<td class="num">${pm(r.mean_train_seconds, r.std_train_seconds, (x) => x.toFixed(2))}</td><td><b>${mark(r)}</b></td></tr>`).join("");
+      `<td class="num">${pm(r.mean_train_seconds, r.std_train_seconds, (x) => (x > 0 && x < 1 ? x.toPrecision(2) : x.toFixed(2)))}</td><td><b>${mark(r)}</b></td></tr>`).join("");
     $("#hints").innerHTML = results.hints.map((h) => `<p class="hint">hint: ${esc(h)}</p>`).join("");
   }
 
@@ -382,7 +483,7 @@ const jetsweep = (() => {
     target.appendChild(el);
   }
 
-  function jobsTable(jobs, sort, filter) {
+  function jobsTable(sweepId, jobs, sort, filter) {
     const f = filter.trim().toLowerCase();
     const shown = jobs.filter((j) => !f || [j.state, j.model, j.worker, j.error, j.batch_size, j.learning_rate, j.seed].join(" ").toLowerCase().includes(f));
     const key = (j) => (sort.k === "val_acc" ? j.latest?.val_acc : j[sort.k]);
@@ -405,7 +506,8 @@ const jetsweep = (() => {
       `<td class="num">${j.seed}</td><td class="num">${j.epochs_done}/${j.max_epochs}</td>` +
       `<td class="num">${pct(j.latest?.val_acc)}</td><td class="num">${pct(j.test_acc ?? j.latest?.test_acc)}</td>` +
       `<td class="num">${pct(j.best_test_acc)}</td><td class="num">${j.attempts}</td><td>${esc(j.worker)}</td>` +
-      `<td title="${esc(j.error)}">${esc((j.error || "").slice(0, 60))}</td></tr>`).join("");
+      `<td title="${esc(j.error)}">${esc((j.error || "").slice(0, 60))}</td>` +
+      `<td><a href="/sweeps/${encodeURIComponent(sweepId)}/trials/${encodeURIComponent(j.id)}" title="${esc(j.id)}">${esc(j.id.slice(0, 8))}</a></td></tr>`).join("");
   }
 
   async function sweepPage(id) {
@@ -419,9 +521,9 @@ const jetsweep = (() => {
     document.querySelectorAll("#jobs th").forEach((th) => th.addEventListener("click", () => {
       sort.dir = sort.k === th.dataset.k ? -sort.dir : 1;
       sort.k = th.dataset.k;
-      jobsTable(jobs, sort, filter);
+      jobsTable(id, jobs, sort, filter);
     }));
-    $("#filter").addEventListener("input", (e) => { filter = e.target.value; jobsTable(jobs, sort, filter); });
+    $("#filter").addEventListener("input", (e) => { filter = e.target.value; jobsTable(id, jobs, sort, filter); });
     $("#cancel").addEventListener("click", async () => {
       if (!confirm(`Cancel sweep ${id}? Queued trials will not run; running ones stop at their next report.`)) return;
       const r = await fetch(`/api/sweeps/${encodeURIComponent(id)}/cancel`, { method: "POST", headers: { "x-jetsweep": "1" } });
@@ -456,7 +558,7 @@ const jetsweep = (() => {
       try {
         // The calls go out together: the page waits for the slowest, not for their sum.
         const sweepCall = getJson(`/api/sweeps/${encodeURIComponent(id)}`);
-        const curvesCall = getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_SHOWN}`);
+        const curvesCall = getJson(`/api/sweeps/${encodeURIComponent(id)}/curves?limit=${CURVES_FETCHED}`);
         const resultsCall = getJson(resultsUrl);
         resultsCall.catch(() => {}); // awaited below; an early failure must not go unhandled
         const jobsCall = (async () => {
@@ -471,9 +573,9 @@ const jetsweep = (() => {
         const s = await sweepCall;
         showSweep(s);
         jobs = await jobsCall;
-        jobsTable(jobs, sort, filter);
+        jobsTable(id, jobs, sort, filter);
         curves = (await curvesCall).jobs;
-        curvesCharts(curves, byId());
+        curvesCharts(curves, jobs);
         lastDone = -1;
         await showResults(s, resultsCall);
         status(`updated ${new Date().toLocaleTimeString()}`);
@@ -490,13 +592,13 @@ const jetsweep = (() => {
         if (index[j.id]) Object.assign(index[j.id], j); else jobs.push(j);
       }
       for (const [job, m] of change.epochs) {
-        if (!curves[job] && Object.keys(curves).length >= CURVES_SHOWN) continue;
+        if (!curves[job] && Object.keys(curves).length >= CURVES_FETCHED) continue;
         const curve = curves[job] || (curves[job] = []);
         const at = curve.findIndex((c) => c.epoch >= m.epoch);
         if (at < 0) curve.push(m); else if (curve[at].epoch === m.epoch) curve[at] = m; else curve.splice(at, 0, m);
       }
-      jobsTable(jobs, sort, filter);
-      curvesCharts(curves, byId());
+      jobsTable(id, jobs, sort, filter);
+      curvesCharts(curves, jobs);
       await showResults(change.sweep);
       status(`live · updated ${new Date().toLocaleTimeString()}`);
     };
@@ -520,5 +622,110 @@ const jetsweep = (() => {
     events.onopen = () => { if (opened) load(); opened = true; };
   }
 
-  return { sweepsPage, workersPage, sweepPage };
+  // ---- /sweeps/ID/trials/JOB ----
+  // An attempt's bar on the timeline: its colour by outcome.
+  const OUTCOME_COLOR = { done: "#2b8a3e", failed: "#b42318", expired: "#b42318", paused: "#6b7280", cancelled: "#8a5a00", released: "#8a5a00" };
+
+  // The attempts on one time axis: a bar each from start to end (to now while it runs).
+  function timeline(attempts, now) {
+    if (!attempts.length) return `<p class="muted">not leased yet</p>`;
+    const W = 940, row = 26, left = 150, right = W - 20, H = 30 + row * attempts.length;
+    const t0 = Math.min(...attempts.map((a) => a.started_ms));
+    const t1 = Math.max(t0 + 1, ...attempts.map((a) => a.ended_ms ?? now));
+    const X = (t) => left + ((right - left) * (t - t0)) / (t1 - t0);
+    let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-size="12" font-family="sans-serif">`;
+    attempts.forEach((a, i) => {
+      const y = 8 + i * row, end = a.ended_ms ?? now;
+      const color = a.outcome ? OUTCOME_COLOR[a.outcome] || "#6b7280" : "#1f5fbf";
+      const span = a.epochs.length ? `epochs ${a.epochs[0].epoch}–${a.epochs[a.epochs.length - 1].epoch}` : "no epoch";
+      svg += `<text x="${left - 8}" y="${y + 14}" text-anchor="end">#${a.attempt} ${esc(a.worker)}</text>` +
+        `<rect class="attempt" x="${X(a.started_ms)}" y="${y}" width="${Math.max(2, X(end) - X(a.started_ms))}" height="18" fill="${color}"${a.outcome ? "" : ` fill-opacity="0.6"`}>` +
+        `<title>attempt ${a.attempt} on ${esc(a.worker)}: ${esc(a.outcome || "running")}, ${span}, ${((end - a.started_ms) / 1000).toFixed(1)} s</title></rect>` +
+        // The label after the bar, or inside its end when the bar reaches the right edge.
+        (X(end) + 160 < W ? `<text x="${X(end) + 6}" y="${y + 14}">` : `<text x="${X(end) - 6}" y="${y + 14}" text-anchor="end" fill="#fff">`) +
+        `${esc(a.outcome || "running")} · ${span}</text>`;
+    });
+    const y = H - 6;
+    svg += `<text x="${left}" y="${y}">${esc(new Date(t0).toLocaleTimeString())}</text><text x="${right}" y="${y}" text-anchor="end">${esc(new Date(t1).toLocaleTimeString())} (${((t1 - t0) / 1000).toFixed(1)} s)</text></svg>`;
+    return svg;
+  }
+
+  async function trialPage(sweepId, jobId) {
+    const sweepHref = `/sweeps/${encodeURIComponent(sweepId)}`;
+    document.title = `jetsweep · ${jobId.slice(0, 8)}`;
+    const load = async () => {
+      let t;
+      try {
+        t = await getJson(`/api/sweeps/${encodeURIComponent(sweepId)}/trials/${encodeURIComponent(jobId)}`);
+      } catch (e) { status(`could not load the trial: ${e.message}`, true); return null; }
+      const j = t.job;
+      $("#title").innerHTML = `Trial <span title="${esc(j.id)}">${esc(j.id.slice(0, 12))}</span> of sweep <a href="${sweepHref}">${esc(sweepId)}</a>`;
+      const facts = [
+        ["state", `<span class="s-${j.state}">${j.state}</span>${j.error ? ` · ${esc(j.error)}` : ""}`],
+        ["model", esc(j.model)], ["optimizer", esc(j.optimizer)], ["batch size", j.batch_size], ["epochs", `${j.epochs_done} of ${j.max_epochs} done`],
+        ["learning rate", real(j.learning_rate)], ["weight decay", real(j.weight_decay)], ["seed", j.seed],
+        ["best epoch", j.best_epoch == null ? "—" : `${j.best_epoch}: test accuracy ${pct(j.best_test_acc)} %`],
+        ["last epoch's test accuracy", j.test_acc == null ? "—" : `${pct(j.test_acc)} %`],
+        ["attempts", `${j.attempts}${j.worker ? ` · latest on ${esc(j.worker)}` : ""}`],
+        ["job id", `<code>${esc(j.id)}</code> (the model: <code>jetsweep model ${esc(sweepId)} --job ${esc(j.id)} --out F.onnx</code>)`],
+      ];
+      $("#config tbody").innerHTML = facts.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join("");
+
+      // Curves: this trial bold; its point's mean ± std over every seed as a grey band; the other seeds thin.
+      const own = t.point.find((p) => p.id === j.id);
+      const curve = own ? own.curve : [];
+      const others = t.point.filter((p) => p.id !== j.id);
+      const xs = Array.from({ length: j.max_epochs }, (_, i) => i + 1);
+      const target = $("#curves");
+      target.innerHTML = "";
+      target.dataset.points = curve.length;
+      if (!curve.length && !others.some((p) => p.curve.length)) target.innerHTML = `<p class="muted">no epoch reported yet</p>`;
+      else for (const [title, yLabel, key, scale] of CHARTS) {
+        const at = (c) => xs.map((x) => { const m = c.find((e) => e.epoch === x); return m ? m[key] * scale : null; });
+        groupedChart(target, title, yLabel, xs, [
+          { label: "point", color: "#6b7280", band: t.point.length > 1 ? meanBand(t.point.map((p) => p.curve), key, scale, xs) : null,
+            mean: t.point.length > 1 ? meanBand(t.point.map((p) => p.curve), key, scale, xs).mean : null, width: 1.5, dash: [4, 3],
+            seeds: others.map((p) => ({ label: `seed ${p.seed}`, values: at(p.curve), color: "#adb5bd" })), seedsShown: true },
+          { label: `seed ${j.seed}`, color: "#1f5fbf", mean: at(curve), width: 2.5 },
+        ]);
+      }
+      $("#trial-legend").innerHTML = `<span class="legend-item"><i style="background:#1f5fbf"></i>this trial (seed ${j.seed})</span>` +
+        (t.point.length > 1 ? `<span class="legend-item"><i style="background:#6b7280"></i>its grid point: mean ± std over ${t.point.length} seeds (dashed, band)</span>` +
+          `<span class="legend-item"><i style="background:#adb5bd"></i>the point's other seeds</span>` : "");
+
+      const now = Date.now();
+      $("#timeline").innerHTML = timeline(t.attempts, now);
+      $("#attempts tbody").innerHTML = t.attempts.map((a) => {
+        const end = a.ended_ms ?? now;
+        const span = a.epochs.length ? `${a.epochs[0].epoch}–${a.epochs[a.epochs.length - 1].epoch}` : "—";
+        return `<tr data-attempt="${a.attempt}"><td class="num">${a.attempt}</td><td>${esc(a.worker)}</td><td>${when(a.started_ms)}</td>` +
+          `<td>${a.ended_ms == null ? "running" : when(a.ended_ms)}</td><td class="num">${((end - a.started_ms) / 1000).toFixed(1)} s</td>` +
+          `<td class="s-${a.outcome === "done" ? "done" : a.outcome ? "failed" : "running"}">${esc(a.outcome || "running")}</td>` +
+          `<td class="num">${a.pack_size ?? "—"}</td><td class="num">${span}</td><td title="${esc(a.error)}">${esc((a.error || "").slice(0, 80))}</td></tr>`;
+      }).join("");
+
+      // Each epoch as its latest attempt reported it.
+      const latest = new Map();
+      for (const a of t.attempts) for (const m of a.epochs) latest.set(m.epoch, [a.attempt, m]);
+      const rows = [...latest.values()].sort((a, b) => a[1].epoch - b[1].epoch);
+      const best = rows.length ? rows.reduce((b, r) => (r[1].val_loss < b[1].val_loss ? r : b))[1].epoch : null;
+      const f4 = (x) => x.toFixed(4);
+      $("#epochs tbody").innerHTML = rows.map(([attempt, m]) =>
+        `<tr data-epoch="${m.epoch}" class="${m.epoch === best ? "best" : ""}"><td class="num">${m.epoch}</td><td class="num">${attempt}</td><td class="num">${real(m.lr)}</td>` +
+        `<td class="num">${f4(m.train_loss)}</td><td class="num">${pct(m.train_acc)}</td><td class="num">${f4(m.val_loss)}</td><td class="num">${pct(m.val_acc)}</td>` +
+        `<td class="num">${f4(m.test_loss)}</td><td class="num">${pct(m.test_acc)}</td><td class="num">${m.seconds < 0.1 ? m.seconds.toPrecision(2) : m.seconds.toFixed(2)}</td><td class="num">${Math.round(m.samples_per_second)}</td></tr>`).join("");
+      status(`updated ${new Date().toLocaleTimeString()}`);
+      return j;
+    };
+    const first = await load();
+    // While it may still change, read it again every 3 s; `?live=0` for a still snapshot.
+    if (!first || new URLSearchParams(location.search).get("live") === "0") return;
+    const timer = setInterval(async () => {
+      const j = await load();
+      if (j && !["queued", "running", "paused"].includes(j.state)) clearInterval(timer);
+    }, 3000);
+    if (!["queued", "running", "paused"].includes(first.state)) clearInterval(timer);
+  }
+
+  return { sweepsPage, workersPage, sweepPage, trialPage };
 })();
