@@ -694,3 +694,45 @@ fn run_reads_a_relative_dataset_path_from_the_sweep_files_folder() {
         "the data line names the file it read: {stdout}"
     );
 }
+
+/// `run` refuses a bad sweep file and an address off loopback before it makes anything: no state
+/// folder, no log, the error printed once.
+#[test]
+fn run_refuses_a_bad_file_or_an_outside_address_before_making_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"bad\"\ndataset = \"synthetic:1000\"\n[grid]\nlearning_rate = [0]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("good.toml"),
+        "name = \"good\"\ndataset = \"synthetic:1000\"\n",
+    )
+    .unwrap();
+    for (args, says) in [
+        (&["run", "bad.toml"][..], "learning_rate = 0"),
+        (
+            &["run", "good.toml", "--listen", "0.0.0.0:8080"][..],
+            "loopback only",
+        ),
+        (&["run", "missing.toml"][..], "cannot read missing.toml"),
+    ] {
+        let out = std::process::Command::new(coordinator_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(
+            stderr.matches(says).count(),
+            1,
+            "{args:?}: said once: {stderr}"
+        );
+        assert!(
+            !dir.path().join("jetsweep-state").exists(),
+            "{args:?} made the state folder"
+        );
+    }
+}

@@ -119,7 +119,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match &cli.command {
         // `run` shares the terminal with its progress: warnings there, the full log in a file.
-        Command::Run(a) => logging::init_with_file(a.logging.log_format, run::open_log(a)?),
+        Command::Run(a) => {
+            run::preflight(a)?;
+            logging::init_with_file(a.logging.log_format, run::open_log(a)?)
+        }
         Command::Serve(a) => logging::init(a.logging.log_format),
         _ => logging::init(LogFormat::Text),
     }

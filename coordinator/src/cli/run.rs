@@ -142,14 +142,13 @@ impl Drop for LocalWorkers {
     }
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// What `run` refuses before it makes anything (its state folder, its log): a sweep file it cannot
+/// read or parse, an address off loopback.
+pub fn preflight(args: &RunArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    // Refuse a bad file before starting anything.
     let access = crate::access::DataAccess::LocalFrom(sweep_folder(&args.file)?);
     crate::sweep::SweepSpec::parse_with(&text, &access)?;
-    let worker_bin = worker_binary()?;
-    let data_dir = args.state.with_extension("data");
     // Its token travels in plain HTTP: the run's dashboard stays on this machine.
     anyhow::ensure!(
         args.listen.ip().is_loopback(),
@@ -158,6 +157,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.listen.port(),
         args.listen.port()
     );
+    Ok(())
+}
+
+/// Runs the sweep (after [`preflight`]).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let access = crate::access::DataAccess::LocalFrom(sweep_folder(&args.file)?);
+    let worker_bin = worker_binary()?;
+    let data_dir = args.state.with_extension("data");
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
