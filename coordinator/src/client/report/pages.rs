@@ -13,8 +13,63 @@ struct Table {
     rows: Vec<Vec<String>>,
 }
 
+/// A piece of a fact: words (others' words among them, escaped by each page) or a command shown
+/// as code.
+enum Span {
+    Words(String),
+    Code(String),
+}
+
+/// A fact's text, in pieces.
+struct FactText(Vec<Span>);
+
+impl From<String> for FactText {
+    fn from(words: String) -> Self {
+        FactText(vec![Span::Words(words)])
+    }
+}
+
+impl From<&str> for FactText {
+    fn from(words: &str) -> Self {
+        FactText(vec![Span::Words(words.to_string())])
+    }
+}
+
+impl FactText {
+    /// The words alone, for judging a fact (a warning?).
+    fn words(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| match s {
+                Span::Words(w) | Span::Code(w) => w.as_str(),
+            })
+            .collect()
+    }
+
+    fn markdown(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| match s {
+                Span::Words(w) => md_cell(w),
+                // A code span shows its text as written: only a backtick would end it early.
+                Span::Code(c) => format!("`{}`", c.replace('`', "'")),
+            })
+            .collect()
+    }
+
+    fn html(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| match s {
+                Span::Words(w) => esc(w),
+                Span::Code(c) => format!("<code>{}</code>", esc(c)),
+            })
+            .collect()
+    }
+}
+
 /// The facts the header states, as (label, text) pairs.
-fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
+fn facts(inputs: &Inputs) -> Vec<(&'static str, FactText)> {
     let s = &inputs.sweep;
     let dataset = inputs.results.dataset.clone().unwrap_or_default();
     let unfinished = s.queued + s.leased;
@@ -47,8 +102,8 @@ fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
     models.sort();
     models.dedup();
     vec![
-        ("Sweep", format!("{} ({})", s.name, s.sweep_id)),
-        ("State", state),
+        ("Sweep", format!("{} ({})", s.name, s.sweep_id).into()),
+        ("State", state.into()),
         (
             "Data",
             format!(
@@ -61,7 +116,8 @@ fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
                 },
                 dataset.sha256,
                 dataset.size_bytes
-            ),
+            )
+            .into(),
         ),
         (
             "Validation",
@@ -71,16 +127,17 @@ fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
                 }
                 "held-out" => "held-out: a split carved from the training part, never trained on"
                     .into(),
-                other => other.to_string(),
+                other => other.into(),
             },
         ),
-        ("Models", models.join("; ")),
+        ("Models", models.join("; ").into()),
         (
             "Trained model",
-            format!(
-                "each trial keeps the weights of its best epoch (unless the sweep set keep_models = \"none\"); `jetsweep model {id} --out best.onnx` (or best.safetensors, with MASE's layer names) exports the best point's seed with the lowest validation loss, and best.scaling.json the scaler its inputs need",
-                id = s.sweep_id
-            ),
+            FactText(vec![
+                Span::Words("each trial keeps the weights of its best epoch (unless the sweep set keep_models = \"none\"); ".into()),
+                Span::Code(format!("jetsweep model {} --out best.onnx", s.sweep_id)),
+                Span::Words(" (or best.safetensors, with MASE's layer names) exports the best point's seed with the lowest validation loss, and best.scaling.json the scaler its inputs need".into()),
+            ]),
         ),
         (
             "Recipe",
@@ -92,7 +149,8 @@ fn facts(inputs: &Inputs) -> Vec<(&'static str, String)> {
                 "jetsweep {}, {}",
                 env!("CARGO_PKG_VERSION"),
                 utc(inputs.made_unix_ms)
-            ),
+            )
+            .into(),
         ),
     ]
 }
@@ -300,7 +358,7 @@ fn stopping_section(inputs: &Inputs) -> Option<(String, Table)> {
 pub fn markdown(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
     let mut out = format!("# Sweep report: {}\n\n", md_cell(&inputs.sweep.name));
     for (label, text) in facts(inputs) {
-        out += &format!("- **{label}:** {}\n", md_cell(&text));
+        out += &format!("- **{label}:** {}\n", text.markdown());
     }
     out += &format!(
         "- **Swept:** {}\n\n",
@@ -381,12 +439,13 @@ pub fn html(inputs: &Inputs, swept: &[&Param], figures: &[Figure]) -> String {
         esc(&inputs.sweep.name)
     );
     for (label, text) in facts(inputs) {
-        let class = if text.contains("SYNTHETIC") || text.starts_with("NOT FINISHED") {
+        let words = text.words();
+        let class = if words.contains("SYNTHETIC") || words.starts_with("NOT FINISHED") {
             " class=\"warn\""
         } else {
             ""
         };
-        out += &format!("<dt>{label}</dt><dd{class}>{}</dd>", esc(&text));
+        out += &format!("<dt>{label}</dt><dd{class}>{}</dd>", text.html());
     }
     out += &format!(
         "<dt>Swept</dt><dd>{}</dd></dl>\n",
@@ -439,6 +498,23 @@ mod tests {
         assert!(
             cell.contains("&lt;script&gt;") && cell.contains("a\\|b"),
             "{cell}"
+        );
+    }
+
+    #[test]
+    fn our_commands_show_as_code_and_others_words_stay_literal() {
+        use super::{FactText, Span};
+        let fact = FactText(vec![
+            Span::Words("see *this* ".into()),
+            Span::Code("jetsweep model a_b-1 --out best.onnx".into()),
+        ]);
+        assert_eq!(
+            fact.markdown(),
+            "see \\*this\\* `jetsweep model a_b-1 --out best.onnx`"
+        );
+        assert_eq!(
+            fact.html(),
+            "see *this* <code>jetsweep model a_b-1 --out best.onnx</code>"
         );
     }
 

@@ -211,7 +211,7 @@ mod tests {
             assert_eq!(inline_scripts(html).len(), 1, "one inline script per page");
         }
         let policy = content_security_policy();
-        assert_eq!(policy.matches("'sha256-").count(), 3, "{policy}");
+        assert_eq!(policy.matches("'sha256-").count(), 4, "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     }
 }
