@@ -62,8 +62,17 @@ pub struct LineChart {
     pub y_label: String,
     pub x: XAxis,
     pub series: Vec<Series>,
-    /// Lines through the points, or dots alone.
-    pub lines: bool,
+    /// Which series have lines through their points (the others are dots).
+    pub lines: Joined,
+}
+
+/// Which series of a chart are joined by lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    All,
+    None,
+    /// The first series alone: a front drawn through the dots of every point.
+    First,
 }
 
 /// A grid of values coloured from low to high, with each value written in its cell.
@@ -263,7 +272,7 @@ impl Chart for LineChart {
         for (i, series) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let points: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0, p.1)).collect();
-            if self.lines {
+            if self.lines == Joined::All || (self.lines == Joined::First && i == 0) {
                 chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
             }
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
@@ -449,7 +458,7 @@ mod tests {
                 label: "learning rate 1e-3".into(),
                 points: vec![(0.0, 70.0, Some(1.0)), (1.0, 72.0, Some(0.5))],
             }],
-            lines: true,
+            lines: Joined::All,
         };
         let titled = chart("Test accuracy vs batch size")
             .figure("t", String::new())

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use jetsweep_proto::v1 as pb;
 
-use figures::{Figure, HeatMap, LineChart, Series, XAxis};
+use figures::{Figure, HeatMap, Joined, LineChart, Series, XAxis};
 
 /// Most lines in one chart: beyond this a chart is unreadable, and the caption says which were
 /// kept.
@@ -206,7 +206,7 @@ fn accuracy_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result
                 y_label: "test accuracy at the best epoch (%)".into(),
                 x: XAxis::Categories(categories),
                 series,
-                lines: true,
+                lines: Joined::All,
             }
             .figure(&format!("accuracy-vs-{}", param.key), caption)?,
         );
@@ -287,7 +287,7 @@ fn curve_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Ve
             y_label: "test accuracy (%)".into(),
             x: XAxis::Integers,
             series: lines(|m| 100.0 * m.test_acc),
-            lines: true,
+            lines: Joined::All,
         }
         .figure("curves-test-accuracy", caption.clone())?,
         LineChart {
@@ -296,7 +296,7 @@ fn curve_figures(inputs: &Inputs, swept: &[&'static Param]) -> anyhow::Result<Ve
             y_label: "validation loss (cross-entropy)".into(),
             x: XAxis::Integers,
             series: lines(|m| m.val_loss),
-            lines: true,
+            lines: Joined::All,
         }
         .figure("curves-validation-loss", caption)?,
     ])
@@ -379,7 +379,7 @@ fn time_figure(inputs: &Inputs) -> anyhow::Result<Figure> {
             label: String::new(),
             points,
         }],
-        lines: false,
+        lines: Joined::None,
     }
     .figure(
         "training-time",
@@ -451,11 +451,11 @@ fn size_figure(inputs: &Inputs) -> anyhow::Result<Option<Figure>> {
             y_label: "test accuracy at the best epoch (%)".into(),
             x: XAxis::Log10,
             series,
-            lines: false,
+            lines: Joined::First,
         }
         .figure(
             "accuracy-vs-parameters",
-            "Each grid point's mean test accuracy at its seeds' best epoch (lowest validation loss) against its model's trainable parameters; error bars are ± one standard deviation over the finished seeds. Points on the Pareto front are those no point with as few or fewer parameters matches.".into(),
+            "Each grid point's mean test accuracy at its seeds' best epoch (lowest validation loss) against its model's trainable parameters; error bars are ± one standard deviation over the finished seeds. Points on the Pareto front, joined by its line, are those no point with as few or fewer parameters matches.".into(),
         )?,
     ))
 }
