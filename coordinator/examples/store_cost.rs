@@ -3,9 +3,11 @@
 //! committed in groups as the writer commits concurrent requests (straight through, as the writer
 //! runs a group in which no request fails).
 //!
-//!     cargo run --release -p jetsweep-coordinator --example store_cost -- [JOBS] [GROUP]
+//!     cargo run --release -p jetsweep-coordinator --example store_cost -- [JOBS] [GROUP] [SWEEPS]
 //!
-//! Prints µs per job and the bytes written per job (WAL and any temporary files).
+//! SWEEPS (default 1): the jobs split among that many sweeps, all queued at once, so each lease
+//! weighs that many active sweeps (the fair share). Prints µs per job and the bytes written per
+//! job (WAL and any temporary files).
 
 /// The same allocator as the `jetsweep` binary.
 #[global_allocator]
@@ -22,18 +24,13 @@ use jetsweep_proto::metrics::{EpochMetrics, TrialResult};
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
-        .map(|a| a.parse().expect("usage: [JOBS] [GROUP]"))
+        .map(|a| a.parse().expect("usage: [JOBS] [GROUP] [SWEEPS]"))
         .collect();
     let jobs_n = args.first().copied().unwrap_or(10_000);
     let group = args.get(1).copied().unwrap_or(50);
+    let sweeps = args.get(2).copied().unwrap_or(1).max(1);
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("state.db")).unwrap();
-    let seeds: Vec<String> = (0..jobs_n).map(|s| s.to_string()).collect();
-    let toml = format!(
-        "name = \"bench\"\ndataset = \"synthetic:1000\"\n[defaults]\nmax_epochs = 1\n[grid]\nseed = [{}]\n",
-        seeds.join(",")
-    );
-    let spec = SweepSpec::parse(&toml).unwrap();
     let dataset = DatasetRef {
         spec: "synthetic:1000".into(),
         sha256: "0".repeat(64),
@@ -41,9 +38,18 @@ fn main() {
         synthetic: true,
         validation: ValidationKind::TrainAsVal,
     };
-    store
-        .write(|tx| jobs::submit(tx, &spec, &toml, &dataset, 1))
-        .unwrap();
+    // Sweep k holds seeds k, k + SWEEPS, …: distinct jobs, about JOBS / SWEEPS each.
+    for k in 0..sweeps {
+        let seeds: Vec<String> = (k..jobs_n).step_by(sweeps).map(|s| s.to_string()).collect();
+        let toml = format!(
+            "name = \"bench{k}\"\ndataset = \"synthetic:1000\"\n[defaults]\nmax_epochs = 1\n[grid]\nseed = [{}]\n",
+            seeds.join(",")
+        );
+        let spec = SweepSpec::parse(&toml).unwrap();
+        store
+            .write(|tx| jobs::submit(tx, &spec, &toml, &dataset, 1))
+            .unwrap();
+    }
     let workers: Vec<String> = (0..group)
         .map(|w| {
             store
@@ -99,7 +105,7 @@ fn main() {
     }
     let s = start.elapsed().as_secs_f64();
     println!(
-        "{done} jobs in groups of {group}: {:.1} µs per job ({:.0} jobs/s on one thread), {} bytes written per job",
+        "{done} jobs of {sweeps} sweep(s) in groups of {group}: {:.1} µs per job ({:.0} jobs/s on one thread), {} bytes written per job",
         s * 1e6 / done as f64,
         done as f64 / s,
         (bytes_written() - written_before) / done as u64

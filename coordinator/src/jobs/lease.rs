@@ -252,8 +252,9 @@ pub(super) fn lease_jobs_for(
             continue;
         };
         shares.charge(&sweep, 1);
-        shares.served(tx, &sweep)?;
+        shares.served(&sweep);
         let Some(head) = grant(tx, worker, id, job, request_id, None, now)? else {
+            shares.record(tx, &sweep, 1)?;
             continue;
         };
         let first_attempt = head.attempt == 1;
@@ -265,26 +266,31 @@ pub(super) fn lease_jobs_for(
             .min(MAX_PACK - leases as u32)
             .min(cap_room.saturating_sub(1));
         if !first_attempt || room == 0 {
+            shares.record(tx, &sweep, 1)?;
             packs.push(grants);
             continue;
         }
         let mates: Vec<String> = mates_of
             .query_map(params![head_id, room, PACK_SCAN, sweep], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        // Every job taken counts as leased here; one whose row cannot be read is failed by
+        // `grant`, and its trigger takes it off again.
+        let mut taken_jobs = 1;
         for mate in mates {
             let taken = take_named
                 .query_row(params![worker, now, mate], |r| {
                     Ok((r.get::<_, String>(0)?, job_from_row(r)?))
                 })
                 .optional()?;
-            if let Some((id, job)) = taken
-                && let Some(g) = grant(tx, worker, id, job, request_id, Some(&head_lease), now)?
-            {
+            let Some((id, job)) = taken else { continue };
+            taken_jobs += 1;
+            if let Some(g) = grant(tx, worker, id, job, request_id, Some(&head_lease), now)? {
                 grants.push(g);
                 leases += 1;
                 shares.charge(&sweep, 1);
             }
         }
+        shares.record(tx, &sweep, taken_jobs)?;
         packs.push(grants);
     }
     Ok(packs)

@@ -8,8 +8,9 @@
 //!
 //! A queued job belongs to the sweep that last submitted it (`jobs.last_sweep`). The active sweeps
 //! are found by skipping through the queue's index by sweep (one seek per active sweep), and each
-//! one's running count is kept by a trigger in a small row of `sweep_shares` (migration 20): the cost of a lease grows with
-//! the number of active sweeps, not with the queue or the cluster.
+//! one's running count is kept in a small row of `sweep_shares` (leasing adds a pack at once; a trigger
+//! takes a job off when it stops running, migration 24): the cost of a lease grows with the number
+//! of active sweeps, not with the queue or the cluster.
 
 use rusqlite::{OptionalExtension, Transaction};
 
@@ -107,16 +108,29 @@ impl Shares {
 
     /// Records that `sweep` was served now (only where there is another to take turns with: a
     /// lone sweep's turn order does not matter, and its lease writes nothing more).
-    pub(super) fn served(&mut self, tx: &Transaction<'_>, sweep: &str) -> Result<(), Error> {
+    pub(super) fn served(&mut self, sweep: &str) {
         if self.sweeps.len() < 2 {
-            return Ok(());
+            return;
         }
         self.tick += 1;
-        tx.prepare_cached("UPDATE sweep_shares SET last_served = ?2 WHERE sweep_id = ?1")?
-            .execute(rusqlite::params![sweep, self.tick])?;
         if let Some(s) = self.sweeps.iter_mut().find(|s| s.sweep == sweep) {
             s.last_served = self.tick;
         }
+    }
+
+    /// Stores what serving a pack of `jobs` from `sweep` changed, in one statement: its running
+    /// count (leasing keeps it; the triggers of migration 24 take a job off when it stops running)
+    /// and its turn.
+    pub(super) fn record(&self, tx: &Transaction<'_>, sweep: &str, jobs: u32) -> Result<(), Error> {
+        let turn = self
+            .sweeps
+            .iter()
+            .find(|s| s.sweep == sweep)
+            .map_or(0, |s| s.last_served);
+        tx.prepare_cached(
+            "UPDATE sweep_shares SET running = running + ?2, last_served = max(last_served, ?3) WHERE sweep_id = ?1",
+        )?
+        .execute(rusqlite::params![sweep, jobs, turn])?;
         Ok(())
     }
 
