@@ -215,7 +215,7 @@ pub(super) fn lease_jobs_for(
 ) -> Result<Vec<Pack>, Error> {
     let device = touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    let mut shares = Shares::load(tx, Device::of_worker(&device))?;
+    let shares = Shares::for_device(Device::of_worker(&device));
     // One statement takes a sweep's oldest queued job and returns it, already leased; the other
     // takes a named queued job.
     let mut take_oldest = tx.prepare_cached(concat!(
@@ -239,22 +239,21 @@ pub(super) fn lease_jobs_for(
     let mut packs: Vec<Pack> = Vec::new();
     let mut leases = 0;
     while (packs.len() as u32) < ask.slots && leases < MAX_PACK as usize {
-        let Some((sweep, cap_room)) = shares.next() else {
+        let Some(turn) = shares.next(tx)? else {
             break;
         };
+        let sweep = turn.sweep.clone();
         let Some((id, job)) = take_oldest
             .query_row(params![worker, now, sweep], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
             })
             .optional()?
         else {
-            shares.drop_sweep(&sweep);
+            shares.drop_sweep(tx, &sweep)?;
             continue;
         };
-        shares.charge(&sweep, 1);
-        shares.served(&sweep);
         let Some(head) = grant(tx, worker, id, job, request_id, None, now)? else {
-            shares.record(tx, &sweep, 1)?;
+            shares.record(tx, &turn, 1)?;
             continue;
         };
         let first_attempt = head.attempt == 1;
@@ -264,9 +263,9 @@ pub(super) fn lease_jobs_for(
         let mut grants = vec![head];
         let room = (pack - 1)
             .min(MAX_PACK - leases as u32)
-            .min(cap_room.saturating_sub(1));
+            .min(turn.room.saturating_sub(1));
         if !first_attempt || room == 0 {
-            shares.record(tx, &sweep, 1)?;
+            shares.record(tx, &turn, 1)?;
             packs.push(grants);
             continue;
         }
@@ -287,10 +286,9 @@ pub(super) fn lease_jobs_for(
             if let Some(g) = grant(tx, worker, id, job, request_id, Some(&head_lease), now)? {
                 grants.push(g);
                 leases += 1;
-                shares.charge(&sweep, 1);
             }
         }
-        shares.record(tx, &sweep, taken_jobs)?;
+        shares.record(tx, &turn, taken_jobs)?;
         packs.push(grants);
     }
     Ok(packs)

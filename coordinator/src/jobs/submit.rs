@@ -49,7 +49,7 @@ pub fn submit(
     )?;
     exec(
         tx,
-        "INSERT INTO sweep_shares (sweep_id, priority, max_running, device) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO sweep_shares (sweep_id, priority, max_running, device, seq) VALUES (?1, ?2, ?3, ?4, (SELECT rowid FROM sweeps WHERE id = ?1))",
         params![
             sweep_id,
             spec.schedule.priority,
@@ -163,5 +163,12 @@ pub(super) fn link_trials(
             (position / seeds) as i64
         ])?;
     }
+    // New jobs are queued without a trigger (requeued and adopted ones set it themselves): the
+    // sweep competes for workers until a lease finds nothing queued.
+    exec(
+        tx,
+        "UPDATE sweep_shares SET active = 1 WHERE sweep_id = ?1",
+        [sweep_id],
+    )?;
     Ok(())
 }

@@ -428,4 +428,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE sweep_shares SET running = running + 1 WHERE sweep_id = new.last_sweep;
     END;
     "#,
+    // 25: the fair share reads its next sweep from an index instead of weighing every active
+    // sweep (two statements each) on every lease. `active`: a job of the sweep may be queued (set
+    // by submit and by the trigger below whenever a job is queued again or adopted while queued;
+    // cleared by the lease that finds none); `seq`: submission order, the last tie-break; turns
+    // come from one counter. `store_cost 5000 50 SWEEPS`: see coordinator/docs/sharing.md.
+    r#"
+    ALTER TABLE sweep_shares ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sweep_shares ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE sweep_shares SET
+        active = EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND last_sweep = sweep_shares.sweep_id),
+        seq = (SELECT rowid FROM sweeps WHERE id = sweep_shares.sweep_id);
+    CREATE INDEX sweep_shares_turns ON sweep_shares (running / priority, last_served, seq)
+        WHERE active = 1;
+    INSERT INTO counters (name, value) SELECT 'turns', COALESCE(MAX(last_served), 0) + 1 FROM sweep_shares;
+    CREATE TRIGGER jobs_queued_activates AFTER UPDATE OF state, last_sweep ON jobs
+    WHEN new.state = 'queued'
+    BEGIN
+        UPDATE sweep_shares SET active = 1 WHERE sweep_id = new.last_sweep AND active = 0;
+    END;
+    "#,
 ];
