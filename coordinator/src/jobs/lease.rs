@@ -11,7 +11,6 @@ use super::workers::touch_worker;
 use super::{Job, JobState, LeaseGrant, Millis};
 use crate::Error;
 use crate::store::{exec, one};
-use crate::sweep::Device;
 use jetsweep_proto::limits::MAX_PACK;
 use jetsweep_proto::worker_id::worker_name;
 
@@ -213,9 +212,9 @@ pub(super) fn lease_jobs_for(
     request_id: Option<&str>,
     now: Millis,
 ) -> Result<Vec<Pack>, Error> {
-    let device = touch_worker(tx, worker, now)?;
+    touch_worker(tx, worker, now)?;
     expire_leases(tx, now)?;
-    let shares = Shares::for_device(Device::of_worker(&device));
+    let shares = Shares::for_worker(worker);
     // One statement takes a sweep's oldest queued job and returns it, already leased; the other
     // takes a named queued job.
     let mut take_oldest = tx.prepare_cached(concat!(

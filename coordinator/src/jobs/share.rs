@@ -34,15 +34,36 @@ pub(super) struct Turn {
     pub contended: bool,
 }
 
-/// The fair share as a worker of one device class sees it.
+/// The fair share as one worker sees it.
 #[derive(Debug)]
-pub(super) struct Shares {
-    device: Device,
+pub(super) struct Shares<'w> {
+    worker: &'w str,
+    /// Its device class, read the first time a sweep asks for one (most sweeps take any).
+    device: std::cell::OnceCell<Device>,
 }
 
-impl Shares {
-    pub(super) fn for_device(device: Device) -> Shares {
-        Shares { device }
+impl<'w> Shares<'w> {
+    pub(super) fn for_worker(worker: &'w str) -> Shares<'w> {
+        Shares {
+            worker,
+            device: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Whether a sweep that asks for device class `class` may take this worker.
+    fn admits(&self, tx: &Transaction<'_>, class: &str) -> Result<bool, Error> {
+        let wanted = Device::parse(class).unwrap_or_default();
+        if wanted == Device::Any {
+            return Ok(true);
+        }
+        let device = match self.device.get() {
+            Some(d) => *d,
+            None => {
+                let d = Device::of_worker(&super::workers::worker_device(tx, self.worker)?);
+                *self.device.get_or_init(|| d)
+            }
+        };
+        Ok(wanted.admits(device))
     }
 
     /// The sweep the next pack comes from, if any sweep with queued jobs is open to this worker.
@@ -61,9 +82,7 @@ impl Shares {
             }
             let (sweep, running, cap, class): (String, i64, Option<i64>, String) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            let admits = Device::parse(&class)
-                .unwrap_or_default()
-                .admits(self.device);
+            let admits = self.admits(tx, &class)?;
             let room = cap.map_or(u32::MAX, |cap| {
                 u32::try_from(cap.saturating_sub(running)).unwrap_or(0)
             });

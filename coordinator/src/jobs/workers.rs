@@ -79,15 +79,26 @@ pub fn register_worker(
     Ok(id)
 }
 
-/// Notes that `worker` was heard from; returns the device it registered with. Errors: NotFound
-/// (it must register again).
-pub(super) fn touch_worker(
-    tx: &Transaction<'_>,
-    worker: &str,
-    now: Millis,
-) -> Result<String, Error> {
-    tx.prepare_cached("UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1 RETURNING device")?
-        .query_row(params![worker, now], |r| r.get(0))
+/// Notes that `worker` was heard from. Errors: NotFound (it must register again).
+pub(super) fn touch_worker(tx: &Transaction<'_>, worker: &str, now: Millis) -> Result<(), Error> {
+    let n = exec(
+        tx,
+        "UPDATE workers SET last_seen_ms = ?2 WHERE id = ?1",
+        params![worker, now],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!(
+            "worker {:?} (register again)",
+            jetsweep_proto::worker_id::worker_name(worker)
+        )));
+    }
+    Ok(())
+}
+
+/// The device `worker` registered with. Errors: NotFound.
+pub(super) fn worker_device(tx: &Transaction<'_>, worker: &str) -> Result<String, Error> {
+    tx.prepare_cached("SELECT device FROM workers WHERE id = ?1")?
+        .query_row([worker], |r| r.get(0))
         .optional()?
         .ok_or_else(|| {
             Error::NotFound(format!(
