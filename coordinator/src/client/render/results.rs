@@ -283,6 +283,17 @@ fn csv_text(s: &str) -> String {
     }
 }
 
+/// Seconds with two significant digits below 10 (a packed jsc-tiny trial's share of its pack is
+/// milliseconds), one decimal above.
+fn seconds(s: f64) -> String {
+    let decimals = if s > 0.0 {
+        (1 - s.log10().floor() as i32).clamp(1, 4) as usize
+    } else {
+        1
+    };
+    format!("{s:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,15 +442,4 @@ mod tests {
         );
         assert!(!table.contains("MODEL"), "{table}");
     }
-}
-
-/// Seconds with two significant digits below 10 (a packed jsc-tiny trial's share of its pack is
-/// milliseconds), one decimal above.
-fn seconds(s: f64) -> String {
-    let decimals = if s > 0.0 {
-        (1 - s.log10().floor() as i32).clamp(1, 4) as usize
-    } else {
-        1
-    };
-    format!("{s:.decimals$}")
 }
