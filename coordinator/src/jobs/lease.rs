@@ -190,7 +190,7 @@ impl Ask {
 macro_rules! lease_job {
     () => {
         "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
-             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2"
+             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2, counted = ?4"
     };
 }
 
@@ -243,7 +243,7 @@ pub(super) fn lease_jobs_for(
         };
         let sweep = turn.sweep.clone();
         let Some((id, job)) = take_oldest
-            .query_row(params![worker, now, sweep], |r| {
+            .query_row(params![worker, now, sweep, turn.counts()], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
             })
             .optional()?
@@ -276,7 +276,7 @@ pub(super) fn lease_jobs_for(
         let mut taken_jobs = 1;
         for mate in mates {
             let taken = take_named
-                .query_row(params![worker, now, mate], |r| {
+                .query_row(params![worker, now, mate, turn.counts()], |r| {
                     Ok((r.get::<_, String>(0)?, job_from_row(r)?))
                 })
                 .optional()?;

@@ -9,7 +9,8 @@
 //!
 //! A queued job belongs to the sweep that last submitted it (`jobs.last_sweep`). Each sweep has a
 //! small row in `sweep_shares` with its running count (leasing adds a pack at once; a trigger takes
-//! a job off when it stops running, migration 24) and whether it may have queued jobs (`active`:
+//! a job off when it stops running, migration 24; only jobs leased while another sweep competes or
+//! under a cap are counted, migration 26) and whether it may have queued jobs (`active`:
 //! set when a job of it is queued, by submit and by a trigger on every requeue; cleared when a
 //! lease finds none, migration 25). A partial index orders the active sweeps by running per
 //! priority, turn and age, so choosing reads the first admissible row: the cost of a lease does
@@ -32,6 +33,18 @@ pub(super) struct Turn {
     pub room: u32,
     /// Another sweep has queued jobs too: serving this one counts as its turn.
     pub contended: bool,
+    /// It has a cap (`max_running`).
+    pub capped: bool,
+}
+
+impl Turn {
+    /// Whether the jobs leased on this turn go into the sweep's running count: where the count
+    /// decides something (another sweep competes, or a cap binds). A sweep alone and uncapped
+    /// leases without the count's upkeep; its running jobs then read as fewer than they are, so
+    /// when another sweep arrives the two take turns until its uncounted jobs end.
+    pub fn counts(&self) -> bool {
+        self.contended || self.capped
+    }
 }
 
 /// The fair share as one worker sees it.
@@ -91,6 +104,7 @@ impl<'w> Shares<'w> {
                     sweep,
                     room,
                     contended: passed > 0,
+                    capped: cap.is_some(),
                 });
             } else {
                 passed += 1;
@@ -103,9 +117,13 @@ impl<'w> Shares<'w> {
     }
 
     /// Stores what serving a pack of `jobs` from `turn`'s sweep changed, in one statement: its
-    /// running count (leasing keeps it; the triggers of migration 24 take a job off when it stops
-    /// running) and, when other sweeps wait too, its turn (a counter every served turn advances).
+    /// running count (leasing keeps it; the triggers of migration 26 take a counted job off when
+    /// it stops running) and, when other sweeps wait too, its turn (a counter every served turn
+    /// advances). Nothing for a turn that [`Turn::counts`] not.
     pub(super) fn record(&self, tx: &Transaction<'_>, turn: &Turn, jobs: u32) -> Result<(), Error> {
+        if !turn.counts() {
+            return Ok(());
+        }
         if turn.contended {
             tx.prepare_cached(
                 "UPDATE sweep_shares SET running = running + ?2,

@@ -448,4 +448,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE sweep_shares SET active = 1 WHERE sweep_id = new.last_sweep AND active = 0;
     END;
     "#,
+    // 26: running counts only where they decide something. A job leased while its sweep competes
+    // with another, or under a cap, is `counted` (its sweep's `running` holds it, and the triggers
+    // take it off when it stops or move it with its sweep); a job leased by a sweep alone and
+    // uncapped is not, and costs no count upkeep. Jobs leased before this migration were counted.
+    r#"
+    ALTER TABLE jobs ADD COLUMN counted INTEGER NOT NULL DEFAULT 1;
+    DROP TRIGGER jobs_running_ended;
+    DROP TRIGGER jobs_running_moved;
+    CREATE TRIGGER jobs_running_ended AFTER UPDATE OF state ON jobs
+    WHEN old.state = 'leased' AND new.state IS NOT 'leased' AND old.counted = 1
+    BEGIN
+        UPDATE sweep_shares SET running = running - 1 WHERE sweep_id = old.last_sweep;
+    END;
+    CREATE TRIGGER jobs_running_moved AFTER UPDATE OF last_sweep ON jobs
+    WHEN old.state = 'leased' AND new.state = 'leased' AND old.counted = 1
+     AND old.last_sweep IS NOT new.last_sweep
+    BEGIN
+        UPDATE sweep_shares SET running = running - 1 WHERE sweep_id = old.last_sweep;
+        UPDATE sweep_shares SET running = running + 1 WHERE sweep_id = new.last_sweep;
+    END;
+    "#,
 ];

@@ -46,13 +46,14 @@ fn sweeps_of(store: &mut Store, grants: &[LeaseGrant]) -> Vec<String> {
         .collect()
 }
 
-/// Each sweep's running count (kept by a trigger) equals its leased jobs counted.
+/// Each sweep's running count equals its leased jobs that were leased counted (while another
+/// sweep competed, or under a cap).
 fn assert_running_counts_match(store: &mut Store) {
     let rows: Vec<(String, i64, i64)> = store
         .read(|tx| {
             let mut stmt = tx.prepare(
                 "SELECT s.sweep_id, s.running,
-                        (SELECT COUNT(*) FROM jobs j WHERE j.state = 'leased' AND j.last_sweep = s.sweep_id)
+                        (SELECT COUNT(*) FROM jobs j WHERE j.state = 'leased' AND j.counted = 1 AND j.last_sweep = s.sweep_id)
                  FROM sweep_shares s",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -102,6 +103,75 @@ fn a_late_small_sweep_is_not_starved_by_an_early_big_one() {
         }
     }
     assert!(leases <= 21, "the small sweep ended after {leases} leases");
+    assert_running_counts_match(&mut store);
+}
+
+/// A sweep alone leases without counting (no upkeep where no choice is made); once a second sweep
+/// competes, leases are counted again, and the late sweep is served every other lease at once
+/// although the first one's uncounted jobs still run.
+#[test]
+fn a_sweep_alone_leases_uncounted_and_a_second_one_is_served_at_once() {
+    let mut store = Store::in_memory().unwrap();
+    let big = submit_text(&mut store, &grid("big", 100, ""));
+    let w = store
+        .write(|tx| register_worker(tx, "w", "cpu", 8, 1_000))
+        .unwrap();
+    let running = |store: &mut Store, sweep: &str| -> i64 {
+        store
+            .read(|tx| {
+                Ok(tx.query_row(
+                    "SELECT running FROM sweep_shares WHERE sweep_id = ?1",
+                    [sweep],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let alone = store.write(|tx| lease_jobs(tx, &w, 4, 2_000)).unwrap();
+    assert_eq!(alone.len(), 4);
+    assert_eq!(
+        running(&mut store, &big),
+        0,
+        "nothing to choose: not counted"
+    );
+    store
+        .write(|tx| {
+            complete(
+                tx,
+                &alone[0].lease_id,
+                &w,
+                &[metrics(1)],
+                &result(0.7),
+                2_001,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        running(&mut store, &big),
+        0,
+        "an uncounted job ends without upkeep"
+    );
+    let small = submit_text(&mut store, &grid("small", 10, ""));
+    // Three of big's jobs still run uncounted; the next four leases alternate between the sweeps.
+    let grants = store.write(|tx| lease_jobs(tx, &w, 4, 3_000)).unwrap();
+    let sweeps = sweeps_of(&mut store, &grants);
+    assert_eq!(
+        sweeps.iter().filter(|s| **s == small).count(),
+        2,
+        "{sweeps:?}"
+    );
+    assert_eq!(
+        (running(&mut store, &big), running(&mut store, &small)),
+        (2, 2)
+    );
+    assert_running_counts_match(&mut store);
+    // Big's uncounted jobs end without touching its count.
+    for g in &alone[1..] {
+        store
+            .write(|tx| complete(tx, &g.lease_id, &w, &[metrics(1)], &result(0.7), 3_001))
+            .unwrap();
+    }
+    assert_eq!(running(&mut store, &big), 2);
     assert_running_counts_match(&mut store);
 }
 
