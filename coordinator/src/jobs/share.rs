@@ -119,7 +119,7 @@ impl<'w> Shares<'w> {
     /// Stores what serving a pack of `jobs` from `turn`'s sweep changed, in one statement: its
     /// running count (leasing keeps it; the triggers of migration 26 take a counted job off when
     /// it stops running) and, when other sweeps wait too, its turn (a counter every served turn
-    /// advances). Nothing for a turn that [`Turn::counts`] not.
+    /// advances). Nothing when the turn is not counted ([`Turn::counts`]).
     pub(super) fn record(&self, tx: &Transaction<'_>, turn: &Turn, jobs: u32) -> Result<(), Error> {
         if !turn.counts() {
             return Ok(());
