@@ -62,6 +62,9 @@ pub fn trial_detail(
         )?
         .query_row(params![sweep_id, point], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let count = count.clamp(1, MAX_POINT_SEEDS);
+    // The window always holds the trial itself (sweeps stored before points existed number every
+    // job point 0, a window far wider than one point).
+    let first = first.max(position.saturating_sub(count - 1));
     let (seeds, _) = jobs_page(tx, sweep_id, first, count)?;
     let (curves, _) = curves_page(tx, sweep_id, first, count, u32::MAX)?;
     let mut curves: std::collections::HashMap<String, Vec<EpochMetrics>> = curves
