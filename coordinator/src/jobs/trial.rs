@@ -71,20 +71,15 @@ pub fn trial_detail(
         .into_iter()
         .map(|JobCurve { job_id, epochs }| (job_id, epochs))
         .collect();
+    let job = seeds
+        .iter()
+        .find(|j| j.id == job_id)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("trial {job_id:?} in sweep {sweep_id:?}")))?;
     // Sweeps stored before points existed number every job point 0: keep the trial's own
     // configuration only.
-    let (this, _) = jobs_page(tx, sweep_id, position, 1)?;
-    let job = this
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::NotFound(format!("trial {job_id:?} in sweep {sweep_id:?}")))?;
-    let same_point = |j: &Job| {
-        let (a, b) = (&j.trial, &job.trial);
-        (&a.model.name, a.optimizer, a.batch_size, a.max_epochs)
-            == (&b.model.name, b.optimizer, b.batch_size, b.max_epochs)
-            && a.learning_rate == b.learning_rate
-            && a.weight_decay == b.weight_decay
-    };
+    let key = crate::results::point_key(&job.trial);
+    let same_point = |j: &Job| crate::results::point_key(&j.trial) == key;
     let mut point: Vec<(Job, Vec<EpochMetrics>)> = seeds
         .into_iter()
         .filter(same_point)

@@ -87,12 +87,17 @@ pub(super) fn touch_worker(tx: &Transaction<'_>, worker: &str, now: Millis) -> R
         params![worker, now],
     )?;
     if n == 0 {
-        return Err(Error::NotFound(format!(
-            "worker {:?} (register again)",
-            jetsweep_proto::worker_id::worker_name(worker)
-        )));
+        return Err(unknown_worker(worker));
     }
     Ok(())
+}
+
+/// A worker the registry does not hold (never registered, or forgotten): it registers again.
+fn unknown_worker(worker: &str) -> Error {
+    Error::NotFound(format!(
+        "worker {:?} (register again)",
+        jetsweep_proto::worker_id::worker_name(worker)
+    ))
 }
 
 /// The device `worker` registered with. Errors: NotFound.
@@ -100,12 +105,7 @@ pub(super) fn worker_device(tx: &Transaction<'_>, worker: &str) -> Result<String
     tx.prepare_cached("SELECT device FROM workers WHERE id = ?1")?
         .query_row([worker], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "worker {:?} (register again)",
-                jetsweep_proto::worker_id::worker_name(worker)
-            ))
-        })
+        .ok_or_else(|| unknown_worker(worker))
 }
 
 /// Drops the workers last heard from before `seen_before` that hold no lease (a worker that

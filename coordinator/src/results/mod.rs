@@ -85,7 +85,7 @@ pub struct Aggregate {
 }
 
 /// A grid point's identity: every hyperparameter but the seed (the real ones by their bits).
-type PointKey = (String, Optimizer, u32, u32, u64, u64);
+pub(crate) type PointKey = (String, Optimizer, u32, u32, u64, u64);
 
 /// The numbers of one point's finished seeds, gathered before they are reduced.
 #[derive(Default)]
@@ -102,20 +102,24 @@ struct Gathered {
 
 /// Aggregates `outcomes` (a sweep's jobs in grid order). One pass over the jobs (a 100,000-job
 /// sweep must not cost 100,000² comparisons), then one over the points.
+/// A trial's grid point: its configuration without the seed.
+pub(crate) fn point_key(t: &Trial) -> PointKey {
+    (
+        t.model.name.clone(),
+        t.optimizer,
+        t.batch_size,
+        t.max_epochs,
+        t.learning_rate.to_bits(),
+        t.weight_decay.to_bits(),
+    )
+}
+
 pub fn aggregate<'a>(outcomes: impl IntoIterator<Item = &'a TrialOutcome>) -> Aggregate {
     let mut index: HashMap<PointKey, usize> = HashMap::new();
     let mut points: Vec<(Trial, Gathered)> = Vec::new();
     for o in outcomes {
         let t = &o.trial;
-        let key = (
-            t.model.name.clone(),
-            t.optimizer,
-            t.batch_size,
-            t.max_epochs,
-            t.learning_rate.to_bits(),
-            t.weight_decay.to_bits(),
-        );
-        let i = *index.entry(key).or_insert_with(|| {
+        let i = *index.entry(point_key(t)).or_insert_with(|| {
             let point = Trial {
                 seed: 0,
                 ..t.clone()

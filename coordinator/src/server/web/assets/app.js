@@ -187,6 +187,12 @@ const jetsweep = (() => {
     return { mean, lo, hi };
   }
 
+  // One curve's values at epochs `xs` (a gap where it reported none).
+  const valuesAt = (curve, key, scale, xs) => {
+    const at = new Map(curve.map((m) => [m.epoch, m[key] * scale]));
+    return xs.map((x) => at.get(x) ?? null);
+  };
+
   // One chart of grouped curves: for each group its mean line over a shaded ± std band, and its
   // seeds' own curves (hidden unless `seedsShown`). uPlot's legend is off: the page has one legend
   // for all charts. Returns the plot and, per group, the indexes of its series.
@@ -251,24 +257,24 @@ const jetsweep = (() => {
     }
     let points = [...byPoint.values()];
     const all = points.length;
+    const maxEpoch = Math.max(1, ...points.flatMap((p) => p.trials.map((j) => j.max_epochs)));
+    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
     if (all > POINTS_SHOWN) {
-      const lowest = (p) => Math.min(...meanBand(p.trials.map((j) => curves[j.id]), "val_loss", 1, xsOf(p)).mean.filter((v) => v != null));
+      const lowest = (p) => Math.min(...meanBand(p.trials.map((j) => curves[j.id]), "val_loss", 1, xs).mean.filter((v) => v != null));
       points = points.map((p) => [lowest(p), p]).sort((a, b) => a[0] - b[0]).slice(0, POINTS_SHOWN).map((e) => e[1]);
       note.textContent = `the ${POINTS_SHOWN} of ${all} grid points with the lowest mean validation loss so far (every point: the results table below)`;
     }
-    const maxEpoch = Math.max(1, ...points.flatMap((p) => p.trials.map((j) => j.max_epochs)));
-    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
     target.dataset.groups = points.length;
     const pinned = new Set();
     const charts = CHARTS.map(([title, yLabel, key, scale]) => groupedChart(target, title, yLabel, xs,
       points.map((p, g) => {
-        const cs = p.trials.map((j) => curves[j.id]);
+        const band = meanBand(p.trials.map((j) => curves[j.id]), key, scale, xs);
         const running = p.trials.some((j) => j.state === "running");
         return {
           label: p.label, color: COLORS[g % COLORS.length], dash: running ? [6, 3] : undefined,
-          band: p.trials.length > 1 ? meanBand(cs, key, scale, xs) : null,
-          mean: meanBand(cs, key, scale, xs).mean,
-          seeds: p.trials.map((j) => ({ label: `seed ${j.seed}`, values: xs.map((x) => { const m = curves[j.id].find((e) => e.epoch === x); return m ? m[key] * scale : null; }) })),
+          band: p.trials.length > 1 ? band : null,
+          mean: band.mean,
+          seeds: p.trials.map((j) => ({ label: `seed ${j.seed}`, values: valuesAt(curves[j.id], key, scale, xs) })),
         };
       })));
     const show = (g, on) => charts.forEach(({ plot, index }) => {
@@ -287,7 +293,6 @@ const jetsweep = (() => {
       el.addEventListener("click", () => { if (pinned.has(g)) pinned.delete(g); else pinned.add(g); el.classList.toggle("pinned", pinned.has(g)); show(g, true); });
     });
   }
-  const xsOf = (p) => Array.from({ length: Math.max(...p.trials.map((j) => j.max_epochs)) }, (_, i) => i + 1);
 
   // The hyperparameters a grid can sweep: how to name a value, and the order values sort in.
   const PARAMS = [
@@ -681,12 +686,11 @@ const jetsweep = (() => {
       target.dataset.points = curve.length;
       if (!curve.length && !others.some((p) => p.curve.length)) target.innerHTML = `<p class="muted">no epoch reported yet</p>`;
       else for (const [title, yLabel, key, scale] of CHARTS) {
-        const at = (c) => xs.map((x) => { const m = c.find((e) => e.epoch === x); return m ? m[key] * scale : null; });
+        const band = t.point.length > 1 ? meanBand(t.point.map((p) => p.curve), key, scale, xs) : null;
         groupedChart(target, title, yLabel, xs, [
-          { label: "point", color: "#6b7280", band: t.point.length > 1 ? meanBand(t.point.map((p) => p.curve), key, scale, xs) : null,
-            mean: t.point.length > 1 ? meanBand(t.point.map((p) => p.curve), key, scale, xs).mean : null, width: 1.5, dash: [4, 3],
-            seeds: others.map((p) => ({ label: `seed ${p.seed}`, values: at(p.curve), color: "#adb5bd" })), seedsShown: true },
-          { label: `seed ${j.seed}`, color: "#1f5fbf", mean: at(curve), width: 2.5 },
+          { label: "point", color: "#6b7280", band, mean: band && band.mean, width: 1.5, dash: [4, 3],
+            seeds: others.map((p) => ({ label: `seed ${p.seed}`, values: valuesAt(p.curve, key, scale, xs), color: "#adb5bd" })), seedsShown: true },
+          { label: `seed ${j.seed}`, color: "#1f5fbf", mean: valuesAt(curve, key, scale, xs), width: 2.5 },
         ]);
       }
       $("#trial-legend").innerHTML = `<span class="legend-item"><i style="background:#1f5fbf"></i>this trial (seed ${j.seed})</span>` +
