@@ -564,6 +564,13 @@ async fn a_fifty_trial_sweep_draws_one_curve_per_point_and_each_trial_has_a_page
     assert!(body.contains("No trial “nope”"), "{body}");
     let (status, _) = http_get(&url, &format!("/api/sweeps/{id}/trials/nope"), None);
     assert_eq!(status, 404);
+    // A hostile trial id in the address is shown escaped on the 404 page.
+    let (status, body) = http_get(&url, &format!("/sweeps/{id}/trials/%3Cscript%3Ex"), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("&lt;script&gt;x") && !body.contains("<script>x"),
+        "escaped: {body}"
+    );
 
     // The workers page: the one that left says so.
     let start = std::time::Instant::now();
