@@ -275,9 +275,11 @@ fn promote_at(
                 scores.len() as u32
             ],
         )?;
+        // `queued_seq = queued_seq`: a promoted job keeps its place, and the write of the column
+        // marks its sweep active again (migration 27's trigger).
         let resumed = exec(
             tx,
-            "UPDATE jobs SET state = 'queued', error = NULL, updated_ms = ?3
+            "UPDATE jobs SET state = 'queued', queued_seq = queued_seq, error = NULL, updated_ms = ?3
              WHERE state = 'paused' AND id IN (SELECT job_id FROM sweep_jobs WHERE sweep_id = ?1 AND point = ?2)",
             params![sweep_id, point, now],
         )?;
@@ -344,7 +346,7 @@ pub(super) fn pause(
     exec(
         tx,
         "UPDATE jobs SET state = 'paused', max_attempts = max_attempts + 1, lease_id = NULL, worker_id = NULL,
-             lease_expires_ms = NULL, updated_ms = ?2,
+             lease_expires_ms = NULL, counted = 0, updated_ms = ?2,
              error = 'paused at epoch ' || ?3 || ': waiting for successive halving to judge its point'
          WHERE id = ?1",
         params![held.job_id, now, rung],

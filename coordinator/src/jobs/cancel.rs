@@ -39,7 +39,7 @@ pub(super) fn cancel_job(
              error = COALESCE((SELECT 'stopped early at epoch ' || MIN(s.stopped_epoch)
                                       || IIF(json_extract(w.stop_json, '$.rule') = 'median', ' by the median rule', ' by successive halving')
                                FROM sweep_jobs s JOIN sweeps w ON w.id = s.sweep_id
-                               WHERE s.job_id = ?1 AND s.stopped_epoch IS NOT NULL), 'sweep cancelled'), worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+                               WHERE s.job_id = ?1 AND s.stopped_epoch IS NOT NULL), 'sweep cancelled'), worker_id = NULL, lease_expires_ms = NULL, counted = 0, updated_ms = ?2 WHERE id = ?1",
         params![job_id, now],
     )?;
     Ok(())

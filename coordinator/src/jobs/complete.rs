@@ -142,6 +142,15 @@ fn job_epochs(tx: &Transaction<'_>, job_id: &str) -> Result<Vec<EpochMetrics>, E
     Ok(epochs)
 }
 
+/// The update that marks job `?1` done at `?3` with its result `?2`, summary `?6` and latest
+/// epoch (`?4`, `?5`); the statements add whether it leaves the running count.
+macro_rules! done_job {
+    () => {
+        "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),
+             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3, summary_json = ?6"
+    };
+}
+
 /// Stores the result (after `epochs` not reported yet) under the current lease. Repeating it with
 /// the same lease changes nothing. A result that arrives is kept even if the sweep was cancelled
 /// meanwhile: the work is done and the number is real.
@@ -185,10 +194,15 @@ pub fn complete(
     }
     let summary = EpochSummary::of(&job_epochs(tx, &held.job_id)?, result.best_epoch)
         .map(|s| serde_json::to_string(&s).expect("summary serialises"));
+    // A counted job leaves its sweep's running count by clearing its mark (migration 27's
+    // trigger); an uncounted one's update names no column a trigger watches.
+    let done = [
+        concat!(done_job!(), " WHERE id = ?1"),
+        concat!(done_job!(), ", counted = 0 WHERE id = ?1"),
+    ][usize::from(held.counted)];
     exec(
         tx,
-        "UPDATE jobs SET state = 'done', result_json = ?2, epochs_done = COALESCE(?4, epochs_done), latest_json = COALESCE(?5, latest_json),
-             lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3, summary_json = ?6 WHERE id = ?1",
+        done,
         params![
             held.job_id,
             serde_json::to_string(result).expect("result serialises"),

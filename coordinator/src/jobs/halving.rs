@@ -460,9 +460,10 @@ fn decide(
         .iter()
         .filter(|m| m.cohort == own_cohort && !m.stopped && decision.kept.contains(&m.point))
     {
+        // It keeps its place; writing the column marks its sweep active (migration 27).
         exec(
             tx,
-            "UPDATE jobs SET state = 'queued', error = NULL, updated_ms = ?2 WHERE id = ?1 AND state = 'paused'",
+            "UPDATE jobs SET state = 'queued', queued_seq = queued_seq, error = NULL, updated_ms = ?2 WHERE id = ?1 AND state = 'paused'",
             params![m.job_id, now],
         )?;
     }

@@ -60,7 +60,7 @@ pub fn invalidate_worker(
     let mut requeue = tx.prepare_cached(
         "UPDATE jobs SET state = 'queued', queued_seq = ?2,
                 max_attempts = attempts - lost + COALESCE((SELECT max_attempts FROM sweeps WHERE id = jobs.last_sweep), 3),
-                max_lost = lost + ?3, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL,
+                max_lost = lost + ?3, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, counted = 0,
                 epochs_done = 0, latest_json = NULL, result_json = NULL, summary_json = NULL,
                 error = NULL, updated_ms = ?4
          WHERE id = ?1",

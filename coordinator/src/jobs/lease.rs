@@ -135,7 +135,7 @@ pub(super) fn end_attempt(
         let seq = next_seq(tx)?;
         exec(
             tx,
-            "UPDATE jobs SET state = 'queued', queued_seq = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+            "UPDATE jobs SET state = 'queued', queued_seq = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, counted = 0, updated_ms = ?3 WHERE id = ?1",
             params![job, seq, now],
         )?;
     } else {
@@ -149,7 +149,7 @@ fn fail_job_row(tx: &Transaction<'_>, job: &str, error: &str, now: Millis) -> Re
     checkpoints::discard(tx, job)?;
     exec(
         tx,
-        "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
+        "UPDATE jobs SET state = 'failed', error = ?2, lease_id = NULL, worker_id = NULL, lease_expires_ms = NULL, counted = 0, updated_ms = ?3 WHERE id = ?1",
         params![job, error, now],
     )?;
     Ok(())
@@ -186,11 +186,31 @@ impl Ask {
     }
 }
 
-/// The update that leases a job to worker `?1` at time `?2` (the statements add which job).
+/// The update that leases a job to worker `?1` at time `?2` (the statements add which job). A
+/// job leased into its sweep's running count is marked `counted` (migration 27: the mark's
+/// clearing takes it off again); a job leased uncounted leaves the column alone (it is 0 on every
+/// job not leased), so the statement carries no trigger at all.
 macro_rules! lease_job {
-    () => {
+    (uncounted) => {
         "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_id = printf('%012d.%s.%d', queued_seq, id, attempts + 1), worker_id = ?1,
-             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2, counted = ?4"
+             lease_expires_ms = ?2 + lease_ttl_ms, epochs_done = 0, latest_json = NULL, updated_ms = ?2"
+    };
+    (counted) => {
+        concat!(lease_job!(uncounted), ", counted = 1")
+    };
+}
+
+/// Where a lease takes its job: `?3` names the sweep whose oldest queued job it takes.
+macro_rules! oldest_of_sweep {
+    () => {
+        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND last_sweep = ?3 ORDER BY queued_seq LIMIT 1) RETURNING "
+    };
+}
+
+/// Where a pack-mate's lease takes its job: `?3` names it, still queued.
+macro_rules! named_queued {
+    () => {
+        " WHERE id = ?3 AND state = 'queued' RETURNING "
     };
 }
 
@@ -216,17 +236,15 @@ pub(super) fn lease_jobs_for(
     expire_leases(tx, now)?;
     let shares = Shares::for_worker(worker);
     // One statement takes a sweep's oldest queued job and returns it, already leased; the other
-    // takes a named queued job.
-    let mut take_oldest = tx.prepare_cached(concat!(
-        lease_job!(),
-        " WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND last_sweep = ?3 ORDER BY queued_seq LIMIT 1) RETURNING ",
-        job_columns!()
-    ))?;
-    let mut take_named = tx.prepare_cached(concat!(
-        lease_job!(),
-        " WHERE id = ?3 AND state = 'queued' RETURNING ",
-        job_columns!()
-    ))?;
+    // takes a named queued job. Each in two forms: into the running count or not.
+    let oldest = [
+        concat!(lease_job!(uncounted), oldest_of_sweep!(), job_columns!()),
+        concat!(lease_job!(counted), oldest_of_sweep!(), job_columns!()),
+    ];
+    let named = [
+        concat!(lease_job!(uncounted), named_queued!(), job_columns!()),
+        concat!(lease_job!(counted), named_queued!(), job_columns!()),
+    ];
     let mut mates_of = tx.prepare_cached(
         "SELECT q.id FROM (SELECT id, pack_key, dataset_sha256, attempts
                            FROM jobs WHERE state = 'queued' AND last_sweep = ?4 ORDER BY queued_seq LIMIT ?3) q
@@ -242,8 +260,10 @@ pub(super) fn lease_jobs_for(
             break;
         };
         let sweep = turn.sweep.clone();
-        let Some((id, job)) = take_oldest
-            .query_row(params![worker, now, sweep, turn.counts()], |r| {
+        let counted = usize::from(turn.counts());
+        let Some((id, job)) = tx
+            .prepare_cached(oldest[counted])?
+            .query_row(params![worker, now, sweep], |r| {
                 Ok((r.get::<_, String>(0)?, job_from_row(r)?))
             })
             .optional()?
@@ -275,8 +295,9 @@ pub(super) fn lease_jobs_for(
         // `grant`, and its trigger takes it off again.
         let mut taken_jobs = 1;
         for mate in mates {
-            let taken = take_named
-                .query_row(params![worker, now, mate, turn.counts()], |r| {
+            let taken = tx
+                .prepare_cached(named[counted])?
+                .query_row(params![worker, now, mate], |r| {
                     Ok((r.get::<_, String>(0)?, job_from_row(r)?))
                 })
                 .optional()?;
@@ -362,6 +383,8 @@ pub(super) struct Held {
     /// Workers the job has lost so far, and how many it may lose.
     pub lost: u32,
     pub max_lost: u32,
+    /// It is in its sweep's running count (`jobs.counted`): ending it must clear the mark.
+    pub counted: bool,
 }
 
 /// The job of `lease_id` if that lease is current and was granted to `worker`; expires it first
@@ -377,25 +400,25 @@ pub(super) fn current(
         lease_id: lease_id.to_string(),
         reason,
     };
-    // (state, lease, holder, expiry) and the counts: the seven columns the rules need.
+    // (state, lease, holder, expiry), the counts and the running-count mark: what the rules need.
     type LeaseRow = (
         (String, Option<String>, Option<String>, Option<Millis>),
-        (u32, u32, u32, u32, u32),
+        (u32, u32, u32, u32, u32, bool),
     );
     let row: Option<LeaseRow> = tx
         .prepare_cached(
-            "SELECT state, lease_id, worker_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs, lost, max_lost FROM jobs WHERE id = ?1",
+            "SELECT state, lease_id, worker_id, lease_expires_ms, attempts - lost, max_attempts, max_epochs, lost, max_lost, counted FROM jobs WHERE id = ?1",
         )?
         .query_row([job_id], |r| {
             Ok((
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
-                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
             ))
         })
         .optional()?;
     let Some((
         (state, lease, holder, expires_at),
-        (failures, max_attempts, max_epochs, lost, max_lost),
+        (failures, max_attempts, max_epochs, lost, max_lost, counted),
     )) = row
     else {
         return Err(stale("no such job".into()));
@@ -419,6 +442,7 @@ pub(super) fn current(
                 max_epochs,
                 lost,
                 max_lost,
+                counted,
             })
         }
         ("leased", Some(lease), _) => Err(stale(format!("the job was leased again as {lease}"))),

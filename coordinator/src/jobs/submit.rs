@@ -78,8 +78,8 @@ pub(super) fn link_trials(
     let mut seq = next_seq(tx)?;
     let mut find = tx.prepare_cached("SELECT state FROM jobs WHERE id = ?1")?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost, last_sweep, pack_key, weight_decay, keep_models)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        "INSERT INTO jobs (id, model, optimizer, batch_size, max_epochs, learning_rate, seed, dataset_sha256, state, queued_seq, max_attempts, lease_ttl_ms, updated_ms, max_lost, last_sweep, pack_key, weight_decay, keep_models, counted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0)",
     )?;
     let mut requeue = tx.prepare_cached(
         "UPDATE jobs SET state = 'queued', queued_seq = ?2, max_attempts = attempts - lost + ?3, max_lost = lost + ?6, last_sweep = ?7, lease_ttl_ms = ?4, error = NULL,

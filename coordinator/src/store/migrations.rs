@@ -469,4 +469,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE sweep_shares SET running = running + 1 WHERE sweep_id = new.last_sweep;
     END;
     "#,
+    // 27: the job's two hot updates (lease, done) carry no trigger. A trigger on `state` ran a
+    // sub-program for every lease and completion, its WHEN false for most (~2 kB frame each) and
+    // its statement journal besides. Now `counted` is 1 only while a job is leased into its
+    // sweep's count: every update that ends a lease clears it, and clearing it takes the job off
+    // (an uncounted completion names no watched column). A job is queued again by a write of
+    // `queued_seq` (or of its sweep), which marks its sweep active: requeues give it a new place,
+    // promotions write it unchanged. `store_cost`: see coordinator/docs/sharing.md.
+    r#"
+    UPDATE jobs SET counted = 0 WHERE state <> 'leased';
+    DROP TRIGGER jobs_running_ended;
+    CREATE TRIGGER jobs_running_ended AFTER UPDATE OF counted ON jobs
+    WHEN old.counted = 1 AND new.counted = 0
+    BEGIN
+        UPDATE sweep_shares SET running = running - 1 WHERE sweep_id = old.last_sweep;
+    END;
+    DROP TRIGGER jobs_queued_activates;
+    CREATE TRIGGER jobs_queued_activates AFTER UPDATE OF queued_seq, last_sweep ON jobs
+    WHEN new.state = 'queued'
+    BEGIN
+        UPDATE sweep_shares SET active = 1 WHERE sweep_id = new.last_sweep AND active = 0;
+    END;
+    "#,
 ];

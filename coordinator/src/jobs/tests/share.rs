@@ -249,3 +249,136 @@ fn jobs_go_only_to_workers_of_their_device_class() {
     let grants = store.write(|tx| lease_jobs(tx, &g, 64, 2_000)).unwrap();
     assert_eq!(sweeps_of(&mut store, &grants), vec![gpu; 3]);
 }
+
+/// Jobs marked in their sweep's running count (`counted`), and jobs marked that are not leased.
+fn marks(store: &mut Store) -> (i64, i64) {
+    store
+        .read(|tx| {
+            Ok(tx.query_row(
+                "SELECT (SELECT COALESCE(SUM(running), 0) FROM sweep_shares),
+                        (SELECT COUNT(*) FROM jobs WHERE counted = 1 AND state <> 'leased')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap()
+}
+
+/// A way to end a lease, run in a transaction.
+type EndLease<'a> = &'a dyn Fn(&rusqlite::Transaction<'_>) -> Result<(), Error>;
+
+/// Every way a counted lease ends takes its job off its sweep's running count (migration 27: the
+/// updates that end a lease clear the job's mark, and the mark's trigger keeps the count):
+/// completion, failure, hand-back, expiry, cancellation and invalidation. No job that is not
+/// leased stays marked.
+#[test]
+fn every_way_a_counted_lease_ends_takes_it_off_the_count() {
+    let mut store = Store::in_memory().unwrap();
+    submit_text(&mut store, &grid("one", 40, ""));
+    submit_text(&mut store, &grid("two", 40, ""));
+    let workers: Vec<String> = (0..6)
+        .map(|i| {
+            store
+                .write(|tx| register_worker(tx, &format!("w{i}"), "cpu", 1, 1_000))
+                .unwrap()
+        })
+        .collect();
+    let now = 2_000;
+    let lease = |store: &mut Store, w: &str| -> String {
+        store
+            .write(|tx| lease_jobs(tx, w, 1, now))
+            .unwrap()
+            .remove(0)
+            .lease_id
+    };
+    let leases: Vec<String> = workers.iter().map(|w| lease(&mut store, w)).collect();
+    assert_eq!(
+        marks(&mut store),
+        (6, 0),
+        "two sweeps compete: every lease is counted"
+    );
+    assert_running_counts_match(&mut store);
+
+    let ends: [EndLease<'_>; 3] = [
+        &|tx| {
+            complete(
+                tx,
+                &leases[0],
+                &workers[0],
+                &[metrics(1)],
+                &result(0.7),
+                now,
+            )
+            .map(drop)
+        },
+        &|tx| fail(tx, &leases[1], &workers[1], "boom", true, now).map(drop),
+        &|tx| release(tx, &leases[2], &workers[2], "stopping", now).map(drop),
+    ];
+    for (n, end) in ends.iter().enumerate() {
+        store.write(|tx| end(tx)).unwrap();
+        assert_eq!(marks(&mut store), (5 - n as i64, 0), "after end {n}");
+        assert_running_counts_match(&mut store);
+    }
+    // Worker 3 stops heartbeating (4 and 5 do not): its lease expires.
+    let ttl: Millis = store
+        .read(|tx| Ok(tx.query_row("SELECT MAX(lease_ttl_ms) FROM jobs", [], |r| r.get(0))?))
+        .unwrap();
+    let ttl_later = now + ttl + 1;
+    store
+        .write(|tx| {
+            heartbeat(
+                tx,
+                &workers[4],
+                std::slice::from_ref(&leases[4]),
+                false,
+                now + ttl,
+            )?;
+            heartbeat(
+                tx,
+                &workers[5],
+                std::slice::from_ref(&leases[5]),
+                false,
+                now + ttl,
+            )?;
+            expire_leases(tx, ttl_later)
+        })
+        .unwrap();
+    assert_eq!(marks(&mut store), (2, 0), "after expiry");
+    assert_running_counts_match(&mut store);
+    // Worker 4's sweep is cancelled: its running job stops at its next heartbeat. Worker 5's
+    // results are invalidated: its running job is queued again.
+    let sweep_of_4: String = store
+        .read(|tx| {
+            Ok(tx.query_row(
+                "SELECT last_sweep FROM jobs WHERE lease_id = ?1",
+                [&leases[4]],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    store
+        .write(|tx| {
+            cancel_sweep(tx, &sweep_of_4, ttl_later)?;
+            heartbeat(
+                tx,
+                &workers[4],
+                std::slice::from_ref(&leases[4]),
+                false,
+                ttl_later,
+            )
+        })
+        .unwrap();
+    assert_eq!(marks(&mut store), (1, 0), "after cancel");
+    store
+        .write(|tx| {
+            invalidate_worker(
+                tx,
+                jetsweep_proto::worker_id::worker_name(&workers[5]),
+                ttl_later,
+            )
+            .map(drop)
+        })
+        .unwrap();
+    assert_eq!(marks(&mut store), (0, 0), "after invalidation");
+    assert_running_counts_match(&mut store);
+}
