@@ -124,7 +124,11 @@ fn web_refusal(code: StatusCode, message: &str) -> Response {
 }
 
 /// The gate (see the module's documentation). Layered over the whole router, gRPC included.
-pub async fn gate(State(c): State<Coordinator>, mut request: Request, next: Next) -> Response {
+pub async fn gate(
+    State(c): State<std::sync::Arc<Coordinator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_string();
     let headers = request.headers();
     let grpc = is_grpc(&path);

@@ -29,6 +29,7 @@ pub use state::{
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jetsweep_proto::limits::MAX_MESSAGE_BYTES;
@@ -184,9 +185,11 @@ pub async fn serve(
         &["", "jetsweep.v1.SweepService", "jetsweep.v1.WorkerService"],
     )
     .await;
-    let metrics = coordinator.metrics.clone();
-    let coordinator_metrics = metrics.clone();
-    let coordinator_for_gate = coordinator.clone();
+    // The two layers below take their state by `Arc`: axum clones a layer's state on every
+    // request, and the coordinator's handles are a few dozen reference counts.
+    let metrics = Arc::new(coordinator.metrics.clone());
+    let coordinator_metrics = coordinator.metrics.clone();
+    let coordinator_for_gate = Arc::new(coordinator.clone());
     // Reflection describes jetsweep.proto and the health service, v1 and the older v1alpha that
     // some clients still ask first; callers need a viewer's right (the gate reads it as a read).
     let reflection = || {

@@ -137,7 +137,7 @@ enum Agreement {
     /// Step losses and every epoch's losses within 1e-5, accuracies and the result to four decimals.
     Exact,
     /// Models with a Linear layer before a BatchNorm (jsc-toy, jsc-s, mlp:…): the first epoch's step
-    /// losses within 1e-2 (most within 1e-6; jsc-s has single steps off by 1e-3), the final test accuracy within 2 points. That layer's bias has a gradient
+    /// losses within 1e-2 (most within 1e-6; jsc-s has single steps off by 1e-3), the final test accuracy within 3 points (2.0 seen for jsc-s on an AMD EPYC, where the matrix kernels differ: a few test rows). That layer's bias has a gradient
     /// of exactly zero in arithmetic (BatchNorm removes it), so what any trainer computes for it is
     /// rounding noise of about 1e-9, which Adam (ε 1e-8) turns into steps of nearly the learning
     /// rate: the bias wanders, differently in each trainer (PyTorch's too), and drags the running
@@ -168,7 +168,7 @@ fn assert_same(what: &str, packed: &Trial, alone: &Trial, agreement: Agreement) 
             );
         }
         assert!(
-            (p.test_acc - a.test_acc).abs() < 0.02,
+            (p.test_acc - a.test_acc).abs() < 0.03,
             "{what}: {p:?} vs {a:?}"
         );
         return;

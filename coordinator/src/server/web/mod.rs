@@ -477,7 +477,7 @@ async fn metrics(State(c): State<Coordinator>, headers: HeaderMap) -> Result<Res
 /// `grpc-status` header of a failed call; a call whose status travels in trailers succeeded), the
 /// rest as `http` by HTTP status. Labels come from a fixed set, whatever path a client sends.
 pub async fn count_requests(
-    State(metrics): State<crate::server::metrics::Metrics>,
+    State(metrics): State<std::sync::Arc<crate::server::metrics::Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
