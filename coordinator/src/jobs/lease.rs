@@ -294,9 +294,9 @@ pub(super) fn lease_jobs_for(
         // Every job taken counts as leased here; one whose row cannot be read is failed by
         // `grant`, and its trigger takes it off again.
         let mut taken_jobs = 1;
+        let mut take_named = tx.prepare_cached(named[counted])?;
         for mate in mates {
-            let taken = tx
-                .prepare_cached(named[counted])?
+            let taken = take_named
                 .query_row(params![worker, now, mate], |r| {
                     Ok((r.get::<_, String>(0)?, job_from_row(r)?))
                 })

@@ -8,11 +8,11 @@
 //! for the big one to end.
 //!
 //! A queued job belongs to the sweep that last submitted it (`jobs.last_sweep`). Each sweep has a
-//! small row in `sweep_shares` with its running count (leasing adds a pack at once; a trigger takes
-//! a job off when it stops running, migration 24; only jobs leased while another sweep competes or
-//! under a cap are counted, migration 26) and whether it may have queued jobs (`active`:
-//! set when a job of it is queued, by submit and by a trigger on every requeue; cleared when a
-//! lease finds none, migration 25). A partial index orders the active sweeps by running per
+//! small row in `sweep_shares` with its running count (leasing adds a pack at once; only jobs
+//! leased while another sweep competes or under a cap are counted, and marked `jobs.counted`; every
+//! update that ends a lease clears the mark, and a trigger on the mark takes the job off, migration
+//! 27) and whether it may have queued jobs (`active`: set by submit and, through a trigger on
+//! `queued_seq`, by every requeue; cleared when a lease finds none, migration 25). A partial index orders the active sweeps by running per
 //! priority, turn and age, so choosing reads the first admissible row: the cost of a lease does
 //! not grow with the number of active sweeps, the queue or the cluster (only sweeps passed over,
 //! at their cap or for another device class, are read past).
@@ -117,8 +117,8 @@ impl<'w> Shares<'w> {
     }
 
     /// Stores what serving a pack of `jobs` from `turn`'s sweep changed, in one statement: its
-    /// running count (leasing keeps it; the triggers of migration 26 take a counted job off when
-    /// it stops running) and, when other sweeps wait too, its turn (a counter every served turn
+    /// running count (leasing keeps it; migration 27's trigger takes a counted job off when its
+    /// lease ends) and, when other sweeps wait too, its turn (a counter every served turn
     /// advances). Nothing when the turn is not counted ([`Turn::counts`]).
     pub(super) fn record(&self, tx: &Transaction<'_>, turn: &Turn, jobs: u32) -> Result<(), Error> {
         if !turn.counts() {
